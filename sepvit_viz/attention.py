@@ -1,0 +1,130 @@
+"""Depthwise separable self-attention (DWA + PWA) with named probability taps.
+
+Shapes (axis letters as in :mod:`sepvit_viz.windows`): B batch, n windows, L = P (+1 with the window
+token) tokens of one window, h heads, d = C / h channels per head.
+
+The model knows nothing about visualisation: attention probabilities simply pass through two
+identity modules, ``dwa_tap`` and ``pwa_tap``, together with the window geometry, so that forward
+hooks can watch them. When nothing watches a tap, DWA runs through
+``scaled_dot_product_attention`` and no probability tensor is ever built.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules import module as _module
+
+from .windows import WindowGeometry
+
+__all__ = ["AttentionTap", "SeparableAttention"]
+
+
+class AttentionTap(nn.Module):
+    """Identity on attention probabilities: ``tap(probs, geometry) -> probs``.
+
+    It exists so that hooks can catch the probabilities by module name
+    (``stages.{i}.blocks.{j}.attn.dwa_tap`` / ``.pwa_tap``); a forward hook receives
+    ``args = (probs, geometry)``.
+    """
+
+    def forward(self, probs: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:  # noqa: ARG002
+        return probs
+
+    def is_watched(self) -> bool:
+        """True when any hook (module-level or global) would see this tap's output."""
+        return bool(
+            self._forward_hooks
+            or self._forward_pre_hooks
+            or _module._global_forward_hooks
+            or _module._global_forward_pre_hooks
+        )
+
+
+class SeparableAttention(nn.Module):
+    """DWA inside each window (window token at index 0), then PWA across windows.
+
+    Follows the official SepViT code, including its two inner shortcuts that the paper's equations
+    do not show: ``Y = A_dw V + U`` after DWA and ``O = A_pw F + F`` after PWA. A global block
+    (``with_pwa=False``) is plain multi-head attention over the whole map plus the first shortcut.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        qkv_bias: bool = True,
+        with_pwa: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        token_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.with_pwa = with_pwa
+        # fast path when unwatched; set False to always build the probability tensors
+        self.fused_attn = True
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.dwa_tap = AttentionTap()
+        if with_pwa:
+            self.token_norm = nn.LayerNorm(dim, eps=token_norm_eps)
+            self.token_act = nn.GELU()
+            self.pwa_qk = nn.Linear(dim, dim * 2, bias=qkv_bias)
+            self.pwa_tap = AttentionTap()
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _dwa(self, u: torch.Tensor, geom: WindowGeometry, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, n, L, C) normalised tokens -> (B, n, L, C) DWA output plus the inner shortcut."""
+        B, n, L, C = u.shape
+        q, k, v = self.qkv(u).view(B, n, L, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        # q, k, v: (B, n, h, L, d); key_mask: (n, L), True = real key
+        mask = None if key_mask is None else key_mask[None, :, None, None, :]
+        if self.fused_attn and not self.dwa_tap.is_watched():
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.attn_drop.p if self.training else 0.0
+            )
+        else:
+            attn = (q @ k.transpose(-2, -1)) * self.scale
+            if mask is not None:
+                attn = attn.masked_fill(~mask, float("-inf"))
+            attn = self.dwa_tap(attn.softmax(dim=-1), geom)  # (B, n, h, L, L)
+            y = self.attn_drop(attn) @ v
+        return y.transpose(2, 3).reshape(B, n, L, C) + u
+
+    def _pwa(self, y: torch.Tensor, geom: WindowGeometry, pixel_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, n, 1 + P, C) DWA output -> (B, n, P, C): windows mix the same position across windows."""
+        B, n, L, C = y.shape
+        tokens, feats = y[:, :, 0], y[:, :, 1:]  # (B, n, C), (B, n, P, C)
+        if pixel_mask is not None:
+            # padded pixels must not leak into other windows through V
+            feats = feats * pixel_mask[None, :, :, None].to(feats.dtype)
+        g = self.token_act(self.token_norm(tokens))
+        q, k = self.pwa_qk(g).view(B, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        attn = self.attn_drop(self.pwa_tap(attn, geom))  # (B, h, n, n)
+        v = feats.reshape(B, n, L - 1, self.num_heads, self.head_dim)
+        out = torch.einsum("bhnm,bmphd->bnphd", attn, v).reshape(B, n, L - 1, C)
+        return out + feats
+
+    def forward(
+        self,
+        u: torch.Tensor,
+        geom: WindowGeometry,
+        key_mask: torch.Tensor | None = None,
+        pixel_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """u: (B, n, L, C) normalised window tokens + pixels -> (B, n, P, C) projected pixels.
+
+        key_mask: (n, L) True where a key is real (window token and unpadded pixels), or None.
+        pixel_mask: (n, P) True where a pixel is real, or None.
+        """
+        y = self._dwa(u, geom, key_mask)
+        if self.with_pwa:
+            y = self._pwa(y, geom, pixel_mask)
+        return self.proj_drop(self.proj(y))

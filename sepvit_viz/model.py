@@ -1,0 +1,354 @@
+"""SepViT: Separable Vision Transformer (Li et al., arXiv 2203.15380), as its official code defines it.
+
+Four stages at strides 4, 8, 16, 32. Each stage: overlapping patch embedding, then blocks; the
+conditional positional encoding (PEG) runs once, after the first block of the stage. A block is
+
+* DSSA (window 7): DWA inside each window with one learnable token per window, PWA across windows;
+* GSA (window 14 = a 2x2 group of 7x7 windows): the same, per group;
+* global: a block that holds a single window at the reference resolution (224) has, as in the
+  official code, no window token and no PWA: plain multi-head attention over the whole map. It stays
+  global at every input size (that is what it was trained as).
+
+Any input size works: feature maps are zero-padded at the bottom/right to a whole number of windows,
+padded keys get no attention weight (masked before the softmax), padded pixels are zeroed before
+they can reach other windows through PWA, and the output is cropped back.
+
+Window tokens learned on one window grid (the grid at ``config.ref_img_size``) are mapped to another
+grid like a position embedding: the (gh0, gw0, C) token grid is resized bilinearly
+(``align_corners=False``, antialiased when shrinking) to (gh, gw). At the reference grid they are
+used as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import SeparableAttention
+from .config import VARIANTS, SepViTConfig
+from .layers import DropPath, Mlp, OverlapPatchEmbed, PosConv
+from .windows import WindowGeometry, pad_mask, window_geometry, window_partition, window_reverse
+
+__all__ = ["BlockInfo", "SepViT", "SepViTBlock", "SepViTStage", "create_model", "feature_sizes", "list_models"]
+
+
+def feature_sizes(height: int, width: int, num_stages: int = 4) -> list[tuple[int, int]]:
+    """Feature-map size of every stage for an input of ``height x width``.
+
+    Stage 1 (kernel 7, stride 4, padding 3) gives ceil(H / 4); each later stage (kernel 3, stride 2,
+    padding 1) halves with ceil.
+    """
+    sizes = []
+    h, w = -(-height // 4), -(-width // 4)
+    for _ in range(num_stages):
+        sizes.append((h, w))
+        h, w = -(-h // 2), -(-w // 2)
+    return sizes
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """One row of :meth:`SepViT.block_table`: what a block does at a given input size."""
+
+    name: str
+    stage: int
+    index: int
+    kind: str
+    window_size: int
+    feature_size: tuple[int, int]
+    grid: tuple[int, int]
+    pad: tuple[int, int]
+    num_heads: int
+    dwa_shape: tuple[int, int, int, int]
+    pwa_shape: tuple[int, int, int] | None
+
+    @property
+    def label(self) -> str:
+        """Human-readable name, e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)``."""
+        unit = "groups" if self.kind == "gsa" else "windows"
+        detail = "global attention" if self.kind == "global" else f"w={self.window_size}, {self.grid[0]}x{self.grid[1]} {unit}"
+        return f"stage {self.stage + 1} · block {self.index + 1} · {self.kind.upper()} ({detail})"
+
+
+class SepViTBlock(nn.Module):
+    """One SepViT block: windowed separable attention (or global attention) then an MLP.
+
+    ``forward(x, H, W)``: (B, H*W, C) -> (B, H*W, C).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        *,
+        stage: int,
+        index: int,
+        ref_grid: int,
+        kind: str,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        eps: float = 1e-6,
+        token_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.stage, self.index = stage, index
+        self.name = f"stages.{stage}.blocks.{index}"
+        self.kind = kind
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.stride = 4 * 2**stage
+        self.ref_grid = ref_grid
+        windowed = kind != "global"
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = SeparableAttention(
+            dim, num_heads, qkv_bias=qkv_bias, with_pwa=windowed, attn_drop=attn_drop, proj_drop=drop,
+            token_norm_eps=token_norm_eps,
+        )
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        # one learnable token per window of the reference grid, zero-initialised (paper, Sec. 3.1)
+        self.window_tokens = nn.Parameter(torch.zeros(1, ref_grid * ref_grid, 1, dim)) if windowed else None
+
+    def geometry(self, height: int, width: int) -> WindowGeometry:
+        """How this block tiles an ``height x width`` feature map."""
+        if self.kind == "global":
+            return window_geometry(height, width, None, False, self.stride)
+        return window_geometry(height, width, self.window_size, True, self.stride)
+
+    def tokens_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Window tokens for a (gh, gw) grid: (1, gh*gw, 1, C), resized from the reference grid."""
+        assert self.window_tokens is not None
+        g0 = self.ref_grid
+        if grid == (g0, g0):
+            return self.window_tokens
+        C = self.window_tokens.shape[-1]
+        t = self.window_tokens.reshape(1, g0, g0, C).permute(0, 3, 1, 2)
+        shrink = grid[0] < g0 or grid[1] < g0
+        t = F.interpolate(t, size=grid, mode="bilinear", align_corners=False, antialias=shrink)
+        return t.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], 1, C)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        B, N, C = x.shape
+        geom = self.geometry(H, W)
+        if self.kind == "global":
+            out = self.attn(self.norm1(x).unsqueeze(1), geom).squeeze(1)
+        else:
+            windows = window_partition(x.view(B, H, W, C), geom)  # (B, n, P, C)
+            tokens = self.tokens_for(geom.grid).expand(B, -1, -1, -1).to(windows.dtype)
+            u = self.norm1(torch.cat([tokens, windows], dim=2))  # (B, n, 1 + P, C)
+            pixel_mask = pad_mask(geom, x.device)
+            key_mask = None
+            if pixel_mask is not None:
+                key_mask = torch.cat([pixel_mask.new_ones(pixel_mask.shape[0], 1), pixel_mask], dim=1)
+            out = window_reverse(self.attn(u, geom, key_mask, pixel_mask), geom).reshape(B, N, C)
+        x = x + self.drop_path(out)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def extra_repr(self) -> str:
+        return f"stage={self.stage}, index={self.index}, kind={self.kind}, window_size={self.window_size}"
+
+
+class SepViTStage(nn.Module):
+    """Patch embedding, blocks, and the PEG after the first block. (B, C_in, H, W) -> (B, C, H', W')."""
+
+    def __init__(self, patch_embed: OverlapPatchEmbed, blocks: Sequence[SepViTBlock], dim: int, drop: float) -> None:
+        super().__init__()
+        self.patch_embed = patch_embed
+        self.pos_drop = nn.Dropout(drop)
+        self.blocks = nn.ModuleList(blocks)
+        self.pos_conv = PosConv(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        B, C, H, W = x.shape
+        x = self.pos_drop(x.flatten(2).transpose(1, 2))  # (B, N, C)
+        for j, block in enumerate(self.blocks):
+            x = block(x, H, W)
+            if j == 0:  # official code: PEG after the first block, not before it
+                x = self.pos_conv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
+        return x.transpose(1, 2).reshape(B, C, H, W)
+
+
+class SepViT(nn.Module):
+    """The Separable Vision Transformer. ``forward``: (B, 3, H, W) -> (B, num_classes) for any H, W."""
+
+    def __init__(self, config: SepViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_classes = config.num_classes
+        self.num_features = config.num_features
+        dpr = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        stages, cursor, in_chans = [], 0, config.in_chans
+        self.feature_info: list[dict[str, object]] = []
+        for s, (dim, depth, heads) in enumerate(zip(config.embed_dims, config.depths, config.num_heads)):
+            if s == 0:
+                embed = OverlapPatchEmbed(in_chans, dim, config.patch_size, 4, config.embed_norm_eps)
+            else:
+                embed = OverlapPatchEmbed(in_chans, dim, 3, 2, config.embed_norm_eps)
+            windows = config.stage_window_sizes(s)
+            smallest = min(config.window_patterns[s])
+            blocks = []
+            for j, w in enumerate(windows):
+                ref_grid = config.ref_grid(s, w)
+                kind = "global" if ref_grid <= 1 else ("dssa" if w == smallest else "gsa")
+                blocks.append(
+                    SepViTBlock(
+                        dim, heads, w, stage=s, index=j, ref_grid=max(ref_grid, 1), kind=kind,
+                        mlp_ratio=config.mlp_ratio, qkv_bias=config.qkv_bias, drop=config.drop_rate,
+                        attn_drop=config.attn_drop_rate, drop_path=dpr[cursor + j],
+                        eps=config.layer_norm_eps, token_norm_eps=config.embed_norm_eps,
+                    )
+                )
+            stages.append(SepViTStage(embed, blocks, dim, config.drop_rate))
+            self.feature_info.append({"num_chs": dim, "reduction": 4 * 2**s, "module": f"stages.{s}"})
+            cursor += depth
+            in_chans = dim
+        self.stages = nn.ModuleList(stages)
+        self.norm = nn.LayerNorm(config.num_features, eps=config.layer_norm_eps)
+        self.head = nn.Linear(config.num_features, config.num_classes) if config.num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that an optimiser should not decay (window tokens)."""
+        return {n for n, _ in self.named_parameters() if n.endswith("window_tokens")}
+
+    # ---------------------------------------------------------------- blocks and their geometry
+    def iter_blocks(self) -> Iterator[SepViTBlock]:
+        for stage in self.stages:
+            yield from stage.blocks  # type: ignore[misc]
+
+    def set_fused_attn(self, enabled: bool) -> None:
+        """Allow (True, default) or forbid the fused attention path when no hook watches."""
+        for block in self.iter_blocks():
+            block.attn.fused_attn = enabled
+
+    def block_table(self, img_size: tuple[int, int] | int = 224) -> list[BlockInfo]:
+        """What every block does for an input of ``img_size`` (H, W): kind, grid, padding, shapes."""
+        H, W = (img_size, img_size) if isinstance(img_size, int) else img_size
+        sizes = feature_sizes(H, W, len(self.stages))
+        rows = []
+        for block in self.iter_blocks():
+            fh, fw = sizes[block.stage]
+            g = block.geometry(fh, fw)
+            L = g.window_pixels + int(g.has_token)
+            rows.append(
+                BlockInfo(
+                    name=block.name, stage=block.stage, index=block.index, kind=block.kind,
+                    window_size=block.window_size, feature_size=(fh, fw), grid=g.grid, pad=g.pad,
+                    num_heads=block.num_heads, dwa_shape=(g.num_windows, block.num_heads, L, L),
+                    pwa_shape=(block.num_heads, g.num_windows, g.num_windows) if g.has_token else None,
+                )
+            )
+        return rows
+
+    # ---------------------------------------------------------------- timm-style forward surface
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, N4, C4) last-stage tokens after the final norm."""
+        for stage in self.stages:
+            x = stage(x)
+        return self.norm(x.flatten(2).transpose(1, 2))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, N, C) tokens -> mean-pooled (B, C) (``pre_logits``) or logits (B, num_classes)."""
+        x = x.mean(dim=1)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Stage outputs as (B, C_i, H_i, W_i) maps (or (B, H_i, W_i, C_i) with ``output_fmt='NHWC'``).
+
+        indices: an int n takes the last n stages, a sequence takes those stage indices, None all.
+        norm: apply the final norm to the last stage's map when it is returned.
+        Returns the intermediates alone, or (final tokens after norm, intermediates).
+        """
+        n = len(self.stages)
+        if indices is None:
+            take = list(range(n))
+        elif isinstance(indices, int):
+            take = list(range(n - indices, n))
+        else:
+            take = [i % n for i in indices]
+        if any(i < 0 or i >= n for i in take) or not take:
+            raise ValueError(f"stage indices must be within 0..{n - 1}, got {indices}")
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be NCHW or NHWC, got {output_fmt!r}")
+        last = max(take) if (stop_early or intermediates_only) else n - 1
+        outs = []
+        for i, stage in enumerate(self.stages[: last + 1]):
+            x = stage(x)
+            if i in take:
+                y = x
+                if norm and i == n - 1:
+                    y = self.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+                outs.append(y.permute(0, 2, 3, 1) if output_fmt == "NHWC" else y)
+        if intermediates_only:
+            return outs
+        return self.norm(x.flatten(2).transpose(1, 2)), outs
+
+
+# -------------------------------------------------------------------- registry
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return sorted(VARIANTS)
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    checkpoint_path: str | None = None,
+    **overrides: object,
+) -> SepViT:
+    """Build a named variant; ``overrides`` replace config fields (e.g. ``drop_path_rate=0.1``).
+
+    pretrained: load the project's distilled checkpoint for this variant (only ``sepvit_lite`` has one).
+    checkpoint_path: load this safetensors/``.pt`` file instead (strict; clear errors on mismatch).
+    """
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    cfg = VARIANTS[name]
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    model = SepViT(cfg)
+    if pretrained or checkpoint_path:
+        from .weights import default_checkpoint_for, load_weights_into
+
+        path = checkpoint_path or default_checkpoint_for(name)
+        load_weights_into(model, path)
+    return model

@@ -1,0 +1,264 @@
+"""Checkpoints: safetensors with the config in the metadata, official-layout conversion, the Hub.
+
+* :func:`save_checkpoint` writes a safetensors file whose metadata holds the model config, so a
+  checkpoint rebuilds its own model (:func:`load_checkpoint`).
+* :func:`checkpoint_filter_fn` converts a state dict laid out like the official SepViT code
+  (``patch_embeds.i``, ``pos_block.i.proj.0``, ``blocks.i.j.attn.DSA_qkv`` ...) to this project's names.
+* :func:`from_official` builds a ready model straight from such a state dict and the official
+  constructor's arguments.
+* ``.pt``/``.pth`` files are read with ``torch.load(weights_only=True)`` only: no pickle that runs code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import VARIANTS, SepViTConfig
+from .model import SepViT
+
+__all__ = [
+    "ASSETS_DIR",
+    "DEFAULT_CHECKPOINT",
+    "CheckpointError",
+    "checkpoint_filter_fn",
+    "default_checkpoint_for",
+    "from_official",
+    "load_checkpoint",
+    "load_from_hub",
+    "load_state_dict_file",
+    "load_weights_into",
+    "read_checkpoint",
+    "save_checkpoint",
+]
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_CHECKPOINT = ASSETS_DIR / "sepvit_lite_distilled.safetensors"
+FORMAT_TAG = "sepvit_viz/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model (message names keys and shapes)."""
+
+
+def default_checkpoint_for(name: str) -> Path:
+    """The project's bundled checkpoint for a variant (only ``sepvit_lite`` has one)."""
+    if name != "sepvit_lite":
+        raise CheckpointError(f"no pretrained weights exist for {name!r}; only 'sepvit_lite' ships a checkpoint")
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise CheckpointError(f"the default checkpoint {DEFAULT_CHECKPOINT} is missing")
+    return DEFAULT_CHECKPOINT
+
+
+def save_checkpoint(
+    model: SepViT, path: str | Path, extra_metadata: Mapping[str, Any] | None = None, dtype: torch.dtype | None = None
+) -> Path:
+    """Write ``model``'s weights (optionally cast to ``dtype``, e.g. fp16) and config to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        tensors[k] = v.contiguous()
+    meta = {"format": FORMAT_TAG, "config": model.config.to_json()}
+    for k, v in (extra_metadata or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)  # atomic: a reader never sees a half-written checkpoint
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file, with a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except Exception as e:  # safetensors raises several types for a corrupt header
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({e})") from None
+    return tensors, meta
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or (``weights_only=True``) ``.pt``/``.pth``/``.bin``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_checkpoint(path)[0]
+    if path.suffix not in (".pt", ".pth", ".bin"):
+        raise CheckpointError(f"unsupported checkpoint type {path.suffix!r}: use .safetensors (or .pt/.pth)")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # includes pickles that would need arbitrary code: refused by weights_only
+        raise CheckpointError(f"{path.name} could not be loaded safely (weights_only=True): {e}") from None
+    return _unwrap(obj)
+
+
+def _unwrap(obj: Any) -> dict[str, torch.Tensor]:
+    """Unwrap ``{'model': ...}`` / ``{'state_dict': ...}`` containers and ``module.`` prefixes."""
+    for key in ("state_dict", "model", "model_ema"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError("the file does not hold a state dict of tensors")
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+_OFFICIAL_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^patch_embeds\.(\d+)\.(proj|norm)\.(weight|bias)$"), r"stages.\1.patch_embed.\2.\3"),
+    (re.compile(r"^pos_block\.(\d+)\.proj\.0\.(weight|bias)$"), r"stages.\1.pos_conv.proj.\2"),
+    (re.compile(r"^blocks\.(\d+)\.(\d+)\.win_tokens$"), r"stages.\1.blocks.\2.window_tokens"),
+    (re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.DSA_qkv\.(weight|bias)$"), r"stages.\1.blocks.\2.attn.qkv.\3"),
+    (re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.PSA_qk\.(weight|bias)$"), r"stages.\1.blocks.\2.attn.pwa_qk.\3"),
+    (re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.win_tokens_norm\.(weight|bias)$"), r"stages.\1.blocks.\2.attn.token_norm.\3"),
+    (re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.proj\.(weight|bias)$"), r"stages.\1.blocks.\2.attn.proj.\3"),
+    (re.compile(r"^blocks\.(\d+)\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.(weight|bias)$"), r"stages.\1.blocks.\2.\3.\4"),
+    (re.compile(r"^(norm|head)\.(weight|bias)$"), r"\1.\2"),
+]
+
+
+def _is_official(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    return any(k.startswith(("patch_embeds.", "pos_block.")) or ".attn.DSA_qkv." in k for k in state_dict)
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: SepViT | None = None) -> dict[str, torch.Tensor]:
+    """Convert a checkpoint to this project's key layout.
+
+    Unwraps ``model``/``state_dict`` containers and ``module.`` prefixes, renames official keys,
+    and (given ``model``) resizes window-token grids learned at another reference resolution.
+    Unknown official keys raise :class:`CheckpointError` naming them.
+    """
+    sd = _unwrap(state_dict)
+    if _is_official(sd):
+        out, unknown = {}, []
+        for k, v in sd.items():
+            for pattern, repl in _OFFICIAL_RULES:
+                if pattern.match(k):
+                    out[pattern.sub(repl, k)] = v
+                    break
+            else:
+                unknown.append(k)
+        if unknown:
+            raise CheckpointError(f"keys not in the official SepViT layout: {unknown[:10]}")
+        sd = out
+    if model is not None:
+        for block in model.iter_blocks():
+            key = f"{block.name}.window_tokens"
+            if key in sd and block.window_tokens is not None and sd[key].shape != block.window_tokens.shape:
+                sd[key] = _resize_tokens(sd[key], block.ref_grid)
+    return sd
+
+
+def _resize_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
+    """(1, g*g, 1, C) -> (1, grid*grid, 1, C), bilinear over the square token grid."""
+    g = round(tokens.shape[1] ** 0.5)
+    if g * g != tokens.shape[1] or tokens.dim() != 4:
+        raise CheckpointError(f"window tokens of shape {tuple(tokens.shape)} are not a square grid")
+    C = tokens.shape[-1]
+    t = tokens.reshape(1, g, g, C).permute(0, 3, 1, 2).float()
+    t = torch.nn.functional.interpolate(t, size=(grid, grid), mode="bilinear", align_corners=False, antialias=grid < g)
+    return t.permute(0, 2, 3, 1).reshape(1, grid * grid, 1, C).to(tokens.dtype)
+
+
+def _check_fit(model: SepViT, sd: Mapping[str, torch.Tensor]) -> None:
+    """Raise a CheckpointError that names missing/unexpected keys and mismatched shapes."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in sd and sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {missing[:8]}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:8]}")
+        if shapes:
+            parts.append(f"shape mismatches ({len(shapes)}): {shapes[:8]}")
+        raise CheckpointError("checkpoint does not fit the model: " + "; ".join(parts))
+
+
+def load_weights_into(model: SepViT, source: str | Path | Mapping[str, torch.Tensor]) -> SepViT:
+    """Load a file or state dict into ``model`` strictly (converted by :func:`checkpoint_filter_fn`)."""
+    sd = load_state_dict_file(source) if isinstance(source, (str, Path)) else dict(source)
+    sd = checkpoint_filter_fn(sd, model)
+    _check_fit(model, sd)
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
+    return model
+
+
+def load_checkpoint(path: str | Path, config: SepViTConfig | None = None) -> SepViT:
+    """Rebuild a model from a checkpoint (its config from the file's metadata unless given), eval mode."""
+    tensors, meta = read_checkpoint(path)
+    if config is None:
+        if "config" not in meta:
+            raise CheckpointError(f"{Path(path).name} has no 'config' metadata; pass config=... explicitly")
+        try:
+            cfg_dict = json.loads(meta["config"])
+            config = (SepViTConfig.from_official(cfg_dict) if "ws" in cfg_dict or "mlp_ratios" in cfg_dict
+                      else SepViTConfig.from_dict(cfg_dict))
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{Path(path).name}: invalid config metadata ({e})") from None
+    model = SepViT(config)
+    load_weights_into(model, tensors)
+    return model.eval()
+
+
+def from_official(state_dict: Mapping[str, Any], config: Mapping[str, Any] | SepViTConfig, **overrides: Any) -> SepViT:
+    """A ready (eval-mode) model from an official-layout state dict and official constructor args.
+
+    ``config`` uses the official argument names (``embed_dims, num_heads, depths, ws, num_classes,
+    patch_size, mlp_ratios, qkv_bias, ...``), as the reference file's metadata does; or a SepViTConfig.
+    """
+    cfg = config if isinstance(config, SepViTConfig) else SepViTConfig.from_official(dict(config), **overrides)
+    prefix = "state_dict."
+    sd = dict(state_dict)
+    if any(k.startswith(prefix) for k in sd):  # a bundle such as the reference file: keep its weights only
+        sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    model = SepViT(cfg)
+    load_weights_into(model, sd)
+    return model.eval()
+
+
+def load_from_hub(
+    repo_id: str, filename: str = "model.safetensors", revision: str | None = None, cache_dir: str | None = None
+) -> SepViT:
+    """Download a checkpoint from the Hugging Face Hub (needs network) and build its model.
+
+    ``revision`` pins a branch, tag or commit hash. Only safetensors files are accepted.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}", repo_id or ""):
+        raise CheckpointError(f"invalid Hub repo id {repo_id!r}: expected 'owner/name'")
+    if ".." in repo_id:
+        raise CheckpointError(f"invalid Hub repo id {repo_id!r}")
+    if not filename.endswith(".safetensors") or ".." in filename or filename.startswith("/"):
+        raise CheckpointError("only .safetensors files are loaded from the Hub")
+    if revision is not None and not re.fullmatch(r"[A-Za-z0-9._/-]{1,100}", revision):
+        raise CheckpointError(f"invalid revision {revision!r}")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        local = hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache_dir)
+    except Exception as e:  # offline, missing repo/file, auth: one clear message
+        raise CheckpointError(f"could not download {filename} from {repo_id} (revision {revision or 'main'}): "
+                              f"{type(e).__name__}: {e}") from None
+    return load_checkpoint(local)
+
+
+def variant_config(name: str) -> SepViTConfig:
+    """The config of a named variant (for callers that have only a name)."""
+    return VARIANTS[name]

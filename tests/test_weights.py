@@ -1,0 +1,152 @@
+"""Checkpoints: safetensors round trip, official layout, the golden reference, hostile files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import sepvit_viz
+from sepvit_viz.weights import CheckpointError, load_state_dict_file, load_weights_into
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_sepvit_mini.safetensors"
+
+torch.set_num_threads(1)
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    torch.manual_seed(1)
+    model = sepvit_viz.create_model("sepvit_test", num_classes=4).eval()
+    path = sepvit_viz.save_checkpoint(model, tmp_path / "m.safetensors", extra_metadata={"note": {"a": 1}})
+    again = sepvit_viz.load_checkpoint(path)  # rebuilds its own model from the metadata
+    assert again.config == model.config
+    for (k, a), (k2, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    x = torch.randn(1, 3, 96, 80)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    with safe_open(str(path), "pt") as f:
+        assert json.loads(f.metadata()["note"]) == {"a": 1}
+
+
+def test_checkpoint_that_does_not_fit_names_keys_and_shapes(tmp_path):
+    model = sepvit_viz.create_model("sepvit_test", num_classes=4)
+    sd = model.state_dict()
+    sd.pop("norm.weight")
+    sd["head.weight"] = torch.zeros(9, 128)
+    sd["surprise"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as err:
+        load_weights_into(sepvit_viz.create_model("sepvit_test", num_classes=4), sd)
+    msg = str(err.value)
+    assert "norm.weight" in msg and "surprise" in msg and "head.weight" in msg and "(9, 128)" in msg
+
+
+def test_corrupt_and_unsupported_files_give_clear_errors(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00\x01not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        sepvit_viz.load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="unsupported checkpoint type"):
+        load_state_dict_file(tmp_path / "x.ckpt")
+    with pytest.raises(CheckpointError, match="not found"):
+        sepvit_viz.load_checkpoint(tmp_path / "missing.safetensors")
+    no_meta = tmp_path / "nometa.safetensors"
+    save_file({"a": torch.zeros(1)}, str(no_meta))
+    with pytest.raises(CheckpointError, match="no 'config' metadata"):
+        sepvit_viz.load_checkpoint(no_meta)
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/sepvit_viz_pwned_marker",))
+
+
+def test_malicious_pickle_runs_nothing(tmp_path):
+    marker = Path("/tmp/sepvit_viz_pwned_marker")
+    marker.unlink(missing_ok=True)
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"state_dict": _Evil()}, f)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_state_dict_file(evil)
+    assert not marker.exists()
+
+
+def test_pt_state_dict_loads_with_weights_only(tmp_path):
+    model = sepvit_viz.create_model("sepvit_test", num_classes=3)
+    torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "m.pt")
+    other = sepvit_viz.create_model("sepvit_test", num_classes=3)
+    load_weights_into(other, tmp_path / "m.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+
+
+def test_hub_repo_ids_are_validated():
+    for bad in ["", "noslash", "../etc/passwd", "a/b/c", "owner/na me", "/abs/path"]:
+        with pytest.raises(CheckpointError, match="repo id"):
+            sepvit_viz.load_from_hub(bad)
+    with pytest.raises(CheckpointError, match="safetensors"):
+        sepvit_viz.load_from_hub("owner/name", filename="model.pt")
+    with pytest.raises(CheckpointError, match="revision"):
+        sepvit_viz.load_from_hub("owner/name", revision="main; rm -rf /")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    if not REFERENCE.is_file():
+        pytest.fail(f"the golden reference {REFERENCE} is missing (CI has ../shared beside the checkout)")
+    tensors = load_file(str(REFERENCE))
+    with safe_open(str(REFERENCE), "pt") as f:
+        meta = f.metadata()
+    return tensors, json.loads(meta["config"])
+
+
+def test_official_checkpoint_reproduces_logits_and_every_attention_map(reference):
+    tensors, config = reference
+    state = {k[len("state_dict."):]: v for k, v in tensors.items() if k.startswith("state_dict.")}
+    model = sepvit_viz.from_official(state, config)
+    seen = {}
+    handles = []
+    for block in model.iter_blocks():
+        stage, index = block.stage, block.index
+        handles.append(block.attn.dwa_tap.register_forward_hook(
+            lambda m, a, out, k=f"attention.blocks.{stage}.{index}.attn.DSA_attn_drop": seen.__setitem__(k, out)))
+        if block.kind != "global":
+            handles.append(block.attn.pwa_tap.register_forward_hook(
+                lambda m, a, out, k=f"attention.blocks.{stage}.{index}.attn.PSA_attn_drop": seen.__setitem__(k, out)))
+    with torch.no_grad():
+        logits = model(tensors["input"])
+    for h in handles:
+        h.remove()
+    assert torch.allclose(logits, tensors["logits"], atol=1e-5), (logits - tensors["logits"]).abs().max()
+    expected = {k for k in tensors if k.startswith("attention.")}
+    assert set(seen) == expected
+    for key in expected:
+        assert seen[key].shape == tensors[key].shape, key
+        assert torch.allclose(seen[key], tensors[key], atol=1e-5), key
+    # the fused path gives the same logits
+    with torch.no_grad():
+        assert torch.allclose(model(tensors["input"]), tensors["logits"], atol=1e-5)
+
+
+def test_official_layout_conversion_and_misfit_errors(reference):
+    tensors, config = reference
+    state = {k[len("state_dict."):]: v for k, v in tensors.items() if k.startswith("state_dict.")}
+    converted = sepvit_viz.checkpoint_filter_fn(state)
+    assert "stages.0.blocks.0.attn.qkv.weight" in converted
+    assert "stages.1.pos_conv.proj.weight" in converted
+    # the whole reference bundle is accepted too (its state_dict.* entries are used)
+    model = sepvit_viz.from_official(tensors, config)
+    assert model.head.out_features == 10
+    broken = dict(state)
+    broken["blocks.0.0.attn.DSA_qkv.weight"] = torch.zeros(3, 3)
+    with pytest.raises(CheckpointError, match=r"stages\.0\.blocks\.0\.attn\.qkv\.weight"):
+        sepvit_viz.from_official(broken, config)
+    with pytest.raises(CheckpointError, match="official SepViT layout"):
+        sepvit_viz.checkpoint_filter_fn({**state, "blocks.0.0.weird": torch.zeros(1)})
