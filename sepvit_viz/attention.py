@@ -82,9 +82,13 @@ class SeparableAttention(nn.Module):
     def _dwa(self, u: torch.Tensor, geom: WindowGeometry, key_mask: torch.Tensor | None) -> torch.Tensor:
         """(B, n, L, C) normalised tokens -> (B, n, L, C) DWA output plus the inner shortcut."""
         B, n, L, C = u.shape
-        q, k, v = self.qkv(u).view(B, n, L, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5).unbind(0)
-        # q, k, v: (B, n, h, L, d); key_mask: (n, L), True = real key
-        mask = None if key_mask is None else key_mask[None, :, None, None, :]
+        h, d = self.num_heads, self.head_dim
+        # windows fold into the batch: 4-D (B*n, h, L, d) views let SDPA use its fused CPU kernel
+        q, k, v = self.qkv(u).view(B * n, L, 3, h, d).unbind(2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        mask = None
+        if key_mask is not None:  # (n, L), True = real key -> (B*n, 1, 1, L)
+            mask = key_mask[None].expand(B, n, L).reshape(B * n, 1, 1, L)
         if self.fused_attn and not self.dwa_tap.is_watched():
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=self.attn_drop.p if self.training else 0.0
@@ -93,9 +97,9 @@ class SeparableAttention(nn.Module):
             attn = (q @ k.transpose(-2, -1)) * self.scale
             if mask is not None:
                 attn = attn.masked_fill(~mask, float("-inf"))
-            attn = self.dwa_tap(attn.softmax(dim=-1), geom)  # (B, n, h, L, L)
-            y = self.attn_drop(attn) @ v
-        return y.transpose(2, 3).reshape(B, n, L, C) + u
+            attn = self.dwa_tap(attn.softmax(dim=-1).view(B, n, h, L, L), geom)  # (B, n, h, L, L)
+            y = self.attn_drop(attn).view(B * n, h, L, L) @ v
+        return y.transpose(1, 2).reshape(B, n, L, C) + u
 
     def _pwa(self, y: torch.Tensor, geom: WindowGeometry, pixel_mask: torch.Tensor | None) -> torch.Tensor:
         """(B, n, 1 + P, C) DWA output -> (B, n, P, C): windows mix the same position across windows."""
