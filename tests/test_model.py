@@ -251,3 +251,16 @@ def test_taps_are_the_only_visualisation_seam():
     n_windowed = sum(b.kind != "global" for b in model.iter_blocks())
     assert len(taps) == n_blocks + n_windowed
     assert all(n.endswith((".attn.dwa_tap", ".attn.pwa_tap")) for n in taps)
+
+
+def test_bf16_inference_path_tracks_float32(tiny):
+    from sepvit_viz.inference import predict
+
+    torch.manual_seed(3)
+    x = torch.randn(4, 3, 96, 96)
+    fp32, bf16 = predict(tiny, x), predict(tiny, x, bf16=True)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    # bf16 keeps about 3 significant digits: the logits must track float32 closely but not exactly
+    corr = torch.corrcoef(torch.stack([fp32.flatten(), bf16.flatten()]))[0, 1]
+    assert corr > 0.99, corr
+    assert not torch.equal(fp32, bf16)
