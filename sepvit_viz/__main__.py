@@ -1,0 +1,28 @@
+"""``python -m sepvit_viz COMMAND ...``: a thin dispatcher to the subcommands' own ``main(argv)``.
+
+Add a subcommand by adding ``name: (module, one-line help)`` to :data:`COMMANDS`; the module needs a
+``main(argv: list[str]) -> int``. Modules are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "render": ("sepvit_viz.cli", "attention pictures of a photo or a folder of photos (PNGs + index.html)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: python -m sepvit_viz COMMAND [options]\n\ncommands:\n" + "\n".join(lines), file=sys.stderr)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""``python -m sepvit_viz render``: attention pictures for a photo or a folder of photos.
+
+    python -m sepvit_viz render PHOTO_OR_FOLDER --out DIR [--model NAME] [--checkpoint PATH]
+        [--size 224 | --size 320x224] [--block all|0,2,stages.1.blocks.1] [--head mean|max|min|N]
+        [--cmap inferno] [--alpha 0.6] [--point Y,X] [--views tokens,pixel,...] [--figures] [--gallery]
+        [--npz]
+
+Writes ``DIR/<photo>/b<block>_<view>.png`` for every selected block and view, the DSSA/GSA pairs side
+by side, the pooled rollout, and ``DIR/index.html`` linking everything with each photo's top-5 classes.
+One forward pass per photo; a tqdm bar counts blocks rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from . import maps, render
+from .pipeline import VIEWS, Analysis, ViewSettings, analyze, input_size, load_model
+
+__all__ = ["add_render_arguments", "main", "run_render"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) == 2:
+        return vals[0], vals[1]
+    raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}")
+
+
+def _head(text: str) -> maps.HeadSelect:
+    if text in maps.FUSIONS:
+        return text  # type: ignore[return-value]
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"head must be an index or one of {maps.FUSIONS}, got {text!r}") from None
+
+
+def _point(text: str) -> tuple[int, int]:
+    try:
+        y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"point must be Y,X in input pixels, got {text!r}") from None
+    return y, x
+
+
+def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("source", type=Path, help="a photo, or a folder of photos (not recursive)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--model", default="sepvit_lite", help="model variant (default sepvit_lite)")
+    p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")
+    p.add_argument("--size", type=_size, default=224, help="input size: N (square crop) or HxW (default 224)")
+    p.add_argument("--block", default="all", help="'all', or comma-separated block indices (0-based) or names")
+    p.add_argument("--head", type=_head, default="mean", help="head index or mean|max|min (default mean)")
+    p.add_argument("--cmap", default="inferno", help="matplotlib colormap name (default inferno)")
+    p.add_argument("--alpha", type=float, default=0.6, help="heat-map opacity 0..1 (default 0.6)")
+    p.add_argument("--point", type=_point, default=None, help="query point Y,X in input pixels (default: centre)")
+    p.add_argument("--views", default=",".join(VIEWS), help=f"comma-separated subset of {','.join(VIEWS)}")
+    p.add_argument("--figures", action="store_true", help="also write annotated matplotlib figures (slower)")
+    p.add_argument("--gallery", action="store_true", help="also write a per-head gallery per block (slower)")
+    p.add_argument("--npz", action="store_true", help="also export the raw arrays as maps.npz per photo")
+    return p
+
+
+def _photos(source: Path) -> list[Path]:
+    if source.is_dir():
+        found = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise SystemExit(f"error: no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
+        return found
+    if not source.is_file():
+        raise SystemExit(f"error: {source} does not exist")
+    return [source]
+
+
+def _select_blocks(spec: str, names: Sequence[str]) -> list[int]:
+    if spec.strip().lower() == "all":
+        return list(range(len(names)))
+    out = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item.isdigit() and int(item) < len(names):
+            out.append(int(item))
+        elif item in names:
+            out.append(list(names).index(item))
+        else:
+            raise SystemExit(f"error: unknown block {item!r}; blocks are 0..{len(names) - 1} or {', '.join(names)}")
+    return sorted(set(out))
+
+
+def _unique_dir(stem: str, taken: set[str]) -> str:
+    name, k = stem, 1
+    while name in taken:
+        k += 1
+        name = f"{stem}_{k}"
+    taken.add(name)
+    return name
+
+
+def _save(rgb: np.ndarray, path: Path) -> str:
+    path.write_bytes(render.to_png(rgb))
+    return path.name
+
+
+def _render_photo(
+    a: Analysis, folder: Path, blocks: list[int], views: list[str], args: argparse.Namespace, bar: tqdm
+) -> dict:
+    """Write one photo's pictures; returns what index.html lists."""
+    s = ViewSettings(head=args.head, cmap=args.cmap, alpha=args.alpha, point=args.point)
+    rows = []
+    for i in blocks:
+        # a head index beyond this block's heads falls back to the mean (stages have different head counts)
+        t = s.with_(block=i, head=a.head_for(i, s.head))
+        files = []
+        for view, rgb in a.render_views(t, [v for v in views if v != "rollout"]).items():
+            files.append((view, _save(rgb, folder / f"b{i:02d}_{view}.png")))
+        if args.figures:
+            for view in [v for v in views if v not in ("rollout", "pwa_matrix")]:
+                if view == "pwa_map" and a.records[i].pwa is None:
+                    continue
+                files.append(
+                    (f"{view} (figure)", _save(a.figure_overlay(view, t), folder / f"b{i:02d}_{view}_figure.png"))
+                )
+            if "pwa_matrix" in views and a.records[i].pwa is not None:
+                files.append(
+                    ("PWA matrix (figure)", _save(a.figure_pwa(t), folder / f"b{i:02d}_pwa_matrix_figure.png"))
+                )
+        if args.gallery and a.records[i].num_heads > 1:
+            files.append(("heads", _save(a.figure_gallery("tokens", t), folder / f"b{i:02d}_heads.png")))
+        rows.append((a.records[i].label, files))
+        bar.update(1)
+    extra = []
+    if "rollout" in views:
+        extra.append(("rollout (pooled output)", _save(a.render_rollout(s), folder / "rollout.png")))
+    for pair in a.dssa_gsa_pairs():
+        if pair[0] in blocks or pair[1] in blocks:
+            name = f"pair_b{pair[0]:02d}_b{pair[1]:02d}.png"
+            extra.append(
+                (
+                    f"DSSA vs GSA, stage {a.records[pair[0]].stage + 1}",
+                    _save(a.render_pair(pair, "tokens", s), folder / name),
+                )
+            )
+    if args.npz:
+        a.export_npz(str(folder / "maps.npz"), s)
+        extra.append(("raw arrays", "maps.npz"))
+    return {"rows": rows, "extra": extra}
+
+
+def _write_index(out: Path, entries: list[dict], model_name: str, warning: str | None) -> Path:
+    e = html.escape
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>SepViT attention</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em}img{max-width:300px;margin:2px;vertical-align:top}"
+        "figure{display:inline-block;margin:4px}figcaption{font-size:12px;color:#444}"
+        ".warn{background:#fee;border:1px solid #c00;padding:.5em}</style>",
+        f"<h1>SepViT attention maps · {e(model_name)}</h1>",
+    ]
+    if warning:
+        parts.append(f"<p class='warn'>{e(warning)}</p>")
+    for entry in entries:
+        d = entry["dir"]
+        parts.append(f"<h2>{e(entry['photo'])}</h2>")
+        if "error" in entry:
+            parts.append(f"<p class='warn'>could not render: {e(entry['error'])}</p>")
+            continue
+        top = "".join(f"<li>{e(p.name)} — {p.prob:.1%}</li>" for p in entry["top5"])
+        parts.append(f"<img src='{e(d)}/input.png' alt='input'><ol>{top}</ol>")
+        for label, src in entry["extra"]:
+            if src.endswith(".png"):
+                parts.append(f"<figure><img src='{e(d)}/{e(src)}'><figcaption>{e(label)}</figcaption></figure>")
+            else:
+                parts.append(f"<p><a href='{e(d)}/{e(src)}'>{e(label)}</a></p>")
+        for label, files in entry["rows"]:
+            parts.append(f"<h3>{e(label)}</h3><div>")
+            parts += [f"<figure><img src='{e(d)}/{e(f)}'><figcaption>{e(v)}</figcaption></figure>" for v, f in files]
+            parts.append("</div>")
+    path = out / "index.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def run_render(args: argparse.Namespace) -> int:
+    photos = _photos(args.source)
+    views = [v.strip() for v in args.views.split(",") if v.strip()]
+    bad = [v for v in views if v not in VIEWS]
+    if bad:
+        raise SystemExit(f"error: unknown views {bad}; choose from {','.join(VIEWS)}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise SystemExit("error: --alpha must be within 0..1")
+    try:
+        render._lut(args.cmap)
+        input_size(args.size)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the warning is printed loudly below instead
+        try:
+            model, warning = load_model(args.model, args.checkpoint)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    names = [b.name for b in model.iter_blocks()]
+    blocks = _select_blocks(args.block, names)
+    args.out.mkdir(parents=True, exist_ok=True)
+    entries, taken, failed = [], set(), 0
+    with tqdm(total=len(photos) * len(blocks), unit="block", desc="render", file=sys.stderr) as bar:
+        for photo in photos:
+            d = _unique_dir(photo.stem, taken)
+            entry: dict = {"photo": photo.name, "dir": d}
+            try:
+                with Image.open(photo) as im:
+                    a = analyze(model, im, size=args.size, precompute=False)
+            except (UnidentifiedImageError, OSError, ValueError) as e:
+                entry["error"] = str(e)
+                failed += 1
+                bar.update(len(blocks))
+                entries.append(entry)
+                continue
+            folder = args.out / d
+            folder.mkdir(exist_ok=True)
+            _save(a.image, folder / "input.png")
+            entry.update(_render_photo(a, folder, blocks, views, args, bar), top5=a.top5)
+            entries.append(entry)
+            bar.set_postfix_str(f"{photo.name}: {a.top5[0].name}")
+    index = _write_index(args.out, entries, getattr(model.config, "name", args.model), warning)
+    print(f"wrote {index} ({len(photos) - failed} photo(s), {failed} failed)")
+    return 0 if failed < len(photos) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``render`` subcommand: ``main(["PHOTO", "--out", "DIR", ...])``."""
+    parser = add_render_arguments(
+        argparse.ArgumentParser(prog="python -m sepvit_viz render", description=__doc__.split("\n\n")[0])
+    )
+    return run_render(parser.parse_args(argv))

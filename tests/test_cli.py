@@ -1,0 +1,185 @@
+"""``python -m sepvit_viz render``: PNGs and an index.html for a photo or a folder."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sepvit_viz
+from sepvit_viz.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "photos"
+    d.mkdir()
+    Image.fromarray(RNG.integers(0, 256, size=(70, 90, 3), dtype=np.uint8)).save(d / "cat.jpg")
+    Image.fromarray(RNG.integers(0, 256, size=(60, 50, 4), dtype=np.uint8), "RGBA").save(d / "cat.png")
+    (d / "notes.txt").write_text("not a photo")
+    return d
+
+
+def linked_files(index: Path) -> list[str]:
+    return re.findall(r"src='([^']+)'", index.read_text())
+
+
+def test_folder_renders_selected_blocks_and_views(folder, tmp_path):
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "render",
+            str(folder),
+            "--out",
+            str(out),
+            "--model",
+            "sepvit_test",
+            "--size",
+            "64",
+            "--block",
+            "0,stages.1.blocks.1",
+            "--views",
+            "tokens,pwa_matrix,rollout",
+            "--head",
+            "max",
+        ]
+    )
+    assert rc == 0
+    # same stem twice: two folders, nothing overwritten
+    assert sorted(p.name for p in out.iterdir()) == ["cat", "cat_2", "index.html"]
+    for d in ("cat", "cat_2"):
+        names = sorted(p.name for p in (out / d).iterdir())
+        assert names == [
+            "b00_pwa_matrix.png",
+            "b00_tokens.png",
+            "b02_pwa_matrix.png",
+            "b02_tokens.png",
+            "input.png",
+            "pair_b01_b02.png",
+            "rollout.png",
+        ]
+        assert Image.open(out / d / "input.png").size == (64, 64)
+    index = out / "index.html"
+    links = linked_files(index)
+    assert len(links) == 2 * 7 and all((out / f).is_file() for f in links)
+    text = index.read_text()
+    assert "RANDOM weights" in text  # sepvit_test has no trained weights: said loudly
+    assert "stage 2 · block 2 · GSA" in text
+
+
+def test_checkpoint_single_photo_and_no_warning(folder, tmp_path):
+    torch.manual_seed(1)
+    model = sepvit_viz.create_model("sepvit_test", num_classes=7).eval()
+    ckpt = sepvit_viz.save_checkpoint(model, tmp_path / "tiny.safetensors")
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "render",
+            str(folder / "cat.jpg"),
+            "--out",
+            str(out),
+            "--checkpoint",
+            str(ckpt),
+            "--size",
+            "48x64",
+            "--block",
+            "3",
+            "--cmap",
+            "viridis",
+            "--point",
+            "10,60",
+            "--npz",
+        ]
+    )
+    assert rc == 0
+    text = (out / "index.html").read_text()
+    assert "RANDOM" not in text and "class " in text  # 7 classes: generic names
+    assert (out / "cat" / "maps.npz").is_file()
+    assert Image.open(out / "cat" / "b03_pixel.png").size[1] > 48
+    assert all((out / f).is_file() for f in linked_files(out / "index.html"))
+
+
+def test_unreadable_photos_are_reported_not_fatal(folder, tmp_path):
+    (folder / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "render",
+                str(folder),
+                "--out",
+                str(out),
+                "--model",
+                "sepvit_test",
+                "--size",
+                "48",
+                "--block",
+                "0",
+                "--views",
+                "tokens",
+            ]
+        )
+        == 0
+    )
+    assert "could not render" in (out / "index.html").read_text()
+    assert main(["render", str(folder / "broken.png"), "--out", str(tmp_path / "o2"), "--model", "sepvit_test"]) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--block", "99"], "unknown block"),
+        (["--cmap", "nope"], "colormap"),
+        (["--views", "x"], "unknown views"),
+        (["--alpha", "2"], "alpha"),
+        (["--size", "8"], "input size"),
+        (["--size", "9000x224"], "input size"),
+    ],
+)
+def test_bad_arguments_fail_clearly(folder, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as e:
+        main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), "--model", "sepvit_test", *extra])
+    assert message in str(e.value.code)
+    assert not (tmp_path / "o" / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_python_dash_m_entry_point(folder, tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sepvit_viz",
+            "render",
+            str(folder / "cat.jpg"),
+            "--out",
+            str(out),
+            "--model",
+            "sepvit_test",
+            "--size",
+            "48",
+            "--block",
+            "0",
+            "--views",
+            "tokens",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (out / "cat" / "b00_tokens.png").is_file()
+    assert "WARNING" in run.stderr and "block" in run.stderr  # loud warning and the tqdm bar
+    usage = subprocess.run([sys.executable, "-m", "sepvit_viz"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert usage.returncode == 2 and "render" in usage.stderr

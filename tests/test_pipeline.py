@@ -1,0 +1,181 @@
+"""The one-pass pipeline: any photo in, every view out, re-rendered without the model."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sepvit_viz
+from sepvit_viz import maps
+from sepvit_viz.pipeline import VIEWS, ViewSettings, analyze, class_names_for, prepare_image
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def model() -> sepvit_viz.SepViT:
+    torch.manual_seed(0)
+    return sepvit_viz.create_model("sepvit_test").eval()
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return Image.fromarray(RNG.integers(0, 256, size=(90, 120, 3), dtype=np.uint8))
+
+
+class ForwardCounter:
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.calls = 0
+        self.handle = model.register_forward_pre_hook(self._count)
+
+    def _count(self, *_) -> None:
+        self.calls += 1
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "CMYK", "I;16", "1"])
+def test_any_pil_mode_gives_an_rgb_analysis(model, photo, mode):
+    a = analyze(model, photo.convert(mode), size=64, precompute=False)
+    assert a.image.shape == (64, 64, 3) and a.image.dtype == np.uint8
+    assert len(a.top5) == 5
+    probs = [p.prob for p in a.top5]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    assert a.top5[0].index == int(np.argmax(a.logits))
+    assert len(a.records) == len(model.block_table(64))
+
+
+def test_transparency_is_flattened_on_white(model):
+    clear = Image.new("RGBA", (50, 40), (255, 0, 0, 0))
+    a = analyze(model, clear, size=48, precompute=False)
+    assert (a.image == 255).all()
+
+
+def test_class_names_are_imagenet_for_1000_classes_else_generic(model, photo):
+    names = class_names_for(1000)
+    assert names[1] == "goldfish" and len(names) == 1000
+    assert class_names_for(3) == ["class 0", "class 1", "class 2"]
+    a = analyze(model, photo, size=64, precompute=False)
+    assert a.top5[0].name == names[a.top5[0].index]
+
+
+def test_non_square_sizes_and_bounds(model, photo):
+    a = analyze(model, photo, size=(64, 96), precompute=False)
+    assert a.size == (64, 96)
+    r0 = a.records[0]
+    assert r0.feature_size == (16, 24) and r0.geometry.stride == 4
+    assert prepare_image(photo, (64, 96)).size == (96, 64)
+    # a square size is the shared evaluation transform
+    from sepvit_viz.preprocess import resize_center_crop
+
+    np.testing.assert_array_equal(np.asarray(prepare_image(photo, 64)), np.asarray(resize_center_crop(photo, 64)))
+    for bad in (16, 2000, (64, 8), (1, 2, 3)):
+        with pytest.raises(ValueError, match="input size"):
+            analyze(model, photo, size=bad)
+
+
+def test_one_forward_then_every_setting_rerenders_without_the_model(model, photo):
+    counter = ForwardCounter(model)
+    try:
+        a = analyze(model, photo, size=(80, 112))
+        assert counter.calls == 1
+        settings = ViewSettings()
+        for block in range(len(a.records)):
+            for change in [
+                {},
+                {"head": "max"},
+                {"head": "min"},
+                {"head": 0},
+                {"head": 3},
+                {"cmap": "viridis"},
+                {"alpha": 0.2},
+                {"point": (0, 0)},
+                {"point": (79, 111)},
+                {"rollout_query": "point", "point": (40, 10)},
+            ]:
+                views = a.render_views(settings.with_(block=block, **change))
+                assert list(views) == list(VIEWS)
+                for v in views.values():
+                    assert v.dtype == np.uint8 and v.ndim == 3 and v.shape[2] == 3
+        pair = a.dssa_gsa_pairs()[0]
+        assert a.render_pair(pair, "pixel").shape[1] > 2 * a.size[1]
+        a.export_npz()
+        assert counter.calls == 1
+    finally:
+        counter.handle.remove()
+
+
+def test_maps_equal_the_pure_functions_and_are_memoised(model, photo):
+    a = analyze(model, photo, size=96, precompute=False)
+    for i, r in enumerate(a.records):
+        b = r.image(0)
+        expect = (maps.token_map if r.has_token else maps.received_map)(b.dwa, b.geometry, "max", a.size)
+        np.testing.assert_allclose(a.token_map(i, "max"), expect, rtol=1e-6)
+        q = a.pixel_query(i, (50, 30), 0)
+        np.testing.assert_array_equal(q.heat, maps.pixel_query(b.dwa, b.geometry, (50, 30), 0, a.size).heat)
+        c = a.composed(i, (50, 30))
+        np.testing.assert_allclose(
+            c.heat, maps.composed_query(b.dwa, b.pwa, b.geometry, (50, 30), image_size=a.size).heat
+        )
+        assert (a.pwa_matrix(i) is None) == (r.pwa is None)
+    # another point in the same feature cell reuses the cached map; another cell does not
+    s = a.records[0].geometry.stride
+    assert a.pixel_query(0, (s * 3, s * 5)) is a.pixel_query(0, (s * 3 + s - 1, s * 5 + 1))
+    assert a.pixel_query(0, (s * 3, s * 5)) is not a.pixel_query(0, (s * 4, s * 5))
+    ro = a.rollout()
+    assert ro.tokens.sum() == pytest.approx(1.0) and ro.heat.shape == a.size
+    pt = a.rollout((10, 90), pooled=False)
+    assert pt.cell is not None and pt.tokens.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        a.token_map(len(a.records))
+    with pytest.raises(ValueError):
+        a.pixel_query(0, (96, 0))
+
+
+def test_head_galleries_and_figures(model, photo):
+    a = analyze(model, photo, size=64, precompute=False)
+    multi = next(i for i, r in enumerate(a.records) if r.num_heads > 1 and r.has_token)
+    maps_per_head = a.head_maps(multi, "tokens")
+    assert len(maps_per_head) == a.records[multi].num_heads
+    np.testing.assert_allclose(np.mean(maps_per_head, axis=0), a.token_map(multi, "mean"), rtol=1e-5)
+    s = ViewSettings(block=multi)
+    assert a.figure_gallery("tokens", s).ndim == 3
+    assert a.figure_pwa(s).ndim == 3
+    assert a.figure_overlay("composed", s).ndim == 3
+    glob = next(i for i, r in enumerate(a.records) if not r.has_token)
+    assert a.figure_pwa(s.with_(block=glob)) is None
+    with pytest.raises(ValueError):
+        a.head_maps(glob, "pwa_map")
+
+
+def test_export_npz_holds_every_blocks_raw_attention(model, photo):
+    a = analyze(model, photo, size=64, precompute=False)
+    with np.load(io.BytesIO(a.export_npz())) as z:
+        for r in a.records:
+            np.testing.assert_array_equal(z[f"{r.name}.dwa"], r.dwa[0])
+            assert (f"{r.name}.pwa" in z.files) == (r.pwa is not None)
+        assert z["image"].shape == (64, 64, 3) and z["rollout"].shape == (64, 64)
+
+
+def test_concurrent_analyses_on_one_model_match_sequential_ones(model):
+    photos = [Image.fromarray(RNG.integers(0, 256, size=(70, 70, 3), dtype=np.uint8)) for _ in range(2)]
+    want = [analyze(model, p, size=s, precompute=False) for p, s in zip(photos, (64, 96))]
+    got: list = [None, None]
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            got[i] = analyze(model, photos[i], size=(64, 96)[i], precompute=False)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for g, w in zip(got, want):
+        assert g.size == w.size and len(g.records) == len(w.records)
+        np.testing.assert_allclose(g.logits, w.logits, atol=1e-5)
+        for rg, rw in zip(g.records, w.records):
+            np.testing.assert_allclose(rg.dwa, rw.dwa, atol=1e-6)
