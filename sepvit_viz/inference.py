@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["cpu_supports_bf16", "autocast", "predict"]
+__all__ = ["autocast", "cpu_supports_bf16", "predict"]
 
 
 @lru_cache(maxsize=1)
