@@ -1,0 +1,289 @@
+"""SepViT Attention Explorer: the Gradio app (Hugging Face Spaces runs ``python app.py``).
+
+Layout and event wiring only; every handler lives in :mod:`sepvit_viz.ui`. Importing this module
+builds ``demo`` without launching it (tests call ``demo.launch(prevent_thread_lock=True, ...)``).
+
+Environment: ``GRADIO_SERVER_NAME`` (default 0.0.0.0, what Spaces expects), ``PORT`` or
+``GRADIO_SERVER_PORT`` (default 7860), ``SEPVIT_CONCURRENCY`` (requests running the model at once,
+default 2), ``SEPVIT_QUEUE_SIZE`` (waiting requests before "busy", default 32).
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from sepvit_viz import ui
+
+INTRO = """# SepViT Attention Explorer
+Upload a photo (file, drag and drop, paste, webcam) or pick an example. **SepViT**, the Separable Vision
+Transformer ([Li et al. 2022](https://arxiv.org/abs/2203.15380)), looks at it in windows: inside each
+window (**DWA**, with a learned *window token*), then window to window (**PWA**), in alternating
+**DSSA** (7x7 windows) and **GSA** (14x14 groups) blocks. Explore what each part saw.
+"""
+
+# events that run the model share one concurrency budget (one model replica each)
+MODEL_WORK = dict(concurrency_id="model", concurrency_limit=ui.CONCURRENCY)
+# events that only redraw from the cached analysis
+DRAWING = dict(concurrency_id="draw", concurrency_limit=4, show_progress="minimal")
+PRIVATE = dict(api_visibility="private")
+
+with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
+    analysis = gr.State(None, time_to_live=ui.STATE_TTL_S)
+    gr.Markdown(INTRO)
+    banner = gr.Markdown(elem_id="banner")
+
+    with gr.Row(equal_height=False):
+        # ------------------------------------------------------------------ inputs
+        with gr.Column(scale=2, min_width=300):
+            photo = ui.photo_input(label="Photo", height=300, elem_id="photo")
+            gr.Examples(
+                examples=ui.example_photos(),
+                inputs=photo,
+                label="Example photos (CC BY 2.0, see assets/examples/ATTRIBUTION.md)",
+                examples_per_page=6,
+            )
+            analyze_btn = gr.Button("Analyze", variant="primary", elem_id="analyze")
+            with gr.Accordion("Display", open=True):
+                cmap = gr.Dropdown(list(ui.COLORMAPS), value=ui.COLORMAPS[0], label="Colormap", elem_id="cmap")
+                opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Heat-map opacity", elem_id="opacity")
+            with gr.Accordion("Model and input size", open=False):
+                model = gr.Dropdown(ui.model_choices(), value=ui.MODEL_DEFAULT, label="Model")
+                hub_repo = gr.Textbox(
+                    value="",
+                    label="Hub repo id",
+                    placeholder="owner/name (a model.safetensors saved by sepvit_viz)",
+                    visible=False,
+                )
+                hub_revision = gr.Textbox(value="", label="Revision (branch, tag or commit; optional)", visible=False)
+                resolution = gr.Slider(
+                    ui.MIN_RESOLUTION,
+                    ui.MAX_RESOLUTION,
+                    value=ui.DEFAULT_RESOLUTION,
+                    step=ui.RESOLUTION_STEP,
+                    label="Input resolution (px): larger = more windows",
+                )
+
+        # ------------------------------------------------------------------ outputs
+        with gr.Column(scale=5):
+            status = gr.Markdown(elem_id="status")
+            top5 = gr.Label(num_top_classes=5, label="Top-5 classes", elem_id="top5")
+            with gr.Tabs():
+                with gr.Tab("Class attribution", id="attribution"):
+                    with gr.Row():
+                        target = gr.Dropdown(
+                            ui.target_choices(),
+                            value=ui.TOP_PREDICTION,
+                            label="Class to explain",
+                            info="type to search",
+                            filterable=True,
+                            allow_custom_value=True,
+                        )
+                        method = gr.Dropdown(
+                            ui.method_choices(), value=ui.DEFAULT_METHOD, label="Attribution method", elem_id="method"
+                        )
+                    attribution_img = gr.Image(
+                        label="Attribution",
+                        format="png",
+                        interactive=False,
+                        show_label=False,
+                        elem_id="attribution_img",
+                    )
+                    attribution_caption = gr.Markdown(elem_id="attribution_caption")
+                    with gr.Accordion("Faithfulness: deletion / insertion scores", open=False):
+                        with gr.Row():
+                            scope = gr.Radio(["this method", "all methods"], value="this method", label="Score")
+                            steps = gr.Slider(4, 64, value=16, step=4, label="Steps")
+                            faith_btn = gr.Button("Compute scores")
+                        faith_table = gr.Dataframe(headers=ui.FAITH_HEADERS, interactive=False, label="Scores")
+                        faith_plot = gr.Image(label="Curves", format="png", interactive=False)
+
+                with gr.Tab("Window tokens", id="tokens"):
+                    with gr.Row():
+                        token_block = gr.Dropdown(
+                            ui.block_choices(ui.default_block_table()),
+                            value=ui.DEFAULT_TOKEN_BLOCK,
+                            label="Stage and block",
+                            elem_id="token_block",
+                        )
+                        token_head = gr.Dropdown(ui.head_choices(2), value="mean", label="Head")
+                    with gr.Row():
+                        token_img = gr.Image(
+                            label="Window tokens over their windows (click a pixel)",
+                            format="png",
+                            interactive=False,
+                            show_label=False,
+                            elem_id="token_img",
+                        )
+                        pixel_img = gr.Image(
+                            label="The clicked pixel's attention in its window",
+                            format="png",
+                            interactive=False,
+                            show_label=False,
+                            elem_id="pixel_img",
+                        )
+                    pixel_view = gr.Radio(
+                        [
+                            ("this pixel's attention in its window (DWA)", "dwa"),
+                            ("through the whole block (DWA, then PWA)", "block"),
+                        ],
+                        value="dwa",
+                        label="Right picture",
+                    )
+                    token_caption = gr.Markdown(elem_id="token_caption")
+                    pixel_caption = gr.Markdown(elem_id="pixel_caption")
+                    point_x = gr.Number(value=-1, visible=False, label="x", precision=0)
+                    point_y = gr.Number(value=-1, visible=False, label="y", precision=0)
+
+                with gr.Tab("Cross-window attention", id="pwa"):
+                    with gr.Row():
+                        pwa_block = gr.Dropdown(
+                            ui.block_choices(ui.default_block_table(), pwa_only=True),
+                            value=ui.DEFAULT_PWA_BLOCK,
+                            label="Stage and block",
+                            elem_id="pwa_block",
+                        )
+                        pwa_head = gr.Dropdown(ui.head_choices(2), value="mean", label="Head")
+                    with gr.Row():
+                        pwa_row_img = gr.Image(
+                            label="One window's attention over all windows (click a window)",
+                            format="png",
+                            interactive=False,
+                            show_label=False,
+                            elem_id="pwa_row_img",
+                        )
+                        pwa_matrix_img = gr.Image(
+                            label="PWA matrix",
+                            format="png",
+                            interactive=False,
+                            show_label=False,
+                            elem_id="pwa_matrix_img",
+                        )
+                    pwa_caption = gr.Markdown(elem_id="pwa_caption")
+                    window = gr.Number(value=-1, visible=False, label="window", precision=0)
+
+                with gr.Tab("Compare DSSA vs GSA", id="compare"):
+                    pair = gr.Dropdown(ui.pair_choices(ui.default_block_table()), label="Block pair", elem_id="pair")
+                    with gr.Row():
+                        with gr.Column(scale=3):
+                            compare_slider = gr.ImageSlider(
+                                label="Swipe: DSSA | GSA",
+                                format="png",
+                                interactive=False,
+                                show_label=False,
+                                max_height=640,
+                                elem_id="compare_slider",
+                            )
+                        with gr.Column(scale=2):
+                            compare_caption = gr.Markdown(elem_id="compare_caption")
+                    with gr.Row():
+                        compare_a = gr.Image(
+                            label="DSSA", format="png", interactive=False, show_label=False, elem_id="compare_a"
+                        )
+                        compare_b = gr.Image(
+                            label="GSA", format="png", interactive=False, show_label=False, elem_id="compare_b"
+                        )
+
+                with gr.Tab("Downloads", id="downloads"):
+                    gr.Markdown(
+                        "PNG files of the current views and `sepvit_analysis.npz` with the raw arrays "
+                        "(probabilities, every block's DWA / PWA attention, the attribution maps)."
+                    )
+                    downloads_btn = gr.Button("Prepare downloads", elem_id="downloads_btn")
+                    downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="downloads")
+
+    # ---------------------------------------------------------------------- events
+    # fmt: off
+    analyze_inputs = [photo, model, hub_repo, hub_revision, resolution, target, method, cmap, opacity,
+                      token_block, token_head, pwa_block, pwa_head, pair]
+    analyze_outputs = [analysis, status, top5, attribution_img, token_img, pwa_row_img, compare_slider]
+    # everything else a new analysis changes (dropdown choices, captions, secondary views), no model run
+    after = dict(
+        fn=ui.after_analysis,
+        inputs=[analysis, target, method, cmap, opacity, token_block, token_head, pwa_block, pwa_head, pair,
+                pixel_view],
+        outputs=[token_block, token_head, pwa_block, pwa_head, pair, target, faith_table, attribution_caption,
+                 token_caption, pixel_img, pixel_caption, pwa_matrix_img, pwa_caption, compare_a, compare_b,
+                 compare_caption, point_x, point_y, window],
+        **PRIVATE,
+    )
+    analyze_btn.click(ui.analyze, analyze_inputs, analyze_outputs, api_name="analyze", **MODEL_WORK).success(**after)
+    # a new photo (upload, paste, webcam or example) is analysed at once
+    photo.change(ui.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, trigger_mode="always_last",
+                 **PRIVATE, **MODEL_WORK).success(**after)
+    demo.load(ui.model_banner, None, banner, **PRIVATE, queue=False)  # checked on every visit
+    model.input(ui.model_fields, model, [hub_repo, hub_revision, banner], **PRIVATE, queue=False)
+
+    # class attribution: a new class or method runs the attribution only (the forward is cached)
+    explain_args = dict(fn=ui.explain, inputs=[analysis, target, method, cmap, opacity],
+                        outputs=[analysis, attribution_img, attribution_caption], **MODEL_WORK)
+    method.input(api_name="explain", **explain_args)
+    target.input(**explain_args, **PRIVATE)
+    faith_btn.click(ui.faithfulness, [analysis, target, method, scope, steps], [analysis, faith_table, faith_plot],
+                    api_name="faithfulness", **MODEL_WORK)
+
+    # window tokens: block / head / view redraw; a click on the token map picks a pixel
+    # (public endpoints are registered before the private events that share their function)
+    tokens_args = dict(fn=ui.window_tokens,
+                       inputs=[analysis, token_block, token_head, cmap, opacity, point_x, point_y, pixel_view],
+                       outputs=[token_img, token_caption, pixel_img, pixel_caption], **DRAWING)
+    token_head.input(api_name="window_tokens", **tokens_args)
+    token_block.input(ui.head_update, [analysis, token_block, token_head], token_head,
+                      **PRIVATE, queue=False).then(**tokens_args, **PRIVATE)
+    pixel_view.input(**tokens_args, **PRIVATE)
+    token_img.select(ui.point_from_select, [analysis], [point_x, point_y], **PRIVATE, queue=False).then(
+        ui.pixel_query, [analysis, token_block, token_head, point_x, point_y, cmap, opacity, pixel_view],
+        [token_img, pixel_img, pixel_caption], api_name="pixel_query", **DRAWING)
+
+    # cross-window attention: a click on the photo picks a window; block / head redraw
+    pwa_args = dict(fn=ui.cross_window, inputs=[analysis, pwa_block, pwa_head, window, cmap, opacity],
+                    outputs=[pwa_matrix_img, pwa_row_img, pwa_caption], **DRAWING)
+    pwa_row_img.select(ui.window_from_select, [analysis, pwa_block], [window], **PRIVATE, queue=False).then(
+        api_name="cross_window", **pwa_args)
+    pwa_block.input(ui.head_update, [analysis, pwa_block, pwa_head], pwa_head,
+                    **PRIVATE, queue=False).then(ui.reset_window, None, window, **PRIVATE, queue=False).then(
+        **pwa_args, **PRIVATE)
+    pwa_head.input(**pwa_args, **PRIVATE)
+
+    # compare DSSA vs GSA
+    compare_args = dict(fn=ui.compare, inputs=[analysis, pair, token_head, cmap, opacity],
+                        outputs=[compare_slider, compare_a, compare_b, compare_caption], **DRAWING)
+    pair.input(api_name="compare", **compare_args)
+
+    # colormap / opacity: redraw every view from the cached analysis (no model run)
+    render_args = dict(
+        fn=ui.rerender,
+        inputs=[analysis, target, method, cmap, opacity, token_block, token_head, point_x, point_y, pwa_block,
+                pwa_head, window, pair, pixel_view],
+        outputs=[attribution_img, token_img, pixel_img, pwa_matrix_img, pwa_row_img, compare_slider, compare_a,
+                 compare_b],
+        **DRAWING,
+    )
+    cmap.input(api_name="render", **render_args)
+    opacity.release(**render_args, **PRIVATE)
+
+    downloads_btn.click(
+        ui.prepare_downloads,
+        [analysis, target, method, cmap, opacity, token_block, token_head, point_x, point_y, pwa_block, pwa_head,
+         window, pair, pixel_view],
+        downloads, api_name="downloads", **DRAWING)
+    # fmt: on
+
+demo.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)
+
+
+def main() -> None:
+    """Start the server where Spaces (or the environment) says."""
+    ui.warm_up()
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
+        max_file_size=ui.MAX_UPLOAD_BYTES,
+        show_error=False,
+        theme=gr.themes.Soft(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,535 @@
+"""The Gradio app: handlers called directly, then the launched app driven through ``gradio_client``.
+
+Handlers (``sepvit_viz.ui``): what ``/analyze`` returns, that views which only change rendering never
+run the model again, click-to-pixel and click-to-window mapping, DSSA/GSA compare, downloads,
+faithfulness, model loading (once, thread-safe, random-weights warning, Hub errors) and settings.
+Launched app: one example photo end to end over loopback (classes, attribution, token map, pixel
+query, cross-window map, compare, downloads) and the public-Space settings.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from sepvit_viz import maps, ui  # noqa: E402
+
+EXAMPLE = ui.example_photos()[0]
+
+
+def noop(*args, **kwargs):
+    return None
+
+
+def analyze(photo=EXAMPLE, **settings):
+    return ui.analyze(photo, progress=noop, **settings)
+
+
+def not_blank(img: np.ndarray) -> bool:
+    """An RGB picture with real content: several distinct colours, not one flat fill."""
+    img = np.asarray(img)
+    return img.ndim == 3 and img.shape[2] == 3 and img.std() > 5 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50
+
+
+@pytest.fixture(scope="module")
+def state() -> ui.Analysis:
+    return analyze()[0]
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Any use of a model (forward, attribution, scores) fails the test."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model was used for a rendering-only change")
+
+    monkeypatch.setattr(ui.ModelEntry, "borrow", forbidden)
+    monkeypatch.setattr(ui.pipeline, "analyze", forbidden)
+
+
+# ------------------------------------------------------------------------------------ /analyze
+def test_example_photos_and_attribution_file_match():
+    photos = ui.example_photos()
+    assert 5 <= len(photos) <= 8
+    listing = (ui.EXAMPLES_DIR / "ATTRIBUTION.md").read_text()
+    assert "CC BY 2.0" in listing
+    listed = {line.split("|")[1].strip() for line in listing.splitlines() if line.startswith("| ") and ".jpg" in line}
+    assert listed == {Path(p).name for p in photos}
+
+
+def test_analyze_returns_top5_and_the_main_views(state):
+    out = analyze()
+    assert len(out) == 7
+    an, status, top5, attribution, tokens, cross, pair = out
+    assert isinstance(an, ui.Analysis)
+    assert "Model:" in status and "224 x 224" in status
+    # five classes with readable names, most likely first, matching the model's probabilities
+    assert len(top5) == 5
+    probs = list(top5.values())
+    assert probs == sorted(probs, reverse=True)
+    names = ui.pipeline.class_names_for(1000)
+    best = int(np.argmax(an.forward.probs))
+    assert next(iter(top5)) == f"{names[best]} ({best})"
+    assert probs[0] == pytest.approx(float(an.forward.probs[best]), rel=1e-5)
+    for img in (attribution, tokens, cross, *pair):
+        assert img.dtype == np.uint8 and not_blank(img)
+    # clickable views are drawn at model-input height (colour bar on the right, no title band)
+    k = ui.display_scale(ui.DEFAULT_RESOLUTION)
+    assert k == 2 and tokens.shape[0] == cross.shape[0] == k * ui.DEFAULT_RESOLUTION
+    # the slider needs two pictures of one size
+    assert pair[0].shape == pair[1].shape
+
+
+def test_clearing_the_photo_changes_nothing(state):
+    out = ui.analyze_new_photo(
+        None,
+        ui.MODEL_DEFAULT,
+        "",
+        "",
+        224,
+        "top",
+        ui.DEFAULT_METHOD,
+        "inferno",
+        0.6,
+        ui.DEFAULT_TOKEN_BLOCK,
+        "mean",
+        ui.DEFAULT_PWA_BLOCK,
+        "mean",
+        None,
+        state,
+        progress=noop,
+    )
+    assert out[0] is state and len(out) == 7
+    assert all(isinstance(o, dict) and o.get("__type__") == "update" for o in out[1:])
+
+
+def test_warm_up_makes_the_examples_instant(monkeypatch):
+    ui.RESULTS.clear()
+    assert ui.warm_up(background=False) is None
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an example was computed again")
+
+    monkeypatch.setattr(ui.pipeline, "analyze", forbidden)
+    monkeypatch.setattr(ui, "attribute", forbidden)
+    for path in ui.example_photos():
+        assert len(analyze(path)[2]) == 5
+
+
+def test_analysis_of_a_photo_is_cached_and_deterministic():
+    first, again = analyze()[0], analyze()[0]
+    assert again.forward is first.forward  # the cached forward, not a new model run
+    assert again.maps is not first.maps  # but every user gets their own memo of maps
+
+
+def test_higher_resolution_gives_more_windows():
+    an = analyze(resolution=448)[0]
+    rec = an.forward.record("stages.0.blocks.0")
+    assert an.forward.image.shape == (448, 448, 3)
+    assert rec.geometry.grid == (16, 16)  # 8 x 8 windows at 224
+
+
+def test_after_analysis_updates_controls_without_the_model(state, no_model):
+    out = ui.after_analysis(
+        state,
+        "top",
+        ui.DEFAULT_METHOD,
+        "inferno",
+        0.6,
+        ui.DEFAULT_TOKEN_BLOCK,
+        "mean",
+        ui.DEFAULT_PWA_BLOCK,
+        "mean",
+        None,
+        "dwa",
+    )
+    assert len(out) == 19
+    token_block, token_head, pwa_block, _, pair, target = out[:6]
+    assert [v for _, v in token_block["choices"]] == [r.name for r in state.forward.records]
+    assert any("GSA (w=14, 2x2 groups)" in label for label, _ in token_block["choices"])
+    assert all("GLOBAL" not in label for label, _ in pwa_block["choices"])
+    assert [v for _, v in token_head["choices"]][:3] == ["mean", "max", "min"]
+    assert pair["value"] == "stages.1.blocks.0|stages.1.blocks.1"
+    assert len(target["choices"]) == 1001
+    pixel, matrix, cmp_a, cmp_b = out[9], out[11], out[13], out[14]
+    for img in (pixel, matrix, cmp_a, cmp_b):
+        assert not_blank(img)
+    assert out[-3:] == (-1, -1, -1)
+
+
+# ------------------------------------------------------------------------------------ rendering only
+def test_rendering_changes_do_not_run_the_model(state, no_model):
+    args = dict(
+        target="top",
+        method=ui.DEFAULT_METHOD,
+        token_block="stages.2.blocks.1",
+        token_head="max",
+        x=40,
+        y=60,
+        pwa_block="stages.0.blocks.0",
+        pwa_head="0",
+        window=5,
+        pair=None,
+        view="block",
+    )
+    first = ui.rerender(state, cmap="inferno", opacity=0.6, **args)
+    second = ui.rerender(state, cmap="viridis", opacity=0.3, **args)
+    assert len(first) == 8
+    for a, b in zip(first, second):
+        if isinstance(a, tuple):
+            a, b = a[0], b[0]
+        assert not_blank(a) and not_blank(b)
+        assert a.shape == b.shape and not np.array_equal(a, b)
+    ui.window_tokens(state, "stages.1.blocks.1", "1", "magma", 0.5, 10, 10, "dwa")
+    ui.pixel_query(state, "stages.3.blocks.1", "mean", 200, 30, "magma", 0.5, "block")
+    ui.cross_window(state, "stages.1.blocks.1", "max", 3, "gray", 1.0)
+    ui.compare(state, "stages.1.blocks.0|stages.1.blocks.1", "0", "turbo", 0.4)
+    # a (class, method) pair already computed is shown again without the model
+    ui.explain(state, "top", ui.DEFAULT_METHOD, "plasma", 0.9, progress=noop)
+
+
+def test_a_new_method_runs_only_the_attribution(state, monkeypatch):
+    calls = []
+    real = ui.attribute
+    monkeypatch.setattr(ui.pipeline, "analyze", lambda *a, **k: (_ for _ in ()).throw(AssertionError("forward")))
+    monkeypatch.setattr(ui, "attribute", lambda *a, **k: calls.append(k) or real(*a, **k))
+    state.attributions.pop(("saliency", 7), None)
+    ui.RESULTS.clear()
+    _, img, caption = ui.explain(state, "7", "saliency", "inferno", 0.6, progress=noop)
+    assert len(calls) == 1 and not_blank(img)
+    assert "Saliency" in caption and "(7)" in caption
+    ui.explain(state, "7: cock", "saliency", "viridis", 0.6, progress=noop)  # the dropdown label works too
+    assert len(calls) == 1
+
+
+# ------------------------------------------------------------------------------------ clicks
+def select(x, y):
+    return gr.SelectData(None, {"index": [x, y], "value": None})
+
+
+def test_click_on_the_token_map_is_a_model_pixel(state):
+    k = ui.display_scale(ui.DEFAULT_RESOLUTION)  # pictures show the photo k times larger
+    assert ui.point_from_select(state, select(37 * k + 1, 150 * k)) == (37, 150)
+    # the colour bar right of the photo is not a pixel: nothing changes
+    x_bar = k * ui.DEFAULT_RESOLUTION + 10
+    assert all(isinstance(v, dict) for v in ui.point_from_select(state, select(x_bar, 20)))
+
+
+def test_pixel_query_follows_the_click(state):
+    block = "stages.1.blocks.0"  # DSSA, 4 x 4 windows of 56 px
+    tok_a, pix_a, cap_a = ui.pixel_query(state, block, "mean", 20, 20, "inferno", 0.6, "dwa")
+    tok_b, pix_b, cap_b = ui.pixel_query(state, block, "mean", 200, 200, "inferno", 0.6, "dwa")
+    assert "window 0" in cap_a and "window 15" in cap_b
+    assert not np.array_equal(pix_a, pix_b) and not np.array_equal(tok_a, tok_b)  # the marker moved
+    # the DWA heat is zero outside the clicked window: the far corner shows the photo dimmed, no heat
+    rec = state.forward.record(block)
+    q = maps.pixel_query(rec.dwa[0], rec.geometry, (20, 20), "mean", (224, 224))
+    assert q.heat[100:, 100:].max() == 0 and q.heat[:56, :56].max() > 0
+
+
+def test_click_on_the_cross_window_view_picks_the_window(state):
+    block = "stages.0.blocks.0"  # 8 x 8 windows of 28 px
+    k = ui.display_scale(ui.DEFAULT_RESOLUTION)
+    assert ui.window_from_select(state, block, select((3 * 28 + 5) * k, (2 * 28 + 5) * k)) == 2 * 8 + 3
+    assert isinstance(ui.window_from_select(state, block, select(k * ui.DEFAULT_RESOLUTION + 3, 5)), dict)
+    mat, row_a, cap = ui.cross_window(state, block, "mean", 19, "inferno", 0.6)
+    _, row_b, _ = ui.cross_window(state, block, "mean", 40, "inferno", 0.6)
+    assert "window 19" in cap and "64 x 64" in cap
+    assert not_blank(mat) and not np.array_equal(row_a, row_b)
+    assert ui.reset_window() == -1
+    # -1 (nothing clicked yet) is the centre window
+    assert "window 36" in ui.cross_window(state, block, "mean", -1, "inferno", 0.6)[2]
+
+
+def test_compare_shows_dssa_and_gsa_side_by_side(state):
+    pair, a, b, caption = ui.compare(state, None, "mean", "inferno", 0.6)
+    assert pair[0] is a and pair[1] is b
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert "DSSA" in caption and "GSA" in caption and "14x14" in caption
+    with pytest.raises(gr.Error, match="not a DSSA/GSA block pair"):
+        ui.compare(state, "stages.2.blocks.1|stages.2.blocks.2", "mean", "inferno", 0.6)
+
+
+def test_global_blocks_explain_themselves(state):
+    tok, caption, pix, pix_caption = ui.window_tokens(state, "stages.3.blocks.0", "mean", "inferno", 0.6)
+    assert "no window tokens" in caption and not_blank(tok) and not_blank(pix)
+    assert "global window" in pix_caption
+    with pytest.raises(gr.Error, match="no window-to-window"):
+        ui.cross_window(state, "stages.3.blocks.0", "mean", -1, "inferno", 0.6)
+
+
+# ------------------------------------------------------------------------------------ scores, files
+def test_faithfulness_scores_one_method(state):
+    _, rows, plot = ui.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
+    row = next(r for r in rows if r[0] == "Grad-CAM")
+    assert 0.0 <= row[2] <= 1.0 and 0.0 <= row[3] <= 1.0
+    assert not_blank(plot)
+    # the table survives the next explain and is offered again after it
+    assert ("gradcam", state.top1) in state.curves
+
+
+def test_downloads_hold_the_views_and_the_arrays(state):
+    files = ui.prepare_downloads(
+        state,
+        "top",
+        ui.DEFAULT_METHOD,
+        "inferno",
+        0.6,
+        "stages.1.blocks.1",
+        "0",
+        30,
+        40,
+        "stages.0.blocks.0",
+        "mean",
+        3,
+        None,
+        "dwa",
+    )
+    names = {Path(f).name for f in files}
+    assert {
+        "input.png",
+        "window_tokens.png",
+        "pixel_dwa.png",
+        "pwa_matrix.png",
+        "cross_window.png",
+        "compare_dssa.png",
+        "compare_gsa.png",
+        "sepvit_analysis.npz",
+    } <= names
+    for f in files:
+        if f.endswith(".png"):
+            with Image.open(f) as im:
+                assert im.format == "PNG" and not_blank(np.asarray(im.convert("RGB")))
+    npz = next(f for f in files if f.endswith(".npz"))
+    with zipfile.ZipFile(npz) as z:
+        assert z.testzip() is None
+    arrays = np.load(npz)
+    assert arrays["probs"].shape == (1000,)
+    assert np.allclose(arrays["probs"], state.forward.probs)
+    for r in state.forward.records:
+        assert arrays[f"{r.name}.dwa"].shape == r.dwa.shape[1:]
+    assert any(k.startswith("attribution.") for k in arrays.files)
+
+
+# ------------------------------------------------------------------------------------ models
+def test_model_is_loaded_once_under_concurrency(monkeypatch):
+    store = ui.ModelStore(replicas=2)
+    loads = []
+    real = ui._load_random
+
+    def slow_load():
+        loads.append(threading.get_ident())
+        return real()
+
+    monkeypatch.setattr(ui, "_load_random", slow_load)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(store.get(ui.MODEL_RANDOM))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len({id(e) for e in got}) == 1
+    # two requests at once hold two different replicas
+    entry = got[0]
+    with entry.borrow() as a, entry.borrow() as b:
+        assert a is not b
+        assert all(torch_equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+def test_concurrent_analyses_keep_their_own_attention():
+    ui.RESULTS.clear()
+    photos = ui.example_photos()[:2]
+    alone = [analyze(p)[0].forward for p in photos]
+    ui.RESULTS.clear()
+    results: dict[int, ui.Forward] = {}
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = analyze(photos[i])[0].forward
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(2):
+        assert np.allclose(results[i].probs, alone[i].probs, atol=1e-6)
+        for r, s in zip(results[i].records, alone[i].records):
+            assert np.allclose(r.dwa, s.dwa, atol=1e-6)
+
+
+def test_missing_default_checkpoint_gives_random_weights_and_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setattr(ui, "DEFAULT_CHECKPOINT", tmp_path / "missing.safetensors")
+    assert "random weights" in ui.model_banner()
+    status = analyze()[1]
+    assert "random weights" in status.lower()
+
+
+def test_hub_checkpoint_errors_are_clear(monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    with pytest.raises(gr.Error, match="owner/name"):
+        analyze(model_choice=ui.MODEL_HUB, hub_repo="../../etc")
+    with pytest.raises(gr.Error, match="Invalid revision"):
+        analyze(model_choice=ui.MODEL_HUB, hub_repo="someone/model", hub_revision="a b")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # an unreachable Hub, without waiting on DNS
+    with pytest.raises(gr.Error, match="Hugging Face Hub"):
+        analyze(model_choice=ui.MODEL_HUB, hub_repo="someone/sepvit-model", hub_revision="v1")
+    with pytest.raises(gr.Error, match="No bundled checkpoint"):
+        analyze(model_choice="bundled:../../secret.safetensors")
+    with pytest.raises(gr.Error, match="Unknown model"):
+        analyze(model_choice="/etc/passwd")
+
+
+def test_model_fields_show_the_hub_boxes_only_for_the_hub():
+    repo, rev, _ = ui.model_fields(ui.MODEL_HUB)
+    assert repo["visible"] is True and rev["visible"] is True
+    repo, rev, _ = ui.model_fields(ui.MODEL_DEFAULT)
+    assert repo["visible"] is False and rev["visible"] is False
+    assert ui.model_choices()[0][1] == ui.MODEL_DEFAULT
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda s: ui.pixel_query(s, "stages.0.blocks.0", "mean", 500, 3, "inferno", 0.6), "outside the model input"),
+        (lambda s: ui.pixel_query(s, "stages.0.blocks.0", "mean", 3, 3, "inferno", 0.6, "telepathy"), "pixel view"),
+        (lambda s: ui.cross_window(s, "stages.0.blocks.0", "mean", 64, "inferno", 0.6), "does not exist"),
+        (lambda s: ui.cross_window(s, "stages.0.blocks.0", "mean", 2.5, "inferno", 0.6), "whole number"),
+        (lambda s: ui.window_tokens(s, "stages.0.blocks.0", "3", "inferno", 0.6), "does not exist"),
+        (lambda s: ui.window_tokens(s, "nope", "mean", "inferno", 0.6), "Unknown block"),
+        (lambda s: ui.explain(None, "top", "saliency", "inferno", 0.6, progress=noop), "Upload a photo"),
+    ],
+)
+def test_impossible_view_settings(state, call, match):
+    with pytest.raises(gr.Error, match=match):
+        call(state)
+
+
+def test_main_binds_where_spaces_expect(monkeypatch):
+    import app
+
+    seen = {}
+    monkeypatch.setattr(app.demo, "launch", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(ui, "warm_up", lambda: seen.setdefault("warm", True))
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    monkeypatch.setenv("PORT", "8123")
+    app.main()
+    assert seen["server_name"] == "0.0.0.0" and seen["server_port"] == 8123 and seen["warm"]
+    assert seen["max_file_size"] == ui.MAX_UPLOAD_BYTES and seen["show_error"] is False
+    monkeypatch.delenv("PORT")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.1")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    app.main()
+    assert seen["server_name"] == "127.0.0.1" and seen["server_port"] == 7999
+
+
+def test_public_space_settings():
+    import app
+
+    assert app.demo.analytics_enabled is False
+    assert app.demo._queue.max_size == ui.QUEUE_SIZE
+    fns = list(app.demo.fns.values())
+    model_fns = [f for f in fns if f.concurrency_id == "model"]
+    assert model_fns and all(f.concurrency_limit == ui.CONCURRENCY for f in model_fns)
+    public = {f.api_name for f in fns if f.api_visibility == "public"}
+    assert {
+        "analyze",
+        "explain",
+        "faithfulness",
+        "window_tokens",
+        "pixel_query",
+        "cross_window",
+        "compare",
+        "render",
+        "downloads",
+    } <= public
+    assert not any(f.fn is ui.after_analysis and f.api_visibility == "public" for f in fns)
+
+
+# ------------------------------------------------------------------------------------ launched app
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    import app
+
+    port = _free_port()
+    app.demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size=ui.MAX_UPLOAD_BYTES,
+        show_error=False,
+    )
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        app.demo.close()
+
+
+def read(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.mark.slow
+def test_launched_app_end_to_end(client):
+    status, top5, attribution, tokens, cross, pair = client.predict(handle_file(EXAMPLE), api_name="/analyze")
+    assert "Model:" in status
+    assert len(top5["confidences"]) == 5 and top5["label"] == top5["confidences"][0]["label"]
+    for p in (attribution, tokens, cross, *pair):
+        assert not_blank(read(p))
+    # the session keeps the analysis: the other endpoints work on it without a photo
+    img, caption = client.predict("top", "saliency", "viridis", 0.5, api_name="/explain")
+    assert not_blank(read(img)) and "Saliency" in caption
+    tok, tok_caption, pix, _ = client.predict(
+        "stages.1.blocks.1", "max", "inferno", 0.6, -1, -1, "dwa", api_name="/window_tokens"
+    )
+    assert "GSA" in tok_caption and not_blank(read(tok)) and not_blank(read(pix))
+    _, pix2, caption = client.predict(
+        "stages.1.blocks.1", "max", 150, 60, "inferno", 0.6, "dwa", api_name="/pixel_query"
+    )
+    assert "x=150, y=60" in caption and not np.array_equal(read(pix), read(pix2))
+    matrix, row, pwa_caption = client.predict("stages.0.blocks.0", "mean", 9, "inferno", 0.6, api_name="/cross_window")
+    assert "window 9" in pwa_caption and not_blank(read(matrix)) and not_blank(read(row))
+    slider, a, b, cmp_caption = client.predict(
+        "stages.1.blocks.0|stages.1.blocks.1", "mean", "inferno", 0.6, api_name="/compare"
+    )
+    assert read(a).shape == read(b).shape and "GSA" in cmp_caption
+    assert len(slider) == 2 and read(slider[0]).shape == read(a).shape
+    files = client.predict(api_name="/downloads")
+    assert any(str(f).endswith(".npz") for f in files)
+
+
+@pytest.mark.slow
+def test_launched_app_reports_bad_settings_clearly(client):
+    for settings, match in [({"resolution": 1000}, "maximum value 448"), ({"target": "unicorn"}, "no class named")]:
+        with pytest.raises(Exception) as info:  # gradio_client's AppError carries the gr.Error message
+            client.predict(handle_file(EXAMPLE), **settings, api_name="/analyze")
+        msg = str(info.value)
+        assert match in msg and "Traceback" not in msg, msg
+    assert "Model:" in client.predict(handle_file(EXAMPLE), api_name="/analyze")[0]

@@ -1,0 +1,195 @@
+"""The launched app in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Uploads a photo, switches every tab, clicks a pixel and a window on the photo, changes the attribution
+method, prepares the downloads, and saves a screenshot of each step under ``tmp_path``. Checks that
+every picture shown has real content, that clicks land on the model pixel they were aimed at, and
+that no error toast appears. Skip it locally with ``-m "not browser"``; CI runs it (``.ci/run``
+installs ``chromium``). A missing browser is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 180_000
+
+# where a picture's pixels are drawn inside its <img> (object-fit: contain letterboxes it)
+PICTURE_BOX = """(img) => {
+    const r = img.getBoundingClientRect();
+    const s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+    const w = img.naturalWidth * s, h = img.naturalHeight * s;
+    return {left: r.left + (r.width - w) / 2, top: r.top + (r.height - h) / 2, scale: s,
+            nw: img.naturalWidth, nh: img.naturalHeight};
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url():
+    import app
+    from sepvit_viz import ui
+
+    port = _free_port()
+    app.demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size=ui.MAX_UPLOAD_BYTES,
+        show_error=False,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def shown(page, elem_id: str) -> np.ndarray:
+    """The picture inside component ``elem_id`` as the browser paints it (element screenshot)."""
+    img = page.locator(f"#{elem_id} img").first
+    img.wait_for(state="visible", timeout=TIMEOUT_MS)
+    page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=img.element_handle(), timeout=TIMEOUT_MS)
+    with Image.open(io.BytesIO(img.screenshot())) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def assert_not_blank(pic: np.ndarray, what: str) -> None:
+    colours = len(np.unique(pic.reshape(-1, 3), axis=0))
+    assert pic.std() > 5 and colours > 50, f"{what} looks blank (std {pic.std():.1f}, {colours} colours)"
+
+
+def assert_no_error_toast(page) -> None:
+    errors = page.locator('[data-testid="toast-body"].error')
+    assert errors.count() == 0, f"error toast: {errors.first.inner_text()}"
+
+
+def text_of(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id}").inner_text()
+
+
+def wait_text(page, elem_id: str, needle: str) -> None:
+    page.wait_for_function(
+        "([id, needle]) => { const el = document.getElementById(id); return el && el.innerText.includes(needle); }",
+        arg=[elem_id, needle],
+        timeout=TIMEOUT_MS,
+    )
+
+
+def click_model_pixel(page, elem_id: str, x: int, y: int) -> None:
+    """Click the picture of ``elem_id`` where it shows model-input pixel (x, y).
+
+    Pictures show the photo ``display_scale`` times larger, from their top-left corner.
+    """
+    from sepvit_viz import ui
+
+    k = ui.display_scale(ui.DEFAULT_RESOLUTION)
+    img = page.locator(f"#{elem_id} img").first
+    box = img.evaluate(PICTURE_BOX)
+    # aim at the centre of the k x k picture pixels of (x, y): mouse positions are whole CSS pixels
+    page.mouse.click(box["left"] + (x + 0.5) * k * box["scale"], box["top"] + (y + 0.5) * k * box["scale"])
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    time.sleep(0.5)
+
+
+def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
+    from sepvit_viz import ui
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    page.locator("#photo input[type=file]").wait_for(state="attached")
+    page.screenshot(path=tmp_path / "0_start.png", full_page=True)
+
+    # upload: the photo is analysed at once
+    page.locator("#photo input[type=file]").set_input_files(ui.example_photos()[2])
+    wait_text(page, "status", "Model:")
+    wait_text(page, "attribution_caption", "for class")
+    assert len(page.locator("#top5").inner_text().strip().splitlines()) >= 5
+    assert_not_blank(shown(page, "attribution_img"), "attribution")
+    page.screenshot(path=tmp_path / "1_attribution.png", full_page=True)
+
+    # another method: only the attribution runs again
+    page.locator("#method input").click()
+    page.locator("#method input").fill("Saliency")
+    page.keyboard.press("Enter")
+    wait_text(page, "attribution_caption", "Saliency")
+    assert_not_blank(shown(page, "attribution_img"), "saliency")
+
+    # window tokens: click a pixel, its window lights up in the right picture
+    open_tab(page, "Window tokens")
+    before = shown(page, "pixel_img")
+    assert_not_blank(shown(page, "token_img"), "token map")
+    assert_not_blank(before, "pixel view")
+    click_model_pixel(page, "token_img", 30, 40)
+    wait_text(page, "pixel_caption", "Pixel (x=30, y=40)")
+    wait_text(page, "pixel_caption", "window 0")
+    after = shown(page, "pixel_img")
+    assert before.shape != after.shape or not np.array_equal(before, after)
+    page.screenshot(path=tmp_path / "2_tokens_clicked.png", full_page=True)
+
+    # cross-window attention: click the bottom-right window
+    open_tab(page, "Cross-window attention")
+    assert_not_blank(shown(page, "pwa_matrix_img"), "PWA matrix")
+    assert_not_blank(shown(page, "pwa_row_img"), "PWA row map")
+    click_model_pixel(page, "pwa_row_img", 220, 220)
+    wait_text(page, "pwa_caption", "window 15 (outlined)")  # stage 2: 4 x 4 windows of 56 px
+    page.screenshot(path=tmp_path / "3_cross_window.png", full_page=True)
+
+    # compare DSSA vs GSA
+    open_tab(page, "Compare DSSA vs GSA")
+    wait_text(page, "compare_caption", "GSA")
+    for elem in ("compare_a", "compare_b"):
+        assert_not_blank(shown(page, elem), elem)
+    assert page.locator("#compare_slider img").count() >= 2
+    page.screenshot(path=tmp_path / "4_compare.png", full_page=True)
+
+    # downloads
+    open_tab(page, "Downloads")
+    page.locator("#downloads_btn").click()
+    page.locator('#downloads [aria-label="sepvit_analysis.npz"]').wait_for(state="visible")
+    assert page.locator('#downloads [aria-label="window_tokens.png"]').count() == 1
+    page.screenshot(path=tmp_path / "5_downloads.png", full_page=True)
+
+    open_tab(page, "Class attribution")
+    assert_not_blank(shown(page, "attribution_img"), "attribution after switching back")
+    assert_no_error_toast(page)
+    page.close()
