@@ -103,7 +103,7 @@ CONCURRENCY = max(1, int(os.environ.get("SEPVIT_CONCURRENCY", "2")))
 #: Requests allowed to wait in the queue before new ones are told the app is busy.
 QUEUE_SIZE = max(1, int(os.environ.get("SEPVIT_QUEUE_SIZE", "32")))
 #: Seconds a user's analysis is kept after its last update.
-STATE_TTL_S = 3600
+STATE_TTL_S = 900  # API clients send no heartbeat: their state lives this long
 
 DEFAULT_METHOD = "sepvit_relevance"
 COLORMAPS = ("inferno", "viridis", "magma", "plasma", "turbo", "jet", "gray")
@@ -166,6 +166,9 @@ def _raw_upload(payload: Any) -> str | bytes | None:
         return None
     url = getattr(payload, "url", None)
     if url and url.startswith("data:"):
+        # bound the encoded size before decoding anything (base64 is 4/3 of the bytes)
+        if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 1024:
+            raise gr.Error(f"The photo is larger than {MAX_UPLOAD_BYTES // 2**20} MB.")
         try:
             return base64.b64decode(url.split(",", 1)[1], validate=False)
         except (ValueError, IndexError):
@@ -182,7 +185,8 @@ def load_photo(source: str | bytes | Path | Image.Image | np.ndarray) -> Image.I
     except ImportError:  # robustness module not installed yet: minimal local checks
         return _load_photo_minimal(source)
     try:
-        return load_image(source)
+        # 1024 px on the short side is plenty for a 448 px analysis; JPEGs decode at reduced scale
+        return load_image(source, max_short_side=1024)
     except ValueError as e:  # ImageInputError is a ValueError meant for the user
         raise UserError(str(e)) from None
 
@@ -515,7 +519,7 @@ class ResultCache:
             self._data.clear()
 
 
-RESULTS = ResultCache()
+RESULTS = ResultCache(capacity=8)  # a 448 px forward holds ~40 MB of attention arrays
 
 
 def _check_resolution(resolution: Any) -> int:

@@ -173,6 +173,20 @@ def _resize_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(1, grid * grid, 1, C).to(tokens.dtype)
 
 
+def _refuse_hostile_config(config: SepViTConfig, tensors: Mapping[str, torch.Tensor], what: str) -> None:
+    """Refuse, before allocating anything, a config that the file's tensors could never fill.
+
+    A checkpoint's metadata could describe a model of billions of parameters; building it first and
+    checking later would let one file exhaust the server's memory.
+    """
+    from .validation import checkpoint_config_problem
+
+    numel = sum(t.numel() for t in tensors.values() if isinstance(t, torch.Tensor))
+    problem = checkpoint_config_problem(config, numel)
+    if problem is not None:
+        raise CheckpointError(f"{what}: {problem}")
+
+
 def _check_fit(model: SepViT, sd: Mapping[str, torch.Tensor]) -> None:
     """Raise a CheckpointError that names missing/unexpected keys and mismatched shapes."""
     own = model.state_dict()
@@ -213,6 +227,7 @@ def load_checkpoint(path: str | Path, config: SepViTConfig | None = None) -> Sep
                       else SepViTConfig.from_dict(cfg_dict))
         except (ValueError, TypeError, KeyError) as e:
             raise CheckpointError(f"{Path(path).name}: invalid config metadata ({e})") from None
+    _refuse_hostile_config(config, tensors, Path(path).name)
     model = SepViT(config)
     load_weights_into(model, tensors)
     return model.eval()
@@ -229,6 +244,7 @@ def from_official(state_dict: Mapping[str, Any], config: Mapping[str, Any] | Sep
     sd = dict(state_dict)
     if any(k.startswith(prefix) for k in sd):  # a bundle such as the reference file: keep its weights only
         sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    _refuse_hostile_config(cfg, sd, "the official checkpoint")
     model = SepViT(cfg)
     load_weights_into(model, sd)
     return model.eval()

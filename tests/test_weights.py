@@ -150,3 +150,13 @@ def test_official_layout_conversion_and_misfit_errors(reference):
         sepvit_viz.from_official(broken, config)
     with pytest.raises(CheckpointError, match="official SepViT layout"):
         sepvit_viz.checkpoint_filter_fn({**state, "blocks.0.0.weird": torch.zeros(1)})
+
+
+def test_hostile_config_metadata_is_refused_before_allocating(tmp_path):
+    from sepvit_viz.config import SepViTConfig
+
+    path = tmp_path / "huge.safetensors"
+    huge = SepViTConfig(embed_dims=(1024, 2048, 4096, 4096), num_heads=(8, 16, 32, 32), depths=(1, 2, 24, 2))
+    save_file({"a": torch.zeros(1)}, str(path), metadata={"config": huge.to_json()})
+    with pytest.raises(CheckpointError, match="describes a model of at least"):
+        sepvit_viz.load_checkpoint(path)

@@ -1,0 +1,267 @@
+"""The app under hostile or clumsy use: every bad upload or impossible setting gets a clear ``gr.Error``
+(no traceback, no internals) and the app goes on answering good requests.
+
+Two levels: the ``/analyze`` handler called directly (every case, fast), and the launched app driven
+over loopback through ``gradio_client`` and raw HTTP (a bad file, an oversized upload, a path outside
+the upload folder, then a good request).
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import socket
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from sepvit_viz import ui  # noqa: E402
+
+
+def noop(*args, **kwargs):
+    return None
+
+
+# ------------------------------------------------------------------------------------ files
+def encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_with_declared_size(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def _photo() -> Image.Image:
+    yy, xx = np.mgrid[0:120, 0:160]
+    a = np.stack([xx * 255 / 160, yy * 255 / 120, np.full_like(xx, 90)], axis=-1)
+    return Image.fromarray(a.astype(np.uint8))
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.txt", "not a photo")
+    return buf.getvalue()
+
+
+def _corrupt_png() -> bytes:
+    data = bytearray(encode(_photo(), "PNG"))
+    data[len(data) // 2] ^= 0xFF
+    return bytes(data)
+
+
+BAD_FILES = {
+    "truncated.jpg": (lambda: (lambda d: d[: len(d) // 2])(encode(_photo(), "JPEG")), "truncated or damaged"),
+    "corrupt.png": (_corrupt_png, "truncated or damaged"),
+    "text.jpg": (lambda: b"just some text, no pixels here\n" * 4, "text file"),
+    "archive.jpg": (_zip, "ZIP archive"),
+    "drawing.svg": (lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>', "SVG"),
+    "bomb.png": (lambda: png_with_declared_size(100_000, 100_000), "too large"),
+    "square20k.png": (lambda: png_with_declared_size(20_000, 20_000), "too large"),
+    "dot.png": (lambda: encode(Image.new("RGB", (1, 1)), "PNG"), "too small"),
+    "line.png": (lambda: encode(Image.new("RGB", (1, 5000)), "PNG"), "too small"),
+    "empty.jpg": (lambda: b"", "empty"),
+}
+
+
+def _odd_modes() -> dict[str, bytes]:
+    la = np.zeros((64, 64, 2), np.uint8)
+    la[..., 0], la[:, 32:, 1] = 90, 255
+    pal = Image.new("P", (64, 64), 1)
+    pal.putpalette([0, 0, 0, 20, 200, 20] + [0, 0, 0] * 254)
+    pal.paste(0, (0, 0, 32, 64))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    frames = [Image.new("RGB", (64, 48), c) for c in ("red", "blue")]
+    gif, webp = io.BytesIO(), io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    frames[0].save(webp, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    return {
+        "cmyk.jpg": encode(_photo().convert("CMYK"), "JPEG"),
+        "palette_transparent.png": encode(pal, "PNG", transparency=0),
+        "la.png": encode(Image.fromarray(la, "LA"), "PNG"),
+        "rgba.png": encode(_photo().convert("RGBA"), "PNG"),
+        "grey16.png": encode(Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)), "PNG"),
+        "float.tif": encode(
+            Image.fromarray(np.linspace(-1, 7, 64 * 64, dtype=np.float32).reshape(64, 64), "F"), "TIFF"
+        ),
+        "bw.png": encode(_photo().convert("1"), "PNG"),
+        "exif_rotated.jpg": encode(_photo(), "JPEG", exif=exif),
+        "animated.gif": gif.getvalue(),
+        "animated.webp": webp.getvalue(),
+    }
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("uploads")
+    for name, (make, _) in BAD_FILES.items():
+        (root / name).write_bytes(make())
+    for name, data in _odd_modes().items():
+        (root / name).write_bytes(data)
+    (root / "good.jpg").write_bytes(encode(_photo(), "JPEG", quality=92))
+    return root
+
+
+def analyze(photo, **settings):
+    """The /analyze handler as the app calls it (no progress tracker)."""
+    return ui.analyze(photo, progress=noop, **settings)
+
+
+def error_message(info: pytest.ExceptionInfo) -> str:
+    return getattr(info.value, "message", None) or str(info.value)
+
+
+# ------------------------------------------------------------------------------------ handler level
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_upload_gives_clear_error_and_app_still_serves(files, name):
+    with pytest.raises(gr.Error) as info:
+        analyze(str(files / name))
+    msg = error_message(info)
+    assert BAD_FILES[name][1].lower() in msg.lower()
+    assert str(files) not in msg and "Traceback" not in msg
+    out = analyze(str(files / "good.jpg"))
+    assert isinstance(out[2], dict) and len(out[2]) == 5
+
+
+def test_upload_over_the_size_limit(files):
+    big = files / "big.jpg"
+    with open(big, "wb") as f:
+        f.write((files / "good.jpg").read_bytes())
+        f.truncate(ui.MAX_UPLOAD_BYTES + 1)
+    with pytest.raises(gr.Error) as info:
+        analyze(str(big))
+    assert "too large" in error_message(info)
+
+
+@pytest.mark.parametrize("name", sorted(_odd_modes()))
+def test_odd_but_valid_images_are_analysed(files, name):
+    state, _, top5, attribution, *_ = analyze(str(files / name))
+    assert len(top5) == 5
+    assert attribution.ndim == 3 and attribution.shape[2] == 3 and attribution.std() > 0
+    assert state.forward.image.shape == (ui.DEFAULT_RESOLUTION, ui.DEFAULT_RESOLUTION, 3)
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"token_block": "stages.9.blocks.0"}, "Unknown block"),
+        ({"token_head": "9"}, "does not exist"),
+        ({"pwa_head": "-1"}, "does not exist"),
+        ({"resolution": 20_000}, "between"),
+        ({"resolution": -224}, "between"),
+        ({"method": "telepathy"}, "Unknown attribution method"),
+        ({"cmap": "rainbow-unicorn"}, "Unknown colormap"),
+        ({"opacity": 7}, "between 0 and 1"),
+        ({"target": "golden retreiver"}, "Did you mean 'golden retriever'"),
+        ({"target": "#5000"}, "Class numbers go from 0 to 999"),
+    ],
+)
+def test_impossible_settings(files, settings, match):
+    with pytest.raises(gr.Error, match=match):
+        analyze(str(files / "good.jpg"), **settings)
+
+
+def test_negative_steps_and_unknown_class_after_an_analysis(files):
+    state = analyze(str(files / "good.jpg"))[0]
+    with pytest.raises(gr.Error, match="steps"):
+        ui.faithfulness(state, "top", "gradcam", steps=-3, progress=noop)
+    with pytest.raises(gr.Error, match="no class named 'unicorn'"):
+        ui.explain(state, "unicorn", "gradcam", "inferno", 0.6, progress=noop)
+    assert ui.explain(state, "golden retriever", "gradcam", "inferno", 0.6, progress=noop)[1].ndim == 3
+
+
+# ------------------------------------------------------------------------------------ launched app
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served():
+    import app
+
+    port = _free_port()
+    app.demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size=ui.MAX_UPLOAD_BYTES,
+        show_error=False,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        yield url, Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 300})
+    finally:
+        app.demo.close()
+
+
+@pytest.mark.slow
+def test_launched_app_refuses_bad_files_then_answers(served, files):
+    _, client = served
+    for name in ("truncated.jpg", "archive.jpg", "bomb.png"):
+        with pytest.raises(Exception) as info:  # gradio_client's AppError carries the gr.Error message
+            client.predict(photo=handle_file(str(files / name)), api_name="/analyze")
+        msg = str(info.value)
+        assert BAD_FILES[name][1].lower() in msg.lower(), msg
+        assert "Traceback" not in msg and 'File "' not in msg
+    status, top5, *_ = client.predict(photo=handle_file(str(files / "good.jpg")), api_name="/analyze")
+    assert "Model:" in status and len(top5["confidences"]) == 5
+
+
+@pytest.mark.slow
+def test_launched_app_refuses_oversized_upload(served, tmp_path):
+    url, _ = served
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + b"\0" * (ui.MAX_UPLOAD_BYTES + 1024))
+    with open(big, "rb") as f:
+        r = httpx.post(url + "gradio_api/upload", files={"files": ("big.jpg", f, "image/jpeg")}, timeout=60)
+    assert r.status_code == 413, r.text[:200]
+
+
+def _raw_analyze(url: str, server_path: str) -> str:
+    """Call /analyze over plain HTTP with a FileData pointing at ``server_path``: the event stream."""
+    params = list(inspect.signature(ui.analyze).parameters.values())[1:]
+    rest = [p.default for p in params if p.name != "progress"]
+    payload = {"data": [{"path": server_path, "meta": {"_type": "gradio.FileData"}}, *rest]}
+    r = httpx.post(url + "gradio_api/call/analyze", json=payload, timeout=30)
+    if r.status_code != 200:
+        return f"event: error\nstatus {r.status_code}"
+    return httpx.get(url + f"gradio_api/call/analyze/{r.json()['event_id']}", timeout=120).text
+
+
+@pytest.mark.slow
+def test_launched_app_will_not_read_a_path_outside_its_uploads(served, tmp_path):
+    url, _ = served
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(encode(_photo(), "PNG"))
+    # control: the same request with the path the upload route gave us is analysed
+    with open(secret, "rb") as f:
+        uploaded = httpx.post(url + "gradio_api/upload", files={"files": ("s.png", f, "image/png")}, timeout=30).json()[
+            0
+        ]
+    assert "Model:" in _raw_analyze(url, uploaded)
+    # a path that was never uploaded is refused, not read
+    stream = _raw_analyze(url, str(secret))
+    assert "event: error" in stream and "Model:" not in stream, stream[:500]
+    # the file route does not hand it out either
+    assert httpx.get(url + f"gradio_api/file={secret}", timeout=30).status_code in (403, 404)
