@@ -1,0 +1,1 @@
+"""sepvit-viz benchmarks: ``python -m benchmarks [--quick|--full]`` (see ``benchmarks/run.py``)."""

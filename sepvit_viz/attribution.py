@@ -1,0 +1,430 @@
+"""Class attributions with one verb: ``attribute(model, x, target, method, **options)``.
+
+Captum is the engine for the generic methods; :mod:`sepvit_viz.relevance` adds the SepViT-aware
+relevance. Every method returns an :class:`Attribution` whose ``map_hw`` is an (H, W) float32 map at
+the resolution of the input tensor (higher = more evidence for ``target``) and whose ``raw`` holds
+the method's own values (input-shaped (3, H, W) gradients, a stage's (H_i, W_i) Grad-CAM grid, ...).
+
+Attribution runs its own forward/backward passes with no capture hooks attached, so the model takes
+its fused attention path, on the same preprocessed tensor the maps were computed from. Call
+``model.eval()`` first: dropout or drop-path in training mode would make every pass different.
+
+========================  =========================================  ==============================
+method                    what it is                                 map_hw from raw
+========================  =========================================  ==============================
+saliency                  |d logit_c / d x| (Simonyan et al. 2014)   max over channels
+input_x_gradient          x * d logit_c / d x                        sum over channels
+integrated_gradients      path integral from a baseline (Sundararajan sum over channels
+                          et al. 2017), Gauss-Legendre steps
+smoothgrad                Saliency averaged over noisy copies        max over channels
+                          (NoiseTunnel, Smilkov et al. 2017)
+gradient_shap             expected gradients over black / blurred /  sum over channels
+                          noise baselines (Lundberg & Lee 2017)
+occlusion                 logit drop when one stage-1 attention      mean over channels
+                          window (28 x 28 px) is replaced
+gradcam                   Grad-CAM on a stage's NCHW output          bilinear upsampling
+sepvit_relevance          gradient-weighted DWA/PWA relevance        bilinear upsampling
+                          (:mod:`sepvit_viz.relevance`)
+random                    uniform noise: the faithfulness floor      as is
+========================  =========================================  ==============================
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from captum.attr import (
+    GradientShap,
+    InputXGradient,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from torch import nn
+
+from .baselines import BASELINES, DEFAULT_BLUR_SIGMA, make_baseline
+from .faithfulness import random_map
+from .relevance import DEFAULT_OPTIONS as RELEVANCE_OPTIONS
+from .relevance import sepvit_relevance
+
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "MethodInfo",
+    "attribute",
+    "list_methods",
+    "method_options",
+    "occlusion_window",
+    "stage_forward_with_tap",
+]
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Attribution:
+    """One attribution map.
+
+    Attributes:
+        map_hw: (H, W) float32 at input resolution; higher = more evidence for ``target``.
+        raw: the method's own values, e.g. (3, H, W) input attributions or an (H_i, W_i) grid.
+        method: method name (a key of :data:`METHODS`).
+        target: class index explained.
+        seconds: wall time of the attribution passes (excluding picking the target).
+        extras: method-specific details (options used, convergence delta, grid sizes, ...).
+    """
+
+    map_hw: np.ndarray
+    raw: np.ndarray
+    method: str
+    target: int
+    seconds: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A method's display label, one-line description and default options."""
+
+    name: str
+    label: str
+    description: str
+    options: dict[str, Any]
+
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo("saliency", "Saliency", "absolute input gradient of the class logit", {}),
+        MethodInfo("input_x_gradient", "Input x Gradient", "input times its gradient", {}),
+        MethodInfo(
+            "integrated_gradients",
+            "Integrated Gradients",
+            "gradients integrated along the straight path from a baseline image",
+            {"steps": 32, "baseline": "black", "internal_batch_size": 8, "sigma": DEFAULT_BLUR_SIGMA, "seed": 0},
+        ),
+        MethodInfo(
+            "smoothgrad",
+            "SmoothGrad",
+            "saliency averaged over noisy copies of the image (NoiseTunnel)",
+            {"samples": 16, "noise": 0.15, "batch_size": 8, "seed": 0},
+        ),
+        MethodInfo(
+            "gradient_shap",
+            "GradientSHAP",
+            "expected gradients from black, blurred and noise baselines",
+            {"samples": 16, "noise": 0.05, "batch_size": 8, "sigma": DEFAULT_BLUR_SIGMA, "seed": 0},
+        ),
+        MethodInfo(
+            "occlusion",
+            "Occlusion (windows)",
+            "score drop when one stage-1 attention window is replaced by a baseline",
+            {"baseline": "gray", "window": None, "batch_size": 8, "sigma": DEFAULT_BLUR_SIGMA, "seed": 0},
+        ),
+        MethodInfo(
+            "gradcam",
+            "Grad-CAM",
+            "gradient-weighted channels of one stage's feature map",
+            {"stage": -1, "relu": True},
+        ),
+        MethodInfo(
+            "sepvit_relevance",
+            "SepViT relevance",
+            "class-specific relevance through the DWA and PWA maps of every block",
+            dict(RELEVANCE_OPTIONS),
+        ),
+        MethodInfo("random", "Random", "uniform noise: the floor every method must beat", {"seed": 0}),
+    )
+}
+
+
+def list_methods() -> list[str]:
+    """Method names accepted by :func:`attribute`, in display order."""
+    return list(METHODS)
+
+
+def method_options(method: str) -> dict[str, Any]:
+    """Default options of ``method`` (a copy; pass changed values as keyword options)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+    return dict(METHODS[method].options)
+
+
+# ------------------------------------------------------------------------------------ helpers
+class _Counter:
+    """Wraps a forward function to report progress as examples are evaluated.
+
+    Captum offers no progress hook, but every method's cost is its number of forward examples,
+    which is known in advance, so counting them gives an honest fraction.
+    """
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], total: int, desc: str, progress: Progress | None):
+        self.forward, self.total, self.desc, self.progress = forward, max(1, total), desc, progress
+        self.seen = 0
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        out = self.forward(inputs)
+        self.seen += inputs.shape[0]
+        if self.progress is not None:
+            self.progress(min(1.0, self.seen / self.total), self.desc)
+        return out
+
+
+def _reduce(raw: torch.Tensor, how: str) -> np.ndarray:
+    """(3, H, W) -> (H, W) float32."""
+    if how == "sum":
+        out = raw.sum(0)
+    elif how == "mean":
+        out = raw.mean(0)
+    elif how == "max_abs":
+        out = raw.abs().amax(0)
+    else:
+        raise ValueError(f"unknown channel reduction {how!r}")
+    return out.detach().float().cpu().numpy().astype(np.float32)
+
+
+def _upsample(grid: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) -> (H, W) bilinear (``align_corners=False``: cell centres sit at their input centres)."""
+    up = LayerAttribution.interpolate(grid[None, None].float(), size, interpolate_mode="bilinear")
+    return up[0, 0].detach().cpu().numpy().astype(np.float32)
+
+
+def occlusion_window(model: nn.Module, default: int = 28) -> int:
+    """Side in input pixels of one stage-1 attention window: window size x stage-1 stride.
+
+    For SepViT: 7 feature cells x stride 4 = 28 px. The window grid starts at pixel 0 and repeats
+    every 28 px (a feature cell j sits at input pixel 4 j), so stride = window keeps every occluded
+    patch exactly on one attention window; the last row/column of windows is cut by the image edge
+    just as the feature map is padded there. Models without blocks get ``default``.
+    """
+    iter_blocks = getattr(model, "iter_blocks", None)
+    if iter_blocks is None:
+        return default
+    first = next(iter(iter_blocks()), None)
+    if first is None:
+        return default
+    return int(first.window_size) * int(getattr(first, "stride", 4))
+
+
+class _StageTap(nn.Module):
+    """SepViT forward with a private identity after one stage, for Captum's layer methods.
+
+    Hooks on ``model.stages[i]`` itself would also fire for other threads' concurrent forwards on
+    the same (shared) model; a per-call identity module cannot. (B, 3, H, W) -> logits.
+    """
+
+    def __init__(self, model: nn.Module, stage: int) -> None:
+        super().__init__()
+        self._model = [model]  # a list: do not register the model as a submodule
+        self.stage = stage
+        self.tap = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        model = self._model[0]
+        for i, stage in enumerate(model.stages):
+            x = stage(x)  # (B, C_i, H_i, W_i)
+            if i == self.stage:
+                x = self.tap(x)
+        return model.forward_head(model.norm(x.flatten(2).transpose(1, 2)))
+
+
+def stage_forward_with_tap(model: nn.Module, stage: int) -> _StageTap:
+    """A module computing ``model(x)`` whose ``.tap`` sees stage ``stage``'s (B, C, H, W) output."""
+    n = len(model.stages)
+    if not -n <= stage < n:
+        raise ValueError(f"stage must be in 0..{n - 1} (or negative from the end), got {stage}")
+    return _StageTap(model, stage % n)
+
+
+def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    defaults = method_options(method)
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown options for {method}: {unknown}; accepted: {sorted(defaults)}")
+    defaults.update(options)
+    return defaults
+
+
+# ------------------------------------------------------------------------------------ the verb
+def attribute(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | None = None,
+    method: str = "integrated_gradients",
+    *,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Attribution:
+    """Attribute class ``target`` of ``model`` on the image ``x`` with ``method``.
+
+    Args:
+        model: a classifier (B, 3, H, W) -> (B, num_classes) in eval mode (SepViT for ``gradcam``,
+            ``occlusion`` window sizing and ``sepvit_relevance``; any module for the rest).
+        x: (1, 3, H, W) preprocessed image (any H, W).
+        target: class index; None explains the top prediction.
+        method: one of :func:`list_methods`.
+        progress: optional ``progress(fraction, desc)`` callback (e.g. to drive ``gr.Progress``).
+        **options: method options, see :func:`method_options` (unknown names raise ``ValueError``).
+
+    Returns:
+        :class:`Attribution` with ``map_hw`` (H, W), ``raw`` and ``extras``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected one image (1, 3, H, W), got shape {tuple(x.shape)}")
+    if model.training:
+        raise ValueError("put the model in eval mode (model.eval()) before attributing")
+    opts = _check_options(method, options)
+    # the caller may hold inference tensors (made under torch.inference_mode): gradients need a
+    # normal tensor, and Captum needs grad mode on
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.detach().clone().requires_grad_(method not in ("occlusion", "random"))
+        if target is None:
+            with torch.no_grad():
+                target = int(model(x).argmax(dim=-1).item())
+        target = int(target)
+        start = time.perf_counter()
+        raw, map_hw, extras = _RUNNERS[method](model, x, target, opts, progress)
+        seconds = time.perf_counter() - start
+    if progress is not None:
+        progress(1.0, METHODS[method].label)
+    extras = {"options": opts, **extras}
+    return Attribution(np.ascontiguousarray(map_hw, dtype=np.float32), raw, method, target, seconds, extras)
+
+
+# ------------------------------------------------------------------------------------ runners
+Runner = Callable[[nn.Module, torch.Tensor, int, dict[str, Any], Progress | None], tuple[np.ndarray, np.ndarray, dict]]
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def _saliency(model, x, target, _opts, progress):
+    fwd = _Counter(model, 1, "Saliency", progress)
+    raw = Saliency(fwd).attribute(x, target=target, abs=True)[0]
+    return _np(raw), _reduce(raw, "max_abs"), {}
+
+
+def _input_x_gradient(model, x, target, _opts, progress):
+    fwd = _Counter(model, 1, "Input x Gradient", progress)
+    raw = InputXGradient(fwd).attribute(x, target=target)[0]
+    return _np(raw), _reduce(raw, "sum"), {}
+
+
+def _integrated_gradients(model, x, target, opts, progress):
+    steps, ibs = int(opts["steps"]), int(opts["internal_batch_size"])
+    if steps < 1 or ibs < 1:
+        raise ValueError("steps and internal_batch_size must be >= 1")
+    if opts["baseline"] not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {opts['baseline']!r}")
+    base = make_baseline(x, opts["baseline"], sigma=float(opts["sigma"]), seed=int(opts["seed"]))
+    # Captum evaluates the steps in chunks of internal_batch_size, then once more for the delta
+    fwd = _Counter(model, steps + 2, "Integrated Gradients", progress)
+    raw, delta = IntegratedGradients(fwd).attribute(
+        x, baselines=base, target=target, n_steps=steps, method="gausslegendre",
+        internal_batch_size=ibs, return_convergence_delta=True,
+    )
+    raw = raw[0]
+    with torch.no_grad():
+        logits = model(torch.cat([x, base]))[:, target]
+    gap = float(logits[0] - logits[1])
+    return _np(raw), _reduce(raw, "sum"), {
+        "convergence_delta": float(delta.abs().max()),
+        "logit_gap": gap,  # completeness: raw.sum() ~= logit(x) - logit(baseline)
+    }
+
+
+def _smoothgrad(model, x, target, opts, progress):
+    samples, bs = int(opts["samples"]), int(opts["batch_size"])
+    if samples < 1 or bs < 1:
+        raise ValueError("samples and batch_size must be >= 1")
+    # noise: standard deviation as a share of the input range (normalised pixels span [-1, 1])
+    std = float(opts["noise"]) * float(x.detach().max() - x.detach().min())
+    fwd = _Counter(model, samples, "SmoothGrad", progress)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(opts["seed"]))
+        raw = NoiseTunnel(Saliency(fwd)).attribute(
+            x, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=bs, stdevs=std,
+            target=target, abs=True,
+        )[0]
+    return _np(raw), _reduce(raw, "max_abs"), {"noise_std": std}
+
+
+def _gradient_shap(model, x, target, opts, progress):
+    samples, bs = int(opts["samples"]), int(opts["batch_size"])
+    if samples < 1 or bs < 1:
+        raise ValueError("samples and batch_size must be >= 1")
+    sigma, seed = float(opts["sigma"]), int(opts["seed"])
+    dist = torch.cat([make_baseline(x, k, sigma=sigma, seed=seed) for k in ("black", "blurred", "noise")])
+    std = float(opts["noise"]) * float(x.detach().max() - x.detach().min())
+    fwd = _Counter(model, samples, "GradientSHAP", progress)
+    explainer = GradientShap(fwd)
+    # GradientShap evaluates all its samples in one batch: run bounded chunks and average them
+    # (the result is an expectation over samples, so equal-weighted chunks give the same estimator)
+    total = torch.zeros_like(x)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        done = 0
+        while done < samples:
+            n = min(bs, samples - done)
+            total += n * explainer.attribute(x, baselines=dist, n_samples=n, stdevs=std, target=target)
+            done += n
+    raw = (total / samples)[0]
+    return _np(raw), _reduce(raw, "sum"), {"noise_std": std}
+
+
+def _occlusion(model, x, target, opts, progress):
+    H, W = x.shape[-2:]
+    side = int(opts["window"] or occlusion_window(model))
+    wh, ww = min(side, H), min(side, W)  # Captum refuses windows larger than the image
+    base = make_baseline(x, opts["baseline"], sigma=float(opts["sigma"]), seed=int(opts["seed"]))
+    gh, gw = -(-H // wh), -(-W // ww)
+    fwd = _Counter(model, gh * gw + 1, "Occlusion", progress)
+    raw = Occlusion(fwd).attribute(
+        x, sliding_window_shapes=(x.shape[1], wh, ww), strides=(x.shape[1], wh, ww), baselines=base,
+        target=target, perturbations_per_eval=int(opts["batch_size"]),
+    )[0]
+    # every window's pixels share one value: the window grid is the compact raw result
+    window_scores = raw[0, ::wh, ::ww]
+    return _np(raw), _reduce(raw, "mean"), {"window_px": (wh, ww), "window_grid": (gh, gw), "window_scores": _np(window_scores)}
+
+
+def _gradcam(model, x, target, opts, progress):
+    wrapped = stage_forward_with_tap(model, int(opts["stage"]))
+    fwd = _Counter(wrapped, 1, "Grad-CAM", progress)
+    cam = LayerGradCam(fwd, wrapped.tap).attribute(x, target=target, relu_attributions=bool(opts["relu"]))
+    grid = cam[0, 0]  # (H_i, W_i)
+    return _np(grid), _upsample(grid, tuple(x.shape[-2:])), {"stage": wrapped.stage, "grid": tuple(grid.shape)}
+
+
+def _sepvit_relevance(model, x, target, opts, progress):
+    rel = sepvit_relevance(model, x, target, progress=progress, **opts)
+    return rel.stage_maps[0], rel.map_hw, {"stage_maps": rel.stage_maps, "logit": rel.logit}
+
+
+def _random(_model, x, _target, opts, _progress):
+    m = random_map(int(x.shape[-2]), int(x.shape[-1]), int(opts["seed"]))
+    return m, m, {}
+
+
+_RUNNERS: dict[str, Runner] = {
+    "saliency": _saliency,
+    "input_x_gradient": _input_x_gradient,
+    "integrated_gradients": _integrated_gradients,
+    "smoothgrad": _smoothgrad,
+    "gradient_shap": _gradient_shap,
+    "occlusion": _occlusion,
+    "gradcam": _gradcam,
+    "sepvit_relevance": _sepvit_relevance,
+    "random": _random,
+}

@@ -1,0 +1,183 @@
+"""Captum adapters on the tiny SepViT: completeness, batching, geometry, windows, the common API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sepvit_viz import create_model, feature_sizes
+from sepvit_viz.attribution import (
+    METHODS,
+    attribute,
+    list_methods,
+    method_options,
+    occlusion_window,
+    stage_forward_with_tap,
+)
+from sepvit_viz.baselines import make_baseline
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("sepvit_test", num_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(1, 3, 64, 64)
+
+
+def _no_hooks(model: torch.nn.Module) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("baseline", ["black", "blurred", "noise"])
+def test_integrated_gradients_completeness(model, image, baseline):
+    a = attribute(model, image, 3, "integrated_gradients", steps=32, baseline=baseline)
+    base = make_baseline(image, baseline)
+    with torch.no_grad():
+        gap = float(model(image)[0, 3] - model(base)[0, 3])
+    # completeness: attributions sum to f(x) - f(baseline), checked here independently of Captum
+    assert abs(float(a.raw.sum()) - gap) < 1e-2 * max(abs(gap), 0.1)
+    assert a.extras["convergence_delta"] < 1e-2 * max(abs(gap), 0.1)
+    assert a.extras["logit_gap"] == pytest.approx(gap, rel=1e-4, abs=1e-6)
+    np.testing.assert_allclose(a.map_hw, a.raw.sum(0), rtol=1e-5, atol=1e-7)
+
+
+def test_integrated_gradients_independent_of_internal_batch_size(model, image):
+    maps = [attribute(model, image, 5, "integrated_gradients", steps=12, internal_batch_size=b).raw for b in (1, 5, 12)]
+    for m in maps[1:]:
+        np.testing.assert_allclose(m, maps[0], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_gradcam_grid_matches_stage_geometry_at_odd_size(model, stage):
+    x = torch.randn(1, 3, 100, 132)
+    a = attribute(model, x, 2, "gradcam", stage=stage)
+    expected = feature_sizes(100, 132)[stage]
+    assert a.raw.shape == expected == a.extras["grid"]
+    # the same as every block of that stage sees
+    table = [row for row in model.block_table((100, 132)) if row.stage == stage]
+    assert all(row.feature_size == expected for row in table)
+    assert a.map_hw.shape == (100, 132)
+    assert (a.map_hw >= 0).all() and (a.raw >= 0).all()  # ReLU by default
+
+
+def test_gradcam_wrapper_is_the_model(model):
+    x = torch.randn(1, 3, 100, 132)
+    with torch.no_grad():
+        ref = model(x)
+        for s in range(4):
+            torch.testing.assert_close(stage_forward_with_tap(model, s)(x), ref)
+
+
+def test_gradcam_matches_hand_computation(model, image):
+    a = attribute(model, image, 4, "gradcam", stage=2, relu=False)
+    feats: list[torch.Tensor] = []
+    wrapped = stage_forward_with_tap(model, 2)
+    wrapped.tap.register_forward_hook(lambda m, i, o: feats.append(o))
+    logit = wrapped(image)[0, 4]
+    (g,) = torch.autograd.grad(logit, feats[0])
+    cam = (g.mean(dim=(2, 3), keepdim=True) * feats[0]).sum(1)[0]
+    np.testing.assert_allclose(a.raw, cam.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_occlusion_patches_align_with_stage1_windows(model):
+    H, W = 100, 132
+    x = torch.randn(1, 3, H, W)
+    side = occlusion_window(model)
+    first = next(model.iter_blocks())
+    assert side == first.window_size * 4 == 28
+    a = attribute(model, x, 1, "occlusion", baseline="gray")
+    stage1 = model.block_table((H, W))[0]
+    assert a.extras["window_grid"] == stage1.grid == (4, 5)
+    # every stage-1 window (28 x 28 px from the origin, cut at the border) holds a single value
+    for r in range(4):
+        for c in range(5):
+            patch = a.map_hw[28 * r : 28 * r + 28, 28 * c : 28 * c + 28]
+            assert np.ptp(patch) == 0
+    # and that value is the logit drop when exactly that window goes grey (here window (3, 4))
+    occluded = x.clone()
+    occluded[..., 84:100, 112:132] = 0.0
+    with torch.no_grad():
+        drop = float(model(x)[0, 1] - model(occluded)[0, 1])
+    assert a.map_hw[99, 131] == pytest.approx(drop, rel=1e-4, abs=1e-6)
+    assert a.extras["window_scores"].shape == (4, 5)
+
+
+def test_saliency_is_absolute_gradient(model, image):
+    a = attribute(model, image, 7, "saliency")
+    x = image.clone().requires_grad_()
+    (g,) = torch.autograd.grad(model(x)[0, 7], x)
+    np.testing.assert_allclose(a.raw, g.abs()[0].numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(a.map_hw, g.abs()[0].amax(0).numpy(), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_gives_a_map_at_image_resolution(model, method):
+    x = torch.randn(1, 3, 60, 76)
+    calls: list[float] = []
+    a = attribute(model, x, 6, method, progress=lambda f, d: calls.append(f))
+    assert a.map_hw.shape == (60, 76) and a.map_hw.dtype == np.float32
+    assert np.isfinite(a.map_hw).all() and np.isfinite(a.raw).all()
+    assert a.method == method and a.target == 6 and a.seconds >= 0
+    assert calls and calls[-1] == 1.0 and all(0 <= f <= 1 for f in calls)
+    assert _no_hooks(model) and not model.training
+
+
+def test_target_defaults_to_top_prediction(model, image):
+    with torch.no_grad():
+        top = int(model(image).argmax())
+    assert attribute(model, image, None, "saliency").target == top
+
+
+def test_options_are_checked(model, image):
+    assert set(method_options("integrated_gradients")) >= {"steps", "baseline", "internal_batch_size"}
+    assert "self_weight" in method_options("sepvit_relevance")
+    with pytest.raises(ValueError, match="unknown options"):
+        attribute(model, image, 0, "saliency", steps=3)
+    with pytest.raises(ValueError, match="unknown attribution method"):
+        attribute(model, image, 0, "lrp")
+    with pytest.raises(ValueError):
+        attribute(model, image, 0, "integrated_gradients", baseline="purple")
+    assert list_methods()[0] == "saliency" and "random" in list_methods()
+
+
+def test_requires_eval_mode(model, image):
+    model.train()
+    try:
+        with pytest.raises(ValueError, match="eval"):
+            attribute(model, image, 0, "saliency")
+    finally:
+        model.eval()
+
+
+def test_noise_methods_are_seeded_and_leave_global_rng_alone(model, image):
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = attribute(model, image, 2, "smoothgrad", samples=4, seed=7)
+    after = torch.rand(1)
+    assert torch.equal(before, after)
+    b = attribute(model, image, 2, "smoothgrad", samples=4, seed=7)
+    c = attribute(model, image, 2, "smoothgrad", samples=4, seed=8)
+    np.testing.assert_array_equal(a.raw, b.raw)
+    assert not np.array_equal(a.raw, c.raw)
+
+
+def test_gradient_shap_chunks_are_one_estimator(model, image):
+    # bounded batches do not change what is estimated: same expectation, close estimates
+    a = attribute(model, image, 2, "gradient_shap", samples=32, batch_size=32).map_hw
+    b = attribute(model, image, 2, "gradient_shap", samples=32, batch_size=4).map_hw
+    corr = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert corr > 0.5
+
+
+def test_inference_mode_input(model):
+    with torch.inference_mode():
+        x = torch.randn(1, 3, 56, 56)
+        a = attribute(model, x, 0, "input_x_gradient")
+    assert np.isfinite(a.map_hw).all() and np.abs(a.map_hw).sum() > 0

@@ -1,0 +1,97 @@
+"""Smoke tests of the benchmark runner and the model benchmark (behaviour only, never timings)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_model, run
+
+
+def test_discover_puts_model_first():
+    names = run.discover()
+    assert names[0] == "bench_model"
+    assert all(n.startswith("bench_") for n in names)
+
+
+@pytest.mark.slow
+def test_quick_model_benchmark_writes_tables(tmp_path: Path):
+    out = tmp_path / "results.md"
+    outcomes = run.run_all(quick=True, out=out, only=["model"], echo=False)
+    assert [o.name for o in outcomes] == ["bench_model"]
+    assert outcomes[0].ok, outcomes[0].markdown
+    text = out.read_text()
+    for heading in ("vs vit-pytorch", "Watching every attention map", "bfloat16", "Every variant", "input size"):
+        assert heading in text
+    assert text.count("Conditions: CPU:") >= 5
+    assert "torch " in text and "threads" in text
+    assert "| measured as |" in text
+    png = tmp_path / "scaling.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(scaling.png)" in text
+
+
+def test_comparison_without_vit_pytorch(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vit_pytorch", None)  # import machinery now reports it absent
+    assert bench_model.vit_pytorch_lite() is None
+    tiny = dataclasses.replace(bench_model.QUICK, img=64, tput_batch=1, tput_reps=1, lat_reps=1)
+    text = bench_model.compare_vit_pytorch(tiny)
+    assert "not installed" in text
+    assert "sepvit-viz Lite" in text
+
+
+def test_watch_all_keeps_every_map():
+    import torch
+
+    model = bench_model.ours("sepvit_test")
+
+    watcher = bench_model.WatchAll(model)
+    try:
+        with torch.inference_mode():
+            model(torch.randn(1, 3, 64, 64))
+    finally:
+        watcher.remove()
+    blocks = list(model.iter_blocks())
+    expected = sum(1 + (b.kind != "global") for b in blocks)
+    assert len(watcher.maps) == expected
+    assert not any(b.attn.dwa_tap.is_watched() for b in blocks)
+
+
+def test_runner_survives_failing_modules(tmp_path: Path):
+    (tmp_path / "bench_good.py").write_text(
+        'TITLE = "Good area"\ndef run(quick):\n    return "### good\\nConditions: x.\\n\\n| a |\\n|---|\\n| 1 |"\n'
+    )
+    (tmp_path / "bench_raises.py").write_text("def run(quick):\n    raise RuntimeError('boom in benchmark')\n")
+    (tmp_path / "bench_noimport.py").write_text("import not_a_module_anywhere_xyz\n")
+    (tmp_path / "bench_norun.py").write_text("X = 1\n")
+    (tmp_path / "bench_outdir.py").write_text(
+        "from pathlib import Path\n"
+        "def run(quick, out_dir=None):\n"
+        "    (Path(out_dir) / 'made.txt').write_text('x')\n"
+        "    return '### made'\n"
+    )
+    out = tmp_path / "out" / "results.md"
+    outcomes = run.run_all(quick=True, out=out, directory=tmp_path, echo=False)
+    status = {o.name: o.ok for o in outcomes}
+    assert status == {
+        "bench_good": True,
+        "bench_noimport": False,
+        "bench_norun": False,
+        "bench_outdir": True,
+        "bench_raises": False,
+    }
+    text = out.read_text()
+    assert "## Good area" in text and "| 1 |" in text
+    assert "boom in benchmark" in text and "ModuleNotFoundError" in text and "FAILED" in text
+    assert (tmp_path / "out" / "made.txt").exists()
+
+
+def test_main_strict_exit_status(tmp_path: Path):
+    (tmp_path / "bench_raises.py").write_text("def run(quick):\n    raise RuntimeError('x')\n")
+    out = str(tmp_path / "r.md")
+    assert run.main(["--quick", "--out", out], directory=tmp_path) == 0
+    assert run.main(["--quick", "--strict", "--out", out], directory=tmp_path) == 1
+    assert "FAILED" in Path(out).read_text()

@@ -1,0 +1,150 @@
+"""Deletion / insertion curves on hand-made models whose curves can be worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sepvit_viz.baselines import gaussian_blur, make_baseline
+from sepvit_viz.faithfulness import auc, curves_for, deletion_insertion, pixel_order, random_map, step_counts
+
+
+class SumModel(nn.Module):
+    """logits = [sum of pixels inside ``region``, 0]: class 0's evidence is exactly those pixels."""
+
+    def __init__(self, region: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.region = region
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x if self.region is None else x * self.region
+        total = s.flatten(1).sum(1)
+        return torch.stack([total, torch.zeros_like(total)], dim=1)
+
+
+X = torch.tensor([[3.0, 1.0], [0.0, 2.0]]).view(1, 1, 2, 2)
+MAP = np.array([[0.9, 0.1], [0.5, 0.7]])  # order: (0,0)=3, (1,1)=2, (1,0)=0, (0,1)=1
+
+
+def test_hand_made_curves_logit():
+    cur = deletion_insertion(SumModel(), X, MAP, 0, steps=4, baseline=torch.zeros_like(X), score="logit")
+    np.testing.assert_allclose(cur.fractions, [0, 0.25, 0.5, 0.75, 1.0])
+    # deletion removes 3, then 2, then 0, then 1; insertion adds them back in that order
+    np.testing.assert_allclose(cur.deletion, [6, 3, 1, 1, 0])
+    np.testing.assert_allclose(cur.insertion, [0, 3, 5, 5, 6])
+    # trapezoids of width 1/4: (4.5 + 2 + 1 + 0.5) / 4 and (1.5 + 4 + 5 + 5.5) / 4
+    assert cur.deletion_auc == pytest.approx(2.0)
+    assert cur.insertion_auc == pytest.approx(4.0)
+
+
+def test_hand_made_curves_probability():
+    cur = deletion_insertion(SumModel(), X, MAP, 0, steps=4, baseline=torch.zeros_like(X))
+    sig = [1 / (1 + math.exp(-v)) for v in (6, 3, 1, 1, 0)]
+    np.testing.assert_allclose(cur.deletion, sig, rtol=1e-6)
+    # class 1 is the complement
+    other = deletion_insertion(SumModel(), X, MAP, 1, steps=4, baseline=torch.zeros_like(X))
+    np.testing.assert_allclose(other.deletion, 1 - np.array(sig), rtol=1e-6)
+
+
+def test_baseline_tensor_replaces_pixels():
+    base = torch.full_like(X, 10.0)
+    cur = deletion_insertion(SumModel(), X, MAP, 0, steps=4, baseline=base, score="logit")
+    # deleting a pixel puts 10 in its place: 6 -> 6 - 3 + 10 -> ... -> 40
+    np.testing.assert_allclose(cur.deletion, [6, 13, 21, 31, 40])
+    np.testing.assert_allclose(cur.insertion, [40, 33, 25, 15, 6])
+
+
+def test_batch_size_does_not_change_curves():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 9, 11)
+    m = np.random.default_rng(1).random((9, 11))
+    a = deletion_insertion(SumModel(), x, m, 0, steps=7, batch_size=1)
+    b = deletion_insertion(SumModel(), x, m, 0, steps=7, batch_size=5)
+    np.testing.assert_allclose(a.deletion, b.deletion, rtol=1e-6)
+    np.testing.assert_allclose(a.insertion, b.insertion, rtol=1e-6)
+
+
+def test_blurred_baseline_of_constant_image_is_flat():
+    x = torch.full((1, 3, 12, 17), 0.25)
+    m = random_map(12, 17, seed=3)
+    cur = deletion_insertion(SumModel(), x, m, 0, steps=5, score="logit")
+    np.testing.assert_allclose(cur.deletion, cur.deletion[0], rtol=1e-5)
+    np.testing.assert_allclose(cur.insertion, cur.deletion[0], rtol=1e-5)
+
+
+def test_right_map_beats_random_floor():
+    H = W = 16
+    region = torch.zeros(1, 1, H, W)
+    region[..., 2:7, 9:14] = 1.0
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, H, W) + 0.5  # positive evidence inside the region
+    model = SumModel(region)
+    good = deletion_insertion(model, x, region[0, 0].numpy(), 0, steps=16, baseline="black", score="logit")
+    rand = deletion_insertion(model, x, random_map(H, W, seed=0), 0, steps=16, baseline="black", score="logit")
+    assert good.deletion_auc < rand.deletion_auc
+    assert good.insertion_auc > rand.insertion_auc
+
+
+def test_pixel_order_ties_follow_raster_order():
+    np.testing.assert_array_equal(pixel_order(np.zeros((3, 4))), np.arange(12))
+    np.testing.assert_array_equal(pixel_order(np.array([[0.0, 2.0], [2.0, 1.0]])), [1, 2, 3, 0])
+
+
+def test_step_counts_and_auc():
+    np.testing.assert_array_equal(step_counts(10, 4), [0, 2, 5, 8, 10])
+    assert auc(np.array([0.0, 0.5, 1.0]), np.array([1.0, 1.0, 1.0])) == pytest.approx(1.0)
+    assert auc(np.array([0.0, 1.0]), np.array([0.0, 1.0])) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        step_counts(10, 0)
+
+
+def test_gaussian_blur_keeps_mass_and_constants():
+    x = torch.zeros(1, 1, 41, 41)
+    x[..., 20, 20] = 1.0
+    y = gaussian_blur(x, sigma=2.0)
+    assert y.sum().item() == pytest.approx(1.0, rel=1e-5)  # far from the border: nothing lost
+    assert y[..., 20, 20].item() < 0.1 and y[..., 20, 22].item() > 0  # spread out
+    c = torch.full((1, 3, 5, 7), 0.3)
+    torch.testing.assert_close(gaussian_blur(c, sigma=10.0), c)
+
+
+def test_baseline_kinds_in_normalised_space():
+    x = torch.randn(1, 3, 8, 8)
+    torch.testing.assert_close(make_baseline(x, "black"), torch.full_like(x, -1.0))  # (0 - 0.5) / 0.5
+    torch.testing.assert_close(make_baseline(x, "gray"), torch.zeros_like(x))
+    noise = make_baseline(x, "noise", seed=1)
+    assert noise.min() >= -1 and noise.max() <= 1 and noise.std() > 0.3
+    torch.testing.assert_close(noise, make_baseline(x, "noise", seed=1))
+    with pytest.raises(ValueError):
+        make_baseline(x, "purple")
+
+
+def test_rejects_bad_inputs():
+    with pytest.raises(ValueError):
+        deletion_insertion(SumModel(), X, np.zeros((3, 3)), 0)
+    with pytest.raises(ValueError):
+        deletion_insertion(SumModel(), X, np.full((2, 2), np.nan), 0)
+    with pytest.raises(ValueError):
+        deletion_insertion(SumModel(), torch.cat([X, X]), MAP, 0)
+
+
+def test_inference_tensors_and_progress():
+    with torch.inference_mode():
+        x = torch.randn(1, 3, 6, 6)
+    seen: list[float] = []
+    deletion_insertion(SumModel(), x, random_map(6, 6), 0, steps=6, batch_size=4, progress=lambda f, d: seen.append(f))
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 4  # 14 images in batches of 4
+
+
+def test_curves_for_an_attribution_object():
+    class Attr:
+        map_hw = MAP
+        target = 0
+
+    cur = curves_for(SumModel(), X, Attr(), steps=4, baseline=torch.zeros_like(X), score="logit")
+    np.testing.assert_allclose(cur.deletion, [6, 3, 1, 1, 0])
+    assert cur.target == 0

@@ -1,0 +1,169 @@
+"""The SepViT-aware relevance: its definition (against the project's rollout) and its properties."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from sepvit_viz import create_model, feature_sizes
+from sepvit_viz import maps as M
+from sepvit_viz.relevance import AttentionRecorder, sepvit_relevance, to_pixels_by_gradient, unpool, weighted_attention
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("sepvit_test", num_classes=10).eval()
+
+
+def _image(h: int, w: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, h, w, generator=g)
+
+
+def _taps_unwatched(model) -> bool:
+    return all(
+        not b.attn.dwa_tap._forward_hooks and not getattr(b.attn, "pwa_tap", b.attn.dwa_tap)._forward_hooks
+        for b in model.iter_blocks()
+    )
+
+
+@pytest.mark.parametrize("size", [(64, 64), (100, 132)])
+def test_relevance_is_seed_times_project_rollout(model, size):
+    """stage-1 relevance == seed @ maps.rollout_matrix(gradient-weighted maps): the definition."""
+    x = _image(*size)
+    rel = sepvit_relevance(model, x, 3)
+    w = weighted_attention(model, x, 3)
+    seed, blocks = w.seed, w.blocks
+    as_maps = [
+        M.BlockAttention(
+            dwa=b.dwa.numpy()[:, None],  # (n, 1, L, L): one fused head
+            pwa=None if b.pwa is None else b.pwa.numpy()[None],
+            geometry=b.geometry,
+            stage=b.stage,
+        )
+        for b in blocks
+    ]
+    R = M.rollout_matrix(as_maps, residual=0.5, self_weight=0.5)  # (N4, N1)
+    expected = (seed.numpy().ravel() @ R).reshape(feature_sizes(*size)[0])
+    np.testing.assert_allclose(rel.stage_maps[0], expected, rtol=1e-4, atol=1e-9 * seed.sum().item())
+
+
+def test_unpool_is_the_rollout_pooling_matrix():
+    u = torch.rand(4, 5, dtype=torch.float64)
+    for src in [(7, 9), (8, 10)]:
+        P = M.pooling_matrix(src, (4, 5))
+        np.testing.assert_allclose(unpool(u, src).numpy().ravel(), u.numpy().ravel() @ P, rtol=1e-12)
+
+
+def test_seed_is_each_tokens_share_of_the_logit(model):
+    x = _image(64, 64)
+    w = weighted_attention(model, x, 5)
+    logit, seed = w.logit, w.seed
+    with torch.no_grad():
+        z = model.forward_features(x)[0]  # (N, C)
+        share = (z @ model.head.weight[5]) / z.shape[0]
+    np.testing.assert_allclose(seed.numpy().ravel(), share.clamp_min(0).numpy(), rtol=1e-4, atol=1e-7)
+    # the shares (with their negative parts) add up to the logit minus the bias
+    assert float(share.sum()) + model.head.bias[5].item() == pytest.approx(logit, rel=1e-4, abs=1e-6)
+
+
+def test_conservation_and_sign(model):
+    rel = sepvit_relevance(model, _image(100, 132), 2)
+    total = rel.seed.sum()
+    assert total > 0
+    for m in rel.stage_maps:
+        assert m.min() >= 0
+        assert m.sum() == pytest.approx(total, rel=1e-5)
+    assert rel.map_hw.shape == (100, 132) and rel.map_hw.min() >= 0
+    assert [m.shape for m in rel.stage_maps] == feature_sizes(100, 132)
+
+
+def test_full_residual_is_the_pooled_seed(model):
+    """residual = 1 ignores attention: the seed (a last-stage CAM) pooled down to stage 1."""
+    x = _image(64, 64)
+    rel = sepvit_relevance(model, x, 2, residual=1.0)
+    u = torch.from_numpy(rel.seed).double()
+    sizes = feature_sizes(64, 64)
+    for s in (2, 1, 0):
+        u = unpool(u, sizes[s])
+    np.testing.assert_allclose(rel.stage_maps[0], u.numpy(), rtol=1e-5)
+    # with attention it is a different map
+    assert not np.allclose(sepvit_relevance(model, x, 2).stage_maps[0], rel.stage_maps[0], rtol=1e-3)
+
+
+def test_class_specific(model):
+    x = _image(64, 64)
+    a = sepvit_relevance(model, x, 1).map_hw
+    b = sepvit_relevance(model, x, 8).map_hw
+    a, b = a / a.sum(), b / b.sum()
+    assert np.abs(a - b).sum() > 0.05
+
+
+def test_gradient_weighted_maps_are_row_stochastic(model):
+    blocks = weighted_attention(model, _image(100, 132), 0).blocks
+    assert [b.geometry.has_token for b in blocks] == [
+        row.pwa_shape is not None for row in model.block_table((100, 132))
+    ]
+    for b in blocks:
+        assert b.dwa.min() >= 0
+        torch.testing.assert_close(b.dwa.sum(-1), torch.ones(b.dwa.shape[:-1], dtype=torch.float64))
+        if b.pwa is not None:
+            torch.testing.assert_close(b.pwa.sum(-1), torch.ones(b.pwa.shape[:-1], dtype=torch.float64))
+
+
+def test_hooks_are_removed_and_fused_path_restored(model):
+    x = _image(64, 64)
+    with torch.no_grad():
+        before = model(x)
+    sepvit_relevance(model, x, 0)
+    assert _taps_unwatched(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)
+
+
+def test_recorder_ignores_other_threads(model):
+    x = _image(56, 56)
+    with AttentionRecorder(model) as rec:
+        worker = threading.Thread(target=lambda: model(x))
+        worker.start()
+        worker.join()
+        assert rec.records == []
+        model(x)
+        assert len(rec.records) == sum(1 + int(row.pwa_shape is not None) for row in model.block_table(56))
+    assert _taps_unwatched(model)
+
+
+def test_options_checked_and_nearest_upsampling(model):
+    x = _image(64, 64)
+    with pytest.raises(ValueError):
+        sepvit_relevance(model, x, 0, residual=1.5)
+    with pytest.raises(ValueError):
+        sepvit_relevance(model, x, 0, upsample="cubic")
+    rel = sepvit_relevance(model, x, 0, upsample="nearest")
+    # nearest: every stage-1 cell covers a 4 x 4 block of pixels, as every other map does
+    np.testing.assert_allclose(rel.map_hw[::4, ::4], rel.stage_maps[0], rtol=1e-6)
+    assert np.ptp(rel.map_hw[:4, :4]) == 0
+
+
+def test_gradient_input_rule_conserves_each_cell():
+    """upsample='gradient': each stage-1 cell's relevance goes to its pixels, in proportion to weight."""
+    r = torch.zeros(5, 6, dtype=torch.float64)
+    r[2, 3] = 1.0
+    weight = torch.ones(20, 24, dtype=torch.float64)
+    weight[8, 12] = 100.0  # the pixel under cell (2, 3)'s centre contributed most
+    out = to_pixels_by_gradient(r, weight)
+    assert out.sum().item() == pytest.approx(1.0, rel=1e-9)
+    assert out.argmax().item() == 8 * 24 + 12
+    # only the 7 x 7 footprint of that cell (rows 5..11, cols 9..15) receives anything
+    nz = torch.nonzero(out > 1e-12)
+    assert nz[:, 0].min() >= 5 and nz[:, 0].max() <= 11 and nz[:, 1].min() >= 9 and nz[:, 1].max() <= 15
+
+
+def test_gradient_upsampling_keeps_the_total(model):
+    rel = sepvit_relevance(model, _image(100, 132), 4, upsample="gradient")
+    assert rel.map_hw.shape == (100, 132) and rel.map_hw.min() >= 0
+    assert rel.map_hw.sum() == pytest.approx(rel.seed.sum(), rel=1e-4)
