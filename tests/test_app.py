@@ -9,7 +9,6 @@ query, cross-window map, compare, downloads) and the public-Space settings.
 
 from __future__ import annotations
 
-import socket
 import threading
 import zipfile
 from pathlib import Path
@@ -466,29 +465,9 @@ def test_public_space_settings():
 
 
 # ------------------------------------------------------------------------------------ launched app
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def client():
-    import app
-
-    port = _free_port()
-    app.demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        max_file_size=ui.MAX_UPLOAD_BYTES,
-        show_error=False,
-    )
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        app.demo.close()
+def client(app_url):
+    return Client(app_url, verbose=False)
 
 
 def read(path) -> np.ndarray:

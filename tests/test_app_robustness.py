@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import io
-import socket
 import struct
 import zipfile
 import zlib
@@ -189,30 +188,9 @@ def test_negative_steps_and_unknown_class_after_an_analysis(files):
 
 
 # ------------------------------------------------------------------------------------ launched app
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served():
-    import app
-
-    port = _free_port()
-    app.demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        max_file_size=ui.MAX_UPLOAD_BYTES,
-        show_error=False,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        yield url, Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 300})
-    finally:
-        app.demo.close()
+def served(app_url):
+    yield app_url, Client(app_url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 300})
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ installs ``chromium``). A missing browser is a failure, not a skip.
 from __future__ import annotations
 
 import io
-import socket
 import time
 from pathlib import Path
 
@@ -41,30 +40,9 @@ PICTURE_BOX = """(img) => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url():
-    import app
-    from sepvit_viz import ui
-
-    port = _free_port()
-    app.demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        max_file_size=ui.MAX_UPLOAD_BYTES,
-        show_error=False,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.demo.close()
+def url(app_url):
+    return app_url
 
 
 @pytest.fixture(scope="module")
