@@ -346,5 +346,20 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
 
 
+TITLE = "Attribution speed, memory and faithfulness"
+
+
+def run(quick: bool) -> str:
+    """The runner's contract (benchmarks/run.py): markdown of this benchmark, smaller in quick mode."""
+    import contextlib
+    import io
+
+    argv = ["--limit", "2", "--repeats", "1", "--faith-steps", "5", "--skip-memory"] if quick else ["--limit", "20"]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main(argv)
+    return buf.getvalue()
+
+
 if __name__ == "__main__":
     main()
