@@ -17,7 +17,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +157,7 @@ class PhotoCache:
 
     photos: np.ndarray
     files: list[str]
+    dirs: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, index_path: str | Path, in_memory: bool = False) -> PhotoCache:
@@ -165,7 +166,7 @@ class PhotoCache:
         data = np.load(Path(index_path).with_suffix(".u8"), mmap_mode="r")
         if in_memory:
             data = np.ascontiguousarray(data)
-        return cls(photos=data, files=meta["files"])
+        return cls(photos=data, files=meta["files"], dirs=meta.get("dirs", []))
 
     def __len__(self) -> int:
         return len(self.files)

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class DistillConfig:
     drop_path_rate: float = 0.05
     res_schedule: str = "0:224"
     crop_scale_min: float = 0.3
+    dir_weights: str = ""
     mixup_alpha: float = 1.0
     mixup_prob: float = 0.5
     bf16: bool = True
@@ -91,6 +93,39 @@ class DistillConfig:
 
 
 # ------------------------------------------------------------------------------ pure schedule helpers
+def parse_dir_weights(spec: str) -> dict[str, float]:
+    """``"mini-imagenet=2,imagenet-sample=3"`` -> {folder name: sampling weight}; others weigh 1."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, w = part.partition("=")
+        try:
+            weight = float(w)
+        except ValueError:
+            raise ValueError(f"--dir-weights: {part!r} is not NAME=WEIGHT") from None
+        if not name or not weight > 0:
+            raise ValueError(f"--dir-weights: {part!r} needs a folder name and a weight > 0")
+        out[name] = weight
+    return out
+
+
+def weighted_epoch_order(groups: Sequence[int], weights: Sequence[float], generator: torch.Generator) -> torch.Tensor:
+    """One epoch's photo order when group ``g`` of photo ``i`` (``groups[i]``) is drawn
+    ``weights[g]`` times on average: whole repeats plus a random subset for the fraction, shuffled.
+
+    groups: (N,) group index per photo; returns a 1-D int64 permutation-with-repeats."""
+    groups_t = torch.as_tensor(groups, dtype=torch.int64)
+    parts = []
+    for g, w in enumerate(weights):
+        members = torch.nonzero(groups_t == g).flatten()
+        whole, frac = int(w), w - int(w)
+        parts.extend([members] * whole)
+        if frac > 0 and len(members):
+            pick = torch.randperm(len(members), generator=generator)[: round(frac * len(members))]
+            parts.append(members[pick])
+    order = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
+    return order[torch.randperm(len(order), generator=generator)]
+
+
 def parse_res_schedule(spec: str) -> list[tuple[float, int]]:
     """ "0:160,0.6:192,0.85:224" -> [(0.0, 160), (0.6, 192), (0.85, 224)] (progress -> resolution)."""
     points = []
@@ -195,7 +230,18 @@ class Distiller:
     # ---- data
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
-        return torch.randperm(len(self.data), generator=g)
+        weights = parse_dir_weights(self.cfg.dir_weights)
+        if not weights:
+            return torch.randperm(len(self.data), generator=g)
+        # Oversample folders (e.g. the 99 small-photo mini-ImageNet classes, which lag far behind).
+        dir_names = [Path(d).name for d in self.data.dirs]
+        unknown = set(weights) - set(dir_names)
+        if unknown:
+            raise ValueError(f"--dir-weights names folders not in the training set: {sorted(unknown)}")
+        groups = [
+            next(i for i, d in enumerate(self.data.dirs) if f.startswith(d.rstrip("/") + "/")) for f in self.data.files
+        ]
+        return weighted_epoch_order(groups, [weights.get(n, 1.0) for n in dir_names], g)
 
     def next_indices(self) -> torch.Tensor:
         b = self.cfg.batch_size
@@ -453,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--drop-path-rate", type=float, help=f"student stochastic depth (default {d.drop_path_rate})")
     a("--res-schedule", help=f"student resolution by progress, e.g. 0:160,0.7:224 (default {d.res_schedule})")
     a("--crop-scale-min", type=float, help=f"smallest random-crop area fraction (default {d.crop_scale_min})")
+    a("--dir-weights", help="oversample training folders, e.g. mini-imagenet=2,imagenet-sample=2 (default: all 1)")
     a("--mixup-alpha", type=float, help=f"default {d.mixup_alpha}")
     a("--mixup-prob", type=float, help=f"fraction of samples mixed (default {d.mixup_prob})")
     a("--no-bf16", dest="bf16", action="store_false", default=None, help="fp32 instead of bf16 autocast")
@@ -560,7 +607,9 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                 t0 = last_eval
             m = dist.train_step()
             dt = time.time() - t0
-            dist.elapsed += dt
+            # A step here takes about a second; a much longer one means the process was paused
+            # (SIGSTOP while the machine is needed for something else), which must not eat the budget.
+            dist.elapsed += min(dt, 60.0)
             window_n += cfg.batch_size
             window_loss += m["loss"]
             window_agree += m["batch_agree"]

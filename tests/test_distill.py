@@ -13,7 +13,17 @@ import torch
 from PIL import Image
 
 from sepvit_viz.data import augment_batch, mixup
-from sepvit_viz.distill import DistillConfig, Distiller, kd_loss, lr_at, main, param_groups, resolution_at
+from sepvit_viz.distill import (
+    DistillConfig,
+    Distiller,
+    kd_loss,
+    lr_at,
+    main,
+    param_groups,
+    parse_dir_weights,
+    resolution_at,
+    weighted_epoch_order,
+)
 
 WNIDS = ("n01440764", "n02102040")  # tench, English springer
 
@@ -88,6 +98,21 @@ def test_resolution_schedule() -> None:
     assert [resolution_at(p, spec) for p in (0.0, 0.49, 0.5, 0.79, 0.8, 1.0)] == [128, 128, 160, 160, 224, 224]
     with pytest.raises(ValueError):
         resolution_at(0.5, "0.2:128")
+
+
+def test_dir_weights_oversample_folders() -> None:
+    assert parse_dir_weights("mini-imagenet=2.5, imagenet-sample=2") == {"mini-imagenet": 2.5, "imagenet-sample": 2.0}
+    assert parse_dir_weights("") == {}
+    for bad in ("mini-imagenet", "x=0", "=2", "x=abc"):
+        with pytest.raises(ValueError, match="dir-weights"):
+            parse_dir_weights(bad)
+    groups = [0] * 10 + [1] * 4 + [2] * 6
+    order = weighted_epoch_order(groups, [1.0, 2.5, 0.5], torch.Generator().manual_seed(0))
+    counts = np.bincount(order.numpy(), minlength=20)
+    assert (counts[:10] == 1).all()  # weight 1: each photo once
+    assert sorted(counts[10:14].tolist()) == [2, 2, 3, 3]  # 2.5: two repeats plus half of them once more
+    assert counts[14:].sum() == 3 and counts[14:].max() == 1  # 0.5: a random half
+    assert not torch.equal(order[:10], torch.arange(10))  # shuffled
 
 
 def test_kd_loss_is_a_kl_divergence() -> None:
