@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None, directory: Path | None = None) -> int:
     p.add_argument("--out", type=Path, help="results file (default benchmarks/results.md, quick: results-quick.md)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a benchmark fails")
     args = p.parse_args(argv)
+    from sepvit_viz.runtime import tune_malloc
+
+    tune_malloc()  # as the app and the command line do
     out = args.out or HERE / ("results-quick.md" if args.quick else "results.md")
     outcomes = run_all(args.quick, out, args.only, directory)
     failed = [o.name for o in outcomes if not o.ok]

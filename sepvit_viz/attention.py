@@ -16,9 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module
 
+from .layers import Linear
 from .windows import WindowGeometry
 
 __all__ = ["AttentionTap", "SeparableAttention"]
+
+# Windows of at most this many tokens take the matmul path when unwatched (see ``_dwa``).
+_SMALL_WINDOW = 64
 
 
 class AttentionTap(nn.Module):
@@ -68,15 +72,15 @@ class SeparableAttention(nn.Module):
         self.with_pwa = with_pwa
         # fast path when unwatched; set False to always build the probability tensors
         self.fused_attn = True
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
         self.dwa_tap = AttentionTap()
         if with_pwa:
             self.token_norm = nn.LayerNorm(dim, eps=token_norm_eps)
             self.token_act = nn.GELU()
-            self.pwa_qk = nn.Linear(dim, dim * 2, bias=qkv_bias)
+            self.pwa_qk = Linear(dim, dim * 2, bias=qkv_bias)
             self.pwa_tap = AttentionTap()
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def _dwa(self, u: torch.Tensor, geom: WindowGeometry, key_mask: torch.Tensor | None) -> torch.Tensor:
@@ -90,9 +94,16 @@ class SeparableAttention(nn.Module):
         if key_mask is not None:  # (n, L), True = real key -> (B*n, 1, 1, L)
             mask = key_mask[None].expand(B, n, L).reshape(B * n, 1, 1, L)
         if self.fused_attn and not self.dwa_tap.is_watched():
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.attn_drop.p if self.training else 0.0
-            )
+            if L <= _SMALL_WINDOW and not self.training and mask is None:
+                # Small windows (7x7 + token): three batched matmuls on contiguous heads beat the
+                # fused CPU kernel, whose tiling is made for long sequences (bench_model, DWA rows).
+                qc, kc, vc = (t.contiguous() for t in (q, k, v))
+                attn = torch.matmul(qc, kc.transpose(-2, -1)).mul_(self.scale).softmax(dim=-1)
+                y = torch.matmul(attn, vc)
+            else:
+                y = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, dropout_p=self.attn_drop.p if self.training else 0.0
+                )
         else:
             attn = (q @ k.transpose(-2, -1)) * self.scale
             if mask is not None:

@@ -669,6 +669,9 @@ def _raise_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 (signal h
 def main(argv: list[str] | None = None) -> int:
     # `kill PID` (SIGTERM) stops a background run as cleanly as Ctrl-C: state saved, checkpoint written.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    from sepvit_viz.runtime import tune_malloc
+
+    tune_malloc()
     args = build_parser().parse_args(argv)
     cfg, state = config_from_args(args)
     if not cfg.time_budget_min and not cfg.steps:

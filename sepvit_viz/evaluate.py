@@ -95,7 +95,10 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sepvit_viz.runtime import tune_malloc
     from sepvit_viz.weights import DEFAULT_CHECKPOINT, load_checkpoint
+
+    tune_malloc()
 
     p = argparse.ArgumentParser(prog="python -m sepvit_viz.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("dirs", nargs="+", help="folders of photos in WordNet-id subfolders")

@@ -3,9 +3,81 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DropPath", "Mlp", "OverlapPatchEmbed", "PosConv"]
+__all__ = ["DropPath", "Linear", "Mlp", "OverlapPatchEmbed", "PosConv", "onednn_linear_available"]
+
+# Use oneDNN's fused linear kernel for float32 CPU inference (see ``Linear``); False turns it off.
+ONEDNN_LINEAR = True
+
+
+def onednn_linear_available() -> bool:
+    """Whether this torch build has oneDNN's pointwise-fused linear op (CPU builds normally do)."""
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_HAS_ONEDNN_LINEAR = onednn_linear_available()
+
+try:  # a dispatch mode (FlopCounterMode, fake tensors) must see plain aten ops
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+except ImportError:  # pragma: no cover - older/newer torch without it: never take the fast path then
+
+    def _get_current_dispatch_mode() -> object:
+        return True
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters, same state-dict keys) with an optional exact GELU after it.
+
+    (..., in) -> (..., out). For float32 CPU inference (no autograd needed, no autocast) it calls
+    oneDNN's linear with the bias and the erf GELU fused into the matrix multiply: aten's ``addmm``
+    first copies the broadcast bias into the whole output and the GELU is one more pass over it, which
+    on a 2-core CPU costs as much as the multiply for SepViT's thin, tall matrices. Results agree
+    with ``F.linear`` (+ ``F.gelu``) to float32 rounding. Anything needing gradients (training,
+    attributions) takes the plain aten path.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, gelu: bool = False) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.gelu = gelu
+
+    def _fast_dtype(self, x: torch.Tensor) -> torch.dtype | None:
+        """The dtype oneDNN should compute in, or None for the aten path."""
+        if not (
+            ONEDNN_LINEAR
+            and _HAS_ONEDNN_LINEAR
+            and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and self.weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
+            and _get_current_dispatch_mode() is None
+            and not torch.compiler.is_compiling()  # inductor picks its own kernels
+        ):
+            return None
+        if torch.is_autocast_enabled("cpu"):
+            # bf16 autocast: what autocast would do (bf16 in, bf16 out), on the fused kernel
+            return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+        return torch.float32 if x.dtype == torch.float32 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self._fast_dtype(x)
+        if dtype is not None:
+            w, b = self.weight, self.bias
+            if dtype != torch.float32:
+                x, w = x.to(dtype), w.to(dtype)
+                b = b.to(dtype) if b is not None else None
+            if self.gelu:
+                return torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
+            return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+        y = F.linear(x, self.weight, self.bias)
+        return F.gelu(y) if self.gelu else y
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", gelu=True" if self.gelu else "")
 
 
 class OverlapPatchEmbed(nn.Module):
@@ -38,17 +110,16 @@ class PosConv(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Linear -> GELU -> Linear, (..., C) -> (..., C)."""
+    """Linear -> GELU (exact, fused into ``fc1``) -> Linear, (..., C) -> (..., C)."""
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden, gelu=True)
+        self.fc2 = Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return self.drop(self.fc2(self.drop(self.fc1(x))))
 
 
 class DropPath(nn.Module):

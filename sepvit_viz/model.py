@@ -30,7 +30,7 @@ from torch import nn
 
 from .attention import SeparableAttention
 from .config import VARIANTS, SepViTConfig
-from .layers import DropPath, Mlp, OverlapPatchEmbed, PosConv
+from .layers import DropPath, Linear, Mlp, OverlapPatchEmbed, PosConv
 from .windows import WindowGeometry, pad_mask, window_geometry, window_partition, window_reverse
 
 __all__ = ["BlockInfo", "SepViT", "SepViTBlock", "SepViTStage", "create_model", "feature_sizes", "list_models"]
@@ -214,7 +214,7 @@ class SepViT(nn.Module):
             in_chans = dim
         self.stages = nn.ModuleList(stages)
         self.norm = nn.LayerNorm(config.num_features, eps=config.layer_norm_eps)
-        self.head = nn.Linear(config.num_features, config.num_classes) if config.num_classes > 0 else nn.Identity()
+        self.head = Linear(config.num_features, config.num_classes) if config.num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
 
     @staticmethod

@@ -1,0 +1,84 @@
+"""The CPU fast paths: oneDNN fused linear, the small-window DWA path, and the allocator settings."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sepvit_viz import layers
+from sepvit_viz.attention import SeparableAttention
+from sepvit_viz.layers import Linear
+from sepvit_viz.runtime import malloc_settings, tune_malloc
+from sepvit_viz.windows import window_geometry
+
+needs_onednn = pytest.mark.skipif(not layers.onednn_linear_available(), reason="torch built without oneDNN")
+
+
+def _ops_run(fn) -> set[str]:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages()}
+
+
+@needs_onednn
+@pytest.mark.parametrize("gelu", [False, True])
+def test_fused_linear_matches_aten_and_runs_only_without_autograd(gelu, monkeypatch):
+    torch.manual_seed(0)
+    lin = Linear(48, 80, gelu=gelu)
+    x = torch.randn(2, 5, 7, 48)
+    ref = F.linear(x, lin.weight, lin.bias)
+    ref = F.gelu(ref) if gelu else ref
+    with torch.no_grad():
+        assert "mkldnn::_linear_pointwise" in _ops_run(lambda: lin(x))
+        assert torch.allclose(lin(x), ref, atol=1e-5)
+    # gradients needed: the plain aten path, with a graph
+    out = lin(x)
+    assert out.grad_fn is not None
+    assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: lin(x).sum().backward())
+    assert torch.allclose(out, ref, atol=1e-5)
+    # switched off, or under autocast: aten too
+    monkeypatch.setattr(layers, "ONEDNN_LINEAR", False)
+    with torch.no_grad():
+        assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: lin(x))
+
+
+@needs_onednn
+def test_flop_counter_still_sees_every_linear():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lin = Linear(32, 64)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        lin(torch.randn(10, 32))
+    assert counter.get_total_flops() == 2 * 10 * 32 * 64
+
+
+def test_small_window_path_matches_the_fused_kernel(monkeypatch):
+    torch.manual_seed(0)
+    attn = SeparableAttention(64, 2).eval()
+    geom = window_geometry(14, 14, 7, True)
+    u = torch.randn(3, geom.num_windows, 1 + geom.window_pixels, 64)
+    import sepvit_viz.attention as attention
+
+    with torch.no_grad():
+        small = attn(u, geom)
+        monkeypatch.setattr(attention, "_SMALL_WINDOW", 0)  # force scaled_dot_product_attention
+        fused = attn(u, geom)
+        attn.fused_attn = False  # explicit softmax path, as when watched
+        explicit = attn(u, geom)
+    assert torch.allclose(small, fused, atol=1e-5)
+    assert torch.allclose(small, explicit, atol=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc settings")
+def test_tune_malloc_sets_glibc_thresholds_once():
+    got = tune_malloc(mmap_threshold=1 << 30, trim_threshold=256 << 20)
+    if got is None:  # a non-glibc Linux (musl): nothing to set, and it says so
+        assert malloc_settings() == "default"
+        return
+    assert got == {"mmap_threshold": 1 << 30, "trim_threshold": 256 << 20}
+    assert tune_malloc(mmap_threshold=1 << 30, trim_threshold=256 << 20) is got
+    assert "1024 MiB" in malloc_settings() and "256 MiB" in malloc_settings()
