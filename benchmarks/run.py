@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks            # full mode -> benchmarks/results.md (what the README shows)
     python -m benchmarks --quick    # CI smoke mode -> benchmarks/results-quick.md
     python -m benchmarks --only model attribution --out /tmp/r.md
+    python -m benchmarks --only accuracy --merge   # rerun one area, keep the others in results.md
 
 Contract for a benchmark script (follow it to be picked up automatically)
 -------------------------------------------------------------------------
@@ -34,6 +35,7 @@ import importlib
 import importlib.util
 import inspect
 import pkgutil
+import re
 import sys
 import time
 import traceback
@@ -53,6 +55,7 @@ class Outcome:
     markdown: str
     seconds: float
     ok: bool
+    finished: str = ""  # UTC time the module finished
 
 
 def discover(directory: Path | None = None) -> list[str]:
@@ -101,7 +104,11 @@ def run_one(name: str, quick: bool, out_dir: Path, directory: Path | None = None
         text, ok = _error_block(exc), False
     finally:
         torch.set_num_threads(threads)
-    return Outcome(name, title, text.strip(), time.perf_counter() - t0, ok)
+    return Outcome(name, title, text.strip(), time.perf_counter() - t0, ok, _now())
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def header(quick: bool) -> str:
@@ -109,7 +116,7 @@ def header(quick: bool) -> str:
 
     from benchmarks.common import cpu_model, load_average
 
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _now()
     return "\n".join(
         [
             f"# sepvit-viz benchmarks ({'quick smoke run: tiny sizes, numbers mean nothing' if quick else 'full run'})",
@@ -122,18 +129,53 @@ def header(quick: bool) -> str:
     )
 
 
-def render(outcomes: list[Outcome], quick: bool) -> str:
+def render_section(o: Outcome) -> str:
+    stamp = f", finished {o.finished}" if o.finished else ""
+    return f"## {o.title}\n\n_`benchmarks/{o.name}.py`, {o.seconds:.0f} s{stamp}_\n\n{o.markdown}"
+
+
+def render(
+    outcomes: list[Outcome], quick: bool, keep: dict[str, str] | None = None, order: list[str] | None = None
+) -> str:
+    """The report: header, then each module's section in ``order`` (default: run order). ``keep``:
+    sections of an earlier report (module name -> section text) for modules not rerun (``--merge``)."""
     parts = [header(quick)]
-    for o in outcomes:
-        parts.append(f"## {o.title}\n\n_`benchmarks/{o.name}.py`, {o.seconds:.0f} s_\n\n{o.markdown}")
+    if keep:
+        parts[0] += " Sections rerun separately (`--merge`) carry their own finishing time."
+    new = {o.name: render_section(o) for o in outcomes}
+    names = [n for n in (order or []) if n in new or n in (keep or {})]
+    names += [n for n in [*new, *(keep or {})] if n not in names]
+    for name in names:
+        parts.append(new.get(name) or (keep or {})[name])
     return "\n\n".join(parts) + "\n"
 
 
+_SECTION_MARK = re.compile(r"^_`benchmarks/(bench_\w+)\.py`", re.M)
+
+
+def split_sections(report: str) -> dict[str, str]:
+    """An earlier report's sections by module name (the header is dropped)."""
+    chunks = re.split(r"(?m)^(?=## )", report)
+    out = {}
+    for chunk in chunks[1:]:
+        m = _SECTION_MARK.search(chunk)
+        if m:
+            out[m.group(1)] = chunk.strip()
+    return out
+
+
 def run_all(
-    quick: bool, out: Path, only: list[str] | None = None, directory: Path | None = None, echo: bool = True
+    quick: bool,
+    out: Path,
+    only: list[str] | None = None,
+    directory: Path | None = None,
+    echo: bool = True,
+    merge: bool = False,
 ) -> list[Outcome]:
-    """Run the selected modules, print each section as it finishes, write ``out``; return outcomes."""
-    names = discover(directory)
+    """Run the selected modules, print each section as it finishes, write ``out``; return outcomes.
+
+    ``merge``: keep the sections of the existing ``out`` for the modules not run now."""
+    names = all_names = discover(directory)
     if only:
         wanted = [n if n.startswith("bench_") else f"bench_{n}" for n in only]
         missing = [w for w in wanted if w not in names]
@@ -141,6 +183,8 @@ def run_all(
             raise SystemExit(f"no such benchmark: {', '.join(missing)} (found: {', '.join(names) or 'none'})")
         names = [n for n in names if n in wanted]
     out.parent.mkdir(parents=True, exist_ok=True)
+    keep = split_sections(out.read_text(encoding="utf-8")) if merge and out.exists() else {}
+    keep = {k: v for k, v in keep.items() if k not in names}
     outcomes = []
     for name in names:
         if echo:
@@ -149,8 +193,8 @@ def run_all(
         outcomes.append(o)
         if echo:
             print(f"\n## {o.title}\n\n{o.markdown}\n", flush=True)
-        out.write_text(render(outcomes, quick), encoding="utf-8")  # partial results survive a crash
-    out.write_text(render(outcomes, quick), encoding="utf-8")
+        out.write_text(render(outcomes, quick, keep, all_names), encoding="utf-8")  # partial results survive a crash
+    out.write_text(render(outcomes, quick, keep, all_names), encoding="utf-8")
     return outcomes
 
 
@@ -162,13 +206,14 @@ def main(argv: list[str] | None = None, directory: Path | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="full mode (default)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these (e.g. model or bench_model)")
     p.add_argument("--out", type=Path, help="results file (default benchmarks/results.md, quick: results-quick.md)")
+    p.add_argument("--merge", action="store_true", help="keep the other modules' sections of the results file")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a benchmark fails")
     args = p.parse_args(argv)
     from sepvit_viz.runtime import tune_malloc
 
     tune_malloc()  # as the app and the command line do
     out = args.out or HERE / ("results-quick.md" if args.quick else "results.md")
-    outcomes = run_all(args.quick, out, args.only, directory)
+    outcomes = run_all(args.quick, out, args.only, directory, merge=args.merge)
     failed = [o.name for o in outcomes if not o.ok]
     print(f"[benchmarks] wrote {out}" + (f"; FAILED: {', '.join(failed)}" if failed else ""), file=sys.stderr)
     return 1 if (failed and args.strict) else 0

@@ -95,3 +95,21 @@ def test_main_strict_exit_status(tmp_path: Path):
     assert run.main(["--quick", "--out", out], directory=tmp_path) == 0
     assert run.main(["--quick", "--strict", "--out", out], directory=tmp_path) == 1
     assert "FAILED" in Path(out).read_text()
+
+
+def test_merge_reruns_one_module_and_keeps_the_others(tmp_path: Path):
+    (tmp_path / "bench_a.py").write_text('TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 1 |"\n')
+    (tmp_path / "bench_b.py").write_text('TITLE = "Area B"\nN = 1\ndef run(quick):\n    return f"### b\\n| b |\\n|---|\\n| {N} |"\n')
+    out = tmp_path / "results.md"
+    run.run_all(quick=True, out=out, directory=tmp_path, echo=False)
+    assert set(run.split_sections(out.read_text())) == {"bench_a", "bench_b"}
+    (tmp_path / "bench_a.py").write_text('TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 2 |"\n')
+    (tmp_path / "bench_b.py").write_text('TITLE = "Area B"\ndef run(quick):\n    return "### b\\n| b |\\n|---|\\n| 3 |"\n')
+    run.run_all(quick=True, out=out, only=["a"], directory=tmp_path, echo=False, merge=True)
+    text = out.read_text()
+    assert "| 2 |" in text and "| 1 |" in text and "| 3 |" not in text  # a rerun, b kept as it was
+    assert text.index("## Area A") < text.index("## Area B")  # discovery order kept
+    assert text.count("finished ") == 2
+    # without --merge, --only writes just what ran
+    run.run_all(quick=True, out=out, only=["b"], directory=tmp_path, echo=False)
+    assert set(run.split_sections(out.read_text())) == {"bench_b"}
