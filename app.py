@@ -285,7 +285,7 @@ def main() -> None:
         server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
         max_file_size=ui.MAX_UPLOAD_BYTES,
         show_error=False,
-        state_session_capacity=64,  # Gradio keeps up to 10,000 sessions' state by default
+        state_session_capacity=ui.STATE_SESSIONS,  # Gradio keeps up to 10,000 sessions' state by default
         theme=gr.themes.Soft(),
     )
 

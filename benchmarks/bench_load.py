@@ -11,17 +11,22 @@ Four tables (markdown), each with its targets:
    arrives: the ones over the queue limit must get gradio's clean "Queue is full" answer (no hang, no
    crash), and the app must answer a request after the burst.
 3. **Memory over a long run**: 300 analyses in a row (quick: 20) through one client after a warm-up
-   that fills the app's bounded caches: resident memory growth (psutil RSS of this process, which
-   hosts the server), open matplotlib figures, hooks left on the models, files left in Gradio's upload
-   cache. Target: growth < 50 MB, 0 figures, 0 hooks.
+   (64 analyses: four times the result cache's capacity) that fills the app's bounded caches:
+   resident memory growth (psutil RSS of this process, which hosts the server), sampled every 50
+   analyses with glibc's heap in use / free but held (``mallinfo2``: fragmentation shows as growing
+   "free"), open matplotlib figures, hooks left on the models, files left in Gradio's upload cache,
+   models loaded during the run (a changed checkpoint file, counted apart). Target: growth < 50 MB,
+   0 figures, 0 hooks.
 4. **Integrated Gradients at the largest allowed resolution**: peak resident memory of a fresh process
    (``resource.getrusage().ru_maxrss``) that loads the app's model and runs the app's default
    Integrated Gradients at ``sepvit_viz.validation.MAX_RESOLUTION``. Stated bound: 2 GiB.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_load.py            # full (several minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_load.py            # full (about an hour on 2 shared cores)
     .venv/bin/python benchmarks/bench_load.py --quick    # a smoke run (about a minute)
+    .venv/bin/python benchmarks/bench_load.py --parts memory               # only the long run
+    .venv/bin/python benchmarks/bench_load.py --parts users,queue,ig       # the others
 """
 
 from __future__ import annotations
@@ -66,6 +71,39 @@ def _rss_mb() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
+
+
+def _malloc_mb() -> tuple[float, float]:
+    """(in use, free but held) MB of glibc's heap arenas (``mallinfo2``); NaN where unavailable.
+
+    A growing "free but held" figure with a flat "in use" one is allocator fragmentation, not a leak.
+    """
+    import ctypes
+
+    class _MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return float("nan"), float("nan")
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -131,6 +169,7 @@ def _launch_in_process() -> tuple[Any, str]:
         quiet=True,
         max_file_size=ui.MAX_UPLOAD_BYTES,
         show_error=False,
+        state_session_capacity=ui.STATE_SESSIONS,  # as app.main()
     )
     return app.demo, f"http://{HOST}:{port}/"
 
@@ -274,7 +313,14 @@ def serve(port: int) -> None:
     import app
     from sepvit_viz import ui
 
-    app.demo.launch(server_name=HOST, server_port=port, quiet=True, max_file_size=ui.MAX_UPLOAD_BYTES, show_error=False)
+    app.demo.launch(
+        server_name=HOST,
+        server_port=port,
+        quiet=True,
+        max_file_size=ui.MAX_UPLOAD_BYTES,
+        show_error=False,
+        state_session_capacity=ui.STATE_SESSIONS,
+    )
 
 
 # ------------------------------------------------------------------------------------ 3. memory
@@ -310,7 +356,7 @@ def _cache_files() -> tuple[int, float]:
     return len(files), sum(p.stat().st_size for p in files) / 2**20
 
 
-def long_run(url: str, photos: PhotoMaker, n: int, warmup: int) -> dict[str, Any]:
+def long_run(url: str, photos: PhotoMaker, n: int, warmup: int, every: int = 50) -> dict[str, Any]:
     from gradio_client import handle_file
 
     from sepvit_viz import ui
@@ -335,13 +381,17 @@ def long_run(url: str, photos: PhotoMaker, n: int, warmup: int) -> dict[str, Any
     gc.collect()
     rss0, (files0, mb0) = _rss_mb(), _cache_files()
     samples = [rss0]
+    heap = [_malloc_mb()]
+    points = [0]
     times = []
-    every = max(1, n // 10)
+    every = max(1, min(every, n))
     for i in range(n):
         times.append(one())
-        if (i + 1) % every == 0:
+        if (i + 1) % every == 0 or i + 1 == n:
             gc.collect()
             samples.append(_rss_mb())
+            heap.append(_malloc_mb())
+            points.append(i + 1)
     gc.collect()
     rss1 = _rss_mb()
     files1, mb1 = _cache_files()
@@ -363,6 +413,9 @@ def long_run(url: str, photos: PhotoMaker, n: int, warmup: int) -> dict[str, Any
         "growth": rss1 - rss0,
         "peak_growth": max(samples) - rss0,
         "samples": samples,
+        "points": points,
+        "heap": heap,
+        "results_held": len(ui.RESULTS._data),
         "errors": errors,
         "figures": _figures_open(),
         "hooks": _hooks_left(),
@@ -565,8 +618,15 @@ def _memory_md(mem: dict[str, Any]) -> str:
         )
         + f"\nModels loaded during the run (checkpoint file changed): {mem['model_loads']}, "
         + f"{mem['model_load_mb']:.0f} MB of parameters (not counted against the target)."
-        + "\nRSS samples MB: "
-        + ", ".join(f"{x:.0f}" for x in mem["samples"])
+        + "\n\nRSS after n analyses (n = 0 is the end of the warm-up), with glibc's heap (in use / free but held):\n\n"
+        + md_table(
+            ["analyses", "RSS MB", "growth MB", "heap in use MB", "heap free MB"],
+            [
+                [n, fmt(r, 4), fmt(r - mem["rss0"]), fmt(h[0], 4), fmt(h[1], 4)]
+                for n, r, h in zip(mem.get("points", []), mem["samples"], mem.get("heap", []))
+            ],
+        )
+        + f"\nResult-cache entries held at the end: {mem.get('results_held', 'n/a')} (capacity {mem['cache_capacity']})."
     )
 
 
@@ -660,6 +720,9 @@ def _part(name: str, fn: Any, render: Any) -> str:
     return md
 
 
+PARTS = ("users", "memory", "sessions", "queue", "ig")
+
+
 def run(
     quick: bool = False,
     *,
@@ -668,18 +731,25 @@ def run(
     serial: int | None = None,
     warmup: int | None = None,
     sessions: int | None = None,
+    parts: tuple[str, ...] = PARTS,
+    sample_every: int | None = None,
 ) -> str:
-    """Run every part and return the markdown report (``quick``: small counts, same checks; the
-    keyword counts override either mode's)."""
+    """Run the chosen ``parts`` and return the markdown report (``quick``: small counts, same checks,
+    no child-process parts; the keyword counts override either mode's)."""
     from sepvit_viz import ui
     from sepvit_viz.validation import MAX_RESOLUTION
 
     users = users or (2 if quick else 8)
     per_user = requests or (2 if quick else 20)
     serial = serial or (20 if quick else 300)
-    warmup = warmup or (5 if quick else max(20, 2 * ui.RESULTS.capacity))
+    # the warm-up fills the bounded caches: the result cache (a forward and an attribution per
+    # analysis), the model's replicas, Gradio's per-session state and the allocator's arenas
+    warmup = warmup or (5 if quick else max(40, 4 * ui.RESULTS.capacity))
+    every = sample_every or (max(1, serial // 4) if quick else 50)
     burst = 6 if quick else 10
     n_sessions = sessions or (3 if quick else 12)
+    if quick:
+        parts = tuple(p for p in parts if p not in ("queue", "ig"))
     out = (
         ["Quick mode: small counts; the queue and Integrated Gradients parts (child processes) are skipped."]
         if quick
@@ -691,20 +761,27 @@ def run(
             app_queue_size=ui.QUEUE_SIZE,
             resolution=ui.DEFAULT_RESOLUTION,
             method=ui.DEFAULT_METHOD,
+            parts="+".join(parts),
         )
     )
     with tempfile.TemporaryDirectory(prefix="sepvit_bench_load_") as tmp:
         photos = PhotoMaker(Path(tmp))
-        demo, url = _launch_in_process()
-        try:
-            out.append(_part("users", lambda: concurrent_users(url, photos, users, per_user), _users_md))
-            out.append(_part("memory", lambda: long_run(url, photos, serial, warmup), _memory_md))
-            out.append(_part("sessions", lambda: many_sessions(url, photos, n_sessions, MAX_RESOLUTION), _sessions_md))
-        finally:
-            demo.close()
-        if not quick:
+        if {"users", "memory", "sessions"} & set(parts):
+            demo, url = _launch_in_process()
+            try:
+                if "users" in parts:
+                    out.append(_part("users", lambda: concurrent_users(url, photos, users, per_user), _users_md))
+                if "memory" in parts:
+                    out.append(_part("memory", lambda: long_run(url, photos, serial, warmup, every), _memory_md))
+                if "sessions" in parts:
+                    out.append(
+                        _part("sessions", lambda: many_sessions(url, photos, n_sessions, MAX_RESOLUTION), _sessions_md)
+                    )
+            finally:
+                demo.close()
+        if "queue" in parts:
             out.append(_part("queue", lambda: queue_full(photos, burst), _queue_md))
-    if not quick:
+    if "ig" in parts:
         out.append(_part("integrated gradients", lambda: ig_memory(MAX_RESOLUTION), _ig_md))
     return "\n\n".join(out) + "\n"
 
@@ -717,6 +794,12 @@ def main() -> None:
     parser.add_argument("--sessions-only", type=int, metavar="N", help="only the new-sessions part, N sessions")
     for name in ("users", "requests", "serial", "warmup", "sessions"):
         parser.add_argument(f"--{name}", type=int, help=f"override the {name} count")
+    parser.add_argument("--sample-every", type=int, help="RSS sample every N analyses of the long run (default 50)")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)",
+    )
     args = parser.parse_args()
     if args.sessions_only:
         from sepvit_viz.validation import MAX_RESOLUTION
@@ -733,7 +816,11 @@ def main() -> None:
         ig_child(args.ig_child)
     else:
         counts = {k: getattr(args, k) for k in ("users", "requests", "serial", "warmup", "sessions")}
-        print(run(quick=args.quick, **counts))
+        parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            parser.error(f"unknown parts {sorted(unknown)}; choose from {','.join(PARTS)}")
+        print(run(quick=args.quick, parts=parts, sample_every=args.sample_every, **counts))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import os
 import queue
 import re
@@ -104,6 +105,9 @@ CONCURRENCY = max(1, int(os.environ.get("SEPVIT_CONCURRENCY", "2")))
 QUEUE_SIZE = max(1, int(os.environ.get("SEPVIT_QUEUE_SIZE", "32")))
 #: Seconds a user's analysis is kept after its last update.
 STATE_TTL_S = 900  # API clients send no heartbeat: their state lives this long
+#: Sessions whose state Gradio keeps at most (``launch(state_session_capacity=...)``; Gradio's default
+#: is 10,000): the oldest session's analysis is dropped first.
+STATE_SESSIONS = 64
 
 DEFAULT_METHOD = "sepvit_relevance"
 COLORMAPS = ("inferno", "viridis", "magma", "plasma", "turbo", "jet", "gray")
@@ -127,9 +131,26 @@ class UserError(UserInputError):
     """A problem with what the user sent or chose; ``str(err)`` is shown to them as is."""
 
 
+_log = logging.getLogger(__name__)
+
+#: What a user sees when a request fails for a reason that is not theirs (a bug, a library's internal
+#: check): no exception text, which could name files, shapes or settings of the server.
+INTERNAL_ERROR_MESSAGE = (
+    "Something went wrong on the server while handling this request (reference {ref}). "
+    "Please try again, or try another photo or other settings."
+)
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn known library errors into ``gr.Error`` (message only, no traceback)."""
+    """Turn errors into ``gr.Error`` (message only, never a traceback).
+
+    Only errors written for users show their text: :class:`UserInputError` (bad photo, impossible
+    setting: :class:`UserError`, ``SettingsError``, ``ImageInputError``) and :class:`CheckpointError`
+    (a checkpoint that does not fit, naming its keys and shapes). Anything else, a plain ``ValueError``
+    from a library's argument check included, is a bug: it is logged here with its traceback and a
+    short reference, and the user gets :data:`INTERNAL_ERROR_MESSAGE` with that reference.
+    """
     try:
         yield
     except gr.Error:
@@ -140,8 +161,10 @@ def _user_errors() -> Iterator[None]:
         raise gr.Error(f"Could not load the model: {e}") from None
     except MemoryError:
         raise gr.Error("Not enough memory for this request; try a lower resolution.") from None
-    except ValueError as e:  # library argument checks (image decoding errors are ValueErrors too)
-        raise gr.Error(str(e)) from None
+    except Exception:  # unexpected (ValueError from an internal check included): log it, say nothing of it
+        ref = uuid.uuid4().hex[:8]
+        _log.exception("internal error in a request handler (reference %s)", ref)
+        raise gr.Error(INTERNAL_ERROR_MESSAGE.format(ref=ref)) from None
 
 
 # ------------------------------------------------------------------------------------ photo input
@@ -187,7 +210,7 @@ def load_photo(source: str | bytes | Path | Image.Image | np.ndarray) -> Image.I
     try:
         # 1024 px on the short side is plenty for a 448 px analysis; JPEGs decode at reduced scale
         return load_image(source, max_short_side=1024)
-    except ValueError as e:  # ImageInputError is a ValueError meant for the user
+    except UserInputError as e:  # ImageInputError: a message meant for the user (other errors are bugs)
         raise UserError(str(e)) from None
 
 
@@ -492,13 +515,45 @@ class Analysis:
         return int(np.argmax(self.forward.probs))
 
 
-class ResultCache:
-    """Bounded, thread-safe LRU of deterministic results (forwards, attributions)."""
+def _nbytes(value: Any) -> int:
+    """Bytes of the arrays a cached result holds (what its memory is, give or take small objects)."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, torch.Tensor):
+        return int(value.numel() * value.element_size())
+    if isinstance(value, Forward):
+        n = _nbytes(value.image) + _nbytes(value.probs) + _nbytes(value.result.logits)
+        for r in value.records:
+            n += _nbytes(r.dwa) + (_nbytes(r.pwa) if r.pwa is not None else 0)
+        return n
+    if isinstance(value, Attribution):
+        return _nbytes(value.map_hw) + _nbytes(value.raw)
+    return 0
 
-    def __init__(self, capacity: int = 32) -> None:
+
+class ResultCache:
+    """Bounded, thread-safe LRU of deterministic results (forwards, attributions).
+
+    Bounded twice: at most ``capacity`` entries and at most ``max_bytes`` of arrays (a forward at
+    448 px holds about 45 MB of attention, nine times one at 224 px). A result larger than the whole
+    budget is not kept.
+    """
+
+    def __init__(self, capacity: int = 32, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._data: OrderedDict[tuple, Any] = OrderedDict()
+        self._sizes: dict[tuple, int] = {}
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of arrays held now."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._data)
 
     def get(self, key: tuple) -> Any:
         with self._lock:
@@ -508,18 +563,33 @@ class ResultCache:
         return None
 
     def put(self, key: tuple, value: Any) -> None:
+        size = _nbytes(value)
         with self._lock:
+            self._pop(key)
+            if self.max_bytes is not None and size > self.max_bytes:
+                return
             self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
+            self._sizes[key] = size
+            self._bytes += size
+            while len(self._data) > self.capacity or (self.max_bytes is not None and self._bytes > self.max_bytes):
+                self._pop(next(iter(self._data)))
+
+    def _pop(self, key: tuple) -> None:
+        if key in self._data:
+            del self._data[key]
+            self._bytes -= self._sizes.pop(key, 0)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._sizes.clear()
+            self._bytes = 0
 
 
-RESULTS = ResultCache(capacity=16)  # examples (6 forwards + 6 attributions) stay warm; bounded memory
+#: Bytes of arrays the result cache may hold (``SEPVIT_RESULT_CACHE_MB``, default 256).
+RESULT_CACHE_BYTES = max(0, int(os.environ.get("SEPVIT_RESULT_CACHE_MB", "256"))) * 2**20
+# examples (6 forwards + 6 attributions at 224 px, about 30 MB) stay warm; bounded in count and bytes
+RESULTS = ResultCache(capacity=16, max_bytes=RESULT_CACHE_BYTES)
 
 
 def _check_resolution(resolution: Any) -> int:

@@ -464,6 +464,30 @@ def test_public_space_settings():
     assert not any(f.fn is ui.after_analysis and f.api_visibility == "public" for f in fns)
 
 
+def test_result_cache_is_bounded_in_count_and_bytes(state):
+    mb = np.zeros(2**20, np.uint8)
+    cache = ui.ResultCache(capacity=3, max_bytes=int(2.5 * 2**20))
+    for i in range(3):
+        cache.put((i,), mb.copy())
+    # 3 MB > 2.5 MB: the oldest went; count bound also holds
+    assert cache.get((0,)) is None and cache.get((1,)) is not None and len(cache) == 2
+    assert cache.nbytes == 2 * 2**20
+    cache.get((1,))  # now the most recent: (2,) is evicted next
+    cache.put((3,), mb.copy())
+    assert cache.get((2,)) is None and cache.get((1,)) is not None and cache.nbytes == 2 * 2**20
+    cache.put((3,), np.zeros(3 * 2**20, np.uint8))  # larger than the whole budget: not kept
+    assert cache.get((3,)) is None and cache.nbytes == 2**20 and len(cache) == 1
+    small = ui.ResultCache(capacity=2)
+    for i in range(5):
+        small.put((i,), i)
+    assert len(small) == 2 and small.get((4,)) == 4
+    # a real forward is sized by its attention arrays (every block's DWA and PWA)
+    fwd = state.forward
+    attention = sum(r.dwa.nbytes + (r.pwa.nbytes if r.pwa is not None else 0) for r in fwd.records)
+    assert attention <= ui._nbytes(fwd) < attention + fwd.image.nbytes + 2**16
+    assert ui.RESULTS.max_bytes == ui.RESULT_CACHE_BYTES > 0
+
+
 # ------------------------------------------------------------------------------------ launched app
 @pytest.fixture(scope="module")
 def client(app_url):

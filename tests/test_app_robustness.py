@@ -187,6 +187,63 @@ def test_negative_steps_and_unknown_class_after_an_analysis(files):
     assert ui.explain(state, "golden retriever", "gradcam", "inferno", 0.6, progress=noop)[1].ndim == 3
 
 
+def _unique_photo(path: Path, seed: int) -> str:
+    """A photo no earlier test analysed (the result cache cannot answer it without the model)."""
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(path, quality=90)
+    return str(path)
+
+
+SECRET = "shape (7, 3) != (9, 3) in /srv/app/secret_module.py"
+
+
+@pytest.mark.parametrize(
+    ("target", "exc"),
+    [
+        ("sepvit_viz.pipeline.analyze", ValueError),  # a library's internal argument check
+        ("sepvit_viz.ui.attribute", ValueError),
+        ("sepvit_viz.imageio.load_image", ValueError),  # a bug in the decoder path, not a bad file
+        ("sepvit_viz.ui.attribute", RuntimeError),
+    ],
+)
+def test_internal_errors_do_not_leak_their_text(files, tmp_path, monkeypatch, caplog, target, exc):
+    def broken(*args, **kwargs):
+        raise exc(SECRET)
+
+    monkeypatch.setattr(target, broken)
+    with caplog.at_level("ERROR", logger="sepvit_viz.ui"), pytest.raises(gr.Error) as info:
+        analyze(_unique_photo(tmp_path / "fresh.jpg", seed=zlib.crc32(f"{target}{exc}".encode())))
+    msg = error_message(info)
+    assert "Something went wrong on the server" in msg
+    for leak in ("secret_module", "(7, 3)", exc.__name__, "Traceback"):
+        assert leak not in msg, msg
+    # the details go to the server's log, under the reference the user was given
+    ref = msg.split("reference ", 1)[1].split(")", 1)[0]
+    logged = [r for r in caplog.records if ref in r.getMessage()]
+    assert logged and logged[0].exc_info and SECRET in str(logged[0].exc_info[1])
+    monkeypatch.undo()
+    out = analyze(str(files / "good.jpg"))
+    assert isinstance(out[2], dict) and len(out[2]) == 5
+
+
+@pytest.mark.parametrize(
+    ("exc_name", "shown"),
+    [("SettingsError", "bad setting x"), ("CheckpointError", "Could not load the model: missing key k")],
+)
+def test_user_facing_errors_keep_their_text(files, monkeypatch, exc_name, shown):
+    """The narrowing keeps the messages written for users (settings, images, checkpoints)."""
+    from sepvit_viz import validation, weights
+
+    exc = getattr(validation, exc_name, None) or getattr(weights, exc_name)
+
+    def broken(*args, **kwargs):
+        raise exc(shown.split(": ")[-1])
+
+    monkeypatch.setattr(ui.MODELS, "get", broken)
+    with pytest.raises(gr.Error, match=shown):
+        analyze(str(files / "good.jpg"))
+
+
 # ------------------------------------------------------------------------------------ launched app
 @pytest.fixture(scope="module")
 def served(app_url):
