@@ -67,8 +67,13 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("Grad-CAM stage 3", "gradcam", {"stage": 2}),
     ("Grad-CAM stage 4", "gradcam", {"stage": 3}),
     ("SepViT relevance", "sepvit_relevance", {}),
+    ("SepViT relevance, attention only (modulation 0)", "sepvit_relevance", {"modulation": 0.0}),
     ("Random (floor)", "random", {}),
 ]
+
+
+#: speed-only row: Integrated Gradients under bf16 autocast (an option; fp32 is the default)
+BF16_IG = "Integrated Gradients (32, black, bf16 autocast)"
 
 
 def load_model(args: argparse.Namespace) -> torch.nn.Module:
@@ -91,8 +96,12 @@ def read_labels(path: Path) -> dict[str, tuple[int, str]]:
         return {row["wnid"]: (int(row["index"]), row["name"]) for row in csv.DictReader(fh, delimiter="\t")}
 
 
-def list_photos(root: Path, labels: dict[str, tuple[int, str]], limit: int) -> list[tuple[Path, int]]:
-    """Photos taken round-robin over the class folders (sorted), so a small limit covers classes."""
+def list_photos(root: Path, labels: dict[str, tuple[int, str]], limit: int, offset: int = 0) -> list[tuple[Path, int]]:
+    """Photos taken round-robin over the class folders (sorted), so a small limit covers classes.
+
+    ``offset`` skips the first photos of that order: tune on ``--limit 20``, confirm on
+    ``--offset 20 --limit 50`` (disjoint photos).
+    """
     per_class = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         if d.name not in labels:
@@ -101,10 +110,10 @@ def list_photos(root: Path, labels: dict[str, tuple[int, str]], limit: int) -> l
         per_class.append([(f, labels[d.name][0]) for f in files])
     out: list[tuple[Path, int]] = []
     i = 0
-    while len(out) < limit and any(i < len(c) for c in per_class):
+    while len(out) < offset + limit and any(i < len(c) for c in per_class):
         out += [c[i] for c in per_class if i < len(c)]
         i += 1
-    return out[:limit]
+    return out[offset : offset + limit]
 
 
 # ------------------------------------------------------------------------------------ speed
@@ -113,6 +122,7 @@ def bench_speed(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespac
     with torch.no_grad():
         target = int(model(x).argmax())
     fns = {label: (lambda m=method, o=opts: attribute(model, x, target, m, **o)) for label, method, opts in VARIANTS}
+    fns[BF16_IG] = lambda: attribute(model, x, target, "integrated_gradients", steps=32, precision="bf16")
 
     def forward_only() -> None:
         with torch.no_grad():
@@ -132,7 +142,7 @@ def bench_speed(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespac
             "",
         ]
     ]
-    for label, _, _ in VARIANTS:
+    for label in [v[0] for v in VARIANTS] + [BF16_IG]:
         t = timings[label]
         goal = targets.get(label)
         verdict = "" if goal is None else ("yes" if t.median < goal else "NO") + f" (< {goal} s)"
@@ -200,7 +210,7 @@ def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ faithfulness
 def bench_faithfulness(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[list[str]], dict[str, Any]]:
     labels = read_labels(Path(args.labels))
-    photos = list_photos(Path(args.data), labels, args.limit)
+    photos = list_photos(Path(args.data), labels, args.limit, args.offset)
     if not photos:
         raise SystemExit(f"no labelled photos under {args.data}")
     stats: dict[str, dict[str, list[float]]] = {label: {"del": [], "ins": [], "sec": []} for label, _, _ in VARIANTS}
@@ -246,16 +256,20 @@ def bench_faithfulness(model: torch.nn.Module, args: argparse.Namespace) -> tupl
 def relevance_verdict(summary: dict[str, Any]) -> str:
     per = summary["per_method"]
     rel = per["SepViT relevance"]
-    generic = [k for k in per if k not in ("SepViT relevance", "Random (floor)")]
+    generic = [k for k in per if not k.startswith("SepViT relevance") and k != "Random (floor)"]
     best_del = min(generic, key=lambda k: np.mean(per[k]["del"]))
     best_ins = max(generic, key=lambda k: np.mean(per[k]["ins"]))
     ok_del = np.mean(rel["del"]) < np.mean(per[best_del]["del"])
     ok_ins = np.mean(rel["ins"]) > np.mean(per[best_ins]["ins"])
+    beaten_by_del = [k for k in generic if np.mean(per[k]["del"]) <= np.mean(rel["del"])]
+    beaten_by_ins = [k for k in generic if np.mean(per[k]["ins"]) >= np.mean(rel["ins"])]
     return (
         f"SepViT relevance vs the best generic method: deletion {fmt(float(np.mean(rel['del'])))} vs "
         f"{fmt(float(np.mean(per[best_del]['del'])))} ({best_del}) -> {'beats' if ok_del else 'does NOT beat'}; "
         f"insertion {fmt(float(np.mean(rel['ins'])))} vs {fmt(float(np.mean(per[best_ins]['ins'])))} ({best_ins}) "
-        f"-> {'beats' if ok_ins else 'does NOT beat'}."
+        f"-> {'beats' if ok_ins else 'does NOT beat'}.\n"
+        f"Generic methods at least as good on deletion: {', '.join(beaten_by_del) or 'none'}; "
+        f"on insertion: {', '.join(beaten_by_ins) or 'none'}."
     )
 
 
@@ -270,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder of <wnid>/<photo> files")
     p.add_argument("--labels", default=str(DEFAULT_LABELS), help="TSV with index, wnid, name")
     p.add_argument("--limit", type=int, default=20, help="number of photos for the faithfulness table")
+    p.add_argument("--offset", type=int, default=0, help="skip this many photos first (a disjoint set)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per method (speed table)")
@@ -328,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
             cond = conditions(
                 model=model.config.name,
                 input=f"{args.size}x{args.size}",
-                photos=args.limit,
+                photos=f"{args.limit} from #{args.offset}",
                 steps=args.faith_steps,
                 baseline="blurred (sigma 10 px)",
                 target=args.target,

@@ -28,15 +28,31 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    seed at the last block back to the first block's input (H_1, W_1), then to pixels: bilinear
    (``upsample="bilinear"``, default), nearest 4 x 4 blocks like every other map (``"nearest"``), or
    an input-layer rule (``"gradient"``, :func:`to_pixels_by_gradient`: each stage-1 cell hands its
-   relevance to the pixels under its 7 x 7 kernel in proportion to their positive
-   ``dy_c/dx * x``). Measured trade-off (README): ``"gradient"`` wins insertion but its speckled
-   maps lose deletion, so the smooth bilinear map is the default.
+   relevance to the pixels under its 7 x 7 kernel in proportion to their positive contribution
+   ``e`` of step 6).
+6. **Pixel-level modulation** (the stage-1 grid is 4 px coarse; the class evidence inside a cell is
+   not uniform). Each pixel's contribution is the first-order change of the class logit when its
+   detail is removed, ``e = sum_channels dy_c/dx * (x - x_ref)``, with ``x_ref`` the photo blurred
+   with sigma 10 px (``reference="blurred"``, default; ``"zero"`` gives input x gradient); the same
+   backward pass gives it. The pixel map is multiplied by ``w^gamma`` with
+   ``w = 1 + g / mean(g)``, ``g = blur_sigma(max(0, e))`` (:func:`modulation_weights`; ``modulation``
+   gamma = 2, ``sigma`` = 1 px): where the attention relevance is equal, pixels that carry more
+   positive evidence come first. ``modulation = 0`` leaves step 5's map unchanged. The blurred
+   reference is also the deletion/insertion baseline (:mod:`sepvit_viz.faithfulness`): a pixel's
+   ``e`` is what blurring it away removes to first order.
 
-So the relevance is ``seed @ R_rollout`` where ``R_rollout`` is :func:`sepvit_viz.maps.rollout_matrix`
+   Measured (README, distilled checkpoint, Imagenette photos): the modulation lifts insertion above
+   every generic method and deletion above the smooth ones (Occlusion, Grad-CAM, SmoothGrad), but
+   pixel-gradient methods (Integrated Gradients, GradientSHAP, Input x Gradient) keep a lower
+   deletion area; sharper modulation (smaller ``sigma``) trades insertion for deletion.
+
+So the stage maps are ``seed @ R_rollout`` where ``R_rollout`` is :func:`sepvit_viz.maps.rollout_matrix`
 built from the gradient-weighted maps (a test checks exactly this). Properties (tested): class
 specific; non-negative; every factor is row-stochastic, so the stage maps conserve the seed's total
 (``stage_maps[s].sum() == seed.sum()``); with ``residual = 1`` it is the seed pooled down to stage 1
-(a class activation map of the last stage).
+(a class activation map of the last stage); the pixel map is the upsampled stage-1 map times
+``w^gamma`` (tested against an independent autograd computation of ``e``), with ``w >= 1``: the
+modulation never lowers the relevance the attention assigned, and where that is zero it stays zero.
 
 Attention with gradients needs the explicit attention path: this module registers its own forward
 hooks on every ``attn.dwa_tap`` / ``attn.pwa_tap`` for one call, keeps only its own thread's tensors
@@ -57,12 +73,16 @@ from torch import nn
 
 from .windows import WindowGeometry, pad_mask, window_partition, window_reverse
 
-__all__ = ["DEFAULT_OPTIONS", "AttentionRecorder", "Relevance", "Weighted", "WeightedBlock", "sepvit_relevance", "to_pixels_by_gradient", "unpool", "weighted_attention"]
+__all__ = ["DEFAULT_OPTIONS", "AttentionRecorder", "Relevance", "Weighted", "WeightedBlock",
+           "modulation_weights", "sepvit_relevance", "to_pixels_by_gradient", "unpool",
+           "weighted_attention"]
 
 Progress = Callable[[float, str], None]
 
 #: Default options of :func:`sepvit_relevance` (and of ``attribute(..., "sepvit_relevance")``).
-DEFAULT_OPTIONS: dict[str, Any] = {"self_weight": 0.5, "residual": 0.5, "upsample": "bilinear"}
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "self_weight": 0.5, "residual": 0.5, "upsample": "bilinear", "modulation": 2.0, "sigma": 1.0, "reference": "blurred",
+}
 
 
 @dataclass
@@ -215,7 +235,8 @@ class Weighted(NamedTuple):
     """What one forward and one backward pass give (steps 1 and 2), float64 tensors.
 
     target, logit: the class and its logit; seed: (H4, W4) stage-4 relevance; blocks: every block's
-    gradient-weighted maps in forward order; input_grad_x: (H, W) ``sum_channels(dy_c/dx * x)``.
+    gradient-weighted maps in forward order; input_grad_x: (H, W) pixel contributions
+    ``sum_channels(dy_c/dx * (x - reference))`` (reference: zero or the blurred photo, step 6).
     """
 
     target: int
@@ -225,7 +246,9 @@ class Weighted(NamedTuple):
     input_grad_x: torch.Tensor
 
 
-def weighted_attention(model: nn.Module, x: torch.Tensor, target: int | None = None) -> Weighted:
+def weighted_attention(
+    model: nn.Module, x: torch.Tensor, target: int | None = None, reference: str = "zero"
+) -> Weighted:
     """Steps 1 and 2: one forward and one backward pass with this call's own tap hooks."""
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_()
@@ -236,7 +259,8 @@ def weighted_attention(model: nn.Module, x: torch.Tensor, target: int | None = N
         probs = [r.probs for r in rec.records]
         grads = torch.autograd.grad(logits[0, target], [x, z, *probs], allow_unused=True)
     with torch.no_grad():
-        gx = (grads[0][0] * x[0]).sum(0).double()
+        ref = 0.0 if reference == "zero" else _blurred(x.detach())[0]
+        gx = (grads[0][0] * (x[0].detach() - ref)).sum(0).double()
         grads = grads[1:]
         sizes = _stage_sizes(model, rec.records)
         seed = (grads[0][0] * z[0]).sum(-1).clamp_min(0).reshape(sizes[-1]).double()
@@ -257,6 +281,12 @@ def weighted_attention(model: nn.Module, x: torch.Tensor, target: int | None = N
             for b in order
         ]
     return Weighted(target, float(logits.detach()[0, target]), seed, blocks, gx)
+
+
+def _blurred(x: torch.Tensor) -> torch.Tensor:
+    from .baselines import DEFAULT_BLUR_SIGMA, gaussian_blur
+
+    return gaussian_blur(x, DEFAULT_BLUR_SIGMA)
 
 
 def _tent_kernel(stride: int, dtype: torch.dtype) -> torch.Tensor:
@@ -296,6 +326,9 @@ def sepvit_relevance(
     self_weight: float = DEFAULT_OPTIONS["self_weight"],
     residual: float = DEFAULT_OPTIONS["residual"],
     upsample: str = DEFAULT_OPTIONS["upsample"],
+    modulation: float = DEFAULT_OPTIONS["modulation"],
+    sigma: float = DEFAULT_OPTIONS["sigma"],
+    reference: str = DEFAULT_OPTIONS["reference"],
     progress: Progress | None = None,
 ) -> Relevance:
     """Class relevance of a SepViT for one image, as defined in the module docstring.
@@ -307,6 +340,10 @@ def sepvit_relevance(
         self_weight: weight s of each inner shortcut against its attention, in [0, 1].
         residual: weight rho of each block's outer residual, in [0, 1].
         upsample: stage-1 cells to pixels, ``"bilinear"``, ``"nearest"`` or ``"gradient"`` (step 5).
+        modulation: exponent gamma of the pixel-level modulation (step 6); 0 turns it off.
+        sigma: Gaussian smoothing in pixels of the modulation's input contribution (step 6).
+        reference: ``"blurred"`` (the photo blurred with sigma 10 px) or ``"zero"``: the contribution of
+            a pixel is ``dy_c/dx . (x - reference)`` (step 6; also the ``"gradient"`` rule's weights).
         progress: optional ``progress(fraction, desc)`` callback.
 
     Returns:
@@ -317,12 +354,16 @@ def sepvit_relevance(
             raise ValueError(f"{name} must be in [0, 1], got {value}")
     if upsample not in ("bilinear", "nearest", "gradient"):
         raise ValueError(f"upsample must be 'bilinear', 'nearest' or 'gradient', got {upsample!r}")
+    if reference not in ("zero", "blurred"):
+        raise ValueError(f"reference must be 'zero' or 'blurred', got {reference!r}")
+    if modulation < 0 or sigma < 0:
+        raise ValueError(f"modulation and sigma must be >= 0, got {modulation} and {sigma}")
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected one image (1, 3, H, W), got shape {tuple(x.shape)}")
     if model.training:
         raise ValueError("put the model in eval mode (model.eval()) before attributing")
     H, W = x.shape[-2:]
-    target, logit, seed, blocks, gx = weighted_attention(model, x, target)
+    target, logit, seed, blocks, gx = weighted_attention(model, x, target, reference=reference)
     if progress is not None:
         progress(0.7, "SepViT relevance: forward and backward")
     with torch.no_grad():
@@ -341,6 +382,8 @@ def sepvit_relevance(
             up = to_pixels_by_gradient(u, gx.clamp_min(0)).float()
         else:
             up = F.interpolate(u.float()[None, None], size=(4 * h1, 4 * w1), mode=upsample)[0, 0, :H, :W]
+        if modulation > 0:
+            up = up * modulation_weights(gx, sigma).pow(modulation).to(up.dtype)
     if progress is not None:
         progress(1.0, "SepViT relevance")
     return Relevance(
@@ -349,8 +392,26 @@ def sepvit_relevance(
         seed=seed.float().cpu().numpy(),
         target=target,
         logit=logit,
-        extras={"self_weight": self_weight, "residual": residual, "upsample": upsample, "blocks": len(blocks)},
+        extras={
+            "self_weight": self_weight, "residual": residual, "upsample": upsample, "modulation": modulation,
+            "sigma": sigma, "reference": reference, "blocks": len(blocks),
+        },
     )
+
+
+def modulation_weights(gx: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Step 6: (H, W) weights ``w = 1 + g / mean(g)`` from a pixel contribution map ``gx`` (H, W).
+
+    ``g = blur_sigma(max(0, gx))`` (Gaussian, ``sigma`` pixels; 0 = no blur): a pixel that contributed
+    like an average pixel doubles its relevance, one that contributed nothing keeps it. ``w >= 1`` and
+    ``mean(w) = 2`` exactly; a map with no positive contribution gives ``w = 1`` everywhere.
+    """
+    from .baselines import gaussian_blur
+
+    g = gx.clamp_min(0).float()[None, None]
+    g = gaussian_blur(g, sigma)[0, 0] if sigma > 0 else g[0, 0]
+    mean = float(g.mean())
+    return 1.0 + g / mean if mean > 0 else torch.ones_like(g)
 
 
 def _stage_sizes(model: nn.Module, records: list[_Record]) -> list[tuple[int, int]]:

@@ -47,6 +47,19 @@ def test_integrated_gradients_completeness(model, image, baseline):
     np.testing.assert_allclose(a.map_hw, a.raw.sum(0), rtol=1e-5, atol=1e-7)
 
 
+def test_integrated_gradients_bf16_option(model, image):
+    """bf16 autocast is an opt-in speed option: completeness still holds to about a percent."""
+    ref = attribute(model, image, 3, "integrated_gradients", steps=16)
+    a = attribute(model, image, 3, "integrated_gradients", steps=16, precision="bf16")
+    gap = a.extras["logit_gap"]
+    assert gap == pytest.approx(ref.extras["logit_gap"], rel=0.05, abs=0.02)
+    assert abs(float(a.raw.sum()) - gap) == pytest.approx(a.extras["convergence_delta"], abs=1e-4)
+    assert a.extras["convergence_delta"] < 0.05 * max(abs(gap), 0.1)
+    assert np.corrcoef(a.map_hw.ravel(), ref.map_hw.ravel())[0, 1] > 0.95
+    with pytest.raises(ValueError):
+        attribute(model, image, 3, "integrated_gradients", precision="fp16")
+
+
 def test_integrated_gradients_independent_of_internal_batch_size(model, image):
     maps = [attribute(model, image, 5, "integrated_gradients", steps=12, internal_batch_size=b).raw for b in (1, 5, 12)]
     for m in maps[1:]:

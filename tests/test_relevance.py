@@ -10,7 +10,15 @@ import torch
 
 from sepvit_viz import create_model, feature_sizes
 from sepvit_viz import maps as M
-from sepvit_viz.relevance import AttentionRecorder, sepvit_relevance, to_pixels_by_gradient, unpool, weighted_attention
+from sepvit_viz.baselines import gaussian_blur
+from sepvit_viz.relevance import (
+    AttentionRecorder,
+    modulation_weights,
+    sepvit_relevance,
+    to_pixels_by_gradient,
+    unpool,
+    weighted_attention,
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +151,11 @@ def test_options_checked_and_nearest_upsampling(model):
         sepvit_relevance(model, x, 0, residual=1.5)
     with pytest.raises(ValueError):
         sepvit_relevance(model, x, 0, upsample="cubic")
-    rel = sepvit_relevance(model, x, 0, upsample="nearest")
+    with pytest.raises(ValueError):
+        sepvit_relevance(model, x, 0, modulation=-1.0)
+    with pytest.raises(ValueError):
+        sepvit_relevance(model, x, 0, reference="mean")
+    rel = sepvit_relevance(model, x, 0, upsample="nearest", modulation=0.0)
     # nearest: every stage-1 cell covers a 4 x 4 block of pixels, as every other map does
     np.testing.assert_allclose(rel.map_hw[::4, ::4], rel.stage_maps[0], rtol=1e-6)
     assert np.ptp(rel.map_hw[:4, :4]) == 0
@@ -164,6 +176,48 @@ def test_gradient_input_rule_conserves_each_cell():
 
 
 def test_gradient_upsampling_keeps_the_total(model):
-    rel = sepvit_relevance(model, _image(100, 132), 4, upsample="gradient")
+    rel = sepvit_relevance(model, _image(100, 132), 4, upsample="gradient", modulation=0.0)
     assert rel.map_hw.shape == (100, 132) and rel.map_hw.min() >= 0
     assert rel.map_hw.sum() == pytest.approx(rel.seed.sum(), rel=1e-4)
+
+
+def test_pixel_map_is_upsampled_stage_map_times_modulation(model):
+    """Step 6 against an independent computation of e = sum_c dy/dx * (x - blur(x)) by autograd."""
+    x = _image(100, 132)
+    rel = sepvit_relevance(model, x, 6, modulation=2.0, sigma=1.0, reference="blurred")
+    plain = sepvit_relevance(model, x, 6, modulation=0.0)
+    xg = x.clone().requires_grad_()
+    model(xg)[0, 6].backward()
+    e = (xg.grad[0] * (x[0] - gaussian_blur(x, 10.0)[0])).sum(0)
+    g = gaussian_blur(e.clamp_min(0)[None, None], 1.0)[0, 0]
+    w = 1.0 + g / g.mean()
+    np.testing.assert_allclose(rel.map_hw, plain.map_hw * w.numpy() ** 2, rtol=2e-3, atol=1e-9)
+    np.testing.assert_allclose(rel.stage_maps[0], plain.stage_maps[0], rtol=1e-6)  # attention part unchanged
+    # the zero reference is input x gradient
+    rz = sepvit_relevance(model, x, 6, modulation=1.0, sigma=0.0, reference="zero")
+    wz = 1.0 + (xg.grad[0] * x[0]).sum(0).clamp_min(0)
+    wz = 1.0 + (wz - 1.0) / (wz - 1.0).mean()
+    np.testing.assert_allclose(rz.map_hw, plain.map_hw * wz.numpy(), rtol=2e-3, atol=1e-9)
+
+
+def test_modulation_weights_properties():
+    gx = torch.tensor([[-1.0, 0.0, 2.0], [4.0, -3.0, 0.0]], dtype=torch.float64)
+    w = modulation_weights(gx, 0.0)
+    # negative evidence counts as none; w = 1 + g / mean(g), so w >= 1 and mean(w) == 2
+    np.testing.assert_allclose(w.numpy(), [[1, 1, 3], [5, 1, 1]])  # mean(g) = 1
+    ws = modulation_weights(torch.randn(30, 40), 2.0)
+    assert ws.min() >= 1.0 and float(ws.mean()) == pytest.approx(2.0, rel=1e-5)
+    # no positive evidence at all: the modulation is the identity
+    assert torch.equal(modulation_weights(-torch.rand(5, 6), 1.0), torch.ones(5, 6))
+
+
+def test_modulation_orders_pixels_by_evidence_inside_a_cell(model):
+    """Where the attention relevance is flat (nearest upsampling), pixels rank by their evidence."""
+    x = _image(64, 64)
+    rel = sepvit_relevance(model, x, 1, upsample="nearest", modulation=1.0, sigma=0.0)
+    plain = sepvit_relevance(model, x, 1, upsample="nearest", modulation=0.0)
+    ratio = rel.map_hw / np.maximum(plain.map_hw, 1e-30)
+    assert ratio.min() >= 1.0 - 1e-5 and ratio.max() > 1.5
+    w = weighted_attention(model, x, 1, reference="blurred").input_grad_x.clamp_min(0).numpy()
+    cell = (slice(8, 12), slice(8, 12))
+    assert np.argsort(ratio[cell].ravel()).tolist()[-1] == int(np.argmax(w[cell].ravel()))
