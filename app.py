@@ -15,10 +15,6 @@ import os
 import gradio as gr
 
 from sepvit_viz import ui
-from sepvit_viz.runtime import tune_malloc
-
-# reuse freed activation memory instead of page-faulting it in again (see sepvit_viz/runtime.py)
-tune_malloc()
 
 INTRO = """# SepViT Attention Explorer
 Upload a photo (file, drag and drop, paste, webcam) or pick an example. **SepViT**, the Separable Vision

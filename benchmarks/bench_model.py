@@ -658,7 +658,4 @@ def run(quick: bool = False, out_dir: str | Path | None = None) -> str:
 
 
 if __name__ == "__main__":
-    from sepvit_viz.runtime import tune_malloc
-
-    tune_malloc()  # as `python -m benchmarks`, the app and the command line do
     print(run(quick="--quick" in sys.argv))

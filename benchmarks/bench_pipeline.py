@@ -156,7 +156,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from sepvit_viz.runtime import tune_malloc
-
-    tune_malloc()  # as `python -m benchmarks`, the app and the command line do
     main()

@@ -209,9 +209,6 @@ def main(argv: list[str] | None = None, directory: Path | None = None) -> int:
     p.add_argument("--merge", action="store_true", help="keep the other modules' sections of the results file")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a benchmark fails")
     args = p.parse_args(argv)
-    from sepvit_viz.runtime import tune_malloc
-
-    tune_malloc()  # as the app and the command line do
     out = args.out or HERE / ("results-quick.md" if args.quick else "results.md")
     outcomes = run_all(args.quick, out, args.only, directory, merge=args.merge)
     failed = [o.name for o in outcomes if not o.ok]

@@ -247,9 +247,6 @@ def run_render(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``render`` subcommand: ``main(["PHOTO", "--out", "DIR", ...])``."""
-    from sepvit_viz.runtime import tune_malloc
-
-    tune_malloc()
     parser = add_render_arguments(
         argparse.ArgumentParser(prog="python -m sepvit_viz render", description=__doc__.split("\n\n")[0])
     )

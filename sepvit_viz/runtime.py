@@ -1,14 +1,15 @@
-"""Process-level settings that make CPU inference faster: the glibc allocator.
+"""Process-level settings for batch jobs on the CPU: the glibc allocator.
 
 PyTorch's CPU allocator asks glibc ``malloc`` for every tensor. glibc serves blocks above its
 mmap threshold (128 KiB to 32 MiB, adaptive) with fresh ``mmap`` pages and hands them back on
-``free``; a SepViT forward at batch 32 allocates and frees tens of 10-40 MB activations, so every
-one of them page-faults its memory in again. On this project's 2-core machine that doubled the time
-of the large linear layers (``benchmarks/bench_model.py`` shows the forward with and without). Raising
-the mmap and trim thresholds keeps freed blocks in the heap for reuse.
+``free``; a SepViT forward at batch 32 allocates and frees many 10-40 MB activations, so each of them
+page-faults its memory in again. Raising the mmap and trim thresholds keeps freed blocks in the heap
+for reuse, which makes large-batch forwards noticeably faster.
 
-This is a process-wide choice, so the library never makes it on import: the app, the command line,
-the training and evaluation tools and the benchmarks call :func:`tune_malloc` at start-up.
+The price is memory: the heap keeps what it freed (and fragments), so a long-running server's resident
+memory settles far above what it uses. Hence it is opt-in and process-wide, never done on import:
+the batch tools (training, held-out evaluation) call :func:`tune_malloc`; the app and the benchmarks
+run with glibc's defaults, as a user's process would.
 """
 
 from __future__ import annotations

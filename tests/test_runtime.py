@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -11,7 +12,6 @@ import torch.nn.functional as F
 from sepvit_viz import layers
 from sepvit_viz.attention import SeparableAttention
 from sepvit_viz.layers import Linear
-from sepvit_viz.runtime import malloc_settings, tune_malloc
 from sepvit_viz.windows import window_geometry
 
 needs_onednn = pytest.mark.skipif(not layers.onednn_linear_available(), reason="torch built without oneDNN")
@@ -75,10 +75,18 @@ def test_small_window_path_matches_the_fused_kernel(monkeypatch):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc settings")
 def test_tune_malloc_sets_glibc_thresholds_once():
-    got = tune_malloc(mmap_threshold=1 << 30, trim_threshold=256 << 20)
-    if got is None:  # a non-glibc Linux (musl): nothing to set, and it says so
-        assert malloc_settings() == "default"
-        return
-    assert got == {"mmap_threshold": 1 << 30, "trim_threshold": 256 << 20}
-    assert tune_malloc(mmap_threshold=1 << 30, trim_threshold=256 << 20) is got
-    assert "1024 MiB" in malloc_settings() and "256 MiB" in malloc_settings()
+    # in a child process: the setting is process-wide and the test session must keep glibc's defaults
+    code = (
+        "from sepvit_viz.runtime import malloc_settings, tune_malloc\n"
+        "assert malloc_settings() == 'default'\n"
+        "got = tune_malloc(mmap_threshold=1 << 30, trim_threshold=256 << 20)\n"
+        "if got is None:\n"  # a non-glibc Linux (musl): nothing set, and it says so
+        "    assert malloc_settings() == 'default'\n"
+        "else:\n"
+        "    assert got == {'mmap_threshold': 1 << 30, 'trim_threshold': 256 << 20}, got\n"
+        "    assert tune_malloc(mmap_threshold=1 << 30, trim_threshold=256 << 20) is got\n"
+        "    assert '1024 MiB' in malloc_settings() and '256 MiB' in malloc_settings()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
