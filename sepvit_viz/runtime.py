@@ -18,7 +18,7 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["malloc_settings", "tune_malloc"]
+__all__ = ["malloc_settings", "release_free_memory", "tune_malloc"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -59,3 +59,23 @@ def malloc_settings() -> str:
         return "default"
     mib = {k: v >> 20 for k, v in _applied.items()}
     return f"tuned (mmap threshold {mib['mmap_threshold']} MiB, trim threshold {mib['trim_threshold']} MiB)"
+
+
+def release_free_memory() -> bool:
+    """Give freed heap memory back to the system (glibc ``malloc_trim(0)``); False where unavailable.
+
+    A server that answers requests on several threads gets one glibc arena per thread, and each keeps
+    what its requests freed: after 8 concurrent users the app held about 0.5 GB of free heap and its
+    resident memory kept creeping up while the memory in use stayed flat. The app calls this after
+    every request that ran the model; it takes a few milliseconds.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True

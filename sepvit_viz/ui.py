@@ -51,6 +51,7 @@ from .capture import AttentionRecord
 from .faithfulness import Curves, deletion_insertion
 from .model import SepViT, create_model
 from .preprocess import to_tensor
+from .runtime import release_free_memory
 from .validation import (
     MAX_RESOLUTION,
     MIN_RESOLUTION,
@@ -142,7 +143,7 @@ INTERNAL_ERROR_MESSAGE = (
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
+def _user_errors(release_memory: bool = False) -> Iterator[None]:
     """Turn errors into ``gr.Error`` (message only, never a traceback).
 
     Only errors written for users show their text: :class:`UserInputError` (bad photo, impossible
@@ -165,6 +166,9 @@ def _user_errors() -> Iterator[None]:
         ref = uuid.uuid4().hex[:8]
         _log.exception("internal error in a request handler (reference %s)", ref)
         raise gr.Error(INTERNAL_ERROR_MESSAGE.format(ref=ref)) from None
+    finally:
+        if release_memory:  # handlers that ran the model: hand freed activations back (runtime.py)
+            release_free_memory()
 
 
 # ------------------------------------------------------------------------------------ photo input
@@ -1056,7 +1060,7 @@ def analyze(
     Returns (analysis state, status Markdown, top-5 ``{label: p}``, attribution overlay, window-token
     map, cross-window map, compare (DSSA, GSA) pair for the image slider).
     """
-    with _user_errors():
+    with _user_errors(release_memory=True):
         if photo is None:
             raise UserError("Upload a photo (or pick an example) first.")
         res = _check_resolution(resolution)
@@ -1160,7 +1164,7 @@ def after_analysis(
     """
     if not isinstance(an, Analysis):
         return (gr.update(),) * 19
-    with _user_errors():
+    with _user_errors(release_memory=True):
         fwd = an.forward
         recs = fwd.records
         names = {r.name for r in recs}
@@ -1242,7 +1246,7 @@ def explain(
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
     """Attribution overlay for a chosen class and method (the model runs only for a new pair)."""
-    with _user_errors():
+    with _user_errors(release_memory=True):
         an = _require(an)
         method = _check_method(method)
         tgt = _parse_target(target, an.forward.class_names, an.top1)
@@ -1458,7 +1462,7 @@ def faithfulness(
 
     Returns (state, table rows sorted by insertion - deletion, curves plot).
     """
-    with _user_errors():
+    with _user_errors(release_memory=True):
         an = _require(an)
         tgt = _parse_target(target, an.forward.class_names, an.top1)
         steps = validate_steps(steps, maximum=64, what="The number of deletion / insertion steps")

@@ -536,3 +536,22 @@ def test_launched_app_reports_bad_settings_clearly(client):
         msg = str(info.value)
         assert match in msg and "Traceback" not in msg, msg
     assert "Model:" in client.predict(handle_file(EXAMPLE), api_name="/analyze")[0]
+
+
+def test_model_handlers_hand_freed_memory_back(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ui, "release_free_memory", lambda: calls.append(1) or True)
+    analyze()
+    assert calls, "analyze ran the model but did not release freed memory"
+    calls.clear()
+    with pytest.raises(gr.Error):
+        analyze(resolution=10_000)  # a failing request releases too
+    assert calls
+
+
+def test_release_free_memory_runs_on_this_platform():
+    import sys
+
+    from sepvit_viz.runtime import release_free_memory
+
+    assert release_free_memory() is sys.platform.startswith("linux")
