@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         photos = list_photos(Path(args.data), read_labels(Path(args.labels)), 1) if Path(args.data).exists() else []
         x = preprocess(Image.open(photos[0][0]), args.size) if photos else torch.randn(1, 3, args.size, args.size)
         with num_threads(args.threads):
-            print("\n## Speed (one image, median seconds)\n")
+            print("\n### Speed (one image, median seconds)\n")
             print(conditions(model=model.config.name, input=f"{args.size}x{args.size}", repetitions=args.repeats))
             rows = bench_speed(model, x, args)
         print(md_table(["method", "median s", "IQR / median", "x forward", "meets target"], rows))
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_memory:
         mem = bench_memory(args)
         gb = 1024**3
-        print("\n## Memory of Integrated Gradients, 64 steps\n")
+        print("\n### Memory of Integrated Gradients, 64 steps\n")
         print(
             conditions(
                 model=model.config.name,
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
                 target=args.target,
             )
             rows, summary = bench_faithfulness(model, args)
-        print("\n## Faithfulness (means over photos; deletion: lower is better, insertion: higher is better)\n")
+        print("\n### Faithfulness (means over photos; deletion: lower is better, insertion: higher is better)\n")
         print(cond)
         print(f"Photos: {summary['photos']}; model top-1 on them: {summary['top1']:.1%}.")
         print(

@@ -156,11 +156,15 @@ _SECTION_MARK = re.compile(r"^_`benchmarks/(bench_\w+)\.py`", re.M)
 def split_sections(report: str) -> dict[str, str]:
     """An earlier report's sections by module name (the header is dropped)."""
     chunks = re.split(r"(?m)^(?=## )", report)
-    out = {}
+    out: dict[str, str] = {}
+    last = None
     for chunk in chunks[1:]:
         m = _SECTION_MARK.search(chunk)
         if m:
-            out[m.group(1)] = chunk.strip()
+            last = m.group(1)
+            out[last] = chunk.strip()
+        elif last is not None:  # a '## ' line inside a module's own markdown: still that module's text
+            out[last] += "\n\n" + chunk.strip()
     return out
 
 

@@ -113,3 +113,14 @@ def test_merge_reruns_one_module_and_keeps_the_others(tmp_path: Path):
     # without --merge, --only writes just what ran
     run.run_all(quick=True, out=out, only=["b"], directory=tmp_path, echo=False)
     assert set(run.split_sections(out.read_text())) == {"bench_b"}
+
+
+def test_split_sections_keeps_a_modules_own_level_two_headings():
+    report = (
+        "# header\n\n## Area A\n\n_`benchmarks/bench_a.py`, 1 s_\n\nintro\n\n## inner heading of A\n\n| 1 |\n\n"
+        "## Area B\n\n_`benchmarks/bench_b.py`, 2 s_\n\n| 2 |\n"
+    )
+    sections = run.split_sections(report)
+    assert set(sections) == {"bench_a", "bench_b"}
+    assert "inner heading of A" in sections["bench_a"] and "| 1 |" in sections["bench_a"]
+    assert "| 1 |" not in sections["bench_b"]
