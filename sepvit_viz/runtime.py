@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 __all__ = ["malloc_settings", "release_free_memory", "tune_malloc"]
@@ -23,6 +24,22 @@ __all__ = ["malloc_settings", "release_free_memory", "tune_malloc"]
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _applied: dict[str, int] | None = None
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, loaded once (``find_library`` runs ``ldconfig``: too slow for every request); None
+    elsewhere (macOS, Windows, musl, whose ``mallopt``/``malloc_trim`` are absent or no-op stubs)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
 
 
 def tune_malloc(mmap_threshold: int = 1 << 30, trim_threshold: int = 256 << 20) -> dict[str, int] | None:
@@ -37,15 +54,10 @@ def tune_malloc(mmap_threshold: int = 1 << 30, trim_threshold: int = 256 << 20) 
     wanted = {"mmap_threshold": int(mmap_threshold), "trim_threshold": int(trim_threshold)}
     if _applied == wanted:
         return _applied
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # noqa: B018 - glibc only: musl has mallopt as a no-op stub
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt = libc.mallopt
     cap = 2**31 - 1  # mallopt takes a C int
     ok = mallopt(_M_MMAP_THRESHOLD, min(wanted["mmap_threshold"], cap)) == 1
     ok &= mallopt(_M_TRIM_THRESHOLD, min(wanted["trim_threshold"], cap)) == 1
@@ -69,13 +81,8 @@ def release_free_memory() -> bool:
     resident memory kept creeping up while the memory in use stayed flat. The app calls this after
     every request that ran the model; it takes a few milliseconds.
     """
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    trim(0)
+    libc.malloc_trim(0)
     return True
