@@ -67,6 +67,22 @@ def shown(page, elem_id: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _blank(pic: np.ndarray) -> bool:
+    return not (pic.std() > 5 and len(np.unique(pic.reshape(-1, 3), axis=0)) > 50)
+
+
+def painted(page, elem_id: str, seconds: float = 20.0) -> np.ndarray:
+    """``shown`` once the browser has painted a picture there: right after a caption changes, the
+    new image may still be loading (an empty element). A picture still blank after ``seconds`` is
+    returned as it is, for the assertion to report."""
+    deadline = time.monotonic() + seconds
+    pic = shown(page, elem_id)
+    while _blank(pic) and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        pic = shown(page, elem_id)
+    return pic
+
+
 def assert_not_blank(pic: np.ndarray, what: str) -> None:
     colours = len(np.unique(pic.reshape(-1, 3), axis=0))
     assert pic.std() > 5 and colours > 50, f"{what} looks blank (std {pic.std():.1f}, {colours} colours)"
@@ -122,7 +138,7 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
     wait_text(page, "status", "Model:")
     wait_text(page, "attribution_caption", "for class")
     assert len(page.locator("#top5").inner_text().strip().splitlines()) >= 5
-    assert_not_blank(shown(page, "attribution_img"), "attribution")
+    assert_not_blank(painted(page, "attribution_img"), "attribution")
     page.screenshot(path=tmp_path / "1_attribution.png", full_page=True)
 
     # another method: only the attribution runs again
@@ -130,12 +146,12 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
     page.locator("#method input").fill("Saliency")
     page.keyboard.press("Enter")
     wait_text(page, "attribution_caption", "Saliency")
-    assert_not_blank(shown(page, "attribution_img"), "saliency")
+    assert_not_blank(painted(page, "attribution_img"), "saliency")
 
     # window tokens: click a pixel, its window lights up in the right picture
     open_tab(page, "Window tokens")
     before = shown(page, "pixel_img")
-    assert_not_blank(shown(page, "token_img"), "token map")
+    assert_not_blank(painted(page, "token_img"), "token map")
     assert_not_blank(before, "pixel view")
     click_model_pixel(page, "token_img", 30, 40)
     wait_text(page, "pixel_caption", "Pixel (x=30, y=40)")
@@ -146,8 +162,8 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
 
     # cross-window attention: click the bottom-right window
     open_tab(page, "Cross-window attention")
-    assert_not_blank(shown(page, "pwa_matrix_img"), "PWA matrix")
-    assert_not_blank(shown(page, "pwa_row_img"), "PWA row map")
+    assert_not_blank(painted(page, "pwa_matrix_img"), "PWA matrix")
+    assert_not_blank(painted(page, "pwa_row_img"), "PWA row map")
     click_model_pixel(page, "pwa_row_img", 220, 220)
     wait_text(page, "pwa_caption", "window 15 (outlined)")  # stage 2: 4 x 4 windows of 56 px
     page.screenshot(path=tmp_path / "3_cross_window.png", full_page=True)
@@ -156,7 +172,7 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
     open_tab(page, "Compare DSSA vs GSA")
     wait_text(page, "compare_caption", "GSA")
     for elem in ("compare_a", "compare_b"):
-        assert_not_blank(shown(page, elem), elem)
+        assert_not_blank(painted(page, elem), elem)
     assert page.locator("#compare_slider img").count() >= 2
     page.screenshot(path=tmp_path / "4_compare.png", full_page=True)
 
@@ -168,6 +184,6 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
     page.screenshot(path=tmp_path / "5_downloads.png", full_page=True)
 
     open_tab(page, "Class attribution")
-    assert_not_blank(shown(page, "attribution_img"), "attribution after switching back")
+    assert_not_blank(painted(page, "attribution_img"), "attribution after switching back")
     assert_no_error_toast(page)
     page.close()
