@@ -17,6 +17,9 @@ Usage::
 
     .venv/bin/python benchmarks/bench_attribution.py --limit 20
     .venv/bin/python benchmarks/bench_attribution.py --skip-speed --skip-memory --limit 50 --json out.json
+    # the relevance's optional two-scale pixel order (step 7): tune on 20 photos, confirm on 30 others
+    .venv/bin/python benchmarks/bench_attribution.py --skip-speed --skip-memory --variants order --limit 20
+    .venv/bin/python benchmarks/bench_attribution.py --skip-speed --skip-memory --variants order --offset 20 --limit 30
 """
 
 from __future__ import annotations
@@ -71,6 +74,21 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("Random (floor)", "random", {}),
 ]
 
+
+#: ``--variants order``: the SepViT relevance with and without its optional two-scale pixel order
+#: (step 7, ``sharp``) against the generic methods that came closest on the full table.
+ORDER_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("Input x Gradient", "input_x_gradient", {}),
+    ("Integrated Gradients (32, blurred)", "integrated_gradients", {"steps": 32, "baseline": "blurred"}),
+    ("GradientSHAP (16)", "gradient_shap", {}),
+    ("Occlusion (28 px windows, blurred)", "occlusion", {"baseline": "blurred"}),
+    ("SepViT relevance", "sepvit_relevance", {}),
+    *[
+        (f"SepViT relevance, two-scale order (sharp {d})", "sepvit_relevance", {"sharp": d})
+        for d in (0.1, 0.15, 0.2)
+    ],
+    ("Random (floor)", "random", {}),
+]
 
 #: speed-only row: Integrated Gradients under bf16 autocast (an option; fp32 is the default)
 BF16_IG = "Integrated Gradients (32, black, bf16 autocast)"
@@ -213,7 +231,8 @@ def bench_faithfulness(model: torch.nn.Module, args: argparse.Namespace) -> tupl
     photos = list_photos(Path(args.data), labels, args.limit, args.offset)
     if not photos:
         raise SystemExit(f"no labelled photos under {args.data}")
-    stats: dict[str, dict[str, list[float]]] = {label: {"del": [], "ins": [], "sec": []} for label, _, _ in VARIANTS}
+    variants = ORDER_VARIANTS if args.variants == "order" else VARIANTS
+    stats: dict[str, dict[str, list[float]]] = {label: {"del": [], "ins": [], "sec": []} for label, _, _ in variants}
     correct = 0
     with num_threads(args.threads):
         for path, label_idx in tqdm(photos, desc="faithfulness", unit="photo"):
@@ -222,7 +241,7 @@ def bench_faithfulness(model: torch.nn.Module, args: argparse.Namespace) -> tupl
                 pred = int(model(x).argmax())
             correct += int(pred == label_idx)
             target = label_idx if args.target == "label" else pred
-            for label, method, opts in VARIANTS:
+            for label, method, opts in variants:
                 a = attribute(model, x, target, method, **opts)
                 cur = deletion_insertion(model, x, a.map_hw, target, steps=args.faith_steps, batch_size=args.batch_size)
                 stats[label]["del"].append(cur.deletion_auc)
@@ -230,7 +249,7 @@ def bench_faithfulness(model: torch.nn.Module, args: argparse.Namespace) -> tupl
                 stats[label]["sec"].append(a.seconds)
     rows = []
     floor = stats["Random (floor)"]
-    for label, _, _ in VARIANTS:
+    for label, _, _ in variants:
         s = stats[label]
         beats = label == "Random (floor)" or (
             np.mean(s["del"]) < np.mean(floor["del"]) and np.mean(s["ins"]) > np.mean(floor["ins"])
@@ -253,9 +272,9 @@ def bench_faithfulness(model: torch.nn.Module, args: argparse.Namespace) -> tupl
     return rows, summary
 
 
-def relevance_verdict(summary: dict[str, Any]) -> str:
+def relevance_verdict(summary: dict[str, Any], name: str = "SepViT relevance") -> str:
     per = summary["per_method"]
-    rel = per["SepViT relevance"]
+    rel = per[name]
     generic = [k for k in per if not k.startswith("SepViT relevance") and k != "Random (floor)"]
     best_del = min(generic, key=lambda k: np.mean(per[k]["del"]))
     best_ins = max(generic, key=lambda k: np.mean(per[k]["ins"]))
@@ -264,7 +283,7 @@ def relevance_verdict(summary: dict[str, Any]) -> str:
     beaten_by_del = [k for k in generic if np.mean(per[k]["del"]) <= np.mean(rel["del"])]
     beaten_by_ins = [k for k in generic if np.mean(per[k]["ins"]) >= np.mean(rel["ins"])]
     return (
-        f"SepViT relevance vs the best generic method: deletion {fmt(float(np.mean(rel['del'])))} vs "
+        f"{name} vs the best generic method: deletion {fmt(float(np.mean(rel['del'])))} vs "
         f"{fmt(float(np.mean(per[best_del]['del'])))} ({best_del}) -> {'beats' if ok_del else 'does NOT beat'}; "
         f"insertion {fmt(float(np.mean(rel['ins'])))} vs {fmt(float(np.mean(per[best_ins]['ins'])))} ({best_ins}) "
         f"-> {'beats' if ok_ins else 'does NOT beat'}.\n"
@@ -291,6 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--faith-steps", type=int, default=20, help="deletion/insertion steps")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward in the curves")
     p.add_argument("--target", choices=["pred", "label"], default="pred")
+    p.add_argument(
+        "--variants", choices=["all", "order"], default="all",
+        help="faithfulness rows: every method (all) or the relevance's pixel-order options against the closest generic ones",
+    )
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-faithfulness", action="store_true")
@@ -355,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
         print(
             md_table(["method", "deletion AUC", "insertion AUC", "ins - del", "median s / image", "beats random"], rows)
         )
-        print("\n" + relevance_verdict(summary))
+        for name in summary["per_method"]:
+            if name.startswith("SepViT relevance") and "attention only" not in name:
+                print("\n" + relevance_verdict(summary, name))
         report["faithfulness"] = summary
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))

@@ -7,6 +7,8 @@ Areas (each prints its conditions and a markdown table of medians and same-run r
    (unwatched, fused attention). Throughput at batch 32, latency at batch 1. Targets: >= 1.6x the
    throughput, <= 0.45x the latency. A 1-thread CPU-time cross-check follows (thread CPU time is
    barely affected by other processes on a shared machine, wall-clock at 2 threads is).
+1b. **Compiled**: the same two models eager and under ``torch.compile`` with weight freezing
+   (``sepvit_viz.inference.compile_for_inference``), both batch sizes, compile time included.
 2. **Watching overhead**: forward hooks on every ``dwa_tap``/``pwa_tap`` that keep the probability
    tensors vs no hooks (target <= 10%).
 3. **bfloat16**: ``torch.autocast("cpu", dtype=torch.bfloat16)`` (also with channels_last input)
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,15 +246,21 @@ def _modes(s: Settings, sweep: bool = False) -> str:
 
 
 # ------------------------------------------------------------------------------------ 1. vs vit-pytorch
-def compare_vit_pytorch(s: Settings, vp_factory: Callable[[], torch.nn.Module | None] = vit_pytorch_lite) -> str:
-    ours_m, vp = ours(), vp_factory()
-    cond = conditions(
+def _float32_conditions(s: Settings, **extra: object) -> str:
+    """Conditions line of the float32 throughput (batch ``s.tput_batch``) and latency (batch 1) tables."""
+    return conditions(
         threads=_modes(s),
         input=f"{s.img}x{s.img}",
         dtype="float32",
         batch=f"{s.tput_batch} (throughput) and 1 (latency)",
         repetitions=f"{s.tput_reps} (throughput) / {s.lat_reps} (latency), interleaved, after 1 warm-up",
+        **extra,
     )
+
+
+def compare_vit_pytorch(s: Settings, vp_factory: Callable[[], torch.nn.Module | None] = vit_pytorch_lite) -> str:
+    ours_m, vp = ours(), vp_factory()
+    cond = _float32_conditions(s)
     xb, x1 = torch.randn(s.tput_batch, 3, s.img, s.img), torch.randn(1, 3, s.img, s.img)
     rows, verdicts = [], []
     for mode in s.modes:
@@ -335,6 +344,102 @@ def compare_vit_pytorch(s: Settings, vp_factory: Callable[[], torch.nn.Module | 
             notes,
         ]
     )
+
+
+# ------------------------------------------------------------------------------------ 1b. compiled
+def _compile(model: torch.nn.Module, shapes: list[torch.Tensor]) -> tuple[torch.nn.Module, float]:
+    """``torch.compile`` with weight freezing (what ``compile_for_inference`` does), compiled for
+    every shape in ``shapes`` now; returns the module and the seconds compiling took."""
+    compiled = torch.compile(model, dynamic=False, options={"freezing": True})
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for x in shapes:
+            compiled(x)
+    return compiled, time.perf_counter() - t0
+
+
+def compiled_comparison(s: Settings, vp_factory: Callable[[], torch.nn.Module | None] = vit_pytorch_lite) -> str:
+    """Both models eager and under torch.compile (freezing), float32, batch 1 and the throughput batch.
+
+    Inductor's CPU kernels take their thread count when they are generated, so every timing mode
+    compiles afresh under its own thread setting.
+    """
+    title = "### Compiled inference: `sepvit_viz.inference.compile_for_inference` (torch.compile, freezing)"
+    if s is QUICK:
+        return f"{title}\nSkipped in quick mode: compiling takes minutes (tests/test_runtime.py checks its logits)."
+    import torch._dynamo
+
+    from sepvit_viz.inference import compile_for_inference
+
+    ours_m, vp = ours(), vp_factory()
+    xb, x1 = torch.randn(s.tput_batch, 3, s.img, s.img), torch.randn(1, 3, s.img, s.img)
+    cond = _float32_conditions(
+        s, compiler=f"torch.compile(dynamic=False, freezing=True), inductor, torch {torch.__version__}"
+    )
+    rows, verdicts = [], []
+    for mode in s.modes:
+        torch._dynamo.reset()
+        with num_threads(mode.threads):
+            ours_c = compile_for_inference(ours_m)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                ours_c(x1), ours_c(xb)
+            compile_s = {"ours": time.perf_counter() - t0}
+            models = {"ours": ours_m, "ours_c": ours_c}
+            if vp is not None:
+                models["vp"] = vp
+                models["vp_c"], compile_s["vp"] = _compile(vp, [x1, xb])
+        tput = measure(mode, {k: _forward(m, xb) for k, m in models.items()}, s.tput_reps)
+        lat = measure(mode, {k: _forward(m, x1) for k, m in models.items()}, s.lat_reps)
+        ips = {k: s.tput_batch / t.median for k, t in tput.items()}
+        ms = {k: 1e3 * t.median for k, t in lat.items()}
+        labels = {
+            "vp": "vit-pytorch SepViT (README Lite), eager",
+            "vp_c": "vit-pytorch SepViT (README Lite), compiled",
+            "ours": "sepvit-viz Lite, eager",
+            "ours_c": "sepvit-viz Lite, compiled",
+        }
+        for k in ("vp", "vp_c", "ours", "ours_c"):
+            if k not in models:
+                continue
+            base = "vp" if "vp" in models else None
+            rows.append(
+                [
+                    mode.label,
+                    labels[k],
+                    f"{fmt(ips[k])} ({_spread(tput[k])})",
+                    f"{fmt(ms[k])} ({_spread(lat[k])})",
+                    fmt(_ratio(ips[k], ips[base])) if base else NOT_INSTALLED,
+                    fmt(_ratio(ms[k], ms[base])) if base else NOT_INSTALLED,
+                    f"{compile_s[k.split('_')[0]]:.0f}" if k.endswith("_c") else "",
+                ]
+            )
+        if vp is not None:
+            r_l, r_t = _ratio(ms["ours_c"], ms["vp"]), _ratio(ips["ours_c"], ips["vp"])
+            verdicts.append(
+                f"{mode.label}: compiled Lite vs eager vit-pytorch: latency ratio {fmt(r_l)} (target <= "
+                f"{TARGET_LATENCY}: {_met(r_l, TARGET_LATENCY, False)}), throughput ratio {fmt(r_t)} (target >= "
+                f"{TARGET_THROUGHPUT}: {_met(r_t, TARGET_THROUGHPUT, True)}). Both compiled: latency ratio "
+                f"{fmt(_ratio(ms['ours_c'], ms['vp_c']))}, throughput ratio {fmt(_ratio(ips['ours_c'], ips['vp_c']))}. "
+                f"Compiling our Lite cuts its own latency by {100 * (1 - _ratio(ms['ours_c'], ms['ours'])):.0f}%."
+            )
+    table = md_table(
+        [
+            "measured as",
+            "model",
+            f"throughput b{s.tput_batch} (img/s) (IQR)",
+            "latency b1 (ms) (IQR)",
+            "throughput / vit-pytorch eager",
+            "latency / vit-pytorch eager",
+            "compile (s, both shapes)",
+        ],
+        rows,
+    )
+    notes = (
+        "Compiled inference is opt-in and for predictions only: the app and the capture of attention maps run "
+        "the eager model, whose taps hooks can watch. The eager rows repeat the comparison above in this run."
+    )
+    return "\n".join([title, cond, "", table, "", *[f"- {v}" for v in verdicts], "", notes])
 
 
 # ------------------------------------------------------------------------------------ 2. watching
@@ -651,7 +756,7 @@ def run(quick: bool = False, out_dir: str | Path | None = None) -> str:
     s = QUICK if quick else FULL
     out = Path(out_dir) if out_dir is not None else HERE
     parts = []
-    for area in (compare_vit_pytorch, watch_overhead, bf16_speed, variants, scaling):
+    for area in (compare_vit_pytorch, compiled_comparison, watch_overhead, bf16_speed, variants, scaling):
         print(f"[bench_model] {area.__name__} ...", file=sys.stderr, flush=True)
         parts.append(area(s, out) if area is scaling else area(s))
     return "\n\n".join(parts)

@@ -21,8 +21,11 @@ from .windows import WindowGeometry
 
 __all__ = ["AttentionTap", "SeparableAttention"]
 
-# Windows of at most this many tokens take the matmul path when unwatched (see ``_dwa``).
+# Windows of at most this many tokens take the matmul path when unwatched (see ``_dwa``); in
+# bfloat16 (autocast) the matmul path also beats the fused kernel up to _SMALL_WINDOW_BF16 tokens
+# (GSA groups and stage-3 global blocks, L = 196-197).
 _SMALL_WINDOW = 64
+_SMALL_WINDOW_BF16 = 256
 
 
 class AttentionTap(nn.Module):
@@ -94,7 +97,9 @@ class SeparableAttention(nn.Module):
         if key_mask is not None:  # (n, L), True = real key -> (B*n, 1, 1, L)
             mask = key_mask[None].expand(B, n, L).reshape(B * n, 1, 1, L)
         if self.fused_attn and not self.dwa_tap.is_watched():
-            if L <= _SMALL_WINDOW and not self.training and mask is None:
+            limit = _SMALL_WINDOW_BF16 if q.dtype == torch.bfloat16 else _SMALL_WINDOW
+            small = limit >= L
+            if small and not self.training and mask is None:
                 # Small windows (7x7 + token): three batched matmuls on contiguous heads beat the
                 # fused CPU kernel, whose tiling is made for long sequences (bench_model, DWA rows).
                 qc, kc, vc = (t.contiguous() for t in (q, k, v))

@@ -1,4 +1,12 @@
-"""Inference helpers: an opt-in bfloat16 path for CPUs with native bf16 support."""
+"""Inference helpers: opt-in fast paths for plain (unwatched) predictions.
+
+* :func:`autocast` / :func:`predict` (``bf16=True``): bfloat16 autocast for CPUs with native bf16.
+* :func:`compile_for_inference`: ``torch.compile`` with weight freezing, for batch-1 latency.
+
+Both are for predictions only. Capturing attention maps, attributions and training use the eager
+model: a compiled graph runs the taps' hooks as they were at compile time, and frozen weights are
+constants of the graph.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["autocast", "cpu_supports_bf16", "predict"]
+__all__ = ["autocast", "compile_for_inference", "cpu_supports_bf16", "predict"]
 
 
 @lru_cache(maxsize=1)
@@ -39,3 +47,28 @@ def predict(model: nn.Module, x: torch.Tensor, bf16: bool = False) -> torch.Tens
     with autocast(bf16):
         out = model(x)
     return out.float()
+
+
+def compile_for_inference(model: nn.Module, *, freezing: bool = True, dynamic: bool = False) -> nn.Module:
+    """``torch.compile`` a model in eval mode for unwatched inference; returns the compiled module.
+
+    At batch 1 a SepViT forward is several hundred small operations and Python dispatch costs as much
+    as the arithmetic; one inductor graph removes it and fuses the element-wise work around the
+    attention (``benchmarks/bench_model.py``, section "compiled", has the numbers). ``freezing`` lets
+    inductor treat the weights as constants (pre-packed for oneDNN, constant-folded): the compiled
+    module then ignores later changes to the weights, and it must be called under ``torch.no_grad()``
+    or ``torch.inference_mode()`` (:func:`predict` does). Compilation happens on the first call (tens
+    of seconds on a 2-core CPU, a C++ compiler is needed) and again for every new input shape unless
+    ``dynamic=True``.
+
+    Args:
+        model: a SepViT (any module) in eval mode; it is not modified.
+        freezing: inline the weights as constants (faster; weights must not change afterwards).
+        dynamic: compile one graph for all input shapes instead of one per shape.
+
+    Raises:
+        ValueError: when the model is in training mode.
+    """
+    if model.training:
+        raise ValueError("compile_for_inference is for eval-mode models: call model.eval() first")
+    return torch.compile(model, dynamic=dynamic, options={"freezing": freezing})

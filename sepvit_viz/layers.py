@@ -47,6 +47,8 @@ class Linear(nn.Linear):
 
     def _fast_dtype(self, x: torch.Tensor) -> torch.dtype | None:
         """The dtype oneDNN should compute in, or None for the aten path."""
+        if torch.compiler.is_compiling():  # first: the checks below would break a dynamo graph
+            return None
         if not (
             ONEDNN_LINEAR
             and _HAS_ONEDNN_LINEAR
@@ -55,7 +57,6 @@ class Linear(nn.Linear):
             and self.weight.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
             and _get_current_dispatch_mode() is None
-            and not torch.compiler.is_compiling()  # inductor picks its own kernels
         ):
             return None
         if torch.is_autocast_enabled("cpu"):

@@ -168,14 +168,23 @@ class SepViTStage(nn.Module):
         self.pos_conv = PosConv(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Tokens stay channels-last throughout: (B, N, C) memory is (B, H, W, C), and the NCHW maps
+        # handed to the convolutions are permuted views of it (channels_last strides), which oneDNN
+        # convolves as they are. No layout copy is made around the PEG or between stages.
         x = self.patch_embed(x)
         B, C, H, W = x.shape
-        x = self.pos_drop(x.flatten(2).transpose(1, 2))  # (B, N, C)
+        x = self.pos_drop(x.permute(0, 2, 3, 1).reshape(B, H * W, C))  # (B, N, C)
         for j, block in enumerate(self.blocks):
             x = block(x, H, W)
             if j == 0:  # official code: PEG after the first block, not before it
-                x = self.pos_conv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
-        return x.transpose(1, 2).reshape(B, C, H, W)
+                x = self.pos_conv(_as_nchw(x, H, W)).permute(0, 2, 3, 1).reshape(B, H * W, C)
+        return _as_nchw(x, H, W)
+
+
+def _as_nchw(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, N, C) tokens -> (B, C, H, W) map, a channels_last view of the same memory when possible."""
+    B, _, C = x.shape
+    return x.reshape(B, height, width, C).permute(0, 3, 1, 2)
 
 
 class SepViT(nn.Module):
@@ -270,7 +279,7 @@ class SepViT(nn.Module):
         """(B, 3, H, W) -> (B, N4, C4) last-stage tokens after the final norm."""
         for stage in self.stages:
             x = stage(x)
-        return self.norm(x.flatten(2).transpose(1, 2))
+        return self.norm(_as_tokens(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(B, N, C) tokens -> mean-pooled (B, C) (``pre_logits``) or logits (B, num_classes)."""
@@ -317,7 +326,13 @@ class SepViT(nn.Module):
                 outs.append(y.permute(0, 2, 3, 1) if output_fmt == "NHWC" else y)
         if intermediates_only:
             return outs
-        return self.norm(x.flatten(2).transpose(1, 2)), outs
+        return self.norm(_as_tokens(x)), outs
+
+
+def _as_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) map -> (B, H*W, C) tokens (a view when the map is channels_last)."""
+    B, C = x.shape[:2]
+    return x.permute(0, 2, 3, 1).reshape(B, -1, C)
 
 
 # -------------------------------------------------------------------- registry

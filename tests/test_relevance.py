@@ -14,8 +14,10 @@ from sepvit_viz.baselines import gaussian_blur
 from sepvit_viz.relevance import (
     AttentionRecorder,
     modulation_weights,
+    percentile_rank,
     sepvit_relevance,
     to_pixels_by_gradient,
+    two_scale_order,
     unpool,
     weighted_attention,
 )
@@ -155,7 +157,7 @@ def test_options_checked_and_nearest_upsampling(model):
         sepvit_relevance(model, x, 0, modulation=-1.0)
     with pytest.raises(ValueError):
         sepvit_relevance(model, x, 0, reference="mean")
-    rel = sepvit_relevance(model, x, 0, upsample="nearest", modulation=0.0)
+    rel = sepvit_relevance(model, x, 0, upsample="nearest", modulation=0.0, sharp=None)
     # nearest: every stage-1 cell covers a 4 x 4 block of pixels, as every other map does
     np.testing.assert_allclose(rel.map_hw[::4, ::4], rel.stage_maps[0], rtol=1e-6)
     assert np.ptp(rel.map_hw[:4, :4]) == 0
@@ -176,7 +178,7 @@ def test_gradient_input_rule_conserves_each_cell():
 
 
 def test_gradient_upsampling_keeps_the_total(model):
-    rel = sepvit_relevance(model, _image(100, 132), 4, upsample="gradient", modulation=0.0)
+    rel = sepvit_relevance(model, _image(100, 132), 4, upsample="gradient", modulation=0.0, sharp=None)
     assert rel.map_hw.shape == (100, 132) and rel.map_hw.min() >= 0
     assert rel.map_hw.sum() == pytest.approx(rel.seed.sum(), rel=1e-4)
 
@@ -184,8 +186,8 @@ def test_gradient_upsampling_keeps_the_total(model):
 def test_pixel_map_is_upsampled_stage_map_times_modulation(model):
     """Step 6 against an independent computation of e = sum_c dy/dx * (x - blur(x)) by autograd."""
     x = _image(100, 132)
-    rel = sepvit_relevance(model, x, 6, modulation=2.0, sigma=1.0, reference="blurred")
-    plain = sepvit_relevance(model, x, 6, modulation=0.0)
+    rel = sepvit_relevance(model, x, 6, modulation=2.0, sigma=1.0, reference="blurred", sharp=None)
+    plain = sepvit_relevance(model, x, 6, modulation=0.0, sharp=None)
     xg = x.clone().requires_grad_()
     model(xg)[0, 6].backward()
     e = (xg.grad[0] * (x[0] - gaussian_blur(x, 10.0)[0])).sum(0)
@@ -194,7 +196,7 @@ def test_pixel_map_is_upsampled_stage_map_times_modulation(model):
     np.testing.assert_allclose(rel.map_hw, plain.map_hw * w.numpy() ** 2, rtol=2e-3, atol=1e-9)
     np.testing.assert_allclose(rel.stage_maps[0], plain.stage_maps[0], rtol=1e-6)  # attention part unchanged
     # the zero reference is input x gradient
-    rz = sepvit_relevance(model, x, 6, modulation=1.0, sigma=0.0, reference="zero")
+    rz = sepvit_relevance(model, x, 6, modulation=1.0, sigma=0.0, reference="zero", sharp=None)
     wz = 1.0 + (xg.grad[0] * x[0]).sum(0).clamp_min(0)
     wz = 1.0 + (wz - 1.0) / (wz - 1.0).mean()
     np.testing.assert_allclose(rz.map_hw, plain.map_hw * wz.numpy(), rtol=2e-3, atol=1e-9)
@@ -214,10 +216,52 @@ def test_modulation_weights_properties():
 def test_modulation_orders_pixels_by_evidence_inside_a_cell(model):
     """Where the attention relevance is flat (nearest upsampling), pixels rank by their evidence."""
     x = _image(64, 64)
-    rel = sepvit_relevance(model, x, 1, upsample="nearest", modulation=1.0, sigma=0.0)
-    plain = sepvit_relevance(model, x, 1, upsample="nearest", modulation=0.0)
+    rel = sepvit_relevance(model, x, 1, upsample="nearest", modulation=1.0, sigma=0.0, sharp=None)
+    plain = sepvit_relevance(model, x, 1, upsample="nearest", modulation=0.0, sharp=None)
     ratio = rel.map_hw / np.maximum(plain.map_hw, 1e-30)
     assert ratio.min() >= 1.0 - 1e-5 and ratio.max() > 1.5
     w = weighted_attention(model, x, 1, reference="blurred").input_grad_x.clamp_min(0).numpy()
     cell = (slice(8, 12), slice(8, 12))
     assert np.argsort(ratio[cell].ravel()).tolist()[-1] == int(np.argmax(w[cell].ravel()))
+
+
+# ------------------------------------------------------------------------------ step 7
+def test_percentile_rank_breaks_ties_by_raster_index():
+    m = torch.tensor([[0.5, 2.0], [0.5, -1.0]])
+    np.testing.assert_allclose(percentile_rank(m).numpy(), [[0.75, 1.0], [0.5, 0.25]])
+
+
+def test_two_scale_order_by_hand():
+    smooth = torch.tensor([[4.0, 3.0, 2.0, 1.0]])  # q = [1, .75, .5, .25]
+    sharp = torch.tensor([[0.0, 5.0, 0.0, 9.0]])  # q = [.5, .75, .25, 1] (tied zeros: raster order)
+    # delta 0: max = [1, .75, .5, 1]: pixel 0, then 3 (tie: raster), 1, 2
+    np.testing.assert_allclose(two_scale_order(smooth, sharp, 0.0).numpy(), [[4.0, 2.0, 1.0, 3.0]])
+    # delta 0.1: [.9, .75, .4, 1]: pixel 3, 0, 1, 2
+    np.testing.assert_allclose(two_scale_order(smooth, sharp, 0.1).numpy(), [[3.0, 2.0, 1.0, 4.0]])
+    # delta 0.3: [.7, .75, .25, 1]: pixel 3, 1, 0, 2 -- the sharp order alone, as for delta 1
+    np.testing.assert_allclose(two_scale_order(smooth, sharp, 0.3).numpy(), [[2.0, 3.0, 1.0, 4.0]])
+    np.testing.assert_allclose(two_scale_order(smooth, sharp, 1.0).numpy(), [[2.0, 3.0, 1.0, 4.0]])
+    # agreeing orders change nothing
+    assert torch.equal(two_scale_order(smooth, smooth * 10, 0.2), smooth)
+
+
+def test_step7_permutes_the_step6_map_and_puts_the_sharp_evidence_first(model):
+    """Against independent pieces: step 5's map U (no modulation), e by autograd, step 6's map M."""
+    x = _image(96, 128)
+    delta = 0.1
+    fused = sepvit_relevance(model, x, 3, sharp=delta).map_hw
+    m6 = sepvit_relevance(model, x, 3, sharp=None).map_hw
+    u = sepvit_relevance(model, x, 3, modulation=0.0, sharp=None).map_hw
+    xg = x.clone().requires_grad_()
+    model(xg)[0, 3].backward()
+    e = (xg.grad[0] * (x[0] - gaussian_blur(x, 10.0)[0])).sum(0).numpy()
+    # the same values (histogram and total), in another order
+    np.testing.assert_allclose(np.sort(fused.ravel()), np.sort(m6.ravel()), rtol=1e-6)
+    assert not np.array_equal(fused, m6)
+    # the top delta share of the fused order is the top of S = U * e
+    k = int(delta * fused.size)
+    top_fused = set(np.argsort(-fused.ravel(), kind="stable")[: k - 5].tolist())
+    top_sharp = set(np.argsort(-(u * e).ravel(), kind="stable")[:k].tolist())
+    assert len(top_fused & top_sharp) >= 0.97 * len(top_fused)
+    with pytest.raises(ValueError, match="sharp"):
+        sepvit_relevance(model, x, 3, sharp=1.5)

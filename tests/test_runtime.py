@@ -90,3 +90,61 @@ def test_tune_malloc_sets_glibc_thresholds_once():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ------------------------------------------------------------------------------ compiled inference
+def test_whole_model_is_one_dynamo_graph():
+    """No graph break anywhere in a forward: torch.compile sees one graph (the compiled fast path)."""
+    import torch._dynamo as dynamo
+
+    from sepvit_viz import create_model
+
+    model = create_model("sepvit_test").eval()
+    dynamo.reset()
+    with torch.no_grad():
+        explained = dynamo.explain(model)(torch.randn(1, 3, 64, 96))
+    assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
+    assert explained.graph_count == 1
+
+
+@pytest.mark.timeout(600)
+def test_compile_for_inference_matches_eager():
+    from sepvit_viz import create_model
+    from sepvit_viz.inference import compile_for_inference, predict
+
+    torch.manual_seed(0)
+    model = create_model("sepvit_test").eval()
+    x = torch.randn(2, 3, 72, 100)  # padded windows on stages 1-2
+    compiled = compile_for_inference(model)
+    expected = predict(model, x)
+    got = predict(compiled, x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4), (got - expected).abs().max()
+    # the eager model is untouched and still watchable
+    assert not isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+    with pytest.raises(ValueError, match="eval"):
+        compile_for_inference(create_model("sepvit_test").train())
+
+
+def test_bf16_matmul_path_for_long_windows_matches_fused_kernel(monkeypatch):
+    """Under bf16 autocast, GSA-sized windows (L = 197) take the matmul path; it agrees with SDPA."""
+    import sepvit_viz.attention as attention
+
+    torch.manual_seed(0)
+    attn = SeparableAttention(64, 2).eval()
+    geom = window_geometry(28, 28, 14, True)  # 2x2 groups of 14x14 (+ token): L = 197
+    u = torch.randn(2, geom.num_windows, 1 + geom.window_pixels, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ops_small = _ops_run(lambda: attn(u, geom))
+        small = attn(u, geom).float()
+        monkeypatch.setattr(attention, "_SMALL_WINDOW_BF16", 0)
+        ops_fused = _ops_run(lambda: attn(u, geom))
+        fused = attn(u, geom).float()
+    assert not any("scaled_dot_product" in k for k in ops_small)
+    assert any("scaled_dot_product" in k for k in ops_fused)
+    with torch.no_grad():
+        ref = attn(u, geom)
+    # bf16 has 8 bits of mantissa: both paths sit within bf16 rounding of the float32 result
+    scale = ref.abs().max()
+    assert (small - ref).abs().max() < 0.03 * scale
+    assert (small - fused).abs().max() < 0.03 * scale
