@@ -347,13 +347,22 @@ def compare_vit_pytorch(s: Settings, vp_factory: Callable[[], torch.nn.Module | 
 
 
 # ------------------------------------------------------------------------------------ 1b. compiled
-def _compile(model: torch.nn.Module, shapes: list[torch.Tensor]) -> tuple[torch.nn.Module, float]:
-    """``torch.compile`` with weight freezing (what ``compile_for_inference`` does), compiled for
-    every shape in ``shapes`` now; returns the module and the seconds compiling took."""
-    compiled = torch.compile(model, dynamic=False, options={"freezing": True})
+COMPILED_LABELS = {
+    "vp": "vit-pytorch SepViT (README Lite), eager",
+    "vp_c": "vit-pytorch SepViT (README Lite), compiled",
+    "ours": "sepvit-viz Lite, eager",
+    "ours_c": "sepvit-viz Lite, compiled",
+}
+
+
+def _compiled(model: torch.nn.Module, inputs: list[torch.Tensor]) -> tuple[torch.nn.Module, float]:
+    """``compile_for_inference(model)``, compiled now for every input shape; with the seconds it took."""
+    from sepvit_viz.inference import compile_for_inference
+
+    compiled = compile_for_inference(model)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        for x in shapes:
+        for x in inputs:
             compiled(x)
     return compiled, time.perf_counter() - t0
 
@@ -369,8 +378,6 @@ def compiled_comparison(s: Settings, vp_factory: Callable[[], torch.nn.Module | 
         return f"{title}\nSkipped in quick mode: compiling takes minutes (tests/test_runtime.py checks its logits)."
     import torch._dynamo
 
-    from sepvit_viz.inference import compile_for_inference
-
     ours_m, vp = ours(), vp_factory()
     xb, x1 = torch.randn(s.tput_batch, 3, s.img, s.img), torch.randn(1, 3, s.img, s.img)
     cond = _float32_conditions(
@@ -379,39 +386,26 @@ def compiled_comparison(s: Settings, vp_factory: Callable[[], torch.nn.Module | 
     rows, verdicts = [], []
     for mode in s.modes:
         torch._dynamo.reset()
+        models, compile_s = {"ours": ours_m}, {}
         with num_threads(mode.threads):
-            ours_c = compile_for_inference(ours_m)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                ours_c(x1), ours_c(xb)
-            compile_s = {"ours": time.perf_counter() - t0}
-            models = {"ours": ours_m, "ours_c": ours_c}
+            models["ours_c"], compile_s["ours_c"] = _compiled(ours_m, [x1, xb])
             if vp is not None:
                 models["vp"] = vp
-                models["vp_c"], compile_s["vp"] = _compile(vp, [x1, xb])
+                models["vp_c"], compile_s["vp_c"] = _compiled(vp, [x1, xb])
         tput = measure(mode, {k: _forward(m, xb) for k, m in models.items()}, s.tput_reps)
         lat = measure(mode, {k: _forward(m, x1) for k, m in models.items()}, s.lat_reps)
         ips = {k: s.tput_batch / t.median for k, t in tput.items()}
         ms = {k: 1e3 * t.median for k, t in lat.items()}
-        labels = {
-            "vp": "vit-pytorch SepViT (README Lite), eager",
-            "vp_c": "vit-pytorch SepViT (README Lite), compiled",
-            "ours": "sepvit-viz Lite, eager",
-            "ours_c": "sepvit-viz Lite, compiled",
-        }
-        for k in ("vp", "vp_c", "ours", "ours_c"):
-            if k not in models:
-                continue
-            base = "vp" if "vp" in models else None
+        for k in (k for k in COMPILED_LABELS if k in models):
             rows.append(
                 [
                     mode.label,
-                    labels[k],
+                    COMPILED_LABELS[k],
                     f"{fmt(ips[k])} ({_spread(tput[k])})",
                     f"{fmt(ms[k])} ({_spread(lat[k])})",
-                    fmt(_ratio(ips[k], ips[base])) if base else NOT_INSTALLED,
-                    fmt(_ratio(ms[k], ms[base])) if base else NOT_INSTALLED,
-                    f"{compile_s[k.split('_')[0]]:.0f}" if k.endswith("_c") else "",
+                    fmt(_ratio(ips[k], ips["vp"])) if vp is not None else NOT_INSTALLED,
+                    fmt(_ratio(ms[k], ms["vp"])) if vp is not None else NOT_INSTALLED,
+                    f"{compile_s[k]:.0f}" if k in compile_s else "",
                 ]
             )
         if vp is not None:

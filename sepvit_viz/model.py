@@ -172,12 +172,12 @@ class SepViTStage(nn.Module):
         # handed to the convolutions are permuted views of it (channels_last strides), which oneDNN
         # convolves as they are. No layout copy is made around the PEG or between stages.
         x = self.patch_embed(x)
-        B, C, H, W = x.shape
-        x = self.pos_drop(x.permute(0, 2, 3, 1).reshape(B, H * W, C))  # (B, N, C)
+        H, W = x.shape[-2:]
+        x = self.pos_drop(_as_tokens(x))  # (B, N, C)
         for j, block in enumerate(self.blocks):
             x = block(x, H, W)
             if j == 0:  # official code: PEG after the first block, not before it
-                x = self.pos_conv(_as_nchw(x, H, W)).permute(0, 2, 3, 1).reshape(B, H * W, C)
+                x = _as_tokens(self.pos_conv(_as_nchw(x, H, W)))
         return _as_nchw(x, H, W)
 
 

@@ -88,6 +88,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .faithfulness import pixel_order
 from .windows import WindowGeometry, pad_mask, window_partition, window_reverse
 
 __all__ = ["DEFAULT_OPTIONS", "AttentionRecorder", "Relevance", "Weighted", "WeightedBlock",
@@ -427,14 +428,14 @@ def sepvit_relevance(
 def percentile_rank(m: torch.Tensor) -> torch.Tensor:
     """Map -> same-shape ranks in (0, 1]: 1 for the largest value, 1/N for the smallest.
 
-    Ties go by raster index (earlier first), as in :func:`sepvit_viz.faithfulness.pixel_order`.
+    The order is :func:`sepvit_viz.faithfulness.pixel_order` (ties by raster index), the one the
+    deletion and insertion curves use.
     """
-    flat = m.reshape(-1)
-    n = flat.numel()
-    order = torch.sort(flat, descending=True, stable=True).indices
-    rank = torch.empty(n, dtype=torch.float64, device=m.device)
-    rank[order] = torch.arange(n, dtype=torch.float64, device=m.device)
-    return (1.0 - rank / n).reshape(m.shape)
+    order = torch.from_numpy(pixel_order(m.detach().cpu().numpy()))
+    n = order.numel()
+    rank = torch.empty(n, dtype=torch.float64)
+    rank[order] = torch.arange(n, dtype=torch.float64)
+    return (1.0 - rank / n).reshape(m.shape).to(m.device)
 
 
 def two_scale_order(smooth: torch.Tensor, sharp_map: torch.Tensor, delta: float) -> torch.Tensor:
@@ -444,9 +445,9 @@ def two_scale_order(smooth: torch.Tensor, sharp_map: torch.Tensor, delta: float)
     puts the top ``delta`` share of ``sharp_map`` first, then interleaves the two orders.
     """
     fused = torch.maximum(percentile_rank(smooth) - delta, percentile_rank(sharp_map))
-    values = torch.sort(smooth.reshape(-1), descending=True, stable=True).values
-    out = torch.empty_like(values)
-    out[torch.sort(fused.reshape(-1), descending=True, stable=True).indices] = values
+    flat = smooth.reshape(-1)
+    out = torch.empty_like(flat)
+    out[torch.from_numpy(pixel_order(fused.cpu().numpy()))] = flat[torch.from_numpy(pixel_order(smooth.cpu().numpy()))]
     return out.reshape(smooth.shape)
 
 
