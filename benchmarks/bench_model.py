@@ -7,7 +7,10 @@ Areas (each prints its conditions and a markdown table of medians and same-run r
    (unwatched, fused attention). Throughput at batch 32, latency at batch 1. Targets: >= 1.6x the
    throughput, <= 0.45x the latency. A 1-thread CPU-time cross-check follows (thread CPU time is
    barely affected by other processes on a shared machine, wall-clock at 2 threads is).
-1b. **Compiled**: the same two models eager and under ``torch.compile`` with weight freezing
+1b. **Where the batch-1 time goes**: torch.profiler self time per forward, grouped by kind of op
+   (GEMMs, convolutions, attention products, softmax, norms, copies, element-wise, the rest), for
+   both models.
+1c. **Compiled**: the same two models eager and under ``torch.compile`` with weight freezing
    (``sepvit_viz.inference.compile_for_inference``), both batch sizes, compile time included.
 2. **Watching overhead**: forward hooks on every ``dwa_tap``/``pwa_tap`` that keep the probability
    tensors vs no hooks (target <= 10%).
@@ -346,7 +349,97 @@ def compare_vit_pytorch(s: Settings, vp_factory: Callable[[], torch.nn.Module | 
     )
 
 
-# ------------------------------------------------------------------------------------ 1b. compiled
+# ------------------------------------------------------------------------------------ 1b. breakdown
+#: (category, op-name substrings): the profiler's leaf ops grouped by the kind of work; first match wins
+OP_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("linear layers (GEMM)", ("_linear_pointwise", "aten::addmm", "aten::mm", "mkl_linear")),
+    ("convolutions", ("convolution", "conv2d", "conv_depthwise")),
+    ("attention products (bmm, fused SDPA)", ("aten::bmm", "aten::baddbmm", "scaled_dot_product")),
+    ("softmax", ("softmax",)),
+    # vit-pytorch normalises channels by hand (var, sqrt): counted as the norm it is
+    ("normalisation (layer norm; var, sqrt)", ("layer_norm", "aten::var", "aten::sqrt", "aten::rsqrt")),
+    ("copies (layout, concatenation, padding)", ("aten::copy_", "aten::cat", "constant_pad", "aten::index")),
+    ("element-wise (add, mul, GELU, ...)", ("aten::add", "aten::mul", "aten::gelu", "aten::div", "aten::sub",
+                                            "masked_fill", "aten::mean", "aten::sum")),
+)
+OTHER_OPS = "other ops (views, allocation, dispatch)"
+
+
+def op_category(name: str) -> str:
+    """The :data:`OP_CATEGORIES` entry a profiler op name falls in, else :data:`OTHER_OPS`."""
+    for category, keys in OP_CATEGORIES:
+        if any(k in name for k in keys):
+            return category
+    return OTHER_OPS
+
+
+def profile_forward(model: torch.nn.Module, x: torch.Tensor, runs: int) -> tuple[dict[str, float], int, float]:
+    """Self CPU time per forward by category (ms), aten/oneDNN calls per forward, profiled wall ms per forward.
+
+    The profiler reads the calling thread's clock around every op; the work the op hands to the other
+    OpenMP thread is inside that span, so the categories add up to the wall time spent in ops.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        model(x)  # warm-up outside the trace
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            for _ in range(runs):
+                model(x)
+            wall = (time.perf_counter() - t0) / runs
+    by_cat: dict[str, float] = {c: 0.0 for c, _ in OP_CATEGORIES} | {OTHER_OPS: 0.0}
+    calls = 0
+    for ev in prof.key_averages():
+        by_cat[op_category(ev.key)] += ev.self_cpu_time_total / 1e3 / runs
+        calls += ev.count
+    return by_cat, calls // runs, 1e3 * wall
+
+
+def latency_breakdown(s: Settings, vp_factory: Callable[[], torch.nn.Module | None] = vit_pytorch_lite) -> str:
+    """Where a batch-1 forward spends its time, by kind of op, for both models (torch.profiler)."""
+    models = {"sepvit-viz Lite": ours(), "vit-pytorch SepViT (README Lite)": vp_factory()}
+    runs = s.lat_reps * 2
+    x = torch.randn(1, 3, s.img, s.img)
+    cond = conditions(
+        threads="2 threads, wall-clock (profiled)",
+        input=f"{s.img}x{s.img}",
+        dtype="float32",
+        batch=1,
+        repetitions=f"{runs} profiled forwards after 1 warm-up",
+    )
+    prof: dict[str, tuple[dict[str, float], int, float] | None] = {}
+    with num_threads(2):
+        for name, m in models.items():
+            prof[name] = None if m is None else profile_forward(m, x, runs)
+
+    def cells(ms: dict[str, float | None]) -> list[str]:
+        """Two cells per model: ms per forward and its share of the profiled wall time."""
+        out = []
+        for name, p in prof.items():
+            out += [NOT_INSTALLED, ""] if p is None or ms[name] is None else [fmt(ms[name]), f"{100 * ms[name] / p[2]:.0f}%"]
+        return out
+
+    rows = [[c, *cells({n: p and p[0][c] for n, p in prof.items()})] for c in [c for c, _ in OP_CATEGORIES] + [OTHER_OPS]]
+    outside = {n: p and p[2] - sum(p[0].values()) for n, p in prof.items()}
+    rows.append(["outside ops (Python, module calls, profiler)", *cells(outside)])
+    rows.append(["**profiled wall time per forward**", *cells({n: p and p[2] for n, p in prof.items()})])
+    rows.append(["op calls per forward (nested calls included)", *[v for p in prof.values() for v in (str(p[1]) if p else NOT_INSTALLED, "")]])
+    headers = ["work"] + [h for n in models for h in (f"{n} (ms)", "share")]
+    return "\n".join(
+        [
+            "### Where the batch-1 time goes (torch.profiler, self time by kind of op)",
+            cond,
+            "",
+            md_table(headers, rows),
+            "",
+            "Profiling adds a few microseconds per op, so these walls are above the unprofiled latency table's. "
+            "An op's time includes the share of its work done by the second OpenMP thread.",
+        ]
+    )
+
+
+# ------------------------------------------------------------------------------------ 1c. compiled
 COMPILED_LABELS = {
     "vp": "vit-pytorch SepViT (README Lite), eager",
     "vp_c": "vit-pytorch SepViT (README Lite), compiled",
@@ -750,7 +843,7 @@ def run(quick: bool = False, out_dir: str | Path | None = None) -> str:
     s = QUICK if quick else FULL
     out = Path(out_dir) if out_dir is not None else HERE
     parts = []
-    for area in (compare_vit_pytorch, compiled_comparison, watch_overhead, bf16_speed, variants, scaling):
+    for area in (compare_vit_pytorch, latency_breakdown, compiled_comparison, watch_overhead, bf16_speed, variants, scaling):
         print(f"[bench_model] {area.__name__} ...", file=sys.stderr, flush=True)
         parts.append(area(s, out) if area is scaling else area(s))
     return "\n\n".join(parts)

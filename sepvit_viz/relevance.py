@@ -58,9 +58,10 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    fused order gets M's k-th largest value), so its histogram and total are M's.
 
    Measured (README, Faithfulness; ``benchmarks/bench_attribution.py --variants order``): delta 0.1
-   to 0.2 lowers the deletion area a lot and the insertion area somewhat. On 20 tuning photos that
-   beat every generic method on both curves; on 30 other photos Integrated Gradients kept the lower
-   deletion area, so the step is an option, not the default.
+   to 0.2 lowers the deletion area a lot and the insertion area somewhat. With the run-2 weights it
+   beat every generic method on both curves on 20 tuning photos, but not on 30 others; with the
+   run-4 weights Integrated Gradients (blurred baseline) keeps the lower deletion area on both sets,
+   so the step is an option, not the default.
 
 So the stage maps are ``seed @ R_rollout`` where ``R_rollout`` is :func:`sepvit_viz.maps.rollout_matrix`
 built from the gradient-weighted maps (a test checks exactly this). Properties (tested): class

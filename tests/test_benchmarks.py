@@ -24,7 +24,7 @@ def test_quick_model_benchmark_writes_tables(tmp_path: Path):
     assert [o.name for o in outcomes] == ["bench_model"]
     assert outcomes[0].ok, outcomes[0].markdown
     text = out.read_text()
-    for heading in ("vs vit-pytorch", "Watching every attention map", "bfloat16", "Every variant", "input size"):
+    for heading in ("vs vit-pytorch", "Where the batch-1 time goes", "Watching every attention map", "bfloat16", "Every variant", "input size"):
         assert heading in text
     assert text.count("Conditions: CPU:") >= 5
     assert "torch " in text and "threads" in text
@@ -41,6 +41,31 @@ def test_comparison_without_vit_pytorch(monkeypatch):
     text = bench_model.compare_vit_pytorch(tiny)
     assert "not installed" in text
     assert "sepvit-viz Lite" in text
+
+
+def test_op_category_groups_profiler_ops():
+    cat = bench_model.op_category
+    assert cat("mkldnn::_linear_pointwise") == cat("aten::addmm") == "linear layers (GEMM)"
+    assert cat("aten::mkldnn_convolution") == "convolutions"
+    assert cat("aten::_scaled_dot_product_flash_attention_for_cpu") == cat("aten::bmm")
+    assert cat("aten::_softmax") == "softmax"
+    assert cat("aten::native_layer_norm") == cat("aten::var")
+    assert cat("aten::copy_") == cat("aten::cat")
+    assert cat("aten::add") == cat("aten::gelu")
+    assert cat("aten::view") == cat("aten::empty") == bench_model.OTHER_OPS
+
+
+def test_profile_forward_accounts_for_every_op():
+    import torch
+
+    model = bench_model.ours("sepvit_test")
+    by_cat, calls, wall_ms = bench_model.profile_forward(model, torch.randn(1, 3, 64, 64), runs=2)
+    assert set(by_cat) == {c for c, _ in bench_model.OP_CATEGORIES} | {bench_model.OTHER_OPS}
+    assert by_cat["linear layers (GEMM)"] > 0 and by_cat["convolutions"] > 0 and by_cat["softmax"] > 0
+    assert all(v >= 0 for v in by_cat.values())
+    assert 0 < sum(by_cat.values()) <= wall_ms  # self times of ops on this thread fit in the wall time
+    blocks = list(model.iter_blocks())
+    assert calls > 10 * len(blocks)  # every block runs many ops; a broken trace would count none
 
 
 def test_watch_all_keeps_every_map():
@@ -124,3 +149,30 @@ def test_split_sections_keeps_a_modules_own_level_two_headings():
     assert set(sections) == {"bench_a", "bench_b"}
     assert "inner heading of A" in sections["bench_a"] and "| 1 |" in sections["bench_a"]
     assert "| 1 |" not in sections["bench_b"]
+
+
+def test_sync_readme_moves_results_tables_into_the_readme():
+    from benchmarks import sync_readme
+
+    results = "# title\n\nintro\n\n## Model speed\n\n### A\n| x |\n\n![plot](scaling.png)\n\n## Accuracy\n### B\n"
+    readme = (
+        "# p\n<!-- section:performance -->\n## Performance\nsummary stays\n\n### Model speed\nold table\n"
+        "<!-- /section:performance -->\n## Licence\n"
+    )
+    out = sync_readme.sync(readme, results)
+    assert "summary stays" in out and "old table" not in out and "intro" not in out
+    assert "### Model speed\n\n#### A\n| x |" in out and "### Accuracy\n#### B\n<!-- /section:performance -->" in out
+    assert "](benchmarks/scaling.png)" in out
+    assert out.endswith("<!-- /section:performance -->\n## Licence\n")
+    assert sync_readme.sync(out, results) == out  # idempotent
+    with pytest.raises(ValueError):
+        sync_readme.sync("# no performance section\n", results)
+
+
+def test_readme_performance_tables_match_results_md():
+    from benchmarks import sync_readme
+
+    readme = sync_readme.README.read_text()
+    assert sync_readme.sync(readme, sync_readme.RESULTS.read_text()) == readme, (
+        "README tables differ from benchmarks/results.md: run python -m benchmarks.sync_readme"
+    )
