@@ -363,6 +363,8 @@ OP_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                             "masked_fill", "aten::mean", "aten::sum")),
 )
 OTHER_OPS = "other ops (views, allocation, dispatch)"
+#: every category, in table order
+CATEGORY_NAMES: tuple[str, ...] = (*(c for c, _ in OP_CATEGORIES), OTHER_OPS)
 
 
 def op_category(name: str) -> str:
@@ -388,7 +390,7 @@ def profile_forward(model: torch.nn.Module, x: torch.Tensor, runs: int) -> tuple
             for _ in range(runs):
                 model(x)
             wall = (time.perf_counter() - t0) / runs
-    by_cat: dict[str, float] = {c: 0.0 for c, _ in OP_CATEGORIES} | {OTHER_OPS: 0.0}
+    by_cat = dict.fromkeys(CATEGORY_NAMES, 0.0)
     calls = 0
     for ev in prof.key_averages():
         by_cat[op_category(ev.key)] += ev.self_cpu_time_total / 1e3 / runs
@@ -412,18 +414,17 @@ def latency_breakdown(s: Settings, vp_factory: Callable[[], torch.nn.Module | No
     with num_threads(2):
         for name, m in models.items():
             prof[name] = None if m is None else profile_forward(m, x, runs)
-
-    def cells(ms: dict[str, float | None]) -> list[str]:
-        """Two cells per model: ms per forward and its share of the profiled wall time."""
-        out = []
-        for name, p in prof.items():
-            out += [NOT_INSTALLED, ""] if p is None or ms[name] is None else [fmt(ms[name]), f"{100 * ms[name] / p[2]:.0f}%"]
-        return out
-
-    rows = [[c, *cells({n: p and p[0][c] for n, p in prof.items()})] for c in [c for c, _ in OP_CATEGORIES] + [OTHER_OPS]]
-    outside = {n: p and p[2] - sum(p[0].values()) for n, p in prof.items()}
-    rows.append(["outside ops (Python, module calls, profiler)", *cells(outside)])
-    rows.append(["**profiled wall time per forward**", *cells({n: p and p[2] for n, p in prof.items()})])
+    outside, total = "outside ops (Python, module calls, profiler)", "**profiled wall time per forward**"
+    ms = {  # per model: ms per forward of every row
+        name: None if p is None else {**p[0], outside: p[2] - sum(p[0].values()), total: p[2]}
+        for name, p in prof.items()
+    }
+    rows = []
+    for label in (*CATEGORY_NAMES, outside, total):
+        cells = [label]
+        for v in ms.values():
+            cells += [NOT_INSTALLED, ""] if v is None else [fmt(v[label]), f"{100 * v[label] / v[total]:.0f}%"]
+        rows.append(cells)
     rows.append(["op calls per forward (nested calls included)", *[v for p in prof.values() for v in (str(p[1]) if p else NOT_INSTALLED, "")]])
     headers = ["work"] + [h for n in models for h in (f"{n} (ms)", "share")]
     return "\n".join(

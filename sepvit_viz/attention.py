@@ -98,8 +98,7 @@ class SeparableAttention(nn.Module):
             mask = key_mask[None].expand(B, n, L).reshape(B * n, 1, 1, L)
         if self.fused_attn and not self.dwa_tap.is_watched():
             limit = _SMALL_WINDOW_BF16 if q.dtype == torch.bfloat16 else _SMALL_WINDOW
-            small = limit >= L
-            if small and not self.training and mask is None:
+            if limit >= L and not self.training and mask is None:
                 # Small windows (7x7 + token): three batched matmuls on contiguous heads beat the
                 # fused CPU kernel, whose tiling is made for long sequences (bench_model, DWA rows).
                 qc, kc, vc = (t.contiguous() for t in (q, k, v))

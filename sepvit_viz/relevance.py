@@ -407,14 +407,13 @@ def sepvit_relevance(
             up = to_pixels_by_gradient(u, gx.clamp_min(0)).float()
         else:
             up = F.interpolate(u.float()[None, None], size=(4 * h1, 4 * w1), mode=upsample)[0, 0, :H, :W]
-        smooth = up * modulation_weights(gx, sigma).pow(modulation).to(up.dtype) if modulation > 0 else up
+        pixel_map = up * modulation_weights(gx, sigma).pow(modulation).to(up.dtype) if modulation > 0 else up
         if sharp is not None:
-            smooth = two_scale_order(smooth, up * gx.to(up.dtype), sharp)
-        up = smooth
+            pixel_map = two_scale_order(pixel_map, up * gx.to(up.dtype), sharp)
     if progress is not None:
         progress(1.0, "SepViT relevance")
     return Relevance(
-        map_hw=up.cpu().numpy().astype(np.float32),
+        map_hw=pixel_map.cpu().numpy().astype(np.float32),
         stage_maps=stage_maps,
         seed=seed.float().cpu().numpy(),
         target=target,
@@ -432,11 +431,20 @@ def percentile_rank(m: torch.Tensor) -> torch.Tensor:
     The order is :func:`sepvit_viz.faithfulness.pixel_order` (ties by raster index), the one the
     deletion and insertion curves use.
     """
-    order = torch.from_numpy(pixel_order(m.detach().cpu().numpy()))
+    return _ranks(_order(m), m)
+
+
+def _order(m: torch.Tensor) -> torch.Tensor:
+    """Flat pixel indices of ``m`` from most to least attributed (:func:`pixel_order`)."""
+    return torch.from_numpy(pixel_order(m.detach().cpu().numpy()))
+
+
+def _ranks(order: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Percentile ranks (1 first, 1/N last) of the pixels of ``like`` visited in ``order``."""
     n = order.numel()
     rank = torch.empty(n, dtype=torch.float64)
     rank[order] = torch.arange(n, dtype=torch.float64)
-    return (1.0 - rank / n).reshape(m.shape).to(m.device)
+    return (1.0 - rank / n).reshape(like.shape).to(like.device)
 
 
 def two_scale_order(smooth: torch.Tensor, sharp_map: torch.Tensor, delta: float) -> torch.Tensor:
@@ -445,10 +453,11 @@ def two_scale_order(smooth: torch.Tensor, sharp_map: torch.Tensor, delta: float)
     smooth, sharp_map: (H, W). Returns (H, W) with the same sorted values as ``smooth``; its pixel order
     puts the top ``delta`` share of ``sharp_map`` first, then interleaves the two orders.
     """
-    fused = torch.maximum(percentile_rank(smooth) - delta, percentile_rank(sharp_map))
+    smooth_order = _order(smooth)  # sorted once: it gives both q(smooth) and the values to hand out
+    fused = torch.maximum(_ranks(smooth_order, smooth) - delta, percentile_rank(sharp_map))
     flat = smooth.reshape(-1)
     out = torch.empty_like(flat)
-    out[torch.from_numpy(pixel_order(fused.cpu().numpy()))] = flat[torch.from_numpy(pixel_order(smooth.cpu().numpy()))]
+    out[_order(fused)] = flat[smooth_order]
     return out.reshape(smooth.shape)
 
 
