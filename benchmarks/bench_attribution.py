@@ -70,23 +70,25 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("Grad-CAM stage 3", "gradcam", {"stage": 2}),
     ("Grad-CAM stage 4", "gradcam", {"stage": 3}),
     ("SepViT relevance", "sepvit_relevance", {}),
-    ("SepViT relevance, attention only (modulation 0)", "sepvit_relevance", {"modulation": 0.0}),
+    ("SepViT relevance, smooth order only (sharp None)", "sepvit_relevance", {"sharp": None}),
+    ("SepViT relevance, attention only (modulation 0, sharp None)", "sepvit_relevance", {"modulation": 0.0, "sharp": None}),
     ("Random (floor)", "random", {}),
 ]
 
 
-#: ``--variants order``: the SepViT relevance with and without its optional two-scale pixel order
-#: (step 7, ``sharp``) against the generic methods that came closest on the full table.
+#: ``--variants order``: the SepViT relevance's pixel order (step 7: ``sharp`` share, ``rounds`` of
+#: re-reading; default 0.03 / 2) against the generic methods that came closest on the full table.
 ORDER_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("Input x Gradient", "input_x_gradient", {}),
     ("Integrated Gradients (32, blurred)", "integrated_gradients", {"steps": 32, "baseline": "blurred"}),
     ("GradientSHAP (16)", "gradient_shap", {}),
     ("Occlusion (28 px windows, blurred)", "occlusion", {"baseline": "blurred"}),
-    ("SepViT relevance", "sepvit_relevance", {}),
+    ("SepViT relevance, smooth order only (sharp None)", "sepvit_relevance", {"sharp": None}),
     *[
-        (f"SepViT relevance, two-scale order (sharp {d})", "sepvit_relevance", {"sharp": d})
-        for d in (0.1, 0.15, 0.2)
+        (f"SepViT relevance, sharp {d}, {r} round{'s' if r > 1 else ''}", "sepvit_relevance", {"sharp": d, "rounds": r})
+        for d, r in ((0.1, 1), (0.05, 1), (0.05, 2), (0.05, 3))
     ],
+    ("SepViT relevance (default: sharp 0.03, 2 rounds)", "sepvit_relevance", {}),
     ("Random (floor)", "random", {}),
 ]
 

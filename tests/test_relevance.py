@@ -245,11 +245,19 @@ def test_two_scale_order_by_hand():
     assert torch.equal(two_scale_order(smooth, smooth * 10, 0.2), smooth)
 
 
+def test_two_scale_order_with_leading_pixels_by_hand():
+    smooth = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.5]])  # q = [1, .8, .6, .4, .2]
+    sharp = torch.tensor([[0.0, 1.0, 3.0, 2.0, -9.0]])  # pixel 4 was taken: lowest; q = [.4, .6, 1, .8, .2]
+    # pixel 4 leads; the rest by max(q(smooth) - .2, q(sharp)) = [.8, .6, 1, .8]: pixel 2, 0, 3 (tie: raster), 1
+    got = two_scale_order(smooth, sharp, 0.2, first=torch.tensor([4]))
+    np.testing.assert_allclose(got.numpy(), [[2.0, 0.5, 3.0, 1.0, 4.0]])
+
+
 def test_step7_permutes_the_step6_map_and_puts_the_sharp_evidence_first(model):
     """Against independent pieces: step 5's map U (no modulation), e by autograd, step 6's map M."""
     x = _image(96, 128)
     delta = 0.1
-    fused = sepvit_relevance(model, x, 3, sharp=delta).map_hw
+    fused = sepvit_relevance(model, x, 3, sharp=delta, rounds=1).map_hw
     m6 = sepvit_relevance(model, x, 3, sharp=None).map_hw
     u = sepvit_relevance(model, x, 3, modulation=0.0, sharp=None).map_hw
     xg = x.clone().requires_grad_()
@@ -265,3 +273,62 @@ def test_step7_permutes_the_step6_map_and_puts_the_sharp_evidence_first(model):
     assert len(top_fused & top_sharp) >= 0.97 * len(top_fused)
     with pytest.raises(ValueError, match="sharp"):
         sepvit_relevance(model, x, 3, sharp=1.5)
+
+
+def test_step7_with_one_round_is_the_two_scale_order_of_independent_pieces(model):
+    x = _image(96, 128)
+    m6 = torch.from_numpy(sepvit_relevance(model, x, 3, sharp=None).map_hw).double()
+    u = torch.from_numpy(sepvit_relevance(model, x, 3, modulation=0.0, sharp=None).map_hw).double()
+    xg = x.clone().requires_grad_()
+    model(xg)[0, 3].backward()
+    e = (xg.grad[0] * (x[0] - gaussian_blur(x, 10.0)[0])).sum(0).double()
+    # round 1 takes the top delta of S = U * e; the rest follow the fused order with them ranked last
+    s = (u * e).ravel()
+    k = round(0.1 * s.numel())
+    first = torch.from_numpy(np.argsort(-s.numpy(), kind="stable")[:k].copy())
+    s[first] = -1e300
+    expected = two_scale_order(m6, s.reshape(u.shape), 0.1, first=first).float().numpy()
+    got = sepvit_relevance(model, x, 3, sharp=0.1, rounds=1).map_hw
+    assert np.mean(np.isclose(got, expected, rtol=1e-5, atol=1e-9)) > 0.995  # near-ties of e may swap a few
+
+
+def test_step7_rounds_reread_the_evidence_with_the_taken_pixels_blurred_away(model):
+    """Round 2's chunk is the top of U * e(x_1), x_1 = the photo with round 1's chunk blurred away."""
+    x = _image(96, 128)
+    H, W = x.shape[-2:]
+    delta, target = 0.1, 3
+    u = torch.from_numpy(sepvit_relevance(model, x, target, modulation=0.0, sharp=None).map_hw).double()
+    ref = gaussian_blur(x, 10.0)
+
+    def e_at(xr):
+        xg = xr.clone().requires_grad_()
+        model(xg)[0, target].backward()
+        return (xg.grad[0] * (xr[0] - ref[0])).sum(0).double()
+
+    k = round(delta * H * W)
+    half = round(k / 2)
+    s1 = (u * e_at(x)).ravel()
+    chunk1 = np.argsort(-s1.numpy(), kind="stable")[:half]
+    taken = torch.zeros(H * W, dtype=torch.bool)
+    taken[torch.from_numpy(chunk1)] = True
+    x1 = torch.where(taken.view(1, 1, H, W), ref, x)
+    s2 = (u * e_at(x1)).ravel().clone()
+    s2[taken] = -torch.inf
+    chunk2 = np.argsort(-s2.numpy(), kind="stable")[: k - half]
+
+    got = sepvit_relevance(model, x, target, sharp=delta, rounds=2).map_hw
+    order = np.argsort(-got.ravel(), kind="stable")
+    m6 = sepvit_relevance(model, x, target, sharp=None).map_hw
+    np.testing.assert_allclose(np.sort(got.ravel()), np.sort(m6.ravel()), rtol=1e-6)  # a permutation of M
+    tol = 3  # near-ties of M's values may swap a few pixels at the chunk borders
+    assert len(set(order[:half].tolist()) & set(chunk1.tolist())) >= half - tol
+    assert len(set(order[half:k].tolist()) & set(chunk2.tolist())) >= (k - half) - tol
+    # the re-read changed the order: round 2's chunk is not the next pixels of the one-read order
+    one_read = np.argsort(-sepvit_relevance(model, x, target, sharp=delta, rounds=1).map_hw.ravel(), kind="stable")
+    assert len(set(one_read[half:k].tolist()) & set(chunk2.tolist())) < 0.9 * (k - half)
+
+
+@pytest.mark.parametrize("rounds", [0, -1, 1.5, True])
+def test_step7_rounds_must_be_a_positive_integer(model, rounds):
+    with pytest.raises(ValueError, match="rounds"):
+        sepvit_relevance(model, _image(64, 64), 0, sharp=0.1, rounds=rounds)
