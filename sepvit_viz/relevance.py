@@ -57,8 +57,8 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    on the redundant places whose evidence looked small while the strongest were there. So the first
    delta share of the pixels is taken in R equal chunks (:func:`evidence_along_path`): chunk r is the
    top of ``S_r = U * e_r`` among the pixels not yet taken, where ``e_r`` is e read on the photo with
-   every pixel taken so far replaced by the blurred reference (``e_1 = e``; each further round is
-   one more forward and backward pass). The other pixels follow in the order of
+   every pixel taken so far replaced by step 6's reference, the blurred photo by default (``e_1 = e``;
+   each further round is one more forward and backward pass). The other pixels follow in the order of
    ``max(q(M) - delta, q(S_R))``, with percentile ranks ``q`` (1 for a map's top pixel, 1/N for its
    last) and the taken pixels ranked last in ``S_R``: the two orders interleave. The map keeps M's
    values, reassigned in this order (the k-th pixel of the fused order gets M's k-th largest
@@ -276,9 +276,16 @@ class Weighted(NamedTuple):
 
 
 def weighted_attention(
-    model: nn.Module, x: torch.Tensor, target: int | None = None, reference: str = "zero"
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | None = None,
+    reference: str = "zero",
+    x_ref: torch.Tensor | None = None,
 ) -> Weighted:
-    """Steps 1 and 2: one forward and one backward pass with this call's own tap hooks."""
+    """Steps 1 and 2: one forward and one backward pass with this call's own tap hooks.
+
+    ``x_ref``: the reference image (1, 3, H, W) when the caller already has it; else made from ``reference``.
+    """
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_()
         with AttentionRecorder(model) as rec:
@@ -288,8 +295,7 @@ def weighted_attention(
         probs = [r.probs for r in rec.records]
         grads = torch.autograd.grad(logits[0, target], [x, z, *probs], allow_unused=True)
     with torch.no_grad():
-        ref = 0.0 if reference == "zero" else _blurred(x.detach())[0]
-        gx = (grads[0][0] * (x[0].detach() - ref)).sum(0).double()
+        gx = _contribution(grads[0], x.detach(), _reference_image(x, reference) if x_ref is None else x_ref)
         grads = grads[1:]
         sizes = _stage_sizes(model, rec.records)
         seed = (grads[0][0] * z[0]).sum(-1).clamp_min(0).reshape(sizes[-1]).double()
@@ -312,10 +318,17 @@ def weighted_attention(
     return Weighted(target, float(logits.detach()[0, target]), seed, blocks, gx)
 
 
-def _blurred(x: torch.Tensor) -> torch.Tensor:
+def _reference_image(x: torch.Tensor, reference: str) -> torch.Tensor:
+    """Step 6's reference for ``x`` (1, 3, H, W): zeros, or the photo blurred with sigma 10 px."""
     from .baselines import DEFAULT_BLUR_SIGMA, gaussian_blur
 
-    return gaussian_blur(x, DEFAULT_BLUR_SIGMA)
+    x = x.detach()
+    return torch.zeros_like(x) if reference == "zero" else gaussian_blur(x, DEFAULT_BLUR_SIGMA)
+
+
+def _contribution(grad: torch.Tensor, x: torch.Tensor, x_ref: torch.Tensor) -> torch.Tensor:
+    """(H, W) ``sum_channels grad * (x - x_ref)`` from (1, 3, H, W) tensors, float64."""
+    return (grad[0] * (x[0] - x_ref[0])).sum(0).double()
 
 
 def _tent_kernel(stride: int, dtype: torch.dtype) -> torch.Tensor:
@@ -402,7 +415,8 @@ def sepvit_relevance(
     if model.training:
         raise ValueError("put the model in eval mode (model.eval()) before attributing")
     H, W = x.shape[-2:]
-    target, logit, seed, blocks, gx = weighted_attention(model, x, target, reference=reference)
+    x_ref = _reference_image(x, reference)  # made once: steps 6 and 7 both read it
+    target, logit, seed, blocks, gx = weighted_attention(model, x, target, x_ref=x_ref)
     if progress is not None:
         progress(0.7, "SepViT relevance: forward and backward")
     with torch.no_grad():
@@ -425,7 +439,7 @@ def sepvit_relevance(
         if sharp is not None:
             if progress is not None and rounds > 1:
                 progress(0.8, "SepViT relevance: re-reading the pixel evidence")
-            first, sharp_map = evidence_along_path(model, x, target, up, gx, sharp, rounds)
+            first, sharp_map = evidence_along_path(model, x, x_ref, target, up, gx, sharp, rounds)
             pixel_map = two_scale_order(pixel_map, sharp_map.to(up.dtype), sharp, first=first)
     if progress is not None:
         progress(1.0, "SepViT relevance")
@@ -487,21 +501,28 @@ def two_scale_order(
 
 
 def evidence_along_path(
-    model: nn.Module, x: torch.Tensor, target: int, weight: torch.Tensor, e: torch.Tensor, delta: float, rounds: int
+    model: nn.Module,
+    x: torch.Tensor,
+    x_ref: torch.Tensor,
+    target: int,
+    weight: torch.Tensor,
+    e: torch.Tensor,
+    delta: float,
+    rounds: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Step 7's pixels read first: the top ``delta`` share of ``S = weight * e`` in ``rounds`` chunks.
 
-    x: (1, 3, H, W) photo; weight: (H, W) step 5's attention relevance U; e: (H, W) step 6's pixel
+    x, x_ref: (1, 3, H, W) photo and step 6's reference; weight: (H, W) step 5's attention relevance U;
+    e: (H, W) step 6's pixel
     contributions on the photo itself (round 1 reuses them). Round r takes the next chunk (an equal
     share of the ``delta * H * W`` pixels) from the top of ``S_r = U * e_r`` among the pixels not yet
     taken, where ``e_r`` is the contribution on the photo with every pixel taken so far replaced by
-    the blurred reference: what the class still rests on once that evidence is gone.
+    the reference: what the class still rests on once that evidence is gone.
     Returns (first, sharp_map): the flat indices of the taken pixels in order (delta * H * W of them)
     and the last round's S (H, W), with the taken pixels at the dtype's lowest value, for the fused
     order of the rest.
     """
     H, W = e.shape
-    x_ref = _blurred(x.detach())
     sizes = np.diff(np.round(np.linspace(0, delta * H * W, rounds + 1)).astype(np.int64))
     taken = torch.zeros(H * W, dtype=torch.bool, device=e.device)
     chunks: list[torch.Tensor] = []
@@ -509,7 +530,7 @@ def evidence_along_path(
     for r, size in enumerate(sizes):
         if r > 0:
             x_r = torch.where(taken.view(1, 1, H, W), x_ref, x.detach())
-            e = _contribution(model, x_r, target, x_ref)
+            e = _contribution_at(model, x_r, target, x_ref)
         s = (weight * e.to(weight.dtype)).reshape(-1).clone()
         s[taken] = floor
         chunk = _order(s.reshape(H, W))[: int(size)].to(e.device)
@@ -519,12 +540,12 @@ def evidence_along_path(
     return torch.cat(chunks), s.reshape(H, W)
 
 
-def _contribution(model: nn.Module, x: torch.Tensor, target: int, x_ref: torch.Tensor) -> torch.Tensor:
+def _contribution_at(model: nn.Module, x: torch.Tensor, target: int, x_ref: torch.Tensor) -> torch.Tensor:
     """(H, W) ``sum_channels dy_c/dx * (x - x_ref)`` at ``x`` (1, 3, H, W): one plain forward and backward."""
     with torch.inference_mode(False), torch.enable_grad():
         xg = x.detach().clone().requires_grad_()
         (grad,) = torch.autograd.grad(model(xg)[0, target], xg)
-    return (grad[0] * (x[0] - x_ref[0])).sum(0).double()
+    return _contribution(grad, x, x_ref)
 
 
 def modulation_weights(gx: torch.Tensor, sigma: float) -> torch.Tensor:
