@@ -135,9 +135,11 @@ def build_cache(dirs: Sequence[str | Path], cache_dir: str | Path, size: int = 2
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
     jobs = [(str(f), size) for f in files]
     if workers > 1:
-        from multiprocessing import Pool
+        import multiprocessing
 
-        with Pool(workers) as pool:
+        # spawn, not fork: a fork of a process whose torch thread pools already run can deadlock
+        # in the child (seen here when the teacher was built before the cache)
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
             it = pool.imap(_load_for_pool, jobs, chunksize=64)
             for i, img in enumerate(tqdm(it, total=len(jobs), desc=f"caching photos at {size}px")):
                 arr[i] = img
@@ -180,8 +182,8 @@ class PhotoCache:
 def normalize_uint8(x: torch.Tensor) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 normalised with the project's mean/std."""
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -198,6 +200,8 @@ def augment_batch(
     photos: (B, S, S, 3) uint8. Returns (B, 3, out_size, out_size) float32, normalised. Each sample
     gets a crop whose area is a uniform fraction ``scale`` of the photo and whose log aspect ratio is
     uniform in ``log(ratio)``, clipped to fit, at a uniform position (Inception-style crop).
+    The random draws come from ``generator`` on the CPU whatever ``photos``' device, so a run's
+    crops do not depend on where it trains.
     """
     b = photos.shape[0]
     x = normalize_uint8(photos)
@@ -216,6 +220,7 @@ def augment_batch(
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = sx, cx
     theta[:, 1, 1], theta[:, 1, 2] = ch, cy
+    theta = theta.to(x.device)
     # A crop much larger than the output would alias: shrink the photo first (antialiased).
     src = x.shape[-1]
     min_side = float(torch.minimum(cw, ch).min())
@@ -249,8 +254,8 @@ def mixup(
         lam = beta.sample((b,))
     keep = torch.rand(b, generator=generator) >= prob
     lam = torch.where(keep, torch.ones_like(lam), lam)
-    perm = torch.randperm(b, generator=generator)
-    lam = lam.view(b, *([1] * (x.dim() - 1))).to(x.dtype)
+    perm = torch.randperm(b, generator=generator).to(x.device)
+    lam = lam.view(b, *([1] * (x.dim() - 1))).to(device=x.device, dtype=x.dtype)
     return lam * x + (1 - lam) * x[perm]
 
 

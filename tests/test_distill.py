@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sepvit_viz.data import augment_batch, mixup
+from sepvit_viz.data import PhotoCache, augment_batch, build_cache, mixup
 from sepvit_viz.distill import (
     DistillConfig,
     Distiller,
@@ -198,6 +198,59 @@ def test_resume_continues_exactly(photo_dirs, tmp_path, teacher_available) -> No
     assert second.step == 4 and second.images_seen == straight.images_seen
     for (name, a), b in zip(straight.student.state_dict().items(), second.student.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_photos_held_as_one_tensor_train_like_the_memory_map(photo_dirs, tmp_path, teacher_available) -> None:
+    # the accelerator path (whole decoded set as one tensor, batches gathered from it) must see
+    # exactly the photos the memory-mapped CPU path sees
+    runs = []
+    for on_device in (False, True):
+        cfg = _config(photo_dirs, tmp_path / str(on_device), photos_on_device=on_device, mixup_prob=0.5)
+        dist = Distiller(cfg)
+        assert (dist.device_photos is not None) == on_device
+        runs.append((dist, [dist.train_step()["loss"] for _ in range(3)]))
+    (mapped, mapped_losses), (held, held_losses) = runs
+    assert held.device_photos.shape == (8, 64, 64, 3) and held.device_photos.dtype == torch.uint8
+    idx = torch.tensor([5, 0, 5, 7])
+    assert held.photo_batch(idx).equal(mapped.data.batch(idx))
+    assert held_losses == mapped_losses
+    for a, b in zip(mapped.student.parameters(), held.student.parameters(), strict=True):
+        assert a.equal(b)
+
+
+def test_cache_built_by_worker_processes_equals_the_serial_build(photo_dirs, tmp_path) -> None:
+    train, _ = photo_dirs
+    serial = PhotoCache.open(build_cache([train], tmp_path / "serial", 48, workers=1))
+    pooled = PhotoCache.open(build_cache([train], tmp_path / "pooled", 48, workers=2))
+    assert pooled.files == serial.files and len(serial) == 8
+    assert np.array_equal(pooled.photos, serial.photos)
+
+
+def test_no_held_out_folders_and_a_given_teacher_file(photo_dirs, tmp_path, teacher_available) -> None:
+    # the GPU runs train with no held-out folders (evaluated afterwards) and a half-precision copy
+    # of the teacher that is small enough to travel
+    from sepvit_viz.teacher import create_teacher, teacher_checkpoint_path
+
+    state = torch.load(teacher_checkpoint_path(), map_location="cpu", weights_only=True)
+    half = tmp_path / "teacher_half.pth"
+    torch.save({k: v.half() if v.ndim >= 2 else v for k, v in state.items()}, half)
+    train, _ = photo_dirs
+    out = tmp_path / "noval" / "student.safetensors"
+    argv = ["--name", "noval", "--model", "sepvit_test", "--train-dirs", str(train), "--val-dirs"]
+    argv += ["--teacher-checkpoint", str(half), "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--cache-size", "64", "--batch-size", "4"]
+    argv += ["--res-schedule", "0:64", "--threads", "1", "--steps", "2", "--device", "cpu"]
+    assert main(argv) == 0
+    card = json.loads(out.with_name("student.card.json").read_text())
+    assert card["evaluation_during_training"]["results"] == {}
+    assert card["training_data"]["held_out_never_trained_on"] == []
+    assert card["hardware"].startswith("CPU, 1 threads")
+    saved = torch.load(tmp_path / "runs" / "noval" / "state.pt", map_location="cpu", weights_only=True)
+    assert json.loads(saved["config"])["teacher_checkpoint"] == str(half)
+    # that file loads strictly, its conv weights fp16-rounded
+    teacher = create_teacher(half, fuse=False)
+    assert teacher._conv_stem.weight.equal(state["_conv_stem.weight"].half().float())
+    assert not teacher._conv_stem.weight.equal(state["_conv_stem.weight"])
 
 
 def test_command_line_run_and_resume(photo_dirs, tmp_path, teacher_available) -> None:
