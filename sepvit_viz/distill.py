@@ -459,6 +459,7 @@ class Distiller:
                 "folders": {k: {"photos": v} for k, v in data.items()},
                 "total_photos": len(self.data),
                 "labels_used": False,
+                "folder_sampling_weights": cfg.dir_weights or "none (each photo once per epoch)",
                 "held_out_never_trained_on": [
                     str(Path(d).relative_to(SHARED_DATA)) if Path(d).is_relative_to(SHARED_DATA) else d
                     for d in cfg.val_dirs

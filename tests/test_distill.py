@@ -245,6 +245,7 @@ def test_no_held_out_folders_and_a_given_teacher_file(photo_dirs, tmp_path, teac
     assert card["evaluation_during_training"]["results"] == {}
     assert card["training_data"]["held_out_never_trained_on"] == []
     assert card["hardware"].startswith("CPU, 1 threads")
+    assert card["training_data"]["folder_sampling_weights"].startswith("none")
     saved = torch.load(tmp_path / "runs" / "noval" / "state.pt", map_location="cpu", weights_only=True)
     assert json.loads(saved["config"])["teacher_checkpoint"] == str(half)
     # that file loads strictly, its conv weights fp16-rounded
