@@ -65,11 +65,12 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    value), so its histogram and total are M's.
 
    Measured (README, Faithfulness; ``benchmarks/bench_attribution.py --variants order``, run-4
-   weights): without step 7 the map has the best insertion area of every method but only the
+   and run-8 weights): without step 7 the map has the best insertion area of every method but only the
    fourth deletion area (Integrated Gradients with the blurred baseline is far ahead); one reading
    (R = 1) trades insertion for deletion without reaching IG; re-reading along the path does. The
    default (delta 0.03, R = 2) beats every generic method on both areas on three disjoint photo
-   sets; it was picked on the first two, and the third was used for nothing else (README).
+   sets with both checkpoints; it was picked on the first two with run-4 weights, and the third was
+   used for nothing else (README).
 
 So the stage maps are ``seed @ R_rollout`` where ``R_rollout`` is :func:`sepvit_viz.maps.rollout_matrix`
 built from the gradient-weighted maps (a test checks exactly this). Properties (tested): class
