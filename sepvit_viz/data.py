@@ -167,7 +167,7 @@ class PhotoCache:
         meta = json.loads(Path(index_path).read_text())
         data = np.load(Path(index_path).with_suffix(".u8"), mmap_mode="r")
         if in_memory:
-            data = np.ascontiguousarray(data)
+            data = np.array(data)  # a copy: ascontiguousarray would return a view of the (contiguous) map
         return cls(photos=data, files=meta["files"], dirs=meta.get("dirs", []))
 
     def __len__(self) -> int:

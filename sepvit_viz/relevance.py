@@ -514,11 +514,11 @@ def evidence_along_path(
     """Step 7's pixels read first: the top ``delta`` share of ``S = weight * e`` in ``rounds`` chunks.
 
     x, x_ref: (1, 3, H, W) photo and step 6's reference; weight: (H, W) step 5's attention relevance U;
-    e: (H, W) step 6's pixel
-    contributions on the photo itself (round 1 reuses them). Round r takes the next chunk (an equal
-    share of the ``delta * H * W`` pixels) from the top of ``S_r = U * e_r`` among the pixels not yet
-    taken, where ``e_r`` is the contribution on the photo with every pixel taken so far replaced by
-    the reference: what the class still rests on once that evidence is gone.
+    e: (H, W) step 6's pixel contributions on the photo itself (round 1 reuses them).
+    Round r takes the next chunk (an equal share of the ``delta * H * W`` pixels) from the top of
+    ``S_r = U * e_r`` among the pixels not yet taken, where ``e_r`` is the contribution on the photo
+    with every pixel taken so far replaced by the reference: what the class still rests on once that
+    evidence is gone.
     Returns (first, sharp_map): the flat indices of the taken pixels in order (delta * H * W of them)
     and the last round's S (H, W), with the taken pixels at the dtype's lowest value, for the fused
     order of the rest.

@@ -224,6 +224,9 @@ def test_cache_built_by_worker_processes_equals_the_serial_build(photo_dirs, tmp
     pooled = PhotoCache.open(build_cache([train], tmp_path / "pooled", 48, workers=2))
     assert pooled.files == serial.files and len(serial) == 8
     assert np.array_equal(pooled.photos, serial.photos)
+    loaded = PhotoCache.open(build_cache([train], tmp_path / "serial", 48), in_memory=True)
+    assert loaded.photos.flags.owndata  # copied into RAM, not a view of the memory map
+    assert np.array_equal(loaded.photos, serial.photos)
 
 
 def test_no_held_out_folders_and_a_given_teacher_file(photo_dirs, tmp_path, teacher_available) -> None:
