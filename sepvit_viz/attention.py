@@ -101,9 +101,11 @@ class SeparableAttention(nn.Module):
             if limit >= L and not self.training and mask is None:
                 # Small windows (7x7 + token): three batched matmuls on contiguous heads beat the
                 # fused CPU kernel, whose tiling is made for long sequences (bench_model, DWA rows).
-                qc, kc, vc = (t.contiguous() for t in (q, k, v))
-                attn = torch.matmul(qc, kc.transpose(-2, -1)).mul_(self.scale).softmax(dim=-1)
-                y = torch.matmul(attn, vc)
+                if h > 1:  # heads interleave in the qkv rows: gather each head's (L, d) block once
+                    q, k, v = (t.contiguous() for t in (q, k, v))
+                # (one head: q, k, v are plain strided matrices that the batched GEMM reads in place)
+                attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale).softmax(dim=-1)
+                y = torch.matmul(attn, v)
             else:
                 y = F.scaled_dot_product_attention(
                     q, k, v, attn_mask=mask, dropout_p=self.attn_drop.p if self.training else 0.0
@@ -114,7 +116,9 @@ class SeparableAttention(nn.Module):
                 attn = attn.masked_fill(~mask, float("-inf"))
             attn = self.dwa_tap(attn.softmax(dim=-1).view(B, n, h, L, L), geom)  # (B, n, h, L, L)
             y = self.attn_drop(attn).view(B * n, h, L, L) @ v
-        return y.transpose(1, 2).reshape(B, n, L, C) + u
+        # (B*n, h, L, d) -> (B, n, L, C) plus the shortcut, in one pass: the head-major product is read
+        # through a transposed view instead of being copied to token-major order first
+        return (u.view(B * n, L, h, d) + y.transpose(1, 2)).reshape(B, n, L, C)
 
     def _pwa(self, y: torch.Tensor, geom: WindowGeometry, pixel_mask: torch.Tensor | None) -> torch.Tensor:
         """(B, n, 1 + P, C) DWA output -> (B, n, P, C): windows mix the same position across windows."""
@@ -127,6 +131,11 @@ class SeparableAttention(nn.Module):
         q, k = self.pwa_qk(g).view(B, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
         attn = self.attn_drop(self.pwa_tap(attn, geom))  # (B, h, n, n)
+        if self.num_heads == 1:
+            # one head: every window's (P, C) block is one row of a (B, n, P*C) matrix (a strided view
+            # of y), so the mix and the shortcut are a single batched GEMM: feats + A @ feats
+            rows = feats.reshape(B, n, (L - 1) * C)
+            return torch.baddbmm(rows, attn[:, 0], rows).view(B, n, L - 1, C)
         v = feats.reshape(B, n, L - 1, self.num_heads, self.head_dim)
         out = torch.einsum("bhnm,bmphd->bnphd", attn, v).reshape(B, n, L - 1, C)
         return out + feats

@@ -42,7 +42,8 @@ def block_window_sizes(pattern: tuple[int, ...], depth: int) -> tuple[int, ...]:
 class SepViTConfig:
     """Everything that defines a SepViT network.
 
-    Every field reaches the modules it names (``tests/test_config.py`` changes each field and
+    Every field reaches the modules it names
+    (``tests/test_model.py::test_every_config_field_reaches_the_modules`` changes each field and
     checks the built model changes accordingly).
 
     Attributes:

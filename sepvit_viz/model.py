@@ -31,7 +31,7 @@ from torch import nn
 from .attention import SeparableAttention
 from .config import VARIANTS, SepViTConfig
 from .layers import DropPath, Linear, Mlp, OverlapPatchEmbed, PosConv
-from .windows import WindowGeometry, pad_mask, window_geometry, window_partition, window_reverse
+from .windows import WindowGeometry, add_windows_back, pad_mask, window_geometry, windows_with_tokens
 
 __all__ = ["BlockInfo", "SepViT", "SepViTBlock", "SepViTStage", "create_model", "feature_sizes", "list_models"]
 
@@ -140,17 +140,16 @@ class SepViTBlock(nn.Module):
         B, N, C = x.shape
         geom = self.geometry(H, W)
         if self.kind == "global":
-            out = self.attn(self.norm1(x).unsqueeze(1), geom).squeeze(1)
+            x = x + self.drop_path(self.attn(self.norm1(x).unsqueeze(1), geom).squeeze(1))
         else:
-            windows = window_partition(x.view(B, H, W, C), geom)  # (B, n, P, C)
-            tokens = self.tokens_for(geom.grid).expand(B, -1, -1, -1).to(windows.dtype)
-            u = self.norm1(torch.cat([tokens, windows], dim=2))  # (B, n, 1 + P, C)
+            tokens = self.tokens_for(geom.grid).to(x.dtype)
+            u = self.norm1(windows_with_tokens(x.view(B, H, W, C), tokens, geom))  # (B, n, 1 + P, C)
             pixel_mask = pad_mask(geom, x.device)
             key_mask = None
             if pixel_mask is not None:
                 key_mask = torch.cat([pixel_mask.new_ones(pixel_mask.shape[0], 1), pixel_mask], dim=1)
-            out = window_reverse(self.attn(u, geom, key_mask, pixel_mask), geom).reshape(B, N, C)
-        x = x + self.drop_path(out)
+            out = self.drop_path(self.attn(u, geom, key_mask, pixel_mask))  # (B, n, P, C)
+            x = add_windows_back(x.view(B, H, W, C), out, geom).view(B, N, C)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
     def extra_repr(self) -> str:
@@ -195,7 +194,8 @@ class SepViT(nn.Module):
         self.config = config
         self.num_classes = config.num_classes
         self.num_features = config.num_features
-        dpr = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        # (device given: the model can be built on the meta device, e.g. to check a checkpoint's shapes)
+        dpr = torch.linspace(0, config.drop_path_rate, sum(config.depths), device="cpu").tolist()
         stages, cursor, in_chans = [], 0, config.in_chans
         self.feature_info: list[dict[str, object]] = []
         for s, (dim, depth, heads) in enumerate(zip(config.embed_dims, config.depths, config.num_heads)):
@@ -302,17 +302,26 @@ class SepViT(nn.Module):
 
         indices: an int n takes the last n stages, a sequence takes those stage indices, None all.
         norm: apply the final norm to the last stage's map when it is returned.
-        Returns the intermediates alone, or (final tokens after norm, intermediates).
+        stop_early: run only up to the last stage asked for.
+        Returns the intermediates alone, or (tokens, intermediates): the final tokens after the final
+        norm, or with ``stop_early`` before the last stage, that stage's (B, N_i, C_i) tokens unnormed.
+
+        Raises:
+            ValueError: for a stage index outside -num_stages..num_stages-1, or an empty selection.
         """
         n = len(self.stages)
         if indices is None:
             take = list(range(n))
         elif isinstance(indices, int):
+            if not 0 < indices <= n:
+                raise ValueError(f"indices as a count must be within 1..{n}, got {indices}")
             take = list(range(n - indices, n))
         else:
-            take = [i % n for i in indices]
-        if any(i < 0 or i >= n for i in take) or not take:
-            raise ValueError(f"stage indices must be within 0..{n - 1}, got {indices}")
+            if any(not -n <= i < n for i in indices):  # negative indices count from the end, as in Python
+                raise ValueError(f"stage indices must be within -{n}..{n - 1}, got {list(indices)}")
+            take = sorted({i % n for i in indices})
+        if not take:
+            raise ValueError("no stage index given")
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be NCHW or NHWC, got {output_fmt!r}")
         last = max(take) if (stop_early or intermediates_only) else n - 1
@@ -326,7 +335,9 @@ class SepViT(nn.Module):
                 outs.append(y.permute(0, 2, 3, 1) if output_fmt == "NHWC" else y)
         if intermediates_only:
             return outs
-        return self.norm(_as_tokens(x)), outs
+        tokens = _as_tokens(x)
+        # the final norm belongs to the last stage's width: a forward stopped earlier returns raw tokens
+        return (self.norm(tokens) if last == n - 1 else tokens), outs
 
 
 def _as_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -352,6 +363,8 @@ def create_model(
 
     pretrained: load the project's distilled checkpoint for this variant (only ``sepvit_lite`` has one).
     checkpoint_path: load this safetensors/``.pt`` file instead (strict; clear errors on mismatch).
+    num_classes: with weights whose classifier has another class count, every weight but the
+    classifier is loaded and ``head`` starts fresh (0: no head, ``forward`` returns pooled features).
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
@@ -365,5 +378,5 @@ def create_model(
         from .weights import default_checkpoint_for, load_weights_into
 
         path = checkpoint_path or default_checkpoint_for(name)
-        load_weights_into(model, path)
+        load_weights_into(model, path, new_head_if_classes_differ=num_classes is not None)
     return model

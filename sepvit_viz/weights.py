@@ -158,7 +158,10 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: SepViT | None = N
         for block in model.iter_blocks():
             key = f"{block.name}.window_tokens"
             if key in sd and block.window_tokens is not None and sd[key].shape != block.window_tokens.shape:
-                sd[key] = _resize_tokens(sd[key], block.ref_grid)
+                try:
+                    sd[key] = _resize_tokens(sd[key], block.ref_grid)
+                except CheckpointError as e:
+                    raise CheckpointError(f"{key}: {e} (model expects {tuple(block.window_tokens.shape)})") from None
     return sd
 
 
@@ -183,8 +186,18 @@ def _refuse_hostile_config(config: SepViTConfig, tensors: Mapping[str, torch.Ten
 
     numel = sum(t.numel() for t in tensors.values() if isinstance(t, torch.Tensor))
     problem = checkpoint_config_problem(config, numel)
-    if problem is not None:
-        raise CheckpointError(f"{what}: {problem}")
+    if problem is None:
+        return
+    if checkpoint_config_problem(config, file_numel=2**62) is None:
+        # Within the supported range, only too big for this file: name the keys and shapes that do not
+        # fit, from a model built on the meta device (shapes only, no memory).
+        with torch.device("meta"):
+            skeleton = SepViT(config)
+        try:
+            _check_fit(skeleton, checkpoint_filter_fn(tensors, skeleton))
+        except CheckpointError as e:
+            raise CheckpointError(f"{what}: {problem}; {e}") from None
+    raise CheckpointError(f"{what}: {problem}")
 
 
 def _check_fit(model: SepViT, sd: Mapping[str, torch.Tensor]) -> None:
@@ -205,10 +218,21 @@ def _check_fit(model: SepViT, sd: Mapping[str, torch.Tensor]) -> None:
         raise CheckpointError("checkpoint does not fit the model: " + "; ".join(parts))
 
 
-def load_weights_into(model: SepViT, source: str | Path | Mapping[str, torch.Tensor]) -> SepViT:
-    """Load a file or state dict into ``model`` strictly (converted by :func:`checkpoint_filter_fn`)."""
+def load_weights_into(
+    model: SepViT, source: str | Path | Mapping[str, torch.Tensor], *, new_head_if_classes_differ: bool = False
+) -> SepViT:
+    """Load a file or state dict into ``model`` strictly (converted by :func:`checkpoint_filter_fn`).
+
+    new_head_if_classes_differ: when the checkpoint's classifier is for another number of classes
+    (or the model has none), load every other weight and keep the model's own fresh ``head``, e.g.
+    to fine-tune; everything else must still fit exactly.
+    """
     sd = load_state_dict_file(source) if isinstance(source, (str, Path)) else dict(source)
     sd = checkpoint_filter_fn(sd, model)
+    own_head = {k: v for k, v in model.state_dict().items() if k.startswith("head.")}
+    file_head = {k: v for k, v in sd.items() if k.startswith("head.")}
+    if new_head_if_classes_differ and {k: v.shape for k, v in own_head.items()} != {k: v.shape for k, v in file_head.items()}:
+        sd = {k: v for k, v in sd.items() if not k.startswith("head.")} | own_head
     _check_fit(model, sd)
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["WindowGeometry", "pad_mask", "window_geometry", "window_partition", "window_reverse"]
+__all__ = [
+    "WindowGeometry",
+    "add_windows_back",
+    "pad_mask",
+    "window_geometry",
+    "window_partition",
+    "window_reverse",
+    "windows_with_tokens",
+]
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,39 @@ def window_reverse(x: torch.Tensor, geom: WindowGeometry) -> torch.Tensor:
     if geom.pad[0] or geom.pad[1]:
         x = x[:, : geom.height, : geom.width]
     return x
+
+
+def windows_with_tokens(x: torch.Tensor, tokens: torch.Tensor, geom: WindowGeometry) -> torch.Tensor:
+    """(B, H, W, C) map and (B or 1, n, 1, C) tokens -> (B, n, 1 + P, C): each window's token, then its pixels.
+
+    Equal to ``torch.cat([tokens, window_partition(x, geom)], dim=2)``, but the pixels are copied
+    once, straight from the map into their slots (the partition's copy and the concatenation's
+    second copy of every pixel are one pass here).
+    """
+    B, C = x.shape[0], x.shape[-1]
+    ph, pw = geom.pad
+    if ph or pw:
+        x = F.pad(x, (0, 0, 0, pw, 0, ph))
+    (gh, gw), (wh, ww) = geom.grid, geom.window
+    out = x.new_empty(B, gh * gw, 1 + wh * ww, C)
+    out[:, :, :1] = tokens
+    # (B, n, P, C) slots viewed as (B, gh, gw, wh, ww, C) <- the map viewed the same way
+    out[:, :, 1:].unflatten(1, (gh, gw)).unflatten(3, (wh, ww)).copy_(x.view(B, gh, wh, gw, ww, C).transpose(2, 3))
+    return out
+
+
+def add_windows_back(x: torch.Tensor, windows: torch.Tensor, geom: WindowGeometry) -> torch.Tensor:
+    """(B, H, W, C) map + (B, n, P, C) windows put back in place -> (B, H, W, C).
+
+    Equal to ``x + window_reverse(windows, geom)``; without padding the addition reads the windows
+    where they lie, so no reversed copy is made first.
+    """
+    if geom.pad[0] or geom.pad[1]:
+        return x + window_reverse(windows, geom)
+    B, H, W, C = x.shape
+    (gh, gw), (wh, ww) = geom.grid, geom.window
+    summed = x.view(B, gh, wh, gw, ww, C) + windows.view(B, gh, gw, wh, ww, C).transpose(2, 3)
+    return summed.reshape(B, H, W, C)  # a view: the sum takes x's (contiguous) layout
 
 
 def pad_mask(geom: WindowGeometry, device: torch.device | None = None) -> torch.Tensor | None:

@@ -174,6 +174,62 @@ def test_token_grid_mapping_rule():
     with torch.no_grad():
         block.window_tokens.fill_(0.25)
     assert torch.allclose(block.tokens_for((3, 5)), torch.full((1, 15, 1, 16), 0.25), atol=1e-6)
+    # bilinear with align_corners=False, pinned by hand: a ramp over the 8 reference columns,
+    # enlarged to 16 columns, samples column j at x = (j + 0.5) * 8 / 16 - 0.5, clamped to [0, 7]
+    # (nearest or align_corners=True would give other values)
+    ramp = torch.arange(8.0).repeat(8)  # token (r, c) = c, raster order
+    with torch.no_grad():
+        block.window_tokens.copy_(ramp.view(1, 64, 1, 1).expand(1, 64, 1, 16))
+    got = block.tokens_for((16, 16)).view(16, 16, 16)[..., 0]
+    expected_cols = ((torch.arange(16.0) + 0.5) * 0.5 - 0.5).clamp(0, 7)
+    assert torch.allclose(got, expected_cols.expand(16, 16), atol=1e-6)
+    # shrinking is antialiased: it equals the antialiased resize and differs from the plain one
+    with torch.no_grad():
+        block.window_tokens.copy_(torch.randn_like(block.window_tokens))
+    grid = block.window_tokens.reshape(1, 8, 8, 16).permute(0, 3, 1, 2)
+    smaller = block.tokens_for((3, 5)).reshape(3, 5, 16).permute(2, 0, 1)
+    aa = torch.nn.functional.interpolate(grid, size=(3, 5), mode="bilinear", align_corners=False, antialias=True)[0]
+    plain = torch.nn.functional.interpolate(grid, size=(3, 5), mode="bilinear", align_corners=False)[0]
+    assert torch.allclose(smaller, aa, atol=1e-6) and not torch.allclose(smaller, plain, atol=1e-3)
+
+
+def test_padded_pixels_do_not_reach_other_windows_through_pwa():
+    """PWA mixes pixel p of every window; where p is padding in one window it must add nothing."""
+    from sepvit_viz.attention import SeparableAttention
+    from sepvit_viz.windows import pad_mask
+
+    torch.manual_seed(0)
+    geom = window_geometry(10, 13, 7, True)  # 2x2 windows, 4 padded rows and 1 padded column
+    mask = pad_mask(geom)  # (n, P)
+    assert mask is not None and not mask.all()
+    for heads in (1, 2):
+        attn = SeparableAttention(16, heads).eval()
+        y = torch.randn(2, geom.num_windows, 1 + geom.window_pixels, 16)
+        noisy = y.clone()
+        noisy[:, :, 1:][:, ~mask] = 100 * torch.randn_like(noisy[:, :, 1:][:, ~mask])
+        with torch.no_grad():
+            clean_out, noisy_out = attn._pwa(y, geom, mask), attn._pwa(noisy, geom, mask)
+        # real pixels are the same whatever the padded ones hold (the padded ones are cropped later)
+        assert torch.allclose(clean_out[:, mask], noisy_out[:, mask], atol=1e-5), heads
+        # and the mask is what protects them: without it the noise leaks in
+        with torch.no_grad():
+            leaky = attn._pwa(noisy, geom, None)
+        assert not torch.allclose(clean_out[:, mask], leaky[:, mask], atol=1e-2), heads
+
+
+def test_fused_window_copies_equal_partition_concat_and_reverse_add():
+    from sepvit_viz.windows import add_windows_back, windows_with_tokens
+
+    torch.manual_seed(0)
+    for H, W in ((14, 21), (10, 13)):  # whole windows, then padding at the bottom and right
+        geom = window_geometry(H, W, 7, True)
+        x = torch.randn(2, H, W, 5)
+        tokens = torch.randn(1, geom.num_windows, 1, 5)
+        expected = torch.cat([tokens.expand(2, -1, -1, -1), window_partition(x, geom)], dim=2)
+        assert torch.equal(windows_with_tokens(x, tokens, geom), expected)
+        windows = torch.randn(2, geom.num_windows, geom.window_pixels, 5)
+        summed = add_windows_back(x, windows, geom)
+        assert summed.is_contiguous() and torch.equal(summed, x + window_reverse(windows, geom))
 
 
 def test_partition_and_reverse_are_inverse_with_padding():
@@ -203,6 +259,16 @@ def test_forward_surface_and_feature_info(tiny):
             assert info["reduction"] * h >= 200 > info["reduction"] * (h - 1)
         only = tiny.forward_intermediates(x, indices=[1], intermediates_only=True)
         assert len(only) == 1 and torch.allclose(only[0], inters[1], atol=1e-6)
+        # negative indices count from the end; NHWC is the same maps, channels last
+        last = tiny.forward_intermediates(x, indices=[-1], output_fmt="NHWC", intermediates_only=True)
+        assert torch.allclose(last[0], inters[3].permute(0, 2, 3, 1), atol=1e-6)
+        # stopping early returns the stopping stage's own tokens (the final norm is for stage 4's width)
+        early, early_inters = tiny.forward_intermediates(x, indices=[1], stop_early=True)
+        assert torch.allclose(early, inters[1].flatten(2).transpose(1, 2), atol=1e-6)
+        assert len(early_inters) == 1
+    for bad in ([5], [-5], 0, 5):
+        with pytest.raises(ValueError, match="within"):
+            tiny.forward_intermediates(x, indices=bad)
 
 
 def test_every_config_field_reaches_the_modules():
@@ -212,7 +278,10 @@ def test_every_config_field_reaches_the_modules():
     def build(**kw):
         return sepvit_viz.SepViT(base.replace(**kw))
 
-    assert [m.out_features for m in build(embed_dims=(8, 16, 32, 64)).modules() if isinstance(m, torch.nn.Linear)][-1] == 1000
+    wide = build(embed_dims=(8, 16, 32, 64))
+    assert [s.patch_embed.proj.out_channels for s in wide.stages] == [8, 16, 32, 64]
+    assert [s.blocks[0].attn.qkv.in_features for s in wide.stages] == [8, 16, 32, 64]
+    assert wide.head.in_features == wide.norm.normalized_shape[0] == 64
     assert len(list(build(depths=(2, 2, 2, 2)).iter_blocks())) == 8
     assert next(build(num_heads=(2, 2, 2, 4)).iter_blocks()).num_heads == 2
     assert [b.window_size for b in build(window_patterns=((7,), (14, 7), (7, 14), (7, 7))).iter_blocks()][1:3] == [14, 7]
@@ -223,7 +292,10 @@ def test_every_config_field_reaches_the_modules():
     assert build(patch_size=5).stages[0].patch_embed.proj.kernel_size == (5, 5)
     assert next(build(ref_img_size=448).iter_blocks()).window_tokens.shape[1] == 256
     assert build(layer_norm_eps=1e-3).norm.eps == 1e-3
-    assert build(embed_norm_eps=1e-3).stages[0].patch_embed.norm.eps == 1e-3
+    eps_model = build(embed_norm_eps=1e-3)
+    assert eps_model.stages[0].patch_embed.norm.eps == 1e-3
+    # the window-token LayerNorm of PWA takes the official code's eps from the same field
+    assert {b.attn.token_norm.eps for b in eps_model.iter_blocks() if b.kind != "global"} == {1e-3}
     assert build(drop_rate=0.3).stages[0].blocks[0].mlp.drop.p == 0.3
     assert build(attn_drop_rate=0.2).stages[0].blocks[0].attn.attn_drop.p == 0.2
     assert list(build(drop_path_rate=0.5).iter_blocks())[-1].drop_path.prob == pytest.approx(0.5)

@@ -34,6 +34,26 @@ def test_save_load_round_trip_is_exact(tmp_path):
         assert json.loads(f.metadata()["note"]) == {"a": 1}
 
 
+def test_pretrained_with_another_class_count_gets_a_fresh_head(tmp_path):
+    full = sepvit_viz.create_model("sepvit_lite", pretrained=True)
+    ten = sepvit_viz.create_model("sepvit_lite", pretrained=True, num_classes=10)
+    assert ten.head.out_features == 10
+    trunk = {k: v for k, v in full.state_dict().items() if not k.startswith("head.")}
+    assert all(torch.equal(v, ten.state_dict()[k]) for k, v in trunk.items())
+    headless = sepvit_viz.create_model("sepvit_lite", pretrained=True, num_classes=0).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(headless(x), full.eval().forward_head(full.forward_features(x), pre_logits=True))
+    # a checkpoint whose head fits the requested count keeps its head
+    path = tmp_path / "ten.safetensors"
+    sepvit_viz.save_checkpoint(ten, path)
+    again = sepvit_viz.create_model("sepvit_lite", checkpoint_path=str(path), num_classes=10)
+    assert torch.equal(again.head.weight, ten.head.weight)
+    # without a class count, a misfit still fails loudly
+    with pytest.raises(CheckpointError, match=r"head\.weight"):
+        sepvit_viz.create_model("sepvit_lite", checkpoint_path=str(path))
+
+
 def test_checkpoint_that_does_not_fit_names_keys_and_shapes(tmp_path):
     model = sepvit_viz.create_model("sepvit_test", num_classes=4)
     sd = model.state_dict()
@@ -150,6 +170,15 @@ def test_official_layout_conversion_and_misfit_errors(reference):
         sepvit_viz.from_official(broken, config)
     with pytest.raises(CheckpointError, match="official SepViT layout"):
         sepvit_viz.checkpoint_filter_fn({**state, "blocks.0.0.weird": torch.zeros(1)})
+    # the commonest mistake, the wrong class count, is refused before building and still names the
+    # keys and both shapes (the check runs on a meta-device model)
+    with pytest.raises(CheckpointError, match=r"head\.weight: checkpoint \(10, 128\) vs model \(1000, 128\)"):
+        sepvit_viz.from_official(state, {**config, "num_classes": 1000})
+    with pytest.raises(CheckpointError, match=r"stages\.0\.patch_embed\.proj\.weight: checkpoint \(16, 3, 7, 7\)"):
+        sepvit_viz.from_official(state, {**config, "embed_dims": [32, 64, 128, 256], "num_heads": [1, 2, 4, 8]})
+    odd_tokens = {**state, "blocks.0.0.win_tokens": torch.zeros(1, 63, 1, 16)}  # 63: no square grid
+    with pytest.raises(CheckpointError, match=r"stages\.0\.blocks\.0\.window_tokens: window tokens of shape \(1, 63, 1, 16\)"):
+        sepvit_viz.from_official(odd_tokens, config)
 
 
 def test_hostile_config_metadata_is_refused_before_allocating(tmp_path):
