@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.common import conditions
+from sepvit_viz.evaluate import TARGETS  # the bar: (student top-1, agreement) per held-out folder
 
 TITLE = "Accuracy of the distilled checkpoint"
 
 VAL_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val"
-#: The issue's bar: (student top-1, student-teacher agreement) per held-out folder.
-TARGETS = {"imagenette": (0.60, 0.70), "mini-imagenet": (0.30, 0.50)}
 
 
 def run(quick: bool) -> str:

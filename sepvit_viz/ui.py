@@ -48,6 +48,7 @@ from PIL import Image
 from . import maps, pipeline, render
 from .attribution import METHODS, Attribution, attribute
 from .capture import AttentionRecord
+from .evaluate import coverage_note
 from .faithfulness import Curves, deletion_insertion
 from .model import SepViT, create_model
 from .preprocess import to_tensor
@@ -80,6 +81,7 @@ __all__ = [
     "analyze",
     "block_choices",
     "compare",
+    "coverage_markdown",
     "cross_window",
     "example_photos",
     "explain",
@@ -91,6 +93,7 @@ __all__ = [
     "pixel_query",
     "prepare_downloads",
     "rerender",
+    "status_markdown",
     "target_choices",
 ]
 
@@ -1134,13 +1137,28 @@ def analyze_new_photo(
     )
 
 
+def coverage_markdown(model_key: str) -> str:
+    """The caveat shown with the top-5 classes: the model card's coverage text for the default or a bundled
+    checkpoint (:func:`sepvit_viz.evaluate.coverage_note`); "" for other models or a card without it."""
+    if model_key.startswith("default:") and model_key != "default:missing":
+        path = DEFAULT_CHECKPOINT
+    elif model_key.startswith(_BUNDLED_PREFIX):
+        path = ASSETS_DIR / model_key[len(_BUNDLED_PREFIX) :].rsplit(":", 1)[0]
+    else:
+        return ""
+    note = coverage_note(path)
+    return f"⚠️ **Read these predictions with care.** {note}" if note else ""
+
+
 def status_markdown(fwd: Forward) -> str:
-    """One line on the model and input, plus the model's warning if it has one."""
+    """One line on the model and input, the model's warning if it has one, and its coverage caveat (the
+    status sits right above the top-5 classes)."""
     line = (
         f"Model: **{fwd.model_label}** · input {fwd.resolution} x {fwd.resolution} px (centre crop) · "
         f"forward with attention capture {fwd.seconds * 1000:.0f} ms"
     )
-    return (f"⚠️ {fwd.warning}\n\n" if fwd.warning else "") + line
+    caveat = coverage_markdown(fwd.model_key)
+    return (f"⚠️ {fwd.warning}\n\n" if fwd.warning else "") + line + (f"\n\n{caveat}" if caveat else "")
 
 
 def after_analysis(

@@ -9,12 +9,15 @@ query, cross-window map, compare, downloads) and the public-Space settings.
 
 from __future__ import annotations
 
+import inspect
+import json
 import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 gr = pytest.importorskip("gradio")
@@ -379,6 +382,41 @@ def test_missing_default_checkpoint_gives_random_weights_and_a_warning(monkeypat
     assert "random weights" in ui.model_banner()
     status = analyze()[1]
     assert "random weights" in status.lower()
+
+
+def test_the_app_loads_the_shipped_checkpoint_by_default():
+    from sepvit_viz.weights import read_checkpoint
+
+    shipped = Path(__file__).resolve().parents[1] / "assets" / "sepvit_lite_distilled.safetensors"
+    assert shipped == ui.DEFAULT_CHECKPOINT and shipped.is_file()
+    assert inspect.signature(ui.analyze).parameters["model_choice"].default == ui.MODEL_DEFAULT
+    assert ui.model_choices()[0][1] == ui.MODEL_DEFAULT  # the dropdown's first (default) entry
+    key, loader = ui.MODELS.resolve(ui.MODEL_DEFAULT)
+    assert key.startswith("default:") and key != "default:missing" and loader is ui._load_default
+    model, label, warning = loader()
+    assert warning is None and "distilled" in label
+    tensors, _ = read_checkpoint(shipped)
+    state = model.state_dict()
+    assert set(state) == set(tensors)
+    assert all(torch.equal(state[k], tensors[k].to(state[k].dtype)) for k in tensors)  # the shipped weights
+
+
+def test_predictions_come_with_the_models_coverage_caveat(state):
+    status = analyze()[1]  # the default (shipped) model; the forward is cached
+    card = json.loads(ui.DEFAULT_CHECKPOINT.with_name("sepvit_lite_distilled.card.json").read_text())
+    caveat = status.split("\n\n")[-1]
+    assert status.startswith("Model:") and caveat.startswith("⚠️")
+    assert " ".join(card["coverage"].split()) in caveat  # the card's text, not a second copy
+    assert "110" in caveat and "890" in caveat and "all 12 photos" in caveat
+    # the status Markdown sits right above the top-5 label in the app
+    import app
+
+    column = next(b for b in app.demo.blocks.values() if getattr(b, "elem_id", None) == "top5").parent
+    ids = [getattr(c, "elem_id", None) for c in column.children]
+    assert ids[ids.index("top5") - 1] == "status"
+    # only models the card describes get it
+    assert ui.coverage_markdown("random") == ui.coverage_markdown("hub:someone/model@main") == ""
+    assert ui.coverage_markdown("default:missing") == ""
 
 
 def test_hub_checkpoint_errors_are_clear(monkeypatch):

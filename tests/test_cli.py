@@ -134,6 +134,65 @@ def test_unreadable_photos_are_reported_not_fatal(folder, tmp_path):
     assert main(["render", str(folder / "broken.png"), "--out", str(tmp_path / "o2"), "--model", "sepvit_test"]) == 1
 
 
+SHIPPED = ROOT / "assets" / "sepvit_lite_distilled.safetensors"
+
+
+def test_shipped_checkpoint_is_fp16_with_its_config_and_the_cli_default():
+    import argparse
+    import json
+
+    from safetensors import safe_open
+
+    from sepvit_viz import weights
+    from sepvit_viz.cli import add_render_arguments
+    from sepvit_viz.pipeline import load_model
+
+    assert SHIPPED.is_file() and weights.DEFAULT_CHECKPOINT == SHIPPED
+    assert weights.default_checkpoint_for("sepvit_lite") == SHIPPED
+    with safe_open(str(SHIPPED), framework="pt") as f:  # the header only
+        meta = f.metadata()
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    assert dtypes == {"F16"}
+    config = json.loads(meta["config"])
+    assert config["name"] == "sepvit_lite" and config["num_classes"] == 1000
+    assert meta["format"] == weights.FORMAT_TAG
+    # the render command's defaults: no --checkpoint, model sepvit_lite -> exactly the shipped weights
+    args = add_render_arguments(argparse.ArgumentParser()).parse_args(["x.jpg", "--out", "o"])
+    assert args.checkpoint is None and args.model == "sepvit_lite"
+    model, warning = load_model(args.model, args.checkpoint)
+    assert warning is None
+    tensors, _ = weights.read_checkpoint(SHIPPED)
+    state = model.state_dict()
+    assert set(state) == set(tensors)
+    assert all(torch.equal(state[k], tensors[k].to(state[k].dtype)) for k in tensors)
+
+
+def test_predictions_come_with_the_coverage_note_and_outputs_stay_parseable(folder, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    rc = main(["render", str(folder / "cat.jpg"), "--out", str(out), "--size", "64", "--block", "0"])
+    rc_npz = main(["render", str(folder / "cat.png"), "--out", str(tmp_path / "o2"), "--size", "64", "--npz"])
+    assert rc == rc_npz == 0
+    captured = capsys.readouterr()
+    card = json.loads(SHIPPED.with_name("sepvit_lite_distilled.card.json").read_text())
+    coverage = " ".join(card["coverage"].split())
+    # stdout: still one "wrote ..." line per run; the note is one stderr line per run
+    assert [line.split(" ")[0] for line in captured.out.splitlines()] == ["wrote", "wrote"]
+    notes = [line for line in captured.err.splitlines() if line.startswith("NOTE on the predictions: ")]
+    assert len(notes) == 2 and all(coverage in n and "all 12 photos" in n for n in notes)
+    # the index shows it above the top-5 lists; the arrays still load
+    text = (out / "index.html").read_text()
+    assert "class='note'" in text and "890" in text and text.index("class='note'") < text.index("<ol>")
+    with np.load(tmp_path / "o2" / "cat" / "maps.npz") as z:
+        assert len(z.files) > 0
+    # a model the card does not describe gets no note
+    o3 = ["--out", str(tmp_path / "o3"), "--model", "sepvit_test", "--size", "48", "--block", "0", "--views", "tokens"]
+    assert main(["render", str(folder / "cat.jpg"), *o3]) == 0
+    assert "NOTE" not in capsys.readouterr().err
+    assert "class='note'" not in (tmp_path / "o3" / "index.html").read_text()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

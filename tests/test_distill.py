@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from sepvit_viz.data import PhotoCache, augment_batch, build_cache, mixup
 from sepvit_viz.distill import (
     DistillConfig,
     Distiller,
+    build_parser,
+    config_from_args,
+    final_resolution,
     kd_loss,
     lr_at,
     main,
@@ -25,6 +36,7 @@ from sepvit_viz.distill import (
     weighted_epoch_order,
 )
 
+REPO = Path(__file__).resolve().parent.parent
 WNIDS = ("n01440764", "n02102040")  # tench, English springer
 
 
@@ -326,3 +338,162 @@ def test_evaluate_prints_a_table(photo_dirs, tmp_path, capsys) -> None:
     assert evaluate_main([str(val), "--checkpoint", str(ckpt), "--update-card"]) == 0
     assert "| held-out folder | photos | student top-1 |" in capsys.readouterr().out
     assert json.loads(card.read_text())["evaluation"]["results"]["val"]["photos"] == 4
+
+
+def _cli(photo_dirs: tuple[Path, Path], tmp_path: Path, name: str, *extra: str) -> list[str]:
+    """A tiny command line: no held-out folders, no --out (the default), one thread."""
+    train, _ = photo_dirs
+    argv = ["--name", name, "--model", "sepvit_test", "--train-dirs", str(train), "--val-dirs"]
+    argv += ["--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--cache-size", "64"]
+    argv += ["--batch-size", "4", "--res-schedule", "0:64", "--threads", "1", *extra]
+    return argv
+
+
+# ----------------------------------------------------------------------------- folders, defaults, stopping
+def test_dir_weights_accept_any_spelling_of_a_training_folder(photo_dirs, tmp_path, teacher_available, monkeypatch):
+    # files come from Path.rglob (``./a`` -> ``a/0.png``) while --train-dirs keeps what was typed
+    train, _ = photo_dirs
+    monkeypatch.chdir(train)
+    for dirs in (["./a", "b/"], [".", str(train / "b")]):
+        if dirs[0] == ".":
+            monkeypatch.chdir(train / "a")  # "." is named after the folder it is: "a"
+        cfg = _config(photo_dirs, tmp_path / dirs[0].strip("./") / "x", train_dirs=dirs, dir_weights="a=2")
+        dist = Distiller(cfg)
+        assert dist.folder_names == ["a", "b"]
+        counts = np.bincount(dist.order.numpy(), minlength=8)
+        in_a = np.array([Path(f).resolve().parent.name == "a" for f in dist.data.files])
+        assert (counts[in_a] == 2).all() and (counts[~in_a] == 1).all(), (dist.data.files, counts)
+        assert dist.model_card(final=False)["training_data"]["folders"] == {"a": {"photos": 4}, "b": {"photos": 4}}
+
+    # an unknown name is a clear error naming the training folders, raised before any cache is built
+    cfg = _config(photo_dirs, tmp_path / "bad", train_dirs=[str(train / "a"), str(train / "b")], dir_weights="c=2")
+    with pytest.raises(ValueError, match=r"\['c'\].*training folders are \['a', 'b'\]"):
+        Distiller(cfg)
+    argv = _cli(photo_dirs, tmp_path / "bad", "bad", "--steps", "1", "--dir-weights", "a=2,c=3")
+    argv[argv.index("--train-dirs") + 1 : argv.index("--val-dirs")] = [str(train / "a"), str(train / "b")]
+    with pytest.raises(SystemExit, match=r"\['c'\].*\['a', 'b'\]"):
+        main(argv)
+    assert not (tmp_path / "bad" / "cache").exists() and not (tmp_path / "bad" / "runs").exists()
+
+
+def test_defaults_do_not_collapse_the_student_or_overwrite_the_shipped_checkpoint(
+    photo_dirs, tmp_path, teacher_available
+) -> None:
+    # README: a learning rate of 1e-3 or more (batch 32-64) made the student collapse; run 1 used 5e-4
+    assert DistillConfig().lr == 5e-4
+    assert f"default {DistillConfig().lr}" in build_parser().format_help()
+    assert DistillConfig(name="x", runs_dir="/r", model="m").out == "/r/x/m_distilled.safetensors"
+
+    argv = _cli(photo_dirs, tmp_path, "plain", "--steps", "2")
+    cfg, _ = config_from_args(build_parser().parse_args(argv))
+    run_dir = tmp_path / "runs" / "plain"
+    # checked before anything runs, so this test can never write into assets/ itself
+    assert Path(cfg.out) == run_dir / "sepvit_test_distilled.safetensors", cfg.out
+    shipped = {p: p.stat().st_mtime_ns for p in (REPO / "assets").glob("*")}
+    assert main(argv) == 0
+    assert (run_dir / "sepvit_test_distilled.safetensors").exists()
+    assert (run_dir / "sepvit_test_distilled.card.json").exists()
+    # --resume without --out finds the run's checkpoint from the saved config
+    assert main(["--resume", "--name", "plain", "--runs-dir", str(tmp_path / "runs"), "--steps", "3"]) == 0
+    card = json.loads((run_dir / "sepvit_test_distilled.card.json").read_text())
+    assert card["steps"] == 3 and card["optimizer"]["lr"] == 5e-4
+    assert {p: p.stat().st_mtime_ns for p in (REPO / "assets").glob("*")} == shipped
+    assert not list((REPO / "assets").glob("sepvit_test*"))
+
+
+def test_sigterm_saves_and_exits_cleanly_with_a_resume_line(photo_dirs, tmp_path, teacher_available) -> None:
+    argv = _cli(photo_dirs, tmp_path, "sig", "--steps", "100000", "--log-every", "1")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sepvit_viz.distill", *argv], stderr=subprocess.PIPE, text=True, env=env
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+    reader.start()
+    try:
+        while " step 1 ep " not in lines.get(timeout=120):  # the first step is logged: training is under way
+            pass
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=10)
+    err = "".join(lines.queue)
+    assert rc == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    stop = [line for line in err.splitlines() if "stopped by SIGTERM" in line]
+    assert len(stop) == 1 and "resume with: python -m sepvit_viz.distill --resume --name sig" in stop[0], err
+    run_dir = tmp_path / "runs" / "sig"
+    state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=True)
+    assert state["step"] >= 1
+    card = json.loads((run_dir / "sepvit_test_distilled.card.json").read_text())
+    assert card["status"].startswith("intermediate") and card["steps"] == state["step"]
+    assert card["stop_reason"].startswith("stopped by SIGTERM")
+    # the printed command continues the run (here for one more step)
+    resume = stop[0].split("resume with: python -m sepvit_viz.distill ")[1].split()
+    assert main([*resume, "--steps", str(state["step"] + 1)]) == 0
+    assert torch.load(run_dir / "state.pt", map_location="cpu", weights_only=True)["step"] == state["step"] + 1
+
+
+def test_the_time_budget_stops_the_run(photo_dirs, tmp_path, teacher_available) -> None:
+    budget_min = 0.02  # 1.2 s of training steps
+    assert main(_cli(photo_dirs, tmp_path, "timed", "--time-budget-min", str(budget_min))) == 0
+    run_dir = tmp_path / "runs" / "timed"
+    state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=True)
+    assert budget_min * 60 <= state["elapsed"] < budget_min * 60 + 30 and state["step"] >= 1
+    assert (run_dir / "sepvit_test_distilled.safetensors").exists()
+    card = json.loads((run_dir / "sepvit_test_distilled.card.json").read_text())
+    assert card["status"] == "final" and card["steps"] == state["step"]
+    assert card["stop_reason"] == f"time budget of 0.02 min reached at step {state['step']}"
+    assert f"done (time budget of 0.02 min reached at step {state['step']})" in (run_dir / "log.txt").read_text()
+
+
+def test_teacher_and_student_see_the_same_view(photo_dirs, tmp_path, teacher_available) -> None:
+    # one augmented (cropped, flipped, mixed) 224 px view per photo: the teacher sees it as it is, the
+    # student the same view (resized to its resolution early in the schedule, as it is at 224 px)
+    cfg = _config(photo_dirs, tmp_path, val_dirs=[], steps=2, res_schedule="0:112,0.5:224", crop_scale_min=0.3)
+    cfg.mixup_prob = 1.0
+    dist = Distiller(cfg)
+    seen: dict[str, list[torch.Tensor]] = {"teacher": [], "student": []}
+    teacher_features, student_features = dist.teacher.forward_features, dist.student_features
+    dist.teacher.forward_features = lambda x: (seen["teacher"].append(x.detach().clone()), teacher_features(x))[1]
+    dist.student_features = lambda x: (seen["student"].append(x.detach().clone()), student_features(x))[1]
+    # the views these two steps must use, drawn independently from a copy of the run's generator
+    gen = torch.Generator()
+    gen.set_state(dist.gen.get_state())
+    views = []
+    for step in range(2):
+        photos = dist.data.batch(dist.order[step * 4 : step * 4 + 4])
+        v = augment_batch(photos, 224, scale=(0.3, 1.0), generator=gen)
+        views.append(mixup(v, cfg.mixup_alpha, 1.0, generator=gen))
+    assert [dist.train_step()["res"] for _ in range(2)] == [112, 224]
+
+    teacher, student = seen["teacher"], seen["student"]
+    for t, v in zip(teacher, views, strict=True):
+        assert t.shape == (4, 3, 224, 224)
+        torch.testing.assert_close(t, v, rtol=0, atol=1e-6)  # the augmented view, at 224 px
+    # at 112 px: the teacher's view shrunk (a 2x2 average agrees with the antialiased resize to 1e-2),
+    # not another crop, another sample or the mirror image
+    assert student[0].shape == (4, 3, 112, 112)
+    shrunk = F.avg_pool2d(teacher[0], 2)
+    assert (shrunk - student[0]).abs().max() < 0.02
+    for other in (shrunk.roll(1, 0), shrunk.flip(-1), F.avg_pool2d(F.interpolate(views[1], 224), 2)):
+        assert (other - student[0]).abs().mean() > 0.1
+    assert student[1].equal(teacher[1])  # at 224 px: the very same pixels
+
+
+def test_a_schedule_ending_below_224_trains_but_warns(photo_dirs, tmp_path, teacher_available, caplog) -> None:
+    # the student is judged (and the teacher sees) 224 px: a schedule that ends lower is allowed (the
+    # tiny tests use one) but logged as a warning, and the card records the resolution it really ended at
+    assert final_resolution("0:128,0.7:224") == 224
+    assert final_resolution("0:160,1.0:224") == 160  # training stops at progress 1: that point never comes
+    with caplog.at_level(logging.WARNING, logger="sepvit_viz.distill"):
+        dist = Distiller(_config(photo_dirs, tmp_path / "low", val_dirs=[], res_schedule="0:64,1:224"))
+    assert "trains last at 64 px, not the 224 px" in caplog.text
+    assert dist.model_card(final=False)["resolution"]["final"] == 64
+    assert dist.train_step()["res"] == 64
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sepvit_viz.distill"):
+        Distiller(_config(photo_dirs, tmp_path / "ok", val_dirs=[], res_schedule="0:64,0.5:224"))
+    assert "trains last at" not in caplog.text

@@ -1,0 +1,214 @@
+"""``python -m sepvit_viz.evaluate``: folder checks, the teacher (agreement) path, targets and verdicts in the
+model card, and the card's coverage text.
+
+Models are small stand-ins with known predictions (a fixed-logit module), so every number is known
+exactly; the photos are a few held-out ones copied from ``../shared/data/val`` (skipped without them).
+The real model card is only ever read, never written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sepvit_viz import evaluate
+from sepvit_viz.data import wnid_to_index
+from sepvit_viz.weights import DEFAULT_CHECKPOINT
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL = ROOT.parent / "shared" / "data" / "val"
+CARD = DEFAULT_CHECKPOINT.with_name("sepvit_lite_distilled.card.json")
+TENCH, SPRINGER = "n01440764", "n02102040"
+
+
+class FixedLogits(nn.Module):
+    """(B, 3, 224, 224) -> (B, 1000) logits whose top-1 is always ``index``; records how it was called."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+        self.calls: list[dict] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(
+            {
+                "shape": tuple(x.shape),
+                "channels_last": x.is_contiguous(memory_format=torch.channels_last),
+                "bf16": torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16,
+            }
+        )
+        out = torch.zeros(x.shape[0], 1000)
+        out[:, self.index] = 1.0
+        return out
+
+
+def copy_photos(dst: Path, source: str, counts: dict[str, int]) -> Path:
+    """``counts[wnid]`` photos of each class from ``VAL/source/wnid`` into ``dst/wnid`` (sorted, stable)."""
+    if not (VAL / source).is_dir():
+        pytest.skip(f"the held-out photos ({VAL / source}) are not on this machine")
+    for wnid, n in counts.items():
+        (dst / wnid).mkdir(parents=True)
+        for p in sorted((VAL / source / wnid).iterdir())[:n]:
+            shutil.copy(p, dst / wnid / p.name)
+    return dst
+
+
+def a_photo() -> Path:
+    photos = sorted((ROOT / "assets" / "examples").glob("*.jpg"))
+    assert photos
+    return photos[0]
+
+
+# ------------------------------------------------------------------------------ folder checks
+@pytest.mark.parametrize("layout", ["not_wnids", "loose_photos", "empty"])
+def test_a_folder_without_wordnet_subfolders_is_a_one_line_error(tmp_path, capsys, layout):
+    d = tmp_path / "photos"
+    d.mkdir()
+    if layout == "not_wnids":
+        for name in ("cats", "dogs"):
+            (d / name).mkdir()
+            shutil.copy(a_photo(), d / name / "a.jpg")
+    elif layout == "loose_photos":
+        shutil.copy(a_photo(), d / "a.jpg")
+    assert evaluate.main([str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert str(d) in err and "n01440764" in err and "imagenet_classes.tsv" in err
+    if layout == "not_wnids":
+        assert "'cats'" in err
+    # the library call says the same instead of averaging nothing or failing on a file name
+    with pytest.raises(ValueError, match="WordNet id"):
+        evaluate.evaluate_dirs(FixedLogits(0), [d])
+
+
+def test_python_dash_m_reports_a_bad_folder_without_a_traceback(tmp_path):
+    (tmp_path / "cats").mkdir()
+    shutil.copy(a_photo(), tmp_path / "cats" / "a.jpg")
+    run = subprocess.run(
+        [sys.executable, "-m", "sepvit_viz.evaluate", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    assert run.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path}: expected photos in subfolders")
+
+
+# ------------------------------------------------------------------------------ the teacher path
+def test_teacher_top1_and_agreement_through_evaluate_dirs(tmp_path):
+    d = copy_photos(tmp_path / "imagenette", "imagenette", {TENCH: 3, SPRINGER: 1})
+    tench, springer = wnid_to_index()[TENCH], wnid_to_index()[SPRINGER]
+    student = FixedLogits(tench)
+    same, other = FixedLogits(tench), FixedLogits(springer)
+    [row] = evaluate.evaluate_dirs(student, [d], teacher=same, batch_size=3)
+    assert row["photos"] == 4
+    assert row["student_top1"] == row["teacher_top1"] == 0.75 and row["agreement"] == 1.0
+    [row] = evaluate.evaluate_dirs(student, [d], teacher=other, batch_size=3)
+    assert row["teacher_top1"] == 0.25 and row["agreement"] == 0.0
+    # the teacher runs as documented: evaluation crops at 224, channels-last, bf16 autocast, in batches
+    assert [c["shape"] for c in other.calls] == [(3, 3, 224, 224), (1, 3, 224, 224)]
+    assert all(c["channels_last"] and c["bf16"] for c in other.calls)
+    assert not any(c["bf16"] for c in student.calls)  # the student stays fp32 by default
+    table = evaluate.markdown_table([row])
+    assert "| imagenette | 4 | 75.0% | 25.0% | 0.0% |" in table
+
+
+def run_main_with_stand_ins(monkeypatch, tmp_path, dirs, *extra):
+    """``evaluate.main`` with ``--teacher``: the student and the teacher are fixed-logit stand-ins."""
+    import sepvit_viz.teacher
+    import sepvit_viz.weights
+
+    tench = wnid_to_index()[TENCH]
+    monkeypatch.setattr(sepvit_viz.weights, "load_checkpoint", lambda path: FixedLogits(tench))
+    monkeypatch.setattr(sepvit_viz.teacher, "create_teacher", lambda: FixedLogits(tench))
+    ckpt = tmp_path / "student.safetensors"  # never opened: load_checkpoint is the stand-in
+    return evaluate.main([*map(str, dirs), "--checkpoint", str(ckpt), "--teacher", *extra]), ckpt
+
+
+def test_main_with_teacher_prints_agreement_and_verdicts(monkeypatch, tmp_path, capsys):
+    d = copy_photos(tmp_path / "imagenette", "imagenette", {TENCH: 3, SPRINGER: 1})
+    rc, _ = run_main_with_stand_ins(monkeypatch, tmp_path, [d], "--json", str(tmp_path / "rows.json"))
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| imagenette | 4 | 75.0% | 75.0% | 100.0% |" in out
+    assert "top-1 75.0% (target >= 60%): met; agreement 100.0% (target >= 70%): met" in out
+    [row] = json.loads((tmp_path / "rows.json").read_text())
+    assert row["agreement"] == 1.0 and row["teacher_top1"] == 0.75
+
+
+# ------------------------------------------------------------------------------ targets and the card
+def test_targets_are_the_issues_bar():
+    # the one definition: benchmarks/bench_accuracy.py imports it
+    assert evaluate.TARGETS == {"imagenette": (0.60, 0.70), "mini-imagenet": (0.30, 0.50)}
+
+
+def test_verdicts_at_and_around_the_bar():
+    rows = [
+        # 700 of 1000 agree: exactly the 70% bar, met (a float32 rate would read 0.69999999)
+        {"name": "imagenette", "student_top1": 600 / 1000, "agreement": 700 / 1000},
+        {"name": "mini-imagenet", "student_top1": 0.2999, "agreement": 0.9},
+        {"name": "elsewhere", "student_top1": 0.0},
+    ]
+    assert evaluate.verdicts(rows) == {
+        "imagenette": {"student_top1": "met", "agreement": "met", "all": "met"},
+        "mini-imagenet": {"student_top1": "not met", "agreement": "met", "all": "not met"},
+    }
+    no_teacher = evaluate.verdicts([{"name": "imagenette", "student_top1": 0.9}])
+    assert no_teacher == {"imagenette": {"student_top1": "met", "agreement": "not measured", "all": "not measured"}}
+
+
+def test_update_card_records_targets_and_verdicts_in_a_copy_of_the_card(monkeypatch, tmp_path):
+    net = copy_photos(tmp_path / "sets" / "imagenette", "imagenette", {TENCH: 3, SPRINGER: 1})
+    mini_wnid = sorted(p.name for p in (VAL / "mini-imagenet").iterdir() if p.is_dir())[0]
+    mini = copy_photos(tmp_path / "sets" / "mini-imagenet", "mini-imagenet", {mini_wnid: 2})
+    card = tmp_path / "student.card.json"
+    shutil.copy(CARD, card)
+    before = json.loads(card.read_text())
+    rc, ckpt = run_main_with_stand_ins(monkeypatch, tmp_path, [net, mini], "--update-card")
+    assert rc == 0 and evaluate.card_path_for(ckpt) == card
+    after = json.loads(card.read_text())
+    # everything else in the card is kept
+    assert {k: v for k, v in after.items() if k != "evaluation"} == {
+        k: v for k, v in before.items() if k != "evaluation"
+    }
+    ev = after["evaluation"]
+    assert ev["results"]["imagenette"] == {"photos": 4, "student_top1": 0.75, "teacher_top1": 0.75, "agreement": 1.0}
+    assert ev["results"]["mini-imagenet"]["student_top1"] == 0.0
+    assert ev["targets"] == {
+        "imagenette": {"student_top1_min": 0.6, "agreement_min": 0.7},
+        "mini-imagenet": {"student_top1_min": 0.3, "agreement_min": 0.5},
+    }
+    assert ev["verdict"] == {
+        "imagenette": {"student_top1": "met", "agreement": "met", "all": "met"},
+        "mini-imagenet": {"student_top1": "not met", "agreement": "met", "all": "not met"},
+    }
+    assert ev["limit_per_folder"] is None and "verdict_note" not in ev
+    entry = evaluate.update_card(card, [{"name": "imagenette", "photos": 8, "student_top1": 0.5}], limit=8)
+    assert "subset" in entry["verdict_note"] and entry["verdict"]["imagenette"]["all"] == "not met"
+
+
+# ------------------------------------------------------------------------------ coverage text
+def test_the_shipped_card_states_its_coverage():
+    text = evaluate.coverage_note()
+    assert text is not None
+    card_text = " ".join(json.loads(CARD.read_text())["coverage"].split())
+    assert text.startswith(card_text)  # the card's own words, not a second copy
+    assert "110" in text and "890" in text and "12 photos" in text
+
+
+def test_coverage_note_follows_the_card_beside_the_checkpoint(tmp_path):
+    ckpt = tmp_path / "mine.safetensors"
+    assert evaluate.coverage_note(ckpt) is None  # no card: nothing to say
+    evaluate.card_path_for(ckpt).write_text(json.dumps({"coverage": "Only  tested on\ncats."}))
+    assert evaluate.coverage_note(ckpt) == "Only tested on cats."  # this card's words only
+    evaluate.card_path_for(ckpt).write_text("{not json")
+    assert evaluate.coverage_note(ckpt) is None
