@@ -75,7 +75,7 @@ class DistillConfig:
     lr: float = 5e-4
     min_lr: float = 1e-5
     weight_decay: float = 0.05
-    warmup: float = 0.04
+    warmup: float = 0.1  # with lr 5e-4: the pairing the README records as not collapsing
     clip_grad: float = 1.0
     time_budget_min: float | None = None
     steps: int | None = None
@@ -663,8 +663,26 @@ def config_from_args(args: argparse.Namespace) -> tuple[DistillConfig, dict[str,
             raise SystemExit(f"--resume: no state at {state_path}")
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         base.update(json.loads(state["config"]))
+        # Runs started before --out defaulted to the run folder saved the shipped asset as their out:
+        # resuming one must not overwrite the shipped checkpoint unless --out says so now.
+        saved_out = base.get("out")
+        if "out" not in given and saved_out and _inside(saved_out, _ASSETS_DIR):
+            base["out"] = None
+            print(
+                f"--resume: this run's saved --out is the shipped checkpoint ({saved_out}); writing to the "
+                "run folder instead (pass --out to choose)",
+                file=sys.stderr,
+            )
     base.update(given)
     return DistillConfig(**base), state
+
+
+_ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+def _inside(path: str | Path, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder`` (absolute or relative to the working directory)."""
+    return Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(folder)))
 
 
 def setup_logging(run_dir: Path) -> logging.Logger:

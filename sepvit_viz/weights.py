@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,11 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: SepViT | None = N
         for block in model.iter_blocks():
             key = f"{block.name}.window_tokens"
             if key in sd and block.window_tokens is not None and sd[key].shape != block.window_tokens.shape:
+                own, got = tuple(block.window_tokens.shape), tuple(sd[key].shape)
+                # only the grid may differ: anything else is refused before interpolating (a file could
+                # otherwise make the resize allocate its channel count times the model's grid)
+                if len(got) != 4 or got[0] != 1 or got[2] != 1 or got[3] != own[3]:
+                    raise CheckpointError(f"{key}: checkpoint {got} vs model {own}: only the token grid may differ")
                 try:
                     sd[key] = _resize_tokens(sd[key], block.ref_grid)
                 except CheckpointError as e:
@@ -176,27 +182,43 @@ def _resize_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(1, grid * grid, 1, C).to(tokens.dtype)
 
 
+# How much larger than its file a model may be (window tokens resized to a bigger grid), as a factor
+# plus a fixed allowance in numbers; anything beyond is refused before the model is allocated.
+_MAX_GROWTH = 2
+_TOKEN_SLACK = 1 << 20
+
+
 def _refuse_hostile_config(config: SepViTConfig, tensors: Mapping[str, torch.Tensor], what: str) -> None:
-    """Refuse, before allocating anything, a config that the file's tensors could never fill.
+    """Refuse, before allocating the model, a config that the file's tensors could never fill.
 
     A checkpoint's metadata could describe a model of billions of parameters; building it first and
-    checking later would let one file exhaust the server's memory.
+    checking later would let one small file exhaust the server's memory. The config must be within
+    :data:`~sepvit_viz.validation.CONFIG_CAPS`; then its model is built on the meta device (shapes only,
+    no memory) and its exact size, window tokens included, is compared with the file's. Window tokens
+    may be resized from another grid, so a model somewhat larger than the file is allowed, but not one
+    that would amplify a small file into a large allocation.
     """
     from .validation import checkpoint_config_problem
 
+    caps = checkpoint_config_problem(config, file_numel=2**62)  # the range check alone
+    if caps is not None:
+        raise CheckpointError(f"{what}: {caps}")
     numel = sum(t.numel() for t in tensors.values() if isinstance(t, torch.Tensor))
-    problem = checkpoint_config_problem(config, numel)
+    with torch.device("meta"):
+        skeleton = SepViT(config)
+    need = sum(t.numel() for t in skeleton.state_dict().values())
+    problem = checkpoint_config_problem(config, numel)  # the lower-bound estimate against the file
+    if problem is None and need > _MAX_GROWTH * numel + _TOKEN_SLACK:
+        problem = (
+            f"its config describes a model of {need / 1e6:.1f}M numbers but the file holds only "
+            f"{numel / 1e6:.1f}M"
+        )
     if problem is None:
         return
-    if checkpoint_config_problem(config, file_numel=2**62) is None:
-        # Within the supported range, only too big for this file: name the keys and shapes that do not
-        # fit, from a model built on the meta device (shapes only, no memory).
-        with torch.device("meta"):
-            skeleton = SepViT(config)
-        try:
-            _check_fit(skeleton, checkpoint_filter_fn(tensors, skeleton))
-        except CheckpointError as e:
-            raise CheckpointError(f"{what}: {problem}; {e}") from None
+    try:  # name the keys and shapes that do not fit; no model given, so nothing is resized
+        _check_fit(skeleton, checkpoint_filter_fn(tensors))
+    except CheckpointError as e:
+        raise CheckpointError(f"{what}: {problem}; {e}") from None
     raise CheckpointError(f"{what}: {problem}")
 
 
@@ -232,6 +254,12 @@ def load_weights_into(
     own_head = {k: v for k, v in model.state_dict().items() if k.startswith("head.")}
     file_head = {k: v for k, v in sd.items() if k.startswith("head.")}
     if new_head_if_classes_differ and {k: v.shape for k, v in own_head.items()} != {k: v.shape for k, v in file_head.items()}:
+        file_classes = file_head["head.weight"].shape[0] if "head.weight" in file_head else 0
+        warnings.warn(
+            f"the checkpoint's classifier is for {file_classes} classes, the model has {model.num_classes}: "
+            "every other weight is loaded, the head starts fresh",
+            stacklevel=3,
+        )
         sd = {k: v for k, v in sd.items() if not k.startswith("head.")} | own_head
     _check_fit(model, sd)
     own = model.state_dict()

@@ -217,6 +217,31 @@ def test_padded_pixels_do_not_reach_other_windows_through_pwa():
         assert not torch.allclose(clean_out[:, mask], leaky[:, mask], atol=1e-2), heads
 
 
+def test_single_head_pwa_matches_the_general_formula_in_float32_and_under_autocast():
+    """One head takes a single batched GEMM; it must equal the per-head einsum of the other heads'
+    path, and under bf16 autocast keep the shortcut in float32 as that path does."""
+    from sepvit_viz.attention import SeparableAttention
+
+    torch.manual_seed(0)
+    geom = window_geometry(14, 21, 7, True)
+    attn = SeparableAttention(16, 1).eval()
+    y = torch.randn(2, geom.num_windows, 1 + geom.window_pixels, 16)
+
+    def general(y: torch.Tensor) -> torch.Tensor:
+        g = attn.token_act(attn.token_norm(y[:, :, 0]))
+        q, k = attn.pwa_qk(g).chunk(2, dim=-1)
+        a = ((q @ k.transpose(-2, -1)) * attn.scale).softmax(dim=-1)  # (B, n, n)
+        feats = y[:, :, 1:]
+        return torch.einsum("bnm,bmpc->bnpc", a, feats) + feats
+
+    with torch.no_grad():
+        torch.testing.assert_close(attn._pwa(y, geom, None), general(y), rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = attn._pwa(y, geom, None)
+    assert out.dtype == torch.float32  # the shortcut was not rounded to bf16
+    torch.testing.assert_close(out, general(y), rtol=0.05, atol=0.05)
+
+
 def test_fused_window_copies_equal_partition_concat_and_reverse_add():
     from sepvit_viz.windows import add_windows_back, windows_with_tokens
 
@@ -229,7 +254,15 @@ def test_fused_window_copies_equal_partition_concat_and_reverse_add():
         assert torch.equal(windows_with_tokens(x, tokens, geom), expected)
         windows = torch.randn(2, geom.num_windows, geom.window_pixels, 5)
         summed = add_windows_back(x, windows, geom)
-        assert summed.is_contiguous() and torch.equal(summed, x + window_reverse(windows, geom))
+        # reference written out cell by cell: pixel (i, j) of window (r, c) lands on row r*7+i, col c*7+j
+        expected = x.clone()
+        for w in range(geom.num_windows):
+            r, c = divmod(w, geom.grid[1])
+            for p in range(geom.window_pixels):
+                row, col = r * 7 + p // 7, c * 7 + p % 7
+                if row < H and col < W:
+                    expected[:, row, col] += windows[:, w, p]
+        assert summed.is_contiguous() and torch.allclose(summed, expected, atol=1e-6)
 
 
 def test_partition_and_reverse_are_inverse_with_padding():

@@ -36,11 +36,13 @@ def test_save_load_round_trip_is_exact(tmp_path):
 
 def test_pretrained_with_another_class_count_gets_a_fresh_head(tmp_path):
     full = sepvit_viz.create_model("sepvit_lite", pretrained=True)
-    ten = sepvit_viz.create_model("sepvit_lite", pretrained=True, num_classes=10)
+    with pytest.warns(UserWarning, match="classifier is for 1000 classes, the model has 10"):
+        ten = sepvit_viz.create_model("sepvit_lite", pretrained=True, num_classes=10)
     assert ten.head.out_features == 10
     trunk = {k: v for k, v in full.state_dict().items() if not k.startswith("head.")}
     assert all(torch.equal(v, ten.state_dict()[k]) for k, v in trunk.items())
-    headless = sepvit_viz.create_model("sepvit_lite", pretrained=True, num_classes=0).eval()
+    with pytest.warns(UserWarning, match="the head starts fresh"):
+        headless = sepvit_viz.create_model("sepvit_lite", pretrained=True, num_classes=0).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(headless(x), full.eval().forward_head(full.forward_features(x), pre_logits=True))
@@ -179,6 +181,33 @@ def test_official_layout_conversion_and_misfit_errors(reference):
     odd_tokens = {**state, "blocks.0.0.win_tokens": torch.zeros(1, 63, 1, 16)}  # 63: no square grid
     with pytest.raises(CheckpointError, match=r"stages\.0\.blocks\.0\.window_tokens: window tokens of shape \(1, 63, 1, 16\)"):
         sepvit_viz.from_official(odd_tokens, config)
+
+
+def test_window_tokens_cannot_amplify_a_small_file_into_a_big_model(tmp_path):
+    """Window tokens are resized from the file's grid to the model's: a file of a few tiny token
+    tensors whose config asks for a huge token grid (reference 2048 px, window 1) must be refused
+    before anything is allocated, and tokens whose channels differ must never reach the resize."""
+    from sepvit_viz.config import SepViTConfig
+
+    cfg = SepViTConfig(embed_dims=(64, 64, 64, 64), depths=(4, 1, 1, 1), num_heads=(1, 1, 1, 1),
+                       window_patterns=((1,), (7,), (7,), (7,)), ref_img_size=2048, num_classes=10)
+    # each stage-1 block would hold a 512 x 512 grid of 64-channel tokens: 16.8M numbers, 64 MiB
+    tokens = {f"stages.0.blocks.{j}.window_tokens": torch.zeros(1, 1, 1, 64) for j in range(4)}
+    # enough other numbers to pass the parameter estimate, which leaves the tokens out
+    tokens["filler"] = torch.zeros(600_000)
+    path = tmp_path / "tokens.safetensors"
+    save_file(tokens, str(path), metadata={"config": cfg.to_json()})
+    with pytest.raises(CheckpointError, match=r"describes a model of 6\d\.\dM numbers but the file holds only 0\.6M"):
+        sepvit_viz.load_checkpoint(path)
+    # channels other than the model's are refused by name before any interpolation
+    model = sepvit_viz.create_model("sepvit_test")
+    sd = dict(model.state_dict())
+    sd["stages.0.blocks.0.window_tokens"] = torch.zeros(1, 16, 1, 999)
+    with pytest.raises(CheckpointError, match=r"stages\.0\.blocks\.0\.window_tokens: checkpoint \(1, 16, 1, 999\)"):
+        sepvit_viz.checkpoint_filter_fn(sd, model)
+    # a grid saved at another reference size is still resized (same channels)
+    sd["stages.0.blocks.0.window_tokens"] = torch.randn(1, 16, 1, 16)
+    assert sepvit_viz.checkpoint_filter_fn(sd, model)["stages.0.blocks.0.window_tokens"].shape == (1, 64, 1, 16)
 
 
 def test_hostile_config_metadata_is_refused_before_allocating(tmp_path):
