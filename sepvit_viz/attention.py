@@ -111,11 +111,15 @@ class SeparableAttention(nn.Module):
                     q, k, v, attn_mask=mask, dropout_p=self.attn_drop.p if self.training else 0.0
                 )
         else:
-            attn = (q @ k.transpose(-2, -1)) * self.scale
+            # the same products as the small-window fast path (contiguous heads, scale applied in
+            # place), so that watching costs little more than the probability tensors themselves
+            if h > 1:
+                q, k, v = (t.contiguous() for t in (q, k, v))
+            attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale)
             if mask is not None:
-                attn = attn.masked_fill(~mask, float("-inf"))
+                attn = attn.masked_fill_(~mask, float("-inf"))
             attn = self.dwa_tap(attn.softmax(dim=-1).view(B, n, h, L, L), geom)  # (B, n, h, L, L)
-            y = self.attn_drop(attn).view(B * n, h, L, L) @ v
+            y = torch.matmul(self.attn_drop(attn).view(B * n, h, L, L), v)
         # (B*n, h, L, d) -> (B, n, L, C) plus the shortcut, in one pass: the head-major product is read
         # through a transposed view instead of being copied to token-major order first
         return (u.view(B * n, L, h, d) + y.transpose(1, 2)).reshape(B, n, L, C)
