@@ -179,7 +179,8 @@ def verdict_lines(rows: Sequence[dict[str, Any]], targets: dict[str, tuple[float
         for key, label, minimum in zip(("student_top1", "agreement"), ("top-1", "agreement"), targets[name]):
             got = f"{100 * r[key]:.1f}%" if key in r else "not measured"
             parts.append(f"{label} {got} (target >= {minimum:.0%}): {v[key]}")
-        lines.append(f"{name} vs {TARGETS_SOURCE}'s targets: " + "; ".join(parts))
+        source = f"{TARGETS_SOURCE}'s targets" if targets is TARGETS else "the given targets"
+        lines.append(f"{name} vs {source}: " + "; ".join(parts))
     return lines
 
 

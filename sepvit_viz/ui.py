@@ -810,6 +810,11 @@ def _attribution(
     return hit
 
 
+def _bundled_name(model_key: str) -> str:
+    """The file name inside a ``bundled:<name>:<mtime>`` cache key (see :meth:`ModelStore.resolve`)."""
+    return model_key[len(_BUNDLED_PREFIX) :].rsplit(":", 1)[0]
+
+
 def _entry_for(fwd: Forward) -> ModelEntry:
     """The loaded model an analysis was made with (reloaded if it was evicted)."""
     with MODELS._lock:
@@ -822,7 +827,7 @@ def _entry_for(fwd: Forward) -> ModelEntry:
     elif kind == "random":
         entry = MODELS.get(MODEL_RANDOM)
     elif kind == "bundled":
-        entry = MODELS.get(_BUNDLED_PREFIX + fwd.model_key.split(":")[1])
+        entry = MODELS.get(_BUNDLED_PREFIX + _bundled_name(fwd.model_key))
     else:
         repo, _, rev = fwd.model_key[len("hub:") :].partition("@")
         entry = MODELS.get(MODEL_HUB, repo, None if rev == "main" else rev)
@@ -1143,7 +1148,7 @@ def coverage_markdown(model_key: str) -> str:
     if model_key.startswith("default:") and model_key != "default:missing":
         path = DEFAULT_CHECKPOINT
     elif model_key.startswith(_BUNDLED_PREFIX):
-        path = ASSETS_DIR / model_key[len(_BUNDLED_PREFIX) :].rsplit(":", 1)[0]
+        path = ASSETS_DIR / _bundled_name(model_key)
     else:
         return ""
     note = coverage_note(path)
