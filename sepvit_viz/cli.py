@@ -26,8 +26,8 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from . import maps, render
-from .evaluate import coverage_note
 from .pipeline import VIEWS, Analysis, ViewSettings, analyze, input_size, load_model
+from .weights import coverage_note
 
 __all__ = ["add_render_arguments", "main", "run_render"]
 

@@ -87,16 +87,34 @@ def list_images(dirs: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+_EXPECTED_LAYOUT = (
+    "expected photos in subfolders named by WordNet id such as n01440764 "
+    "(the ids listed in assets/imagenet_classes.tsv)"
+)
+
+
 def labelled_images(root: str | Path) -> list[tuple[Path, int]]:
-    """Photos under ``root/<wnid>/...`` with their class index; folders that are not WordNet ids are an error."""
+    """Photos under ``root/<wnid>/...`` with their class index.
+
+    Raises ``ValueError`` with a one-line message naming ``root`` when it is not a folder, holds no
+    photos, has photos lying directly in it, or has subfolders that are not WordNet ids.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder; {_EXPECTED_LAYOUT}")
+    photos = list_images([root])
+    if not photos:
+        raise ValueError(f"{root}: no photos found; {_EXPECTED_LAYOUT}")
     index = wnid_to_index()
-    out: list[tuple[Path, int]] = []
-    for path in list_images([root]):
-        wnid = path.relative_to(root).parts[0]
-        if wnid not in index:
-            raise ValueError(f"{path}: folder {wnid!r} is not an ImageNet WordNet id")
-        out.append((path, index[wnid]))
-    return out
+    parts = [p.relative_to(root).parts for p in photos]
+    bad = sorted({pt[0] for pt in parts if len(pt) > 1 and pt[0] not in index})
+    if bad:
+        shown = ", ".join(repr(b) for b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(f"{root}: {_EXPECTED_LAYOUT}; these subfolders are not WordNet ids: {shown}")
+    loose = sum(len(pt) == 1 for pt in parts)
+    if loose:
+        raise ValueError(f"{root}: {_EXPECTED_LAYOUT}; {loose} photo(s) lie directly in the folder")
+    return [(p, index[pt[0]]) for p, pt in zip(photos, parts, strict=True)]
 
 
 def load_square(path: str | Path, size: int) -> np.ndarray:

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sepvit_viz.data import PhotoCache, augment_batch, build_cache, load_eval_set, mixup, normalize_uint8
+from sepvit_viz.weights import ASSETS_DIR, card_path_for
 
 __all__ = ["DistillConfig", "Distiller", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
 
@@ -254,9 +255,10 @@ class Distiller:
         self.log = log or logging.getLogger("sepvit_viz.distill")
         # checked before the teacher and the photo cache are built (the cache can take minutes)
         self.dir_weights = check_dir_weights(cfg.dir_weights, cfg.train_dirs)
-        if final_resolution(cfg.res_schedule) != 224:
+        final_res = final_resolution(cfg.res_schedule)
+        if final_res != 224:
             self.log.warning(
-                f"--res-schedule {cfg.res_schedule}: the student trains last at {final_resolution(cfg.res_schedule)} px, "
+                f"--res-schedule {cfg.res_schedule}: the student trains last at {final_res} px, "
                 "not the 224 px the teacher sees and the student is judged at; a checkpoint to ship should "
                 "end at 224 (e.g. 0:160,0.6:224)"
             )
@@ -499,7 +501,7 @@ class Distiller:
         card = self.model_card(final)
         meta = {"model_card": json.dumps(card), "training": "distilled from EfficientNet-Lite0 (function matching)"}
         save_checkpoint(self.student, out, extra_metadata=meta, dtype=torch.float16 if self.cfg.fp16_out else None)
-        card_path = out.with_name(out.name.removesuffix(".safetensors") + ".card.json")
+        card_path = card_path_for(out)
         card_path.write_text(json.dumps(card, indent=2) + "\n")
 
     def hardware(self) -> str:
@@ -666,7 +668,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[DistillConfig, dict[str,
         # Runs started before --out defaulted to the run folder saved the shipped asset as their out:
         # resuming one must not overwrite the shipped checkpoint unless --out says so now.
         saved_out = base.get("out")
-        if "out" not in given and saved_out and _inside(saved_out, _ASSETS_DIR):
+        if "out" not in given and saved_out and Path(folder_key(saved_out)).is_relative_to(ASSETS_DIR):
             base["out"] = None
             print(
                 f"--resume: this run's saved --out is the shipped checkpoint ({saved_out}); writing to the "
@@ -675,14 +677,6 @@ def config_from_args(args: argparse.Namespace) -> tuple[DistillConfig, dict[str,
             )
     base.update(given)
     return DistillConfig(**base), state
-
-
-_ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-
-
-def _inside(path: str | Path, folder: Path) -> bool:
-    """Whether ``path`` lies in ``folder`` (absolute or relative to the working directory)."""
-    return Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(folder)))
 
 
 def setup_logging(run_dir: Path) -> logging.Logger:

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sepvit_viz.data import list_images, load_eval_set, normalize_uint8, wnid_to_index
+from sepvit_viz.data import labelled_images, load_eval_set, normalize_uint8
+from sepvit_viz.weights import card_path_for, coverage_note
 
 __all__ = [
     "TARGETS",
@@ -44,29 +45,10 @@ __all__ = [
 TARGETS: dict[str, tuple[float, float]] = {"imagenette": (0.60, 0.70), "mini-imagenet": (0.30, 0.50)}
 TARGETS_SOURCE = "issue 6"
 
-_EXPECTED = (
-    "expected photos in subfolders named by WordNet id such as n01440764 "
-    "(the ids listed in assets/imagenet_classes.tsv)"
-)
-
-
 def check_eval_dir(root: str | Path) -> None:
-    """Raise ``ValueError`` with a one-line message unless ``root`` holds photos in WordNet-id subfolders."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"{root}: not a folder; {_EXPECTED}")
-    photos = list_images([root])
-    if not photos:
-        raise ValueError(f"{root}: no photos found; {_EXPECTED}")
-    index = wnid_to_index()
-    firsts = [p.relative_to(root).parts for p in photos]
-    loose = sum(len(parts) == 1 for parts in firsts)
-    bad = sorted({parts[0] for parts in firsts if len(parts) > 1 and parts[0] not in index})
-    if bad:
-        shown = ", ".join(repr(b) for b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise ValueError(f"{root}: {_EXPECTED}; these subfolders are not WordNet ids: {shown}")
-    if loose:
-        raise ValueError(f"{root}: {_EXPECTED}; {loose} photo(s) lie directly in the folder")
+    """Raise ``ValueError`` with a one-line message unless ``root`` holds photos in WordNet-id subfolders
+    (the checks of :func:`sepvit_viz.data.labelled_images`, run before any model is loaded)."""
+    labelled_images(root)
 
 
 @torch.no_grad()
@@ -105,8 +87,7 @@ def evaluate_dirs(
     """Per folder: photos, student top-1 and (with a teacher) teacher top-1 and top-1 agreement, at 224."""
     rows = []
     for d in dirs:
-        check_eval_dir(d)
-        images, labels, _ = load_eval_set(d, 224, limit=limit, seed=seed)
+        images, labels, _ = load_eval_set(d, 224, limit=limit, seed=seed)  # checks the folder's layout
         s = predict(model, images, batch_size, bf16=bf16, desc=f"student {Path(d).name}")
         row: dict[str, Any] = {
             "dir": str(d),
@@ -184,12 +165,6 @@ def verdict_lines(rows: Sequence[dict[str, Any]], targets: dict[str, tuple[float
     return lines
 
 
-def card_path_for(checkpoint: str | Path) -> Path:
-    """The model card beside a checkpoint: ``x.safetensors`` -> ``x.card.json``."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".card.json")
-
-
 def update_card(
     card_path: str | Path,
     rows: Sequence[dict[str, Any]],
@@ -216,22 +191,6 @@ def update_card(
     card["evaluation"] = entry
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return entry
-
-
-def coverage_note(checkpoint: str | Path | None = None) -> str | None:
-    """The model card's coverage text for ``checkpoint`` (default: the shipped one), whitespace
-    collapsed; None when the card or its text is missing. (Measured claims about one checkpoint, such as
-    how it does on the example photos, belong in its card, not here.)"""
-    from sepvit_viz.weights import DEFAULT_CHECKPOINT
-
-    checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-    try:
-        text = json.loads(card_path_for(checkpoint).read_text()).get("coverage")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(text, str) or not text.strip():
-        return None
-    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:

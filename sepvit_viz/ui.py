@@ -48,7 +48,6 @@ from PIL import Image
 from . import maps, pipeline, render
 from .attribution import METHODS, Attribution, attribute
 from .capture import AttentionRecord
-from .evaluate import coverage_note
 from .faithfulness import Curves, deletion_insertion
 from .model import SepViT, create_model
 from .preprocess import to_tensor
@@ -64,7 +63,7 @@ from .validation import (
     validate_resolution,
     validate_steps,
 )
-from .weights import ASSETS_DIR, DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, load_from_hub
+from .weights import ASSETS_DIR, DEFAULT_CHECKPOINT, CheckpointError, coverage_note, load_checkpoint, load_from_hub
 
 __all__ = [
     "COLORMAPS",

@@ -44,6 +44,7 @@ __all__ = [
     "validate_opacity",
     "validate_resolution",
     "validate_steps",
+    "window_token_count",
 ]
 
 #: Input resolution the model was trained at.
@@ -242,6 +243,18 @@ def estimate_parameters(config: SepViTConfig) -> int:
         n += depth * (4 * c * c + 2 * c * int(c * config.mlp_ratio))
         prev = c
     return n + config.num_classes * config.embed_dims[-1]
+
+
+def window_token_count(config: SepViTConfig) -> int:
+    """Numbers held by the window tokens of a SepViT built from ``config``: one C-channel token per window
+    of the reference grid, in every block whose reference grid has more than one window."""
+    n = 0
+    for s, c in enumerate(config.embed_dims):
+        for w in config.stage_window_sizes(s):
+            grid = config.ref_grid(s, w)
+            if grid > 1:
+                n += grid * grid * c
+    return n
 
 
 def checkpoint_config_problem(config: SepViTConfig, file_numel: int) -> str | None:

@@ -29,7 +29,9 @@ __all__ = [
     "ASSETS_DIR",
     "DEFAULT_CHECKPOINT",
     "CheckpointError",
+    "card_path_for",
     "checkpoint_filter_fn",
+    "coverage_note",
     "default_checkpoint_for",
     "from_official",
     "load_checkpoint",
@@ -47,6 +49,26 @@ FORMAT_TAG = "sepvit_viz/1"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model (message names keys and shapes)."""
+
+
+def card_path_for(checkpoint: str | Path) -> Path:
+    """The model card beside a checkpoint: ``x.safetensors`` -> ``x.card.json``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".card.json")
+
+
+def coverage_note(checkpoint: str | Path | None = None) -> str | None:
+    """The model card's coverage text for ``checkpoint`` (default: the shipped one), whitespace
+    collapsed; None when the card or its text is missing. (Measured claims about one checkpoint, such as
+    how it does on the example photos, belong in its card, not here.)"""
+    checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    try:
+        text = json.loads(card_path_for(checkpoint).read_text()).get("coverage")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return " ".join(text.split())
 
 
 def default_checkpoint_for(name: str) -> Path:
@@ -193,21 +215,19 @@ def _refuse_hostile_config(config: SepViTConfig, tensors: Mapping[str, torch.Ten
 
     A checkpoint's metadata could describe a model of billions of parameters; building it first and
     checking later would let one small file exhaust the server's memory. The config must be within
-    :data:`~sepvit_viz.validation.CONFIG_CAPS`; then its model is built on the meta device (shapes only,
-    no memory) and its exact size, window tokens included, is compared with the file's. Window tokens
-    may be resized from another grid, so a model somewhat larger than the file is allowed, but not one
-    that would amplify a small file into a large allocation.
+    :data:`~sepvit_viz.validation.CONFIG_CAPS`; then its size (the parameter estimate plus the exact
+    window-token count) is compared with the file's. Window tokens may be resized from another grid,
+    so a model somewhat larger than the file is allowed, but not one that would amplify a small file
+    into a large allocation.
     """
-    from .validation import checkpoint_config_problem
+    from .validation import checkpoint_config_problem, estimate_parameters, window_token_count
 
     caps = checkpoint_config_problem(config, file_numel=2**62)  # the range check alone
     if caps is not None:
         raise CheckpointError(f"{what}: {caps}")
     numel = sum(t.numel() for t in tensors.values() if isinstance(t, torch.Tensor))
-    with torch.device("meta"):
-        skeleton = SepViT(config)
-    need = sum(t.numel() for t in skeleton.state_dict().values())
     problem = checkpoint_config_problem(config, numel)  # the lower-bound estimate against the file
+    need = estimate_parameters(config) + window_token_count(config)
     if problem is None and need > _MAX_GROWTH * numel + _TOKEN_SLACK:
         problem = (
             f"its config describes a model of {need / 1e6:.1f}M numbers but the file holds only "
@@ -215,7 +235,12 @@ def _refuse_hostile_config(config: SepViTConfig, tensors: Mapping[str, torch.Ten
         )
     if problem is None:
         return
-    try:  # name the keys and shapes that do not fit; no model given, so nothing is resized
+    # Only to name the keys and shapes that do not fit: the model built on the meta device (shapes
+    # only, no memory; the first meta build in a process costs about a second, so not on every load).
+    # No model is given to the filter, so nothing is resized.
+    with torch.device("meta"):
+        skeleton = SepViT(config)
+    try:
         _check_fit(skeleton, checkpoint_filter_fn(tensors))
     except CheckpointError as e:
         raise CheckpointError(f"{what}: {problem}; {e}") from None

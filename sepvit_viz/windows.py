@@ -75,15 +75,21 @@ def window_geometry(height: int, width: int, window: int | None, has_token: bool
     )
 
 
-def window_partition(x: torch.Tensor, geom: WindowGeometry) -> torch.Tensor:
-    """(B, H, W, C) -> (B, n, P, C), zero-padding the bottom/right to whole windows."""
+def _windowed_view(x: torch.Tensor, geom: WindowGeometry) -> torch.Tensor:
+    """(B, H, W, C) -> (B, gh, gw, wh, ww, C): the map zero-padded to whole windows, seen window by
+    window (a view of the padded map, no copy)."""
     B, C = x.shape[0], x.shape[-1]
     ph, pw = geom.pad
     if ph or pw:
         x = F.pad(x, (0, 0, 0, pw, 0, ph))
     (gh, gw), (wh, ww) = geom.grid, geom.window
-    x = x.view(B, gh, wh, gw, ww, C).transpose(2, 3)
-    return x.reshape(B, gh * gw, wh * ww, C)
+    return x.view(B, gh, wh, gw, ww, C).transpose(2, 3)
+
+
+def window_partition(x: torch.Tensor, geom: WindowGeometry) -> torch.Tensor:
+    """(B, H, W, C) -> (B, n, P, C), zero-padding the bottom/right to whole windows."""
+    B, C = x.shape[0], x.shape[-1]
+    return _windowed_view(x, geom).reshape(B, geom.num_windows, geom.window_pixels, C)
 
 
 def window_reverse(x: torch.Tensor, geom: WindowGeometry) -> torch.Tensor:
@@ -104,14 +110,10 @@ def windows_with_tokens(x: torch.Tensor, tokens: torch.Tensor, geom: WindowGeome
     second copy of every pixel are one pass here).
     """
     B, C = x.shape[0], x.shape[-1]
-    ph, pw = geom.pad
-    if ph or pw:
-        x = F.pad(x, (0, 0, 0, pw, 0, ph))
-    (gh, gw), (wh, ww) = geom.grid, geom.window
-    out = x.new_empty(B, gh * gw, 1 + wh * ww, C)
+    out = x.new_empty(B, geom.num_windows, 1 + geom.window_pixels, C)
     out[:, :, :1] = tokens
     # (B, n, P, C) slots viewed as (B, gh, gw, wh, ww, C) <- the map viewed the same way
-    out[:, :, 1:].unflatten(1, (gh, gw)).unflatten(3, (wh, ww)).copy_(x.view(B, gh, wh, gw, ww, C).transpose(2, 3))
+    out[:, :, 1:].unflatten(1, geom.grid).unflatten(3, geom.window).copy_(_windowed_view(x, geom))
     return out
 
 
