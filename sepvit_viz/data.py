@@ -5,8 +5,9 @@ Folders of photos are named by WordNet id (``n01440764``); ``assets/imagenet_cla
 indices (ids sorted) and readable names.
 
 Training on a CPU cannot afford to decode JPEGs every step, so :func:`build_cache` decodes every
-training photo once into a ``(N, S, S, 3)`` uint8 memory map; :func:`augment_batch` then makes random
-resized crops, flips and mixup as batched tensor ops (one ``grid_sample`` per batch).
+training photo once into uint8 memory maps, one per cached side (a photo is kept at its own size or
+its folder's cap, whichever is smaller); :func:`augment_groups` then makes random resized crops and
+flips as batched tensor ops (one ``grid_sample`` per cached side in the batch) and :func:`mixup` mixes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "PhotoCache",
     "augment_batch",
+    "augment_groups",
     "build_cache",
     "imagenet_class_names",
     "imagenet_classes",
@@ -41,6 +43,9 @@ __all__ = [
     "load_square",
     "mixup",
     "normalize_uint8",
+    "stored_side",
+    "coverage_text",
+    "training_data_summary",
     "wnid_to_index",
 ]
 
@@ -128,73 +133,180 @@ def _load_for_pool(args: tuple[str, int]) -> np.ndarray:
     return load_square(*args)
 
 
-def build_cache(dirs: Sequence[str | Path], cache_dir: str | Path, size: int = 224, workers: int = 1) -> Path:
-    """Decode every photo under ``dirs`` once into ``cache_dir/photos_<size>.u8`` (+ ``.json`` index).
+def _short_side(path: str) -> int:
+    """A photo's short side in pixels, read from its header (no decode)."""
+    with Image.open(path) as im:
+        return min(im.size)
 
-    Returns the path of the json index. Reuses an existing cache built from the same file list and
-    size. The data file is written under a temporary name and renamed when complete, so an
-    interrupted build is never mistaken for a finished one.
+
+def stored_side(short_side: int, cap: int) -> int:
+    """The side a photo is cached at: its own short side, never more than ``cap``.
+
+    Below the cap the side is rounded down to a multiple of 4, so that a folder of photos of nearly
+    the same size shares a few buckets instead of making one per size (64 and 84 px stay as they are).
+    A small photo is never enlarged in the cache: enlarging costs memory and adds no detail.
     """
+    if short_side >= cap:
+        return cap
+    return max(16, short_side - short_side % 4)
+
+
+def _folder_of(path: str, dirs: Sequence[str | Path]) -> str:
+    """The name (last path part) of the first folder in ``dirs`` that holds ``path``."""
+    key = os.path.abspath(path)
+    for d in dirs:
+        pre = os.path.abspath(os.fspath(d)).rstrip(os.sep) + os.sep
+        if key.startswith(pre):
+            return os.path.basename(pre.rstrip(os.sep))
+    raise ValueError(f"photo {path!r} is under none of {list(map(str, dirs))}")
+
+
+def _map(fn, jobs: list, workers: int, desc: str) -> Iterable:  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    files = list_images(dirs)
-    if not files:
-        raise ValueError(f"no images under {list(map(str, dirs))}")
-    digest = hashlib.sha1("\n".join(map(str, files)).encode()).hexdigest()[:10]
-    key = f"photos_{size}_{len(files)}_{digest}"
-    index_path, data_path = cache_dir / f"{key}.json", cache_dir / f"{key}.u8"
-    if index_path.exists() and data_path.exists():
-        meta = json.loads(index_path.read_text())
-        if meta["files"] == [str(f) for f in files] and meta["size"] == size:
-            return index_path
-    tmp = data_path.with_suffix(".u8.part")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
-    jobs = [(str(f), size) for f in files]
     if workers > 1:
         import multiprocessing
 
         # spawn, not fork: a fork of a process whose torch thread pools already run can deadlock
         # in the child (seen here when the teacher was built before the cache)
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            it = pool.imap(_load_for_pool, jobs, chunksize=64)
-            for i, img in enumerate(tqdm(it, total=len(jobs), desc=f"caching photos at {size}px")):
-                arr[i] = img
+            yield from tqdm(pool.imap(fn, jobs, chunksize=64), total=len(jobs), desc=desc)
     else:
-        for i, job in enumerate(tqdm(jobs, desc=f"caching photos at {size}px")):
-            arr[i] = _load_for_pool(job)
-    arr.flush()
-    del arr
-    os.replace(tmp, data_path)
-    index_path.write_text(json.dumps({"size": size, "files": [str(f) for f in files], "dirs": [str(d) for d in dirs]}))
+        yield from (fn(j) for j in tqdm(jobs, desc=desc))
+
+
+def build_cache(
+    dirs: Sequence[str | Path],
+    cache_dir: str | Path,
+    size: int = 224,
+    workers: int = 1,
+    folder_caps: dict[str, int] | None = None,
+) -> Path:
+    """Decode every photo under ``dirs`` once into ``cache_dir``: one uint8 memory map per cached side.
+
+    Each photo is centre-cropped to a square at :func:`stored_side` of its short side and its
+    folder's cap (``folder_caps[name]``, by the folder's last path part, else ``size``): a 64 px
+    photo takes 64 x 64 x 3 bytes, not 224 x 224 x 3. Files: ``<key>_s<side>.u8`` (N_side, side,
+    side, 3) and ``<key>.json`` (the file list and each photo's side), written last, so an
+    interrupted build is never mistaken for a finished one. Reuses a finished cache of the same files,
+    size and caps. Returns the path of the json index.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    files = [str(f) for f in list_images(dirs)]
+    if not files:
+        raise ValueError(f"no images under {list(map(str, dirs))}")
+    caps = {k: int(v) for k, v in sorted((folder_caps or {}).items())}
+    digest = hashlib.sha1(("\n".join(files) + json.dumps(caps)).encode()).hexdigest()[:10]
+    key = f"photos_{size}_{len(files)}_{digest}"
+    index_path = cache_dir / f"{key}.json"
+    if index_path.exists():
+        meta = json.loads(index_path.read_text())
+        if meta.get("files") == files and meta.get("size") == size and meta.get("caps", {}) == caps:
+            if all((cache_dir / f"{key}_s{s}.u8").exists() for s in set(meta["sides"])):
+                return index_path
+    folder_cap = [caps.get(_folder_of(f, dirs), size) for f in files]
+    shorts = list(_map(_short_side, files, workers, "reading photo sizes"))
+    sides = [stored_side(s, c) for s, c in zip(shorts, folder_cap, strict=True)]
+    counts: dict[int, int] = {}
+    rows = []
+    for s in sides:
+        rows.append(counts.get(s, 0))
+        counts[s] = rows[-1] + 1
+    parts = {s: cache_dir / f"{key}_s{s}.u8.part" for s in counts}
+    arrays = {s: np.lib.format.open_memmap(parts[s], mode="w+", dtype=np.uint8, shape=(n, s, s, 3)) for s, n in counts.items()}
+    jobs = list(zip(files, sides, strict=True))
+    for i, img in enumerate(_map(_load_for_pool, jobs, workers, "caching photos")):
+        arrays[sides[i]][rows[i]] = img
+    for s, arr in arrays.items():
+        arr.flush()
+        del arr
+        os.replace(parts[s], cache_dir / f"{key}_s{s}.u8")
+    arrays.clear()
+    meta = {"size": size, "caps": caps, "files": files, "sides": sides, "dirs": [str(d) for d in dirs]}
+    index_path.write_text(json.dumps(meta))
     return index_path
 
 
 @dataclass
 class PhotoCache:
-    """A built cache: ``photos`` (N, S, S, 3) uint8 (memory-mapped) and the source file list."""
+    """A built cache: photos of several sides, each side in its own (N_side, side, side, 3) uint8 array.
 
-    photos: np.ndarray
+    ``sides[i]`` and ``rows[i]`` place photo ``i`` (of ``files``) at ``buckets[sides[i]][rows[i]]``.
+    """
+
+    buckets: dict[int, np.ndarray]
+    sides: np.ndarray
+    rows: np.ndarray
     files: list[str]
     dirs: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, index_path: str | Path, in_memory: bool = False) -> PhotoCache:
         """Open a cache from its json index; ``in_memory`` copies it to RAM (random access stays fast)."""
-        meta = json.loads(Path(index_path).read_text())
-        data = np.load(Path(index_path).with_suffix(".u8"), mmap_mode="r")
-        if in_memory:
-            data = np.array(data)  # a copy: ascontiguousarray would return a view of the (contiguous) map
-        return cls(photos=data, files=meta["files"], dirs=meta.get("dirs", []))
+        index_path = Path(index_path)
+        meta = json.loads(index_path.read_text())
+        sides = np.asarray(meta["sides"], dtype=np.int64)
+        rows = np.zeros(len(sides), dtype=np.int64)
+        buckets = {}
+        for s in sorted(set(meta["sides"])):
+            members = np.nonzero(sides == s)[0]
+            rows[members] = np.arange(len(members))
+            data = np.load(index_path.with_name(f"{index_path.stem}_s{s}.u8"), mmap_mode="r")
+            # a copy: ascontiguousarray would return a view of the (contiguous) map
+            buckets[s] = np.array(data) if in_memory else data
+        return cls(buckets=buckets, sides=sides, rows=rows, files=meta["files"], dirs=meta.get("dirs", []))
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def batch(self, indices: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """Photos at ``indices`` as a (B, S, S, 3) uint8 tensor."""
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self.buckets.values())
+
+    def photo(self, i: int) -> np.ndarray:
+        """Photo ``i`` as (side, side, 3) uint8."""
+        return np.asarray(self.buckets[int(self.sides[i])][self.rows[i]])
+
+    def groups(self, indices: torch.Tensor | Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The photos at ``indices`` grouped by side, smallest side first.
+
+        Returns ``[(positions (b,) int64 into indices, photos (b, side, side, 3) uint8), ...]``.
+        """
         idx = np.asarray(indices, dtype=np.int64)
-        return torch.from_numpy(np.ascontiguousarray(self.photos[idx]))
+        sides = self.sides[idx]
+        out = []
+        for s in np.unique(sides):
+            pos = np.nonzero(sides == s)[0]
+            rows = np.sort(self.rows[idx[pos]])  # sorted rows read the memory map in order
+            order = np.argsort(self.rows[idx[pos]], kind="stable")
+            photos = np.ascontiguousarray(self.buckets[int(s)][rows])
+            out.append((torch.from_numpy(pos[order]), torch.from_numpy(photos)))
+        return out
+
+
+def augment_groups(
+    groups: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    out_size: int,
+    scale: tuple[float, float] = (0.25, 1.0),
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """:func:`augment_batch` for a batch cached at several sides (:meth:`PhotoCache.groups`).
+
+    Each group is cropped from its own photos (no photo is resized to a common side first); the
+    results land at their positions in the batch: (batch_size, 3, out_size, out_size) float32.
+    """
+    out = None
+    for pos, photos in groups:
+        x = augment_batch(photos, out_size, scale=scale, flip=flip, generator=generator)
+        if out is None:
+            out = x.new_empty((batch_size, 3, out_size, out_size))
+        out[pos.to(x.device)] = x
+    if out is None:
+        raise ValueError("augment_groups: no photos")
+    return out
 
 
 def normalize_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -296,3 +408,62 @@ def load_eval_set(
             imgs[i] = np.asarray(resize_center_crop(im, size), dtype=np.uint8)
     labels = torch.tensor([label for _, label in items], dtype=torch.int64)
     return torch.from_numpy(imgs), labels, [p for p, _ in items]
+
+
+def training_data_summary(files: Sequence[str | Path], dirs: Sequence[str | Path]) -> dict:
+    """What a set of training photos covers, for the model card.
+
+    A photo's ImageNet class is its first subfolder under its training folder when that is a WordNet
+    id; other photos (a flat folder, Caltech-101's categories) count as unlabelled for coverage.
+    Returns ``{"folders": {name: {"photos", "imagenet_classes"}}, "total_photos",
+    "imagenet_classes_with_photos", "classes_with_at_least_100_photos", "photos_without_imagenet_class"}``.
+    """
+    index = wnid_to_index()
+    prefixes = [(os.path.abspath(os.fspath(d)).rstrip(os.sep) + os.sep, d) for d in dirs]
+    folders: dict[str, dict[str, int]] = {}
+    folder_classes: dict[str, set[str]] = {}
+    per_class: dict[str, int] = {}
+    unlabelled = 0
+    for f in files:
+        key = os.path.abspath(os.fspath(f))
+        pre = next((p for p, _ in prefixes if key.startswith(p)), None)
+        if pre is None:
+            raise ValueError(f"photo {f!r} is under none of {list(map(str, dirs))}")
+        name = os.path.basename(pre.rstrip(os.sep))
+        entry = folders.setdefault(name, {"photos": 0, "imagenet_classes": 0})
+        entry["photos"] += 1
+        parts = key[len(pre) :].split(os.sep)
+        wnid = parts[0] if len(parts) > 1 and parts[0] in index else None
+        if wnid is None:
+            unlabelled += 1
+            continue
+        folder_classes.setdefault(name, set()).add(wnid)
+        per_class[wnid] = per_class.get(wnid, 0) + 1
+    for name, entry in folders.items():
+        entry["imagenet_classes"] = len(folder_classes.get(name, ()))
+    return {
+        "folders": folders,
+        "total_photos": len(files),
+        "imagenet_classes_with_photos": len(per_class),
+        "classes_with_at_least_100_photos": sum(n >= 100 for n in per_class.values()),
+        "photos_without_imagenet_class": unlabelled,
+    }
+
+
+def coverage_text(summary: dict) -> str:
+    """One paragraph, computed from :func:`training_data_summary`, on how evenly the classes are covered."""
+    many = summary["classes_with_at_least_100_photos"]
+    seen = summary["imagenet_classes_with_photos"]
+    few = seen - many
+    unseen = 1000 - seen
+    text = (
+        f"Trained on {summary['total_photos']:,} photos: {many} of the 1000 ImageNet classes have at least 100 "
+        f"of them, {few} have fewer"
+    )
+    text += f" and {unseen} have none" if unseen else ""
+    if summary["photos_without_imagenet_class"]:
+        text += f"; {summary['photos_without_imagenet_class']:,} photos are of no ImageNet class"
+    return (
+        text + ". The student learned the thinly covered classes only through the teacher's soft outputs, "
+        "so expect it to be weaker on them."
+    )

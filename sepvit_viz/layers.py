@@ -22,6 +22,18 @@ def onednn_linear_available() -> bool:
 
 _HAS_ONEDNN_LINEAR = onednn_linear_available()
 
+
+def _onednn_bf16_available() -> bool:
+    """Whether oneDNN computes in bf16 on this CPU (it needs AVX-512 or AMX; an AVX2-only CPU has no
+    bf16 inner-product kernel and the fused op raises)."""
+    try:
+        return _HAS_ONEDNN_LINEAR and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_HAS_ONEDNN_BF16 = _onednn_bf16_available()
+
 try:  # a dispatch mode (FlopCounterMode, fake tensors) must see plain aten ops
     from torch.utils._python_dispatch import _get_current_dispatch_mode
 except ImportError:  # pragma: no cover - older/newer torch without it: never take the fast path then
@@ -61,7 +73,8 @@ class Linear(nn.Linear):
             return None
         if torch.is_autocast_enabled("cpu"):
             # bf16 autocast: what autocast would do (bf16 in, bf16 out), on the fused kernel
-            return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+            bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
+            return torch.bfloat16 if bf16 and _HAS_ONEDNN_BF16 else None
         return torch.float32 if x.dtype == torch.float32 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,9 @@ import ctypes
 import ctypes.util
 import functools
 import sys
+import torch
 
-__all__ = ["malloc_settings", "release_free_memory", "tune_malloc"]
+__all__ = ["cpu_has_native_bf16", "malloc_settings", "release_free_memory", "tune_malloc"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -86,3 +87,14 @@ def release_free_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX).
+
+    Without it (an AVX2-only CPU) bf16 autocast is emulated and far slower than float32.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sepvit_viz.data import PhotoCache, augment_batch, build_cache, mixup
+from sepvit_viz.data import PhotoCache, augment_batch, augment_groups, build_cache, mixup
 from sepvit_viz.distill import (
     DistillConfig,
     Distiller,
@@ -189,7 +189,12 @@ def test_training_lowers_the_loss_and_the_checkpoint_reloads(photo_dirs, tmp_pat
         torch.testing.assert_close(reloaded(x), dist.student(x), rtol=0, atol=1e-5)
     card = json.loads(Path(cfg.out).with_name("student.card.json").read_text())
     assert card["images_seen"] == 56 and card["status"] == "final"
-    assert "890" in card["coverage"]
+    # the fixture's folder holds 8 photos in subfolders a/ and b/ (no WordNet ids): the card says so
+    assert card["training_data"]["total_photos"] == 8
+    assert card["training_data"]["photos_without_imagenet_class"] == 8
+    assert card["coverage"].startswith("Trained on 8 photos: 0 of the 1000 ImageNet classes")
+    assert set(card["views_per_second"]["CPU, 1 threads, bf16 autocast"]) == {"64"}
+    assert card["train_time_hours_by_hardware"] == {}  # train_step alone counts no budget time
 
 
 def test_resume_continues_exactly(photo_dirs, tmp_path, teacher_available) -> None:
@@ -222,9 +227,10 @@ def test_photos_held_as_one_tensor_train_like_the_memory_map(photo_dirs, tmp_pat
         assert (dist.device_photos is not None) == on_device
         runs.append((dist, [dist.train_step()["loss"] for _ in range(3)]))
     (mapped, mapped_losses), (held, held_losses) = runs
-    assert held.device_photos.shape == (8, 64, 64, 3) and held.device_photos.dtype == torch.uint8
+    assert held.device_photos[64].shape == (8, 64, 64, 3) and held.device_photos[64].dtype == torch.uint8
     idx = torch.tensor([5, 0, 5, 7])
-    assert held.photo_batch(idx).equal(mapped.data.batch(idx))
+    for (pos_h, ph), (pos_m, pm) in zip(held.photo_batch(idx), mapped.data.groups(idx), strict=True):
+        assert pos_h.equal(pos_m) and ph.equal(pm)
     assert held_losses == mapped_losses
     for a, b in zip(mapped.student.parameters(), held.student.parameters(), strict=True):
         assert a.equal(b)
@@ -235,10 +241,53 @@ def test_cache_built_by_worker_processes_equals_the_serial_build(photo_dirs, tmp
     serial = PhotoCache.open(build_cache([train], tmp_path / "serial", 48, workers=1))
     pooled = PhotoCache.open(build_cache([train], tmp_path / "pooled", 48, workers=2))
     assert pooled.files == serial.files and len(serial) == 8
-    assert np.array_equal(pooled.photos, serial.photos)
+    assert pooled.buckets.keys() == serial.buckets.keys() == {48}
+    assert np.array_equal(pooled.buckets[48], serial.buckets[48])
     loaded = PhotoCache.open(build_cache([train], tmp_path / "serial", 48), in_memory=True)
-    assert loaded.photos.flags.owndata  # copied into RAM, not a view of the memory map
-    assert np.array_equal(loaded.photos, serial.photos)
+    assert loaded.buckets[48].flags.owndata  # copied into RAM, not a view of the memory map
+    assert np.array_equal(loaded.buckets[48], serial.buckets[48])
+
+
+def test_cache_keeps_small_photos_at_their_own_size_and_caps_folders(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    small, large = tmp_path / "small" / "n01440764", tmp_path / "large" / "n01440764"
+    small.mkdir(parents=True)
+    large.mkdir(parents=True)
+    for i in range(3):
+        _photo(rng, 64).save(small / f"{i}.png")
+    Image.new("RGB", (300, 200), (200, 10, 10)).save(large / "wide.png")
+    Image.new("RGB", (90, 150), (10, 200, 10)).save(large / "tall.png")  # short side 90 -> 88
+    cache = PhotoCache.open(build_cache([small.parent, large.parent], tmp_path / "c", 160))
+    assert sorted(cache.buckets) == [64, 88, 160]
+    assert cache.nbytes == 3 * 64 * 64 * 3 + 88 * 88 * 3 + 160 * 160 * 3
+    wide = cache.files.index(str(large / "wide.png"))
+    assert cache.photo(wide).shape == (160, 160, 3) and tuple(cache.photo(wide)[80, 80]) == (200, 10, 10)
+    capped = PhotoCache.open(build_cache([small.parent, large.parent], tmp_path / "c", 160, folder_caps={"large": 72}))
+    assert sorted(capped.buckets) == [64, 72]  # the cap is a new cache, not the old one reused
+    # a batch across sides: every photo lands at its own position after augmentation
+    first_small = cache.files.index(str(small / "0.png"))
+    idx = torch.tensor([wide, first_small, wide, first_small + 1])
+    groups = cache.groups(idx)
+    assert [g[1].shape[1] for g in groups] == [64, 160]
+    out = augment_groups(groups, 4, 32, scale=(1.0, 1.0), flip=False)
+    red = out[:, 0].mean(dim=(1, 2)) > 0.3  # the red photo normalised: channel 0 near +0.57
+    assert red.tolist() == [True, False, True, False]
+
+
+def test_training_data_summary_counts_classes_and_unlabelled_photos(tmp_path) -> None:
+    from sepvit_viz.data import coverage_text, training_data_summary
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    files = [a / "n01440764" / f"{i}.jpg" for i in range(120)] + [a / "n02102040" / "x.jpg"]
+    files += [b / "n01440764" / "y.jpg", b / "faces" / "z.jpg", b / "loose.jpg"]
+    summary = training_data_summary(files, [a, b])
+    assert summary["folders"] == {"a": {"photos": 121, "imagenet_classes": 2}, "b": {"photos": 3, "imagenet_classes": 1}}
+    assert summary["imagenet_classes_with_photos"] == 2
+    assert summary["classes_with_at_least_100_photos"] == 1
+    assert summary["photos_without_imagenet_class"] == 2
+    text = coverage_text(summary)
+    assert text.startswith("Trained on 124 photos: 1 of the 1000 ImageNet classes have at least 100")
+    assert "1 have fewer and 998 have none; 2 photos are of no ImageNet class" in text
 
 
 def test_no_held_out_folders_and_a_given_teacher_file(photo_dirs, tmp_path, teacher_available) -> None:
