@@ -35,6 +35,7 @@ __all__ = [
     "augment_batch",
     "augment_groups",
     "build_cache",
+    "coverage_text",
     "imagenet_class_names",
     "imagenet_classes",
     "labelled_images",
@@ -44,7 +45,6 @@ __all__ = [
     "mixup",
     "normalize_uint8",
     "stored_side",
-    "coverage_text",
     "training_data_summary",
     "wnid_to_index",
 ]
@@ -202,9 +202,9 @@ def build_cache(
     index_path = cache_dir / f"{key}.json"
     if index_path.exists():
         meta = json.loads(index_path.read_text())
-        if meta.get("files") == files and meta.get("size") == size and meta.get("caps", {}) == caps:
-            if all((cache_dir / f"{key}_s{s}.u8").exists() for s in set(meta["sides"])):
-                return index_path
+        same = meta.get("files") == files and meta.get("size") == size and meta.get("caps", {}) == caps
+        if same and all((cache_dir / f"{key}_s{s}.u8").exists() for s in set(meta["sides"])):
+            return index_path
     folder_cap = [caps.get(_folder_of(f, dirs), size) for f in files]
     shorts = list(_map(_short_side, files, workers, "reading photo sizes"))
     sides = [stored_side(s, c) for s, c in zip(shorts, folder_cap, strict=True)]
@@ -214,7 +214,9 @@ def build_cache(
         rows.append(counts.get(s, 0))
         counts[s] = rows[-1] + 1
     parts = {s: cache_dir / f"{key}_s{s}.u8.part" for s in counts}
-    arrays = {s: np.lib.format.open_memmap(parts[s], mode="w+", dtype=np.uint8, shape=(n, s, s, 3)) for s, n in counts.items()}
+    arrays = {
+        s: np.lib.format.open_memmap(parts[s], mode="w+", dtype=np.uint8, shape=(n, s, s, 3)) for s, n in counts.items()
+    }
     jobs = list(zip(files, sides, strict=True))
     for i, img in enumerate(_map(_load_for_pool, jobs, workers, "caching photos")):
         arrays[sides[i]][rows[i]] = img

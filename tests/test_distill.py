@@ -281,7 +281,10 @@ def test_training_data_summary_counts_classes_and_unlabelled_photos(tmp_path) ->
     files = [a / "n01440764" / f"{i}.jpg" for i in range(120)] + [a / "n02102040" / "x.jpg"]
     files += [b / "n01440764" / "y.jpg", b / "faces" / "z.jpg", b / "loose.jpg"]
     summary = training_data_summary(files, [a, b])
-    assert summary["folders"] == {"a": {"photos": 121, "imagenet_classes": 2}, "b": {"photos": 3, "imagenet_classes": 1}}
+    assert summary["folders"] == {
+        "a": {"photos": 121, "imagenet_classes": 2},
+        "b": {"photos": 3, "imagenet_classes": 1},
+    }
     assert summary["imagenet_classes_with_photos"] == 2
     assert summary["classes_with_at_least_100_photos"] == 1
     assert summary["photos_without_imagenet_class"] == 2
@@ -412,7 +415,10 @@ def test_dir_weights_accept_any_spelling_of_a_training_folder(photo_dirs, tmp_pa
         counts = np.bincount(dist.order.numpy(), minlength=8)
         in_a = np.array([Path(f).resolve().parent.name == "a" for f in dist.data.files])
         assert (counts[in_a] == 2).all() and (counts[~in_a] == 1).all(), (dist.data.files, counts)
-        assert dist.model_card(final=False)["training_data"]["folders"] == {"a": {"photos": 4}, "b": {"photos": 4}}
+        assert dist.model_card(final=False)["training_data"]["folders"] == {
+            "a": {"photos": 4, "imagenet_classes": 0},
+            "b": {"photos": 4, "imagenet_classes": 0},
+        }
 
     # an unknown name is a clear error naming the training folders, raised before any cache is built
     cfg = _config(photo_dirs, tmp_path / "bad", train_dirs=[str(train / "a"), str(train / "b")], dir_weights="c=2")
@@ -455,7 +461,9 @@ def test_resuming_an_old_run_whose_out_is_the_shipped_asset_writes_to_its_run_fo
     """Runs saved before --out defaulted to the run folder hold the shipped asset as their out."""
     run_dir = tmp_path / "runs" / "old"
     run_dir.mkdir(parents=True)
-    old_cfg = DistillConfig(name="old", runs_dir=str(tmp_path / "runs"), out=str(REPO / "assets" / "sepvit_lite_distilled.safetensors"))
+    old_cfg = DistillConfig(
+        name="old", runs_dir=str(tmp_path / "runs"), out=str(REPO / "assets" / "sepvit_lite_distilled.safetensors")
+    )
     torch.save({"config": json.dumps(old_cfg.to_dict())}, run_dir / "state.pt")
     argv = ["--resume", "--name", "old", "--runs-dir", str(tmp_path / "runs")]
     cfg, _ = config_from_args(build_parser().parse_args(argv))
@@ -578,3 +586,22 @@ def test_compiled_student_trains_like_the_eager_one(photo_dirs, tmp_path, teache
         assert math.isfinite(b["loss"]) and b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-4)
     for (name, p), q in zip(eager.student.state_dict().items(), compiled.student.state_dict().values(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_card_lineage_continues_the_parents_card(photo_dirs, tmp_path, teacher_available) -> None:
+    first = Distiller(_config(photo_dirs, tmp_path / "a", name="first", steps=1))
+    first.train_step()
+    first.export(final=True)
+    parent_card = json.loads(Path(first.cfg.out).with_name("student.card.json").read_text())
+    assert parent_card["run"] == "first" and parent_card["initialised_from"] == "random"
+    assert "lineage" not in parent_card
+
+    child = Distiller(_config(photo_dirs, tmp_path / "b", name="second", steps=2, init_from=first.cfg.out))
+    for _ in range(2):
+        child.train_step()
+    child.export(final=True)
+    card = json.loads(Path(child.cfg.out).with_name("student.card.json").read_text())
+    assert card["run"] == "second" and card["initialised_from"]["run"] == "first"
+    [record] = card["lineage"]
+    assert record["run"] == "first" and record["images_seen"] == 4 and record["steps"] == 1
+    assert card["total_images_seen_including_initialisation"] == 4 + 8

@@ -131,17 +131,23 @@ def reference():
 
 def test_official_checkpoint_reproduces_logits_and_every_attention_map(reference):
     tensors, config = reference
-    state = {k[len("state_dict."):]: v for k, v in tensors.items() if k.startswith("state_dict.")}
+    state = {k[len("state_dict.") :]: v for k, v in tensors.items() if k.startswith("state_dict.")}
     model = sepvit_viz.from_official(state, config)
     seen = {}
     handles = []
     for block in model.iter_blocks():
         stage, index = block.stage, block.index
-        handles.append(block.attn.dwa_tap.register_forward_hook(
-            lambda m, a, out, k=f"attention.blocks.{stage}.{index}.attn.DSA_attn_drop": seen.__setitem__(k, out)))
+        handles.append(
+            block.attn.dwa_tap.register_forward_hook(
+                lambda m, a, out, k=f"attention.blocks.{stage}.{index}.attn.DSA_attn_drop": seen.__setitem__(k, out)
+            )
+        )
         if block.kind != "global":
-            handles.append(block.attn.pwa_tap.register_forward_hook(
-                lambda m, a, out, k=f"attention.blocks.{stage}.{index}.attn.PSA_attn_drop": seen.__setitem__(k, out)))
+            handles.append(
+                block.attn.pwa_tap.register_forward_hook(
+                    lambda m, a, out, k=f"attention.blocks.{stage}.{index}.attn.PSA_attn_drop": seen.__setitem__(k, out)
+                )
+            )
     with torch.no_grad():
         logits = model(tensors["input"])
     for h in handles:
@@ -159,7 +165,7 @@ def test_official_checkpoint_reproduces_logits_and_every_attention_map(reference
 
 def test_official_layout_conversion_and_misfit_errors(reference):
     tensors, config = reference
-    state = {k[len("state_dict."):]: v for k, v in tensors.items() if k.startswith("state_dict.")}
+    state = {k[len("state_dict.") :]: v for k, v in tensors.items() if k.startswith("state_dict.")}
     converted = sepvit_viz.checkpoint_filter_fn(state)
     assert "stages.0.blocks.0.attn.qkv.weight" in converted
     assert "stages.1.pos_conv.proj.weight" in converted
@@ -179,7 +185,9 @@ def test_official_layout_conversion_and_misfit_errors(reference):
     with pytest.raises(CheckpointError, match=r"stages\.0\.patch_embed\.proj\.weight: checkpoint \(16, 3, 7, 7\)"):
         sepvit_viz.from_official(state, {**config, "embed_dims": [32, 64, 128, 256], "num_heads": [1, 2, 4, 8]})
     odd_tokens = {**state, "blocks.0.0.win_tokens": torch.zeros(1, 63, 1, 16)}  # 63: no square grid
-    with pytest.raises(CheckpointError, match=r"stages\.0\.blocks\.0\.window_tokens: window tokens of shape \(1, 63, 1, 16\)"):
+    with pytest.raises(
+        CheckpointError, match=r"stages\.0\.blocks\.0\.window_tokens: window tokens of shape \(1, 63, 1, 16\)"
+    ):
         sepvit_viz.from_official(odd_tokens, config)
 
 
@@ -189,8 +197,14 @@ def test_window_tokens_cannot_amplify_a_small_file_into_a_big_model(tmp_path):
     before anything is allocated, and tokens whose channels differ must never reach the resize."""
     from sepvit_viz.config import SepViTConfig
 
-    cfg = SepViTConfig(embed_dims=(64, 64, 64, 64), depths=(4, 1, 1, 1), num_heads=(1, 1, 1, 1),
-                       window_patterns=((1,), (7,), (7,), (7,)), ref_img_size=2048, num_classes=10)
+    cfg = SepViTConfig(
+        embed_dims=(64, 64, 64, 64),
+        depths=(4, 1, 1, 1),
+        num_heads=(1, 1, 1, 1),
+        window_patterns=((1,), (7,), (7,), (7,)),
+        ref_img_size=2048,
+        num_classes=10,
+    )
     # each stage-1 block would hold a 512 x 512 grid of 64-channel tokens: 16.8M numbers, 64 MiB
     tokens = {f"stages.0.blocks.{j}.window_tokens": torch.zeros(1, 1, 1, 64) for j in range(4)}
     # enough other numbers to pass the parameter estimate, which leaves the tokens out
@@ -218,3 +232,27 @@ def test_hostile_config_metadata_is_refused_before_allocating(tmp_path):
     save_file({"a": torch.zeros(1)}, str(path), metadata={"config": huge.to_json()})
     with pytest.raises(CheckpointError, match="describes a model of at least"):
         sepvit_viz.load_checkpoint(path)
+
+
+def test_model_note_is_one_line_drawn_from_the_card(tmp_path):
+    import json
+
+    from sepvit_viz.weights import card_path_for, model_note
+
+    ckpt = tmp_path / "m.safetensors"
+    assert model_note(ckpt) is None  # no card, nothing to say
+    card = {
+        "coverage": "old text",
+        "training_data": {"total_photos": 180367, "classes_with_at_least_100_photos": 296},
+        "evaluation": {
+            "results": {"imagewoof": {"student_top1": 0.605, "teacher_top1": 0.81}, "x": {"student_top1": 0.2}}
+        },
+    }
+    card_path_for(ckpt).write_text(json.dumps(card))
+    note = model_note(ckpt)
+    assert "\n" not in note
+    assert note.startswith("Distilled from EfficientNet-Lite0 on 180,367 photos; 296 of the 1000 classes")
+    assert "Held-out top-1: imagewoof 60% (teacher 81%), x 20%." in note
+    del card["training_data"]["classes_with_at_least_100_photos"]  # an older card: its coverage text
+    card_path_for(ckpt).write_text(json.dumps(card))
+    assert model_note(ckpt) == "old text"
