@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +34,8 @@ __all__ = [
     "check_eval_dir",
     "coverage_note",
     "evaluate_dirs",
+    "evaluate_examples",
+    "listed_examples",
     "main",
     "markdown_table",
     "predict",
@@ -116,6 +119,60 @@ def evaluate_dirs(
             )
             row["teacher_top1"] = (t == labels).double().mean().item()
             row["agreement"] = (s == t).double().mean().item()
+        rows.append(row)
+    return rows
+
+
+def listed_examples(folder: str | Path) -> list[tuple[Path, int]]:
+    """The photos of an examples folder with their true class, from its ``ATTRIBUTION.md`` table
+    (rows ``| file.jpg | <class index> <name> | ...``). Raises ``ValueError`` when a listed photo is missing."""
+    import re
+
+    folder = Path(folder)
+    out = []
+    for line in (folder / "ATTRIBUTION.md").read_text(encoding="utf-8").splitlines():
+        m = re.match(r"\|\s*([^|/\\]+\.(?:jpe?g|png))\s*\|\s*(\d+)\s", line, flags=re.IGNORECASE)
+        if m:
+            path = folder / m.group(1).strip()
+            if not path.is_file():
+                raise ValueError(f"{folder}/ATTRIBUTION.md lists {m.group(1)!r}, which is not in the folder")
+            out.append((path, int(m.group(2))))
+    return sorted(out)
+
+
+@torch.no_grad()
+def evaluate_examples(
+    model: nn.Module, folder: str | Path, teacher: nn.Module | None = None, teacher_bf16: bool | None = None
+) -> list[dict[str, Any]]:
+    """Per example photo (:func:`listed_examples`): its true class and the student's (and teacher's)
+    top-1 class and probability at 224 px with the evaluation transform."""
+    from PIL import Image
+
+    from sepvit_viz.data import imagenet_class_names
+    from sepvit_viz.preprocess import resize_center_crop
+
+    if teacher_bf16 is None:
+        from sepvit_viz.runtime import cpu_has_native_bf16
+
+        teacher_bf16 = cpu_has_native_bf16()
+    names = imagenet_class_names()
+    rows = []
+    for path, label in listed_examples(folder):
+        with Image.open(path) as im:
+            img = torch.from_numpy(np.array(resize_center_crop(im.convert("RGB"), 224), dtype=np.uint8))
+        x = normalize_uint8(img[None])
+        row: dict[str, Any] = {"file": path.name, "class": names[label]}
+        nets = [("student", model, False)] + ([("teacher", teacher, teacher_bf16)] if teacher is not None else [])
+        for who, net, bf16 in nets:
+            net.eval()
+            if who == "teacher":
+                x_in = x.contiguous(memory_format=torch.channels_last)
+            else:
+                x_in = x
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                prob = net(x_in).float().softmax(-1)[0]
+            top = int(prob.argmax())
+            row[who] = {"top1": names[top], "probability": round(float(prob[top]), 3), "right": top == label}
         rows.append(row)
     return rows
 
@@ -225,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
 
     p = argparse.ArgumentParser(prog="python -m sepvit_viz.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("dirs", nargs="+", help="folders of photos in WordNet-id subfolders (e.g. DIR/n01440764/*.jpg)")
+    p.add_argument("dirs", nargs="*", help="folders of photos in WordNet-id subfolders (e.g. DIR/n01440764/*.jpg)")
+    p.add_argument(
+        "--examples",
+        help="also run the example photos of this folder (true classes from its ATTRIBUTION.md); "
+        "with --update-card recorded under 'examples'",
+    )
     p.add_argument(
         "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="student checkpoint (default: the shipped one)"
     )
@@ -241,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         help="record the results, the targets and the verdicts in the checkpoint's .card.json (under 'evaluation')",
     )
     args = p.parse_args(argv)
+    if not args.dirs and not args.examples:
+        p.error("give held-out folders, --examples DIR, or both")
     if args.threads:
         torch.set_num_threads(args.threads)
     for d in args.dirs:
@@ -258,9 +322,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     rows = evaluate_dirs(model, args.dirs, teacher, limit=args.limit, batch_size=args.batch_size, bf16=args.bf16)
     print(f"checkpoint: {args.checkpoint} (1000-way top-1 at 224, centre crop 0.875)")
-    print(markdown_table(rows))
-    for line in verdict_lines(rows):
-        print(line)
+    if rows:
+        print(markdown_table(rows))
+        for line in verdict_lines(rows):
+            print(line)
+    examples = None
+    if args.examples:
+        try:
+            examples = evaluate_examples(model, args.examples, teacher)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for r in examples:
+            t = f"; teacher {r['teacher']['top1']}" if "teacher" in r else ""
+            ok = "right" if r["student"]["right"] else "wrong"
+            print(f"{r['file']}: {r['class']} -> {r['student']['top1']} ({r['student']['probability']:.0%}, {ok}){t}")
     print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
@@ -268,7 +344,17 @@ def main(argv: list[str] | None = None) -> int:
         card_path = card_path_for(args.checkpoint)
         from sepvit_viz.runtime import cpu_has_native_bf16
 
-        update_card(card_path, rows, bf16=args.bf16, limit=args.limit, teacher_bf16=cpu_has_native_bf16())
+        if rows:
+            update_card(card_path, rows, bf16=args.bf16, limit=args.limit, teacher_bf16=cpu_has_native_bf16())
+        if examples is not None:
+            card = json.loads(card_path.read_text()) if card_path.exists() else {}
+            card["examples"] = {
+                "folder": Path(args.examples).name,
+                "student_right": sum(r["student"]["right"] for r in examples),
+                "photos": len(examples),
+                "results": examples,
+            }
+            card_path.write_text(json.dumps(card, indent=2) + "\n")
         print(f"updated {card_path}", file=sys.stderr)
     return 0
 

@@ -232,3 +232,46 @@ def test_coverage_note_follows_the_card_beside_the_checkpoint(tmp_path):
     assert evaluate.coverage_note(ckpt) == "Only tested on cats."  # this card's words only
     evaluate.card_path_for(ckpt).write_text("{not json")
     assert evaluate.coverage_note(ckpt) is None
+
+
+# ------------------------------------------------------------------------------ example photos
+def test_examples_are_scored_against_the_classes_their_attribution_lists(monkeypatch, tmp_path, capsys):
+    import shutil as sh
+
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    for name in ("goldfish_435137.jpg", "church_d0fe8a.jpg"):
+        sh.copy(ROOT / "assets" / "examples" / name, folder / name)
+    (folder / "ATTRIBUTION.md").write_text(
+        "| file | ImageNet class | author | source |\n|---|---|---|---|\n"
+        "| goldfish_435137.jpg | 1 goldfish | a | b |\n| church_d0fe8a.jpg | 497 church | a | b |\n"
+    )
+    assert [(p.name, c) for p, c in evaluate.listed_examples(folder)] == [
+        ("church_d0fe8a.jpg", 497),
+        ("goldfish_435137.jpg", 1),
+    ]
+    rows = evaluate.evaluate_examples(FixedLogits(1), folder, teacher=FixedLogits(497))
+    assert [(r["file"], r["student"]["right"], r["teacher"]["right"]) for r in rows] == [
+        ("church_d0fe8a.jpg", False, True),
+        ("goldfish_435137.jpg", True, False),
+    ]
+    assert rows[1]["student"]["top1"] == "goldfish" and rows[0]["class"] == "church"
+
+    # through the command line: the card records how many the student gets right
+    import sepvit_viz.weights
+
+    monkeypatch.setattr(sepvit_viz.weights, "load_checkpoint", lambda path: FixedLogits(497))
+    ckpt = tmp_path / "m.safetensors"
+    assert evaluate.main(["--examples", str(folder), "--checkpoint", str(ckpt), "--update-card"]) == 0
+    card = json.loads(evaluate.card_path_for(ckpt).read_text())
+    assert card["examples"]["student_right"] == 1 and card["examples"]["photos"] == 2
+    assert "church_d0fe8a.jpg: church -> church" in capsys.readouterr().out
+
+    (folder / "goldfish_435137.jpg").unlink()  # listed but missing: a one-line error
+    assert evaluate.main(["--examples", str(folder), "--checkpoint", str(ckpt)]) == 2
+
+
+def test_the_bundled_examples_are_listed_with_their_classes():
+    listed = evaluate.listed_examples(ROOT / "assets" / "examples")
+    assert 6 <= len(listed) <= 9
+    assert sorted(p.name for p, _ in listed) == sorted(p.name for p in (ROOT / "assets" / "examples").glob("*.jpg"))
