@@ -132,8 +132,10 @@ def depth_figure(
     m = _BY_NAME[measure]
     first = items[0]
     nblocks = len(first.blocks)
-    fig = _new_figure(max(6.0, 0.62 * nblocks + 2.6), 4.0, dpi)
-    ax = fig.add_axes((0.09, 0.22, 0.66, 0.66))
+    width = max(6.0, 0.55 * nblocks + 2.6)
+    fig = _new_figure(width, 4.0, dpi)
+    # fixed margins in inches: 0.7 left for the y axis, 1.5 right for the legend
+    ax = fig.add_axes((0.7 / width, 0.22, (width - 2.2) / width, 0.66))
     any_value = False
     kinds_seen: list[str] = []
     for k, st in enumerate(items):
