@@ -5,6 +5,7 @@
     result.summary()["p50"]            # (rows, measures): median over photos of every head's value
     stats.cached_model_stats(model)    # the bundled example photos, cached by the weights' fingerprint
     stats.photo_values(analysis.records)   # one photo's values, to mark on the same axes
+    stats.typicality_caption(result, values, "dwa_distance")   # "within the 5-95% range on 13 of 15 heads"
 
 Three layers, from pure to I/O:
 
@@ -15,7 +16,7 @@ Three layers, from pure to I/O:
    :class:`ModelStats` holds them and gives means and percentiles over photos.
 3. The streaming driver: :func:`list_photos`, :func:`compute_stats` (several models on the same photos,
    decoded once), :func:`model_stats`, and for the app :func:`cached_model_stats`,
-   :func:`model_fingerprint`, :func:`photo_values`.
+   :func:`model_fingerprint`, :func:`photo_values`, :func:`photo_ranks`, :func:`typicality_caption`.
 
 Attention comes from :class:`sepvit_viz.capture.AttentionCapture` (the model's named taps); the
 model knows nothing about statistics. Shapes (axis letters as in :mod:`sepvit_viz.maps`): B images,
@@ -89,8 +90,10 @@ __all__ = [
     "list_photos",
     "model_fingerprint",
     "model_stats",
+    "photo_ranks",
     "photo_values",
     "pwa_measures",
+    "typicality_caption",
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
@@ -565,6 +568,44 @@ def model_stats(
 
 
 # ----------------------------------------------------------------------------- the app's Model tab
+def photo_ranks(stats: ModelStats, values: np.ndarray) -> np.ndarray:
+    """Where one photo stands among ``stats``' photos: (rows, M) percentile ranks in 0..100 (the share
+    of photos whose value is below this photo's, ties counted half), NaN where undefined.
+
+    ``values``: (rows, M) from :func:`photo_values`, rows as ``stats.rows`` (same model). Compare at
+    the same input size: distances are in input pixels and the window grid depends on the size.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != stats.values.shape[1:]:
+        raise ValueError(f"values of shape {values.shape} do not fit statistics of shape {stats.values.shape[1:]}")
+    ref = stats.values.astype(np.float64)  # (photos, rows, M)
+    valid = np.isfinite(ref)
+    below = ((ref < values) & valid).sum(axis=0) + 0.5 * ((ref == values) & valid).sum(axis=0)
+    count = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((count > 0) & np.isfinite(values), 100.0 * below / count, np.nan)
+
+
+def typicality_caption(stats: ModelStats, values: np.ndarray, measure: str, low: float = 5, high: float = 95) -> str:
+    """One sentence for the app: on how many heads this photo's ``measure`` lies within the
+    ``low``..``high`` percentile range of the statistics' photos, and which heads lie outside."""
+    if measure not in _INDEX:
+        raise ValueError(f"unknown measure {measure!r}; choose one of {', '.join(MEASURE_NAMES)}")
+    ranks = photo_ranks(stats, values)[:, _INDEX[measure]]
+    ok = np.isfinite(ranks)
+    if not ok.any():
+        return "No block of this model has this measure."
+    outside = [stats.rows[i] for i in np.flatnonzero(ok & ((ranks < low) | (ranks > high)))]
+    text = (
+        f"This photo lies within the {low:g}-{high:g}% range of the {stats.num_photos} reference photo(s) on "
+        f"{int(ok.sum()) - len(outside)} of {int(ok.sum())} heads"
+    )
+    if not outside:
+        return text + "."
+    names = ", ".join(f"{r.block_label} head {r.head}" for r in outside[:6])
+    return text + f"; outside: {names}" + (" ..." if len(outside) > 6 else "") + "."
+
+
 def example_photos() -> list[Path]:
     """The bundled example photos (``assets/examples``), sorted."""
     folder = Path(__file__).resolve().parent.parent / "assets" / "examples"

@@ -142,6 +142,9 @@ def run_stats(args: argparse.Namespace) -> int:
     except StatsInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing written (1,000 photos take a few minutes: rerun, or use --limit)", file=sys.stderr)
+        return 130
     from .stats_plots import write_report
 
     notes = [f"WARNING: {warning}"] if warning else []

@@ -318,6 +318,23 @@ def test_photo_marks_sit_on_the_same_axes(model):
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
 
 
+def test_photo_ranks_and_caption(model):
+    st = fake_stats("trained", model)
+    median_photo = st.summary()["p50"]  # 3 photos: the middle one on every head
+    ranks = stats.photo_ranks(st, median_photo)
+    finite = np.isfinite(ranks)
+    np.testing.assert_allclose(ranks[finite], 50.0)
+    assert np.isnan(ranks[:, M["pwa_distance"]][[r.kind == "global" for r in st.rows]]).all()
+    assert "on 15 of 15 heads." in stats.typicality_caption(st, median_photo, "dwa_distance")
+    odd = median_photo.copy()
+    odd[3, M["dwa_distance"]] = 1e6  # far above every reference photo on one head
+    assert stats.photo_ranks(st, odd)[3, M["dwa_distance"]] == 100.0
+    caption = stats.typicality_caption(st, odd, "dwa_distance")
+    assert "on 14 of 15 heads; outside: " in caption and f"{st.rows[3].block_label} head {st.rows[3].head}" in caption
+    with pytest.raises(ValueError, match="do not fit"):
+        stats.photo_ranks(st, odd[:-1])
+
+
 # ------------------------------------------------------------------ the command line
 def save_random(path: Path, seed: int) -> Path:
     torch.manual_seed(seed)
@@ -409,3 +426,13 @@ def test_cli_explains_bad_input(tmp_path, capsys, photos):
     )
     assert rc == 2
     assert "their blocks differ" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_benchmark_quick_mode_writes_its_tables(photos):
+    from benchmarks import bench_stats
+
+    text = bench_stats.run(quick=True, photos=photos[0].parent, counts=[2])
+    assert "| photos | batch | torch threads |" in text
+    assert "**1,000 photos (extrapolated" in text
+    assert "| step (one batch) |" in text and "forward under capture" in text
