@@ -416,6 +416,12 @@ def write_report(
         "Distances are in pixels of the model's input image. Definitions: <code>docs/stats.md</code>.</p>"
     )
     parts.append("<h2>Block kinds side by side (GSA against DSSA)</h2>")
+    parts.append(
+        "<p>Each cell: the mean, over the stage's heads of that kind, of each head's median over photos. "
+        "A block whose map holds a single window at the model's reference size (224) is global attention "
+        "(no window token, no PWA), as in the official code: for Lite that includes the 14x14 "
+        "&quot;GSA&quot; blocks of stage 3.</p>"
+    )
     parts.append(_kind_table(items))
     parts.append("<figure><img src='kinds.png' alt='kinds'></figure>")
     parts.append("<h2>Against depth</h2>")
