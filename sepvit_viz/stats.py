@@ -152,7 +152,9 @@ def _centres(pos: np.ndarray, real: np.ndarray) -> np.ndarray:
 
 def _entropy(p: np.ndarray) -> np.ndarray:
     """Entropy (nats) over the last axis; zero probabilities contribute nothing."""
-    return -(p * np.log(np.maximum(p, 1e-30))).sum(axis=-1)
+    logp = np.zeros(p.shape, dtype=p.dtype)
+    np.log(p, out=logp, where=p > 0)  # log of the positive entries only: no clamping pass, no log(0)
+    return -np.einsum("...k,...k->...", p, logp)  # product and sum in one pass, no temporary
 
 
 def _batched(a: np.ndarray, ndim: int, what: str) -> tuple[np.ndarray, bool]:
@@ -192,7 +194,7 @@ def dwa_measures(dwa: np.ndarray, geom: GeometryLike) -> dict[str, np.ndarray]:
     dist = (s * np.hypot(offsets[..., 0], offsets[..., 1]))[None] * real[:, None, :]  # (n, P, P)
     key_real = real.astype(np.float32)
     pix = a[:, :, :, t:, t:]  # (B, n, h, P, P) pixel queries -> pixel keys
-    mass = np.einsum("bnhpq,nq->bnhp", pix, key_real)  # share of each query on real pixels
+    mass = np.matmul(pix, key_real[:, None, :, None])[..., 0]  # (B, n, h, P) share of each query on real pixels
     per_query = np.einsum("bnhpq,npq->bnhp", pix, dist.astype(np.float32)) / np.maximum(mass, _EPS)
     qw = real[None, :, None, :].astype(np.float64)  # real queries only, each counted once
     nq = float(real.sum())
