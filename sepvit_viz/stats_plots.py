@@ -8,7 +8,8 @@ API on the Agg canvas (pyplot is never imported: no global figure registry, safe
   several checkpoints share the axes (filled, then hollow markers of other shapes); ``marks`` puts one
   photo's own values on the same axes as black stars.
 * :func:`kinds_figure`: the kinds side by side within each stage (GSA against DSSA).
-* :func:`depth_image` / :func:`kinds_image`: the same as RGB uint8 arrays (for the app).
+* :func:`depth_image` / :func:`kinds_image`: the same as RGB uint8 arrays (for the app);
+  :func:`model_tab_view`: (picture, caption) of an app's "Model" tab with the current photo marked.
 * :func:`write_csv`, :func:`write_report`: the CSV (one row per checkpoint, block and head), the PNGs,
   the per-photo values (``values.npz``) and an ``index.html`` that holds them.
 """
@@ -20,6 +21,7 @@ import html
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -38,6 +40,7 @@ __all__ = [
     "figure_png",
     "kinds_figure",
     "kinds_image",
+    "model_tab_view",
     "write_csv",
     "write_report",
 ]
@@ -299,6 +302,47 @@ def kinds_image(
 ) -> np.ndarray:
     """:func:`kinds_figure` as an (H, W, 3) uint8 picture."""
     return _figure_rgb(kinds_figure(stats, measures, dpi=dpi))
+
+
+def model_tab_view(
+    stats: ModelStats | Sequence[ModelStats],
+    measure: str,
+    records: Sequence[Any] | None = None,
+    *,
+    dpi: int = 100,
+) -> tuple[np.ndarray, str]:
+    """(picture, caption) for an app's "Model" tab: ``measure`` against depth for the loaded checkpoint
+    (first of ``stats``; others share the axes), with the current photo's own values as black stars.
+
+    ``records``: the current photo's capture records (e.g. ``Analysis.records``; batch image 0) or None
+    for no photo. The caption says on how many heads the photo lies within the 5-95% range of the
+    reference photos, and warns when the photo was analysed at another input size than they were
+    (distances are in input pixels, so they are then not comparable).
+
+    Raises:
+        ValueError: an unknown measure, or records of a model with other blocks or heads.
+    """
+    from .stats import head_rows, photo_values, typicality_caption
+
+    items = _as_list(stats)
+    first = items[0]
+    m = _BY_NAME[MEASURE_NAMES[_measure(measure)]]
+    caption = f"{m.label} ({m.unit}) of every head, over {first.num_photos} reference photo(s)."
+    marks = None
+    if records:
+        if head_rows(records) != first.rows:
+            raise ValueError("the photo's attention comes from another model than the statistics")
+        marks = photo_values(records)
+        caption += " " + typicality_caption(first, marks, measure)
+        g = records[0].geometry
+        side = (g.height * g.stride, g.width * g.stride)
+        if side != (first.size, first.size):
+            caption += (
+                f" Note: the photo was analysed at {side[0]}x{side[1]}, the reference photos at "
+                f"{first.size}x{first.size}; distances are in input pixels and windows differ, so compare "
+                "with care."
+            )
+    return _figure_rgb(depth_figure(items, measure, marks=marks, dpi=dpi)), caption
 
 
 # ----------------------------------------------------------------------------- files

@@ -335,6 +335,25 @@ def test_photo_ranks_and_caption(model):
         stats.photo_ranks(st, odd[:-1])
 
 
+def test_model_tab_view_marks_the_photo_and_says_where_it_stands(model):
+    st = fake_stats("trained", model)
+    _, records = capture_forward(model, torch.randn(1, 3, 64, 64))
+    rgb, caption = stats_plots.model_tab_view(st, "dwa_distance", records)
+    assert rgb.dtype == np.uint8 and rgb.shape[2] == 3
+    assert "over 3 reference photo(s)" in caption and "of 15 heads" in caption
+    assert "Note" not in caption  # same input size
+    _, bigger = capture_forward(model, torch.randn(1, 3, 96, 96))
+    assert (
+        "analysed at 96x96, the reference photos at 64x64" in stats_plots.model_tab_view(st, "dwa_distance", bigger)[1]
+    )
+    _, caption_none = stats_plots.model_tab_view(st, "pwa_distance", None)
+    assert caption_none == "PWA mean distance between windows (px) of every head, over 3 reference photo(s)."
+    other = sepvit_viz.create_model("sepvit_test", depths=(1, 2, 4, 2)).eval()
+    _, foreign = capture_forward(other, torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="another model"):
+        stats_plots.model_tab_view(st, "dwa_distance", foreign)
+
+
 # ------------------------------------------------------------------ the command line
 def save_random(path: Path, seed: int) -> Path:
     torch.manual_seed(seed)
