@@ -196,11 +196,12 @@ def dwa_measures(dwa: np.ndarray, geom: GeometryLike) -> dict[str, np.ndarray]:
     pix = a[:, :, :, t:, t:]  # (B, n, h, P, P) pixel queries -> pixel keys
     mass = np.matmul(pix, key_real[:, None, :, None])[..., 0]  # (B, n, h, P) share of each query on real pixels
     per_query = np.einsum("bnhpq,npq->bnhp", pix, dist.astype(np.float32)) / np.maximum(mass, _EPS)
-    qw = real[None, :, None, :].astype(np.float64)  # real queries only, each counted once
+    real_q = real[None, :, None, :]  # real queries only, each counted once
     nq = float(real.sum())
 
     def query_mean(x: np.ndarray) -> np.ndarray:  # (B, n, h, P) -> (B, h)
-        return (x * qw).sum(axis=(1, 3)) / nq
+        # where(), not a product with the mask: a padded query row may hold anything, NaN included
+        return np.where(real_q, x, 0.0).sum(axis=(1, 3), dtype=np.float64) / nq
 
     ent = _entropy(a[:, :, :, t:, :])  # (B, n, h, P) over all keys (padded keys are 0: no effect)
     keys = real.sum(axis=1) + t  # (n,) real keys of each window

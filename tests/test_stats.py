@@ -170,6 +170,17 @@ def test_padded_and_global_blocks_match_a_loop_reference(geom):
         ("pixel_to_token", "token_distance", "token_self") if geom.has_token else ()
     ):
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, err_msg=k)
+    if geom.pad != (0, 0):  # padded query rows are meaningless: whatever they hold must not count
+        noisy = dwa.copy()
+        real_rows = np.ones(dwa.shape, bool)
+        (gh, gw), (wh, ww), t = geom.grid, geom.window, int(geom.has_token)
+        for w in range(gh * gw):
+            for p in range(wh * ww):
+                r, c = (w // gw) * wh + p // ww, (w % gw) * ww + p % ww
+                real_rows[w, :, p + t] = r < geom.height and c < geom.width
+        noisy[~real_rows] = np.nan
+        for k, v in stats.dwa_measures(noisy, geom).items():
+            np.testing.assert_allclose(v, got[k], rtol=1e-6, err_msg=k)
     row = stats.block_measures(dwa, None, geom)  # (h, M)
     assert row.shape == (2, len(stats.MEASURES))
     assert np.isnan(row[:, M["pwa_distance"]]).all()
