@@ -58,12 +58,14 @@ def _label(spec: str | None, default: str) -> str:
     return Path(spec).name.removesuffix(".safetensors")
 
 
-def load_for_stats(name: str, checkpoint: str | None) -> tuple[object, str | None]:
+def load_for_stats(name: str, checkpoint: str | None, like: object | None = None) -> tuple[object, str | None]:
     """(eval-mode model, warning or None) for a variant name and a checkpoint spec.
 
     ``checkpoint``: None (the project's weights for ``name``; random with a warning when it has none),
-    ``"random"`` (random initial weights, seed 0), or a file (a project checkpoint rebuilds its own
-    architecture; any other state dict is loaded strictly into ``name``).
+    ``"random"`` (random initial weights, seed 0, of the architecture of ``like`` when given, so that
+    a checkpoint with its own config is compared with its own architecture, else of ``name``), or a
+    file (a project checkpoint rebuilds its own architecture; any other state dict is loaded strictly
+    into ``name``).
 
     Raises:
         StatsInputError: an unknown variant, or a checkpoint that is missing, unreadable or does not fit.
@@ -78,6 +80,8 @@ def load_for_stats(name: str, checkpoint: str | None) -> tuple[object, str | Non
     if checkpoint == "random":
         with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's generator
             torch.manual_seed(0)
+            if like is not None:
+                return sepvit_viz.SepViT(like.config).eval(), None  # type: ignore[attr-defined]
             return sepvit_viz.create_model(name).eval(), None
     if checkpoint is None:
         try:
@@ -120,7 +124,7 @@ def run_stats(args: argparse.Namespace) -> int:
             model, warning = load_for_stats(args.model, args.checkpoint)
             models = {_label(args.checkpoint, getattr(model.config, "name", args.model)): model}
             if args.compare is not None:
-                other, other_warning = load_for_stats(args.model, args.compare)
+                other, other_warning = load_for_stats(args.model, args.compare, like=model)
                 label = _label(args.compare, "compare")
                 if label in models:
                     label += " (compare)"

@@ -416,6 +416,32 @@ def test_cli_writes_a_csv_row_for_every_head_of_every_block_of_both_checkpoints(
     assert values["values_0"].shape == values["values_1"].shape == (3, 15, len(stats.MEASURES))
 
 
+def test_cli_compares_a_checkpoint_with_random_weights_of_its_own_architecture(photos, tmp_path):
+    own = save_random(tmp_path / "tiny.safetensors", 3)  # a sepvit_test file; --model stays the default Lite
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "stats",
+                str(photos[0]),
+                "--out",
+                str(out),
+                "--checkpoint",
+                str(own),
+                "--compare",
+                "random",
+                "--size",
+                "64",
+            ]
+        )
+        == 0
+    )
+    with (out / "stats.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["checkpoint"] for r in rows] == ["tiny"] * 15 + ["random init"] * 15
+    assert rows[0]["dwa_distance_mean"] != rows[15]["dwa_distance_mean"]
+
+
 def test_cli_explains_bad_input(tmp_path, capsys, photos):
     (tmp_path / "empty").mkdir()
     assert main(["stats", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--model", "sepvit_test"]) == 2
