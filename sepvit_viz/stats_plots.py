@@ -53,6 +53,12 @@ CSV_STATS: tuple[str, ...] = ("mean", *(f"p{q}" for q in PERCENTILES))
 #: Measures of the side-by-side kinds figure.
 KIND_MEASURES: tuple[str, ...] = ("dwa_distance", "pwa_distance", "pwa_entropy_norm", "pixel_to_token")
 _BY_NAME = {m.name: m for m in MEASURES}
+_UNIT_AXIS = {
+    "px": "pixels of the input image",
+    "share": "share of the attention",
+    "nats": "entropy (nats)",
+    "0..1": "normalised entropy (0..1)",
+}
 
 
 def _as_list(stats: ModelStats | Sequence[ModelStats]) -> list[ModelStats]:
@@ -184,7 +190,7 @@ def depth_figure(
             ax.axvline(i - 0.5, color="#999999", lw=0.6, ls=":")
     ax.set_xlim(-0.6, nblocks - 0.4)
     ax.set_xlabel("block (stage.block, kind), input to output", fontsize=8)
-    ax.set_ylabel(m.unit, fontsize=8)
+    ax.set_ylabel(_UNIT_AXIS.get(m.unit, m.unit), fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(axis="y", alpha=0.25)
     counts = ", ".join(f"{st.label}: {st.num_photos}" for st in items)
