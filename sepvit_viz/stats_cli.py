@@ -1,0 +1,168 @@
+"""``python -m sepvit_viz stats``: what every block and head does across a folder of photos.
+
+    python -m sepvit_viz stats FOLDER_OR_PHOTO... --out DIR [--model sepvit_lite] [--checkpoint PATH]
+        [--compare PATH|random] [--size 224] [--batch-size 8] [--limit N] [--threads N]
+
+Writes ``DIR/stats.csv`` (one row per checkpoint, block and head: mean and 5/25/50/75/95th
+percentiles over photos of every measure), ``DIR/values.npz`` (every photo's values),
+``DIR/depth_<measure>.png`` (each measure against depth, one dot per head, coloured by kind),
+``DIR/kinds.png`` (GSA against DSSA in each stage) and ``DIR/index.html``. Folders are searched
+recursively. ``--compare`` puts a second checkpoint on the same plots (``random``: the same
+architecture with random initial weights, seed 0). A tqdm bar counts photos on stderr; stdout is
+the single ``wrote ...`` line. Photos that cannot be read are skipped and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .stats import StatsInputError, compute_stats, list_photos
+
+__all__ = ["add_stats_arguments", "load_for_stats", "main", "run_stats"]
+
+
+def add_stats_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("sources", type=Path, nargs="+", help="folders (searched recursively) and/or photos")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--model", default="sepvit_lite", help="model variant (default sepvit_lite)")
+    p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="PATH|random",
+        help="a second checkpoint on the same plots; 'random' = random initial weights of the same model",
+    )
+    p.add_argument("--size", type=int, default=224, help="square input side in pixels (default 224)")
+    p.add_argument("--batch-size", type=int, default=8, help="photos per forward (default 8)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N photos (sorted by path)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; on a busy machine 1 can be faster than 2)",
+    )
+    return p
+
+
+def _label(spec: str | None, default: str) -> str:
+    if spec is None:
+        return default
+    if spec == "random":
+        return "random init"
+    return Path(spec).name.removesuffix(".safetensors")
+
+
+def load_for_stats(name: str, checkpoint: str | None, like: object | None = None) -> tuple[object, str | None]:
+    """(eval-mode model, warning or None) for a variant name and a checkpoint spec.
+
+    ``checkpoint``: None (the project's weights for ``name``; random with a warning when it has none),
+    ``"random"`` (random initial weights, seed 0, of the architecture of ``like`` when given, so that
+    a checkpoint with its own config is compared with its own architecture, else of ``name``), or a
+    file (a project checkpoint rebuilds its own architecture; any other state dict is loaded strictly
+    into ``name``).
+
+    Raises:
+        StatsInputError: an unknown variant, or a checkpoint that is missing, unreadable or does not fit.
+    """
+    import torch
+
+    import sepvit_viz
+    from sepvit_viz.weights import CheckpointError, load_checkpoint
+
+    if name not in sepvit_viz.list_models():
+        raise StatsInputError(f"unknown model {name!r}; choose one of {', '.join(sepvit_viz.list_models())}")
+    if checkpoint == "random":
+        with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's generator
+            torch.manual_seed(0)
+            if like is not None:
+                return sepvit_viz.SepViT(like.config).eval(), None  # type: ignore[attr-defined]
+            return sepvit_viz.create_model(name).eval(), None
+    if checkpoint is None:
+        try:
+            return sepvit_viz.create_model(name, pretrained=True).eval(), None
+        except (CheckpointError, FileNotFoundError, OSError):
+            msg = f"no trained weights for {name}: statistics of RANDOM weights"
+            return sepvit_viz.create_model(name).eval(), msg
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise StatsInputError(f"checkpoint not found: {path}")
+    try:
+        return load_checkpoint(path), None
+    except CheckpointError as first:
+        # not a project checkpoint (no config metadata, or a .pt file): try it as weights for `name`
+        try:
+            return sepvit_viz.create_model(name, checkpoint_path=str(path)).eval(), None
+        except (CheckpointError, ValueError, RuntimeError) as second:
+            raise StatsInputError(f"cannot load checkpoint {path.name}: {first}; as {name} weights: {second}") from None
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    try:
+        from .validation import SettingsError, validate_resolution
+
+        try:
+            size = validate_resolution(args.size)
+        except SettingsError as e:
+            raise StatsInputError(str(e)) from None
+        if args.batch_size < 1:
+            raise StatsInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if args.threads is not None:
+            if args.threads < 1:
+                raise StatsInputError(f"--threads must be at least 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
+        photos = list_photos(args.sources, args.limit)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a checkpoint's warnings are printed once below instead
+            model, warning = load_for_stats(args.model, args.checkpoint)
+            models = {_label(args.checkpoint, getattr(model.config, "name", args.model)): model}
+            if args.compare is not None:
+                other, other_warning = load_for_stats(args.model, args.compare, like=model)
+                label = _label(args.compare, "compare")
+                if label in models:
+                    label += " (compare)"
+                models[label] = other
+                warning = warning or other_warning
+        if warning:
+            print(f"WARNING: {warning}", file=sys.stderr)
+        args.out.mkdir(parents=True, exist_ok=True)
+        skipped = []
+        with tqdm(total=len(photos), unit="photo", desc="stats", file=sys.stderr) as bar:
+
+            def on_skip(path: Path, reason: str) -> None:
+                skipped.append(path)
+                tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+
+            results = compute_stats(
+                models, photos, size=size, batch_size=args.batch_size, progress=bar.update, on_skip=on_skip
+            )
+    except StatsInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing written (1,000 photos take a few minutes: rerun, or use --limit)", file=sys.stderr)
+        return 130
+    from .stats_plots import write_report
+
+    notes = [f"WARNING: {warning}"] if warning else []
+    notes.append(f"Sources: {', '.join(str(s) for s in args.sources)}; model {args.model}.")
+    index = write_report(results, args.out, notes=notes)
+    n = results[0].num_photos
+    rate = results[0].seconds / max(n, 1)
+    print(f"wrote {index} ({n} photo(s), {len(skipped)} skipped, {rate * 1000:.0f} ms per photo)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stats`` subcommand: ``main(["FOLDER", "--out", "DIR", ...])``."""
+    parser = add_stats_arguments(
+        argparse.ArgumentParser(prog="python -m sepvit_viz stats", description=__doc__.split("\n\n")[0])
+    )
+    return run_stats(parser.parse_args(argv))
