@@ -134,9 +134,14 @@ def _load_for_pool(args: tuple[str, int]) -> np.ndarray:
 
 
 def _short_side(path: str) -> int:
-    """A photo's short side in pixels, read from its header (no decode)."""
-    with Image.open(path) as im:
-        return min(im.size)
+    """A photo's short side in pixels, read from its header and checked by a decode; 0 when the
+    file cannot be read as a photo (it is then left out of the cache)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return min(im.size)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 0
 
 
 def stored_side(short_side: int, cap: int) -> int:
@@ -148,7 +153,7 @@ def stored_side(short_side: int, cap: int) -> int:
     """
     if short_side >= cap:
         return cap
-    return max(16, short_side - short_side % 4)
+    return max(min(16, short_side), short_side - short_side % 4)
 
 
 def _folder_of(path: str, dirs: Sequence[str | Path]) -> str:
@@ -202,11 +207,18 @@ def build_cache(
     index_path = cache_dir / f"{key}.json"
     if index_path.exists():
         meta = json.loads(index_path.read_text())
-        same = meta.get("files") == files and meta.get("size") == size and meta.get("caps", {}) == caps
+        listed = sorted(meta.get("files", []) + meta.get("skipped_unreadable", []))
+        same = listed == files and meta.get("size") == size and meta.get("caps", {}) == caps
         if same and all((cache_dir / f"{key}_s{s}.u8").exists() for s in set(meta["sides"])):
             return index_path
-    folder_cap = [caps.get(_folder_of(f, dirs), size) for f in files]
     shorts = list(_map(_short_side, files, workers, "reading photo sizes"))
+    skipped = [f for f, short in zip(files, shorts, strict=True) if short == 0]
+    files = [f for f, short in zip(files, shorts, strict=True) if short > 0]
+    shorts = [short for short in shorts if short > 0]
+    if not files:
+        raise ValueError(f"no readable images under {list(map(str, dirs))}")
+    # a cap never raises a photo above the cache's largest side
+    folder_cap = [min(caps.get(_folder_of(f, dirs), size), size) for f in files]
     sides = [stored_side(s, c) for s, c in zip(shorts, folder_cap, strict=True)]
     counts: dict[int, int] = {}
     rows = []
@@ -218,15 +230,30 @@ def build_cache(
         s: np.lib.format.open_memmap(parts[s], mode="w+", dtype=np.uint8, shape=(n, s, s, 3)) for s, n in counts.items()
     }
     jobs = list(zip(files, sides, strict=True))
-    for i, img in enumerate(_map(_load_for_pool, jobs, workers, "caching photos")):
-        arrays[sides[i]][rows[i]] = img
+    try:
+        for i, img in enumerate(_map(_load_for_pool, jobs, workers, "caching photos")):
+            arrays[sides[i]][rows[i]] = img
+    except BaseException:
+        arrays.clear()
+        for part in parts.values():
+            part.unlink(missing_ok=True)  # gigabytes of half-written maps
+        raise
     for s, arr in arrays.items():
         arr.flush()
         del arr
         os.replace(parts[s], cache_dir / f"{key}_s{s}.u8")
     arrays.clear()
-    meta = {"size": size, "caps": caps, "files": files, "sides": sides, "dirs": [str(d) for d in dirs]}
-    index_path.write_text(json.dumps(meta))
+    meta = {
+        "size": size,
+        "caps": caps,
+        "files": files,
+        "sides": sides,
+        "dirs": [str(d) for d in dirs],
+        "skipped_unreadable": skipped,
+    }
+    tmp_index = index_path.with_suffix(".json.part")
+    tmp_index.write_text(json.dumps(meta))
+    os.replace(tmp_index, index_path)
     return index_path
 
 
@@ -270,21 +297,27 @@ class PhotoCache:
         """Photo ``i`` as (side, side, 3) uint8."""
         return np.asarray(self.buckets[int(self.sides[i])][self.rows[i]])
 
-    def groups(self, indices: torch.Tensor | Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The photos at ``indices`` grouped by side, smallest side first.
-
-        Returns ``[(positions (b,) int64 into indices, photos (b, side, side, 3) uint8), ...]``.
-        """
+    def group_rows(self, indices: torch.Tensor | Sequence[int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """How to read the photos at ``indices``: per cached side, smallest first,
+        ``(side, positions (b,) into indices, rows (b,) into buckets[side])``, rows ascending."""
         idx = np.asarray(indices, dtype=np.int64)
         sides = self.sides[idx]
         out = []
         for s in np.unique(sides):
             pos = np.nonzero(sides == s)[0]
-            rows = np.sort(self.rows[idx[pos]])  # sorted rows read the memory map in order
-            order = np.argsort(self.rows[idx[pos]], kind="stable")
-            photos = np.ascontiguousarray(self.buckets[int(s)][rows])
-            out.append((torch.from_numpy(pos[order]), torch.from_numpy(photos)))
+            order = np.argsort(self.rows[idx[pos]], kind="stable")  # ascending rows read the map in order
+            out.append((int(s), pos[order], self.rows[idx[pos[order]]]))
         return out
+
+    def groups(self, indices: torch.Tensor | Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The photos at ``indices`` grouped by side, smallest side first.
+
+        Returns ``[(positions (b,) int64 into indices, photos (b, side, side, 3) uint8), ...]``.
+        """
+        return [
+            (torch.from_numpy(pos), torch.from_numpy(np.ascontiguousarray(self.buckets[s][rows])))
+            for s, pos, rows in self.group_rows(indices)
+        ]
 
 
 def augment_groups(
@@ -465,7 +498,4 @@ def coverage_text(summary: dict) -> str:
     text += f" and {unseen} have none" if unseen else ""
     if summary["photos_without_imagenet_class"]:
         text += f"; {summary['photos_without_imagenet_class']:,} photos are of no ImageNet class"
-    return (
-        text + ". The student learned the thinly covered classes only through the teacher's soft outputs, "
-        "so expect it to be weaker on them."
-    )
+    return text + ". The student saw the thinly covered classes rarely; expect it to be weaker on them."

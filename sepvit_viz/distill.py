@@ -106,11 +106,6 @@ class DistillConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.bf16 is None:
-            from sepvit_viz.runtime import cpu_has_native_bf16
-
-            # emulated bf16 on an AVX2-only CPU made a training step ~20x slower than float32
-            self.bf16 = self.device != "cpu" or cpu_has_native_bf16()
         if self.out is None:
             self.out = default_out(self.runs_dir, self.name, self.model)
 
@@ -163,6 +158,16 @@ def folder_groups(files: Sequence[str], train_dirs: Sequence[str | Path]) -> lis
             raise ValueError(f"photo {f!r} is under none of the training folders {list(map(str, train_dirs))}")
         groups.append(g)
     return groups
+
+
+def check_held_out_apart(train_dirs: Sequence[str | Path], val_dirs: Sequence[str | Path]) -> None:
+    """Raise ``ValueError`` when a held-out folder is, holds, or lies inside a training folder."""
+    for v in val_dirs:
+        vk = folder_key(v).rstrip(os.sep) + os.sep
+        for t in train_dirs:
+            tk = folder_key(t).rstrip(os.sep) + os.sep
+            if vk.startswith(tk) or tk.startswith(vk):
+                raise ValueError(f"held-out folder {v} overlaps training folder {t}: its photos would be trained on")
 
 
 def check_dir_weights(spec: str, train_dirs: Sequence[str | Path], flag: str = "--dir-weights") -> dict[str, float]:
@@ -263,6 +268,7 @@ class Distiller:
         self.log = log or logging.getLogger("sepvit_viz.distill")
         # checked before the teacher and the photo cache are built (the cache can take minutes)
         self.dir_weights = check_dir_weights(cfg.dir_weights, cfg.train_dirs)
+        check_held_out_apart(cfg.train_dirs, cfg.val_dirs)
         final_res = final_resolution(cfg.res_schedule)
         if final_res != 224:
             self.log.warning(
@@ -386,22 +392,31 @@ class Distiller:
         hw = self.hardware()
         self.wall_s[hw] = self.wall_s.get(hw, 0.0) + seconds
 
+    @property
+    def use_bf16(self) -> bool:
+        """bf16 autocast: as configured, else (``bf16=None``) on an accelerator or a CPU with native bf16.
+
+        Resolved here, not in the saved config, so a run resumed on other hardware decides anew
+        (emulated bf16 on an AVX2-only CPU made a training step 20-30x slower than float32)."""
+        if self.cfg.bf16 is not None:
+            return self.cfg.bf16
+        from sepvit_viz.runtime import cpu_has_native_bf16
+
+        return self.device.type != "cpu" or cpu_has_native_bf16()
+
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
     def photo_batch(self, indices: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(B,) photo indices -> their photos grouped by cached side, on the training device:
         ``[(positions (b,), photos (b, S, S, 3) uint8), ...]`` (:meth:`PhotoCache.groups`)."""
-        groups = self.data.groups(indices)
         if self.device_photos is None:
-            return groups
-        # same grouping and order as the memory map, gathered from device memory
-        out = []
-        for pos, photos in groups:
-            side = photos.shape[1]
-            rows = torch.from_numpy(np.sort(self.data.rows[np.asarray(indices)[pos.numpy()]]))
-            out.append((pos, self.device_photos[side][rows.to(self.device)]))
-        return out
+            return self.data.groups(indices)
+        # same grouping and order as the memory map, gathered from device memory (no host copy)
+        return [
+            (torch.from_numpy(pos), self.device_photos[side][torch.from_numpy(rows).to(self.device)])
+            for side, pos, rows in self.data.group_rows(indices)
+        ]
 
     def teacher_outputs(self, x224: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, 224, 224) -> logits (B, 1000) and final feature map (B, 1280, 7, 7), float32."""
@@ -455,9 +470,11 @@ class Distiller:
         self.images_seen += x.shape[0]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        views_s = self.speed.setdefault(self.hardware(), {}).setdefault(str(res), [0.0, 0.0])
-        views_s[0] += x.shape[0]
-        views_s[1] += time.perf_counter() - t_start
+        step_s = time.perf_counter() - t_start
+        if step_s <= 60.0:  # a longer step was paused (SIGSTOP): not a speed sample, as in the budget
+            views_s = self.speed.setdefault(self.hardware(), {}).setdefault(str(res), [0.0, 0.0])
+            views_s[0] += x.shape[0]
+            views_s[1] += step_s
         agree = (out.detach().argmax(-1) == target.argmax(-1)).float().mean().item()
         return {
             "loss": loss.item(),
@@ -554,7 +571,7 @@ class Distiller:
         card_path.write_text(json.dumps(card, indent=2) + "\n")
 
     def hardware(self) -> str:
-        cast = ", bf16 autocast" if self.cfg.bf16 else ", float32"
+        cast = ", bf16 autocast" if self.use_bf16 else ", float32"
         if self.device.type == "cuda":
             return f"{torch.cuda.get_device_name(self.device)}{cast}"
         if self.device.type == "cpu":
@@ -819,7 +836,13 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
         dist.load_state_dict(state)
         log.info(f"resumed at step {dist.step}, {dist.images_seen} images, {dist.elapsed / 60:.1f} min")
         saved = json.loads(state["config"])
-        changed = {k: [saved.get(k), v] for k, v in cfg.to_dict().items() if saved.get(k) != v}
+        defaults = DistillConfig().to_dict()
+        # a key the saved config lacks (added to the code since) counts only when set to a non-default
+        changed = {
+            k: [saved.get(k), v]
+            for k, v in cfg.to_dict().items()
+            if saved.get(k) != v and not (k not in saved and v == defaults.get(k))
+        }
         if changed:  # flags given with --resume: keep a record for the model card
             dist.history.append({"step": dist.step, "images_seen": dist.images_seen, "changed": changed})
             log.info("changed on resume: " + json.dumps(changed))
@@ -958,7 +981,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("give --train-dirs FOLDER... (folders of training photos)")
     try:
         check_dir_weights(cfg.dir_weights, cfg.train_dirs)
-        check_dir_weights(cfg.cache_caps, cfg.train_dirs, "--cache-caps")
+        caps = check_dir_weights(cfg.cache_caps, cfg.train_dirs, "--cache-caps")
+        bad = {k: v for k, v in caps.items() if v != int(v) or not 16 <= v <= cfg.cache_size}
+        if bad:
+            raise ValueError(
+                f"--cache-caps: caps must be whole numbers from 16 to --cache-size ({cfg.cache_size}): {bad}"
+            )
+        check_held_out_apart(cfg.train_dirs, cfg.val_dirs)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     # `kill PID` (SIGTERM) stops a background run as cleanly as Ctrl-C: state saved, checkpoint written.

@@ -95,7 +95,9 @@ def cpu_has_native_bf16() -> bool:
 
     Without it (an AVX2-only CPU) bf16 autocast is emulated and far slower than float32.
     """
+    # oneDNN's own "bf16 usable" check is also true on plain AVX-512 CPUs, where bf16 is emulated
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return any(bool(check()) for check in checks if check is not None)
     except (AttributeError, RuntimeError):
         return False

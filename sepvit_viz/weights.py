@@ -95,9 +95,14 @@ def model_note(checkpoint: str | Path | None = None) -> str | None:
             f"Distilled from EfficientNet-Lite0 on {int(data['total_photos']):,} photos; "
             f"{int(data['classes_with_at_least_100_photos'])} of the 1000 classes have 100 or more of them."
         )
-        results = (card.get("evaluation") or {}).get("results") or {}
+        evaluation = card.get("evaluation") or {}
+        results = evaluation.get("results") or {}
+        # only folders the card names as held out: an evaluated training folder says nothing
+        held_out = {Path(h).name for h in data.get("held_out_never_trained_on", [])}
         parts = []
         for name, r in results.items():
+            if name not in held_out:
+                continue
             part = f"{name} {100 * float(r['student_top1']):.0f}%"
             if "teacher_top1" in r:
                 part += f" (teacher {100 * float(r['teacher_top1']):.0f}%)"
@@ -105,7 +110,9 @@ def model_note(checkpoint: str | Path | None = None) -> str | None:
     except (KeyError, TypeError, ValueError):
         return coverage_note(checkpoint)
     if parts:
-        line += " Held-out top-1: " + ", ".join(parts) + "."
+        limit = evaluation.get("limit_per_folder")
+        on = f" (on at most {int(limit)} photos per folder)" if limit else ""
+        line += f" Held-out top-1{on}: " + ", ".join(parts) + "."
     return line + " Expect less on classes with few training photos."
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -537,8 +538,8 @@ def test_teacher_and_student_see_the_same_view(photo_dirs, tmp_path, teacher_ava
     gen.set_state(dist.gen.get_state())
     views = []
     for step in range(2):
-        photos = dist.data.batch(dist.order[step * 4 : step * 4 + 4])
-        v = augment_batch(photos, 224, scale=(0.3, 1.0), generator=gen)
+        groups = dist.data.groups(dist.order[step * 4 : step * 4 + 4])
+        v = augment_groups(groups, 4, 224, scale=(0.3, 1.0), generator=gen)
         views.append(mixup(v, cfg.mixup_alpha, 1.0, generator=gen))
     assert [dist.train_step()["res"] for _ in range(2)] == [112, 224]
 
@@ -605,3 +606,65 @@ def test_card_lineage_continues_the_parents_card(photo_dirs, tmp_path, teacher_a
     [record] = card["lineage"]
     assert record["run"] == "first" and record["images_seen"] == 4 and record["steps"] == 1
     assert card["total_images_seen_including_initialisation"] == 4 + 8
+
+
+def test_unreadable_photos_are_left_out_of_the_cache_and_named(tmp_path) -> None:
+    folder = tmp_path / "train"
+    folder.mkdir()
+    Image.new("RGB", (40, 40), (9, 9, 9)).save(folder / "good.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    cache = PhotoCache.open(build_cache([folder], tmp_path / "c", 32))
+    assert cache.files == [str(folder / "good.png")]
+    meta = json.loads(next((tmp_path / "c").glob("*.json")).read_text())
+    assert meta["skipped_unreadable"] == [str(folder / "broken.jpg")]
+    assert not list((tmp_path / "c").glob("*.part"))
+    # the same folder again reuses the cache (the skipped file is part of its identity)
+    assert build_cache([folder], tmp_path / "c", 32) == next((tmp_path / "c").glob("*.json"))
+
+
+def test_held_out_folders_may_not_overlap_training_folders(photo_dirs, tmp_path) -> None:
+    from sepvit_viz.distill import check_held_out_apart
+
+    train, val = photo_dirs
+    check_held_out_apart([train], [val])  # apart: fine
+    with pytest.raises(ValueError, match="overlaps training folder"):
+        check_held_out_apart([train.parent], [val])  # val lies inside a training folder
+    with pytest.raises(ValueError, match="overlaps training folder"):
+        check_held_out_apart([train / "a"], [train])  # a held-out folder holding training photos
+
+
+def test_cache_caps_must_fit_under_the_cache_size(photo_dirs, tmp_path) -> None:
+    for caps in ("train=300", "train=0.5", "train=19.5"):
+        with pytest.raises(SystemExit, match="--cache-caps"):
+            main([*_cli(photo_dirs, tmp_path, "caps", "--steps", "1"), "--cache-caps", caps])
+
+
+def test_photos_of_several_sides_train_alike_from_device_memory_and_resume_exactly(tmp_path, teacher_available) -> None:
+    rng = np.random.default_rng(3)
+    train = tmp_path / "mixed"
+    train.mkdir()
+    for i, size in enumerate((40, 40, 52, 64, 64, 90, 90, 120)):
+        _photo(rng, size).save(train / f"{i}.png")
+    cfg = _config((train, tmp_path / "none"), tmp_path, val_dirs=[], cache_size=64, mixup_prob=0.5)
+    mapped = Distiller(cfg)
+    assert sorted(mapped.data.buckets) == [40, 52, 64]
+    held = Distiller(dataclasses.replace(cfg, photos_on_device=True))
+    held.data.buckets = {}  # the device path must not read the host cache at all
+    assert [mapped.train_step()["loss"] for _ in range(2)] == [held.train_step()["loss"] for _ in range(2)]
+
+    first = Distiller(cfg)
+    first.train_step()
+    first.save_state()
+    second = Distiller(cfg)
+    second.load_state_dict(torch.load(first.state_path, map_location="cpu", weights_only=True))
+    second.train_step()
+    for a, b in zip(second.student.parameters(), trained_for(cfg, 2).student.parameters(), strict=True):
+        assert a.equal(b)
+
+
+def trained_for(cfg: DistillConfig, steps: int) -> Distiller:
+    """A fresh run of ``cfg`` after ``steps`` steps without a break."""
+    d = Distiller(cfg)
+    for _ in range(steps):
+        d.train_step()
+    return d

@@ -243,7 +243,11 @@ def test_model_note_is_one_line_drawn_from_the_card(tmp_path):
     assert model_note(ckpt) is None  # no card, nothing to say
     card = {
         "coverage": "old text",
-        "training_data": {"total_photos": 180367, "classes_with_at_least_100_photos": 296},
+        "training_data": {
+            "total_photos": 180367,
+            "classes_with_at_least_100_photos": 296,
+            "held_out_never_trained_on": ["val/imagewoof", "val/x"],
+        },
         "evaluation": {
             "results": {"imagewoof": {"student_top1": 0.605, "teacher_top1": 0.81}, "x": {"student_top1": 0.2}}
         },
@@ -253,6 +257,10 @@ def test_model_note_is_one_line_drawn_from_the_card(tmp_path):
     assert "\n" not in note
     assert note.startswith("Distilled from EfficientNet-Lite0 on 180,367 photos; 296 of the 1000 classes")
     assert "Held-out top-1: imagewoof 60% (teacher 81%), x 20%." in note
+    card["evaluation"]["limit_per_folder"] = 8  # a quick subset run says so
+    card["evaluation"]["results"]["train-folder"] = {"student_top1": 0.99}  # not held out: not shown
+    card_path_for(ckpt).write_text(json.dumps(card))
+    assert "Held-out top-1 (on at most 8 photos per folder): imagewoof 60% (teacher 81%), x 20%." in model_note(ckpt)
     del card["training_data"]["classes_with_at_least_100_photos"]  # an older card: its coverage text
     card_path_for(ckpt).write_text(json.dumps(card))
     assert model_note(ckpt) == "old text"
