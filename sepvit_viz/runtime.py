@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import functools
 import sys
+
 import torch
 
 __all__ = ["cpu_has_native_bf16", "malloc_settings", "release_free_memory", "tune_malloc"]

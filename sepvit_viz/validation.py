@@ -22,6 +22,15 @@ import numbers
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from .limits import (  # one home for the bounds; re-exported here
+    DEFAULT_RESOLUTION,
+    MAX_RESOLUTION,
+    MAX_STEPS,
+    MIN_RESOLUTION,
+    RESOLUTION_MULTIPLE,
+)
+from .maps import FUSIONS  # head fusions accepted wherever a head index is
+
 if TYPE_CHECKING:
     from .config import SepViTConfig
 
@@ -46,19 +55,6 @@ __all__ = [
     "validate_steps",
     "window_token_count",
 ]
-
-#: Input resolution the model was trained at.
-DEFAULT_RESOLUTION: Final[int] = 224
-#: Largest input resolution a request may ask for (448: 4x the windows of 224).
-MAX_RESOLUTION: Final[int] = 448
-#: Smallest input resolution (the last stage still has a 2 x 2 map).
-MIN_RESOLUTION: Final[int] = 64
-#: Resolutions must be a multiple of the last stage's stride, so every stage's map is whole.
-RESOLUTION_MULTIPLE: Final[int] = 32
-#: Most interpolation / noise steps an attribution request may ask for.
-MAX_STEPS: Final[int] = 256
-#: Head fusions accepted wherever a head index is (``sepvit_viz.maps.FUSIONS``).
-FUSIONS: Final[tuple[str, ...]] = ("mean", "max", "min")
 
 
 class UserInputError(ValueError):

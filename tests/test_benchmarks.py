@@ -24,7 +24,14 @@ def test_quick_model_benchmark_writes_tables(tmp_path: Path):
     assert [o.name for o in outcomes] == ["bench_model"]
     assert outcomes[0].ok, outcomes[0].markdown
     text = out.read_text()
-    for heading in ("vs vit-pytorch", "Where the batch-1 time goes", "Watching every attention map", "bfloat16", "Every variant", "input size"):
+    for heading in (
+        "vs vit-pytorch",
+        "Where the batch-1 time goes",
+        "Watching every attention map",
+        "bfloat16",
+        "Every variant",
+        "input size",
+    ):
         assert heading in text
     assert text.count("Conditions: CPU:") >= 5
     assert "torch " in text and "threads" in text
@@ -123,13 +130,21 @@ def test_main_strict_exit_status(tmp_path: Path):
 
 
 def test_merge_reruns_one_module_and_keeps_the_others(tmp_path: Path):
-    (tmp_path / "bench_a.py").write_text('TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 1 |"\n')
-    (tmp_path / "bench_b.py").write_text('TITLE = "Area B"\nN = 1\ndef run(quick):\n    return f"### b\\n| b |\\n|---|\\n| {N} |"\n')
+    (tmp_path / "bench_a.py").write_text(
+        'TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 1 |"\n'
+    )
+    (tmp_path / "bench_b.py").write_text(
+        'TITLE = "Area B"\nN = 1\ndef run(quick):\n    return f"### b\\n| b |\\n|---|\\n| {N} |"\n'
+    )
     out = tmp_path / "results.md"
     run.run_all(quick=True, out=out, directory=tmp_path, echo=False)
     assert set(run.split_sections(out.read_text())) == {"bench_a", "bench_b"}
-    (tmp_path / "bench_a.py").write_text('TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 2 |"\n')
-    (tmp_path / "bench_b.py").write_text('TITLE = "Area B"\ndef run(quick):\n    return "### b\\n| b |\\n|---|\\n| 3 |"\n')
+    (tmp_path / "bench_a.py").write_text(
+        'TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 2 |"\n'
+    )
+    (tmp_path / "bench_b.py").write_text(
+        'TITLE = "Area B"\ndef run(quick):\n    return "### b\\n| b |\\n|---|\\n| 3 |"\n'
+    )
     run.run_all(quick=True, out=out, only=["a"], directory=tmp_path, echo=False, merge=True)
     text = out.read_text()
     assert "| 2 |" in text and "| 1 |" in text and "| 3 |" not in text  # a rerun, b kept as it was
