@@ -160,7 +160,11 @@ def _launch_in_process() -> tuple[Any, str]:
     """Launch ``app.demo`` (its own queue / concurrency settings) on loopback without blocking."""
     import app
     from sepvit_viz import limits
+    from sepvit_viz.serving import handlers
 
+    # the tables were measured with glibc's malloc_trim after every model request (the recommended
+    # SEPVIT_MALLOC_TRIM=1 of a long-running Space); SEPVIT_MALLOC_TRIM=0 measures without it
+    handlers.MALLOC_TRIM = os.environ.get("SEPVIT_MALLOC_TRIM", "1") == "1"
     port = _free_port()
     app.demo.launch(
         server_name=HOST,
@@ -245,6 +249,7 @@ def queue_full(photos: PhotoMaker, burst: int) -> dict[str, Any]:
 
     port = _free_port()
     env = {**os.environ, "SEPVIT_CONCURRENCY": "1", "SEPVIT_QUEUE_SIZE": "2", "OMP_NUM_THREADS": "1"}
+    env.setdefault("SEPVIT_MALLOC_TRIM", "1")
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port)],
