@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .geometry import block_label
 from .maps import BlockAttention
 from .windows import WindowGeometry
 
@@ -83,13 +84,8 @@ class AttentionRecord:
 
     @property
     def label(self) -> str:
-        """e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)``."""
-        unit = "groups" if self.kind == "gsa" else "windows"
-        if self.kind == "global":
-            detail = f"global attention, {self.geometry.height}x{self.geometry.width}"
-        else:
-            detail = f"w={self.window_size}, {self.grid[0]}x{self.grid[1]} {unit}"
-        return f"stage {self.stage + 1} · block {self.index + 1} · {self.kind.upper()} ({detail})"
+        """e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)`` (:func:`sepvit_viz.geometry.block_label`)."""
+        return block_label(self.stage, self.index, self.kind, self.window_size, self.grid, self.feature_size)
 
     def image(self, i: int = 0) -> BlockAttention:
         """Image ``i`` of the batch as the per-image arrays that :mod:`sepvit_viz.maps` takes."""

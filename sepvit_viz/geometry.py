@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["WindowGeometry", "window_geometry"]
+__all__ = ["WindowGeometry", "block_label", "window_geometry"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,16 @@ def window_geometry(height: int, width: int, window: int | None, has_token: bool
     return WindowGeometry(
         height, width, (window, window), (gh, gw), (gh * window - height, gw * window - width), has_token, stride
     )
+
+
+def block_label(
+    stage: int, index: int, kind: str, window_size: int, grid: tuple[int, int], feature_size: tuple[int, int]
+) -> str:
+    """The one human-readable block name, e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)`` or
+    ``stage 4 · block 1 · GLOBAL (global attention, 7x7)`` (0-based ``stage`` and ``index`` in)."""
+    if kind == "global":
+        detail = f"global attention, {feature_size[0]}x{feature_size[1]}"
+    else:
+        unit = "groups" if kind == "gsa" else "windows"
+        detail = f"w={window_size}, {grid[0]}x{grid[1]} {unit}"
+    return f"stage {stage + 1} · block {index + 1} · {kind.upper()} ({detail})"

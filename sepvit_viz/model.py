@@ -30,6 +30,7 @@ from torch import nn
 
 from .attention import SeparableAttention
 from .config import VARIANTS, SepViTConfig
+from .geometry import block_label
 from .layers import DropPath, Linear, Mlp, OverlapPatchEmbed, PosConv
 from .windows import WindowGeometry, add_windows_back, pad_mask, window_geometry, windows_with_tokens
 
@@ -68,14 +69,9 @@ class BlockInfo:
 
     @property
     def label(self) -> str:
-        """Human-readable name, e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)``."""
-        unit = "groups" if self.kind == "gsa" else "windows"
-        detail = (
-            "global attention"
-            if self.kind == "global"
-            else f"w={self.window_size}, {self.grid[0]}x{self.grid[1]} {unit}"
-        )
-        return f"stage {self.stage + 1} · block {self.index + 1} · {self.kind.upper()} ({detail})"
+        """Human-readable name, e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)`` (the capture records'
+        label: :func:`sepvit_viz.geometry.block_label`)."""
+        return block_label(self.stage, self.index, self.kind, self.window_size, self.grid, self.feature_size)
 
 
 class SepViTBlock(nn.Module):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RESOLUTION",
     "FUSIONS",
+    "HUB_REPO_RE",
+    "HUB_REVISION_RE",
     "MAX_RESOLUTION",
     "MAX_STEPS",
     "MIN_RESOLUTION",
@@ -55,6 +58,12 @@ __all__ = [
     "validate_steps",
     "window_token_count",
 ]
+
+
+#: A Hugging Face Hub repo id ``owner/name`` and a revision (branch, tag or commit): the one home of
+#: these rules (``weights.load_from_hub`` and the app's model choice both check them).
+HUB_REPO_RE: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+HUB_REVISION_RE: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 
 
 class UserInputError(ValueError):

@@ -158,6 +158,23 @@ def test_after_analysis_updates_controls_without_the_model(state, no_model):
     assert (out["x"], out["y"], out["window"]) == (-1, -1, -1)
 
 
+def test_analyze_and_the_secondary_views_draw_each_picture_once(monkeypatch):
+    """/analyze draws what it returns; the private event after it reuses those pictures."""
+    calls: dict[str, int] = {}
+    for name in ("tokens", "pixel", "pwa_row", "pwa_matrix", "compare", "attribution"):
+        real = getattr(views, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] = calls.get(_name, 0) + 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(views, name, counted)
+    session = analyze()[0]
+    assert calls == {"attribution": 1, "tokens": 1, "pwa_row": 1, "compare": 1}
+    handlers.after_analysis(session, settings.Settings())
+    assert calls == {"attribution": 1, "tokens": 1, "pwa_row": 1, "compare": 1, "pixel": 1, "pwa_matrix": 1}
+
+
 def test_one_settings_object_reaches_the_handlers():
     """app.py binds every Settings field to one component; the after-analysis event reads them all."""
     import dataclasses

@@ -22,11 +22,12 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gradio as gr
 import numpy as np
@@ -221,6 +222,23 @@ class Session:
     attributions: dict[tuple[str, int], Attribution] = field(default_factory=dict)
     curves: dict[tuple[str, int], Curves] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    pictures: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
+
+    #: Pictures kept per session (about 0.7 MB each at 224 px): enough that the events following one
+    #: another (``/analyze``, then the secondary views) never draw a picture twice.
+    MAX_PICTURES: ClassVar[int] = 6
+
+    def draw(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """``make()`` once per ``key`` (a view's function name and its settings), the last few kept."""
+        with self.lock:
+            if key in self.pictures:
+                self.pictures.move_to_end(key)
+                return self.pictures[key]
+            value = make()
+            self.pictures[key] = value
+            while len(self.pictures) > self.MAX_PICTURES:
+                self.pictures.popitem(last=False)
+            return value
 
     @classmethod
     def of(cls, fwd: Forward) -> Session:
@@ -432,14 +450,17 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
     target = _parse_target(s.target, fwd.class_names, session.top1)
     att = _attribution(session, None, method, target, progress)
     vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, "mean")
-    return views.attribution(
-        session.maps,
-        att.map_hw,
-        vs,
-        method_label=METHODS[method].label,
-        target=target,
-        class_name=fwd.class_names[target],
-        seconds=att.seconds,
+    return session.draw(
+        ("attribution", method, target, vs.cmap, vs.alpha),
+        lambda: views.attribution(
+            session.maps,
+            att.map_hw,
+            vs,
+            method_label=METHODS[method].label,
+            target=target,
+            class_name=fwd.class_names[target],
+            seconds=att.seconds,
+        ),
     )
 
 
@@ -448,20 +469,40 @@ def _has_attribution(session: Session, s: Settings) -> bool:
     return (method, _parse_target(s.target, session.forward.class_names, session.top1)) in session.attributions
 
 
+def _tokens(session: Session, s: Settings) -> views.View:
+    """The token map of the token tab, the clicked pixel marked."""
+    vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, s.token_head)
+    return session.draw(("tokens", vs), lambda: views.tokens(session.maps, vs))
+
+
+def _pixel(session: Session, s: Settings) -> views.View:
+    """The pixel view of the token tab at the click (or the centre)."""
+    vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, s.token_head)
+    return session.draw(("pixel", vs), lambda: views.pixel(session.maps, vs))
+
+
 def _token_views(session: Session, s: Settings) -> tuple[views.View, views.View]:
     """(token map with the clicked pixel marked, the pixel view at the click or the centre)."""
-    vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, s.token_head)
-    with session.lock:
-        return views.tokens(session.maps, vs), views.pixel(session.maps, vs)
+    return _tokens(session, s), _pixel(session, s)
+
+
+def _pwa_settings(session: Session, s: Settings) -> views.ViewSettings:
+    block = s.pwa_block or DEFAULT_PWA_BLOCK
+    _pwa_record(session.forward, block)
+    return _view_settings(session, s.with_(x=-1, y=-1, pixel_view="dwa"), block, s.pwa_head)
+
+
+def _pwa_row(session: Session, s: Settings) -> views.View:
+    """The chosen window's PWA row over the photo (cross-window tab)."""
+    vs = _pwa_settings(session, s)
+    return session.draw(("pwa_row", vs), lambda: views.pwa_row(session.maps, vs))
 
 
 def _pwa_views(session: Session, s: Settings) -> tuple[views.View, views.View]:
     """(PWA matrix, the chosen window's row over the photo) of the cross-window tab."""
-    block = s.pwa_block or DEFAULT_PWA_BLOCK
-    _pwa_record(session.forward, block)
-    vs = _view_settings(session, s.with_(x=-1, y=-1), block, s.pwa_head)
-    with session.lock:
-        return views.pwa_matrix(session.maps, vs), views.pwa_row(session.maps, vs)
+    vs = _pwa_settings(session, s)
+    matrix = session.draw(("pwa_matrix", vs), lambda: views.pwa_matrix(session.maps, vs))
+    return matrix, _pwa_row(session, s)
 
 
 def _compare_views(session: Session, s: Settings) -> tuple[views.View, views.View, str]:
@@ -479,10 +520,9 @@ def _compare_views(session: Session, s: Settings) -> tuple[views.View, views.Vie
         )
     a, b = (fwd.index(n) for n in pair.split("|"))
     vs = _view_settings(session, s.with_(x=-1, y=-1, window=-1), fwd.records[a].name, "mean")
-    head = s.token_head
-    heads = [_parse_head(head, fwd.records[i].num_heads) for i in (a, b)]  # checked against both blocks
-    with session.lock:
-        return views.compare(session.maps, (a, b), vs.with_(head=heads[0]))
+    heads = [_parse_head(s.token_head, fwd.records[i].num_heads) for i in (a, b)]  # checked on both blocks
+    vs = vs.with_(head=heads[0])
+    return session.draw(("compare", a, b, vs), lambda: views.compare(session.maps, (a, b), vs))
 
 
 # ------------------------------------------------------------------------------------ endpoints
@@ -544,8 +584,7 @@ def analyze(
         progress(0.3, desc=f"{METHODS[method].label} attribution")
         att = _attribution_view(session, s, _progress_fn(progress, 0.3, 0.9))
         progress(0.92, desc="Drawing the attention maps")
-        tok, _ = _token_views(session, s)
-        _, row = _pwa_views(session, s)
+        tok, row = _tokens(session, s), _pwa_row(session, s)
         cmp = None
         if pair_choices(fwd.records):
             a, b, _ = _compare_views(session, s)

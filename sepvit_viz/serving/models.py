@@ -8,7 +8,6 @@ capture, Grad-CAM, relevance) never see another request's forward. Models are na
 from __future__ import annotations
 
 import queue
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -21,12 +20,10 @@ import torch
 from .. import pipeline
 from ..limits import CONCURRENCY, MODEL_CACHE_ENTRIES
 from ..model import SepViT, create_model
-from ..validation import SettingsError
+from ..validation import HUB_REPO_RE, HUB_REVISION_RE, SettingsError
 from ..weights import ASSETS_DIR, DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, load_from_hub
 
 __all__ = [
-    "HUB_REPO_RE",
-    "HUB_REVISION_RE",
     "MODELS",
     "MODEL_DEFAULT",
     "MODEL_HUB",
@@ -42,10 +39,6 @@ MODEL_DEFAULT = "default"
 MODEL_RANDOM = "random"
 MODEL_HUB = "hub"
 BUNDLED_PREFIX = "bundled:"
-
-#: A Hugging Face Hub repo id ``owner/name`` (the one home of this rule), and a revision.
-HUB_REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-HUB_REVISION_RE = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 
 
 @dataclass(frozen=True)
