@@ -1,8 +1,9 @@
 """The Gradio app: handlers called directly, then the launched app driven through ``gradio_client``.
 
-Handlers (``sepvit_viz.ui``): what ``/analyze`` returns, that views which only change rendering never
-run the model again, click-to-pixel and click-to-window mapping, DSSA/GSA compare, downloads,
-faithfulness, model loading (once, thread-safe, random-weights warning, Hub errors) and settings.
+Handlers (``sepvit_viz.serving.handlers``): what ``/analyze`` returns, that views which only change
+rendering never run the model again, click-to-pixel and click-to-window mapping, DSSA/GSA compare,
+downloads, faithfulness, model loading (once, thread-safe, random-weights warning, Hub errors) and
+settings.
 Launched app: one example photo end to end over loopback (classes, attribution, token map, pixel
 query, cross-window map, compare, downloads) and the public-Space settings.
 """

@@ -212,7 +212,7 @@ def test_internal_errors_do_not_leak_their_text(files, tmp_path, monkeypatch, ca
         raise exc(SECRET)
 
     monkeypatch.setattr(target, broken)
-    with caplog.at_level("ERROR", logger="sepvit_viz.ui"), pytest.raises(gr.Error) as info:
+    with caplog.at_level("ERROR", logger="sepvit_viz.serving.handlers"), pytest.raises(gr.Error) as info:
         analyze(_unique_photo(tmp_path / "fresh.jpg", seed=zlib.crc32(f"{target}{exc}".encode())))
     msg = error_message(info)
     assert "Something went wrong on the server" in msg
