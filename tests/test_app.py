@@ -176,6 +176,20 @@ def test_analyze_and_the_secondary_views_draw_each_picture_once(monkeypatch):
     assert calls == {"attribution": 1, "tokens": 1, "pwa_row": 1, "compare": 1, "pixel": 1, "pwa_matrix": 1}
 
 
+def test_settings_binding_reads_and_writes_by_name():
+    cmap, head, table, state = object(), object(), object(), object()  # stand-ins for components
+    page = settings.Binding(cmap=cmap, token_head=head, faith_table=table)
+    fn, inputs, outputs = page.handler(
+        lambda st, s: {"faith_table": (st, s.cmap, s.token_head, s.resolution)}, state, ["faith_table"]
+    )
+    assert inputs == {state, cmap, head} and outputs == {table}  # outputs are not read back as settings
+    assert fn({state: "S", cmap: "magma", head: "1"}) == {table: ("S", "magma", "1", limits.DEFAULT_RESOLUTION)}
+    assert fn.__name__ == "<lambda>"
+    assert settings.Settings.of(cmap=None, pair=None).cmap == limits.COLORMAPS[0]  # an empty component: default
+    with pytest.raises(TypeError, match="colour"):
+        settings.Settings.of(colour="red")
+
+
 def test_one_settings_object_reaches_the_handlers():
     """app.py binds every Settings field to one component; the after-analysis event reads them all."""
     import dataclasses
