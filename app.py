@@ -1,6 +1,7 @@
 """SepViT Attention Explorer: the Gradio app (Hugging Face Spaces runs ``python app.py``).
 
-Layout and event wiring only; every handler lives in :mod:`sepvit_viz.ui`. Importing this module
+Layout and event wiring only; every handler lives in :mod:`sepvit_viz.serving.handlers`, every
+bound and default in :mod:`sepvit_viz.limits`. Importing this module
 builds ``demo`` without launching it (tests call ``demo.launch(prevent_thread_lock=True, ...)``).
 
 Environment: ``GRADIO_SERVER_NAME`` (default 0.0.0.0, what Spaces expects), ``PORT`` or
@@ -14,7 +15,8 @@ import os
 
 import gradio as gr
 
-from sepvit_viz import ui
+from sepvit_viz import limits
+from sepvit_viz.serving import handlers, models, photos, settings
 
 INTRO = """# SepViT Attention Explorer
 Upload a photo (file, drag and drop, paste, webcam) or pick an example. **SepViT**, the Separable Vision
@@ -24,32 +26,34 @@ window (**DWA**, with a learned *window token*), then window to window (**PWA**)
 """
 
 # events that run the model share one concurrency budget (one model replica each)
-MODEL_WORK = dict(concurrency_id="model", concurrency_limit=ui.CONCURRENCY)
+MODEL_WORK = dict(concurrency_id="model", concurrency_limit=limits.CONCURRENCY)
 # events that only redraw from the cached analysis
 DRAWING = dict(concurrency_id="draw", concurrency_limit=4, show_progress="minimal")
 PRIVATE = dict(api_visibility="private")
 
 with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
-    analysis = gr.State(None, time_to_live=ui.STATE_TTL_S)
+    analysis = gr.State(None, time_to_live=limits.STATE_TTL_S)
     gr.Markdown(INTRO)
     banner = gr.Markdown(elem_id="banner")
 
     with gr.Row(equal_height=False):
         # ------------------------------------------------------------------ inputs
         with gr.Column(scale=2, min_width=300):
-            photo = ui.photo_input(label="Photo", height=300, elem_id="photo")
+            photo = photos.photo_input(label="Photo", height=300, elem_id="photo")
             gr.Examples(
-                examples=ui.example_photos(),
+                examples=photos.example_photos(),
                 inputs=photo,
                 label="Example photos (CC BY 2.0, see assets/examples/ATTRIBUTION.md)",
                 examples_per_page=6,
             )
             analyze_btn = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Accordion("Display", open=True):
-                cmap = gr.Dropdown(list(ui.COLORMAPS), value=ui.COLORMAPS[0], label="Colormap", elem_id="cmap")
-                opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Heat-map opacity", elem_id="opacity")
+                cmap = gr.Dropdown(list(limits.COLORMAPS), value=limits.COLORMAPS[0], label="Colormap", elem_id="cmap")
+                opacity = gr.Slider(
+                    0.0, 1.0, value=limits.DEFAULT_OPACITY, step=0.05, label="Heat-map opacity", elem_id="opacity"
+                )
             with gr.Accordion("Model and input size", open=False):
-                model = gr.Dropdown(ui.model_choices(), value=ui.MODEL_DEFAULT, label="Model")
+                model = gr.Dropdown(models.model_choices(), value=models.MODEL_DEFAULT, label="Model")
                 hub_repo = gr.Textbox(
                     value="",
                     label="Hub repo id",
@@ -58,10 +62,10 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                 )
                 hub_revision = gr.Textbox(value="", label="Revision (branch, tag or commit; optional)", visible=False)
                 resolution = gr.Slider(
-                    ui.MIN_RESOLUTION,
-                    ui.MAX_RESOLUTION,
-                    value=ui.DEFAULT_RESOLUTION,
-                    step=ui.RESOLUTION_STEP,
+                    limits.MIN_RESOLUTION,
+                    limits.MAX_RESOLUTION,
+                    value=limits.DEFAULT_RESOLUTION,
+                    step=limits.RESOLUTION_MULTIPLE,
                     label="Input resolution (px): larger = more windows",
                 )
 
@@ -73,15 +77,18 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                 with gr.Tab("Class attribution", id="attribution"):
                     with gr.Row():
                         target = gr.Dropdown(
-                            ui.target_choices(),
-                            value=ui.TOP_PREDICTION,
+                            handlers.target_choices(),
+                            value=settings.TOP_PREDICTION,
                             label="Class to explain",
                             info="type to search",
                             filterable=True,
                             allow_custom_value=True,
                         )
                         method = gr.Dropdown(
-                            ui.method_choices(), value=ui.DEFAULT_METHOD, label="Attribution method", elem_id="method"
+                            handlers.method_choices(),
+                            value=settings.DEFAULT_METHOD,
+                            label="Attribution method",
+                            elem_id="method",
                         )
                     attribution_img = gr.Image(
                         label="Attribution",
@@ -96,18 +103,18 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             scope = gr.Radio(["this method", "all methods"], value="this method", label="Score")
                             steps = gr.Slider(4, 64, value=16, step=4, label="Steps")
                             faith_btn = gr.Button("Compute scores")
-                        faith_table = gr.Dataframe(headers=ui.FAITH_HEADERS, interactive=False, label="Scores")
+                        faith_table = gr.Dataframe(headers=handlers.FAITH_HEADERS, interactive=False, label="Scores")
                         faith_plot = gr.Image(label="Curves", format="png", interactive=False)
 
                 with gr.Tab("Window tokens", id="tokens"):
                     with gr.Row():
                         token_block = gr.Dropdown(
-                            ui.block_choices(ui.default_block_table()),
-                            value=ui.DEFAULT_TOKEN_BLOCK,
+                            handlers.block_choices(handlers.default_block_table()),
+                            value=settings.DEFAULT_TOKEN_BLOCK,
                             label="Stage and block",
                             elem_id="token_block",
                         )
-                        token_head = gr.Dropdown(ui.head_choices(2), value="mean", label="Head")
+                        token_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head")
                     with gr.Row():
                         token_img = gr.Image(
                             label="Window tokens over their windows (click a pixel)",
@@ -139,12 +146,12 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                 with gr.Tab("Cross-window attention", id="pwa"):
                     with gr.Row():
                         pwa_block = gr.Dropdown(
-                            ui.block_choices(ui.default_block_table(), pwa_only=True),
-                            value=ui.DEFAULT_PWA_BLOCK,
+                            handlers.block_choices(handlers.default_block_table(), pwa_only=True),
+                            value=settings.DEFAULT_PWA_BLOCK,
                             label="Stage and block",
                             elem_id="pwa_block",
                         )
-                        pwa_head = gr.Dropdown(ui.head_choices(2), value="mean", label="Head")
+                        pwa_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head")
                     with gr.Row():
                         pwa_row_img = gr.Image(
                             label="One window's attention over all windows (click a window)",
@@ -164,7 +171,9 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                     window = gr.Number(value=-1, visible=False, label="window", precision=0)
 
                 with gr.Tab("Compare DSSA vs GSA", id="compare"):
-                    pair = gr.Dropdown(ui.pair_choices(ui.default_block_table()), label="Block pair", elem_id="pair")
+                    pair = gr.Dropdown(
+                        handlers.pair_choices(handlers.default_block_table()), label="Block pair", elem_id="pair"
+                    )
                     with gr.Row():
                         with gr.Column(scale=3):
                             compare_slider = gr.ImageSlider(
@@ -198,62 +207,64 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     analyze_inputs = [photo, model, hub_repo, hub_revision, resolution, target, method, cmap, opacity,
                       token_block, token_head, pwa_block, pwa_head, pair]
     analyze_outputs = [analysis, status, top5, attribution_img, token_img, pwa_row_img, compare_slider]
-    # everything else a new analysis changes (dropdown choices, captions, secondary views), no model run
-    after = dict(
-        fn=ui.after_analysis,
-        inputs=[analysis, target, method, cmap, opacity, token_block, token_head, pwa_block, pwa_head, pair,
-                pixel_view],
-        outputs=[token_block, token_head, pwa_block, pwa_head, pair, target, faith_table, attribution_caption,
-                 token_caption, pixel_img, pixel_caption, pwa_matrix_img, pwa_caption, compare_a, compare_b,
-                 compare_caption, point_x, point_y, window],
-        **PRIVATE,
+    # everything else a new analysis changes (dropdown choices, captions, secondary views), no model run:
+    # one Settings object in, values by name out (a new control is bound here once)
+    page = settings.Binding(
+        model=model, hub_repo=hub_repo, hub_revision=hub_revision, resolution=resolution, target=target,
+        method=method, cmap=cmap, opacity=opacity, token_block=token_block, token_head=token_head,
+        pixel_view=pixel_view, x=point_x, y=point_y, pwa_block=pwa_block, pwa_head=pwa_head, window=window,
+        pair=pair, faith_table=faith_table, attribution_caption=attribution_caption, token_caption=token_caption,
+        pixel_img=pixel_img, pixel_caption=pixel_caption, pwa_matrix_img=pwa_matrix_img, pwa_caption=pwa_caption,
+        compare_a=compare_a, compare_b=compare_b, compare_caption=compare_caption,
     )
-    analyze_btn.click(ui.analyze, analyze_inputs, analyze_outputs, api_name="analyze", **MODEL_WORK).success(**after)
+    after_fn, after_inputs, after_outputs = page.handler(handlers.after_analysis, analysis, handlers.AFTER_ANALYSIS)
+    after = dict(fn=after_fn, inputs=after_inputs, outputs=after_outputs, **PRIVATE)
+    analyze_btn.click(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze", **MODEL_WORK).success(**after)
     # a new photo (upload, paste, webcam or example) is analysed at once
-    photo.change(ui.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, trigger_mode="always_last",
+    photo.change(handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, trigger_mode="always_last",
                  **PRIVATE, **MODEL_WORK).success(**after)
-    demo.load(ui.model_banner, None, banner, **PRIVATE, queue=False)  # checked on every visit
-    model.input(ui.model_fields, model, [hub_repo, hub_revision, banner], **PRIVATE, queue=False)
+    demo.load(handlers.model_banner, None, banner, **PRIVATE, queue=False)  # checked on every visit
+    model.input(handlers.model_fields, model, [hub_repo, hub_revision, banner], **PRIVATE, queue=False)
 
     # class attribution: a new class or method runs the attribution only (the forward is cached)
-    explain_args = dict(fn=ui.explain, inputs=[analysis, target, method, cmap, opacity],
+    explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity],
                         outputs=[analysis, attribution_img, attribution_caption], **MODEL_WORK)
     method.input(api_name="explain", **explain_args)
     target.input(**explain_args, **PRIVATE)
-    faith_btn.click(ui.faithfulness, [analysis, target, method, scope, steps], [analysis, faith_table, faith_plot],
+    faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps], [analysis, faith_table, faith_plot],
                     api_name="faithfulness", **MODEL_WORK)
 
     # window tokens: block / head / view redraw; a click on the token map picks a pixel
     # (public endpoints are registered before the private events that share their function)
-    tokens_args = dict(fn=ui.window_tokens,
+    tokens_args = dict(fn=handlers.window_tokens,
                        inputs=[analysis, token_block, token_head, cmap, opacity, point_x, point_y, pixel_view],
                        outputs=[token_img, token_caption, pixel_img, pixel_caption], **DRAWING)
     token_head.input(api_name="window_tokens", **tokens_args)
-    token_block.input(ui.head_update, [analysis, token_block, token_head], token_head,
+    token_block.input(handlers.head_update, [analysis, token_block, token_head], token_head,
                       **PRIVATE, queue=False).then(**tokens_args, **PRIVATE)
     pixel_view.input(**tokens_args, **PRIVATE)
-    token_img.select(ui.point_from_select, [analysis], [point_x, point_y], **PRIVATE, queue=False).then(
-        ui.pixel_query, [analysis, token_block, token_head, point_x, point_y, cmap, opacity, pixel_view],
+    token_img.select(handlers.point_from_select, [analysis], [point_x, point_y], **PRIVATE, queue=False).then(
+        handlers.pixel_query, [analysis, token_block, token_head, point_x, point_y, cmap, opacity, pixel_view],
         [token_img, pixel_img, pixel_caption], api_name="pixel_query", **DRAWING)
 
     # cross-window attention: a click on the photo picks a window; block / head redraw
-    pwa_args = dict(fn=ui.cross_window, inputs=[analysis, pwa_block, pwa_head, window, cmap, opacity],
+    pwa_args = dict(fn=handlers.cross_window, inputs=[analysis, pwa_block, pwa_head, window, cmap, opacity],
                     outputs=[pwa_matrix_img, pwa_row_img, pwa_caption], **DRAWING)
-    pwa_row_img.select(ui.window_from_select, [analysis, pwa_block], [window], **PRIVATE, queue=False).then(
+    pwa_row_img.select(handlers.window_from_select, [analysis, pwa_block], [window], **PRIVATE, queue=False).then(
         api_name="cross_window", **pwa_args)
-    pwa_block.input(ui.head_update, [analysis, pwa_block, pwa_head], pwa_head,
-                    **PRIVATE, queue=False).then(ui.reset_window, None, window, **PRIVATE, queue=False).then(
+    pwa_block.input(handlers.head_update, [analysis, pwa_block, pwa_head], pwa_head,
+                    **PRIVATE, queue=False).then(handlers.reset_window, None, window, **PRIVATE, queue=False).then(
         **pwa_args, **PRIVATE)
     pwa_head.input(**pwa_args, **PRIVATE)
 
     # compare DSSA vs GSA
-    compare_args = dict(fn=ui.compare, inputs=[analysis, pair, token_head, cmap, opacity],
+    compare_args = dict(fn=handlers.compare, inputs=[analysis, pair, token_head, cmap, opacity],
                         outputs=[compare_slider, compare_a, compare_b, compare_caption], **DRAWING)
     pair.input(api_name="compare", **compare_args)
 
     # colormap / opacity: redraw every view from the cached analysis (no model run)
     render_args = dict(
-        fn=ui.rerender,
+        fn=handlers.rerender,
         inputs=[analysis, target, method, cmap, opacity, token_block, token_head, point_x, point_y, pwa_block,
                 pwa_head, window, pair, pixel_view],
         outputs=[attribution_img, token_img, pixel_img, pwa_matrix_img, pwa_row_img, compare_slider, compare_a,
@@ -264,24 +275,24 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     opacity.release(**render_args, **PRIVATE)
 
     downloads_btn.click(
-        ui.prepare_downloads,
+        handlers.prepare_downloads,
         [analysis, target, method, cmap, opacity, token_block, token_head, point_x, point_y, pwa_block, pwa_head,
          window, pair, pixel_view],
         downloads, api_name="downloads", **DRAWING)
     # fmt: on
 
-demo.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)
+demo.queue(default_concurrency_limit=limits.CONCURRENCY, max_size=limits.QUEUE_SIZE)
 
 
 def main() -> None:
     """Start the server where Spaces (or the environment) says."""
-    ui.warm_up()
+    handlers.warm_up()
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
-        max_file_size=ui.MAX_UPLOAD_BYTES,
+        max_file_size=limits.MAX_UPLOAD_BYTES,
         show_error=False,
-        state_session_capacity=ui.STATE_SESSIONS,  # Gradio keeps up to 10,000 sessions' state by default
+        state_session_capacity=limits.STATE_SESSIONS,  # Gradio keeps up to 10,000 sessions' state by default
         theme=gr.themes.Soft(),
     )
 

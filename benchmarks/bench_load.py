@@ -121,11 +121,11 @@ class PhotoMaker:
     def __init__(self, folder: Path, seed: int = 0) -> None:
         from PIL import Image
 
-        from sepvit_viz import ui
+        from sepvit_viz.serving import photos
 
         self.folder = folder
         self.rng = random.Random(seed)
-        self.sources = [Image.open(p).convert("RGB") for p in ui.example_photos()]
+        self.sources = [Image.open(p).convert("RGB") for p in photos.example_photos()]
         self.count = 0
         self.lock = threading.Lock()
 
@@ -159,17 +159,21 @@ def _client(url: str) -> Any:
 def _launch_in_process() -> tuple[Any, str]:
     """Launch ``app.demo`` (its own queue / concurrency settings) on loopback without blocking."""
     import app
-    from sepvit_viz import ui
+    from sepvit_viz import limits
+    from sepvit_viz.serving import handlers
 
+    # the tables were measured with glibc's malloc_trim after every model request (the recommended
+    # SEPVIT_MALLOC_TRIM=1 of a long-running Space); SEPVIT_MALLOC_TRIM=0 measures without it
+    handlers.MALLOC_TRIM = os.environ.get("SEPVIT_MALLOC_TRIM", "1") == "1"
     port = _free_port()
     app.demo.launch(
         server_name=HOST,
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        max_file_size=ui.MAX_UPLOAD_BYTES,
+        max_file_size=limits.MAX_UPLOAD_BYTES,
         show_error=False,
-        state_session_capacity=ui.STATE_SESSIONS,  # as app.main()
+        state_session_capacity=limits.STATE_SESSIONS,  # as app.main()
     )
     return app.demo, f"http://{HOST}:{port}/"
 
@@ -245,6 +249,7 @@ def queue_full(photos: PhotoMaker, burst: int) -> dict[str, Any]:
 
     port = _free_port()
     env = {**os.environ, "SEPVIT_CONCURRENCY": "1", "SEPVIT_QUEUE_SIZE": "2", "OMP_NUM_THREADS": "1"}
+    env.setdefault("SEPVIT_MALLOC_TRIM", "1")
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port)],
@@ -311,24 +316,24 @@ def queue_full(photos: PhotoMaker, burst: int) -> dict[str, Any]:
 def serve(port: int) -> None:
     """Child mode: launch the app (settings from the environment) on loopback and block."""
     import app
-    from sepvit_viz import ui
+    from sepvit_viz import limits
 
     app.demo.launch(
         server_name=HOST,
         server_port=port,
         quiet=True,
-        max_file_size=ui.MAX_UPLOAD_BYTES,
+        max_file_size=limits.MAX_UPLOAD_BYTES,
         show_error=False,
-        state_session_capacity=ui.STATE_SESSIONS,
+        state_session_capacity=limits.STATE_SESSIONS,
     )
 
 
 # ------------------------------------------------------------------------------------ 3. memory
 def _hooks_left() -> int:
-    from sepvit_viz import ui
+    from sepvit_viz.serving import models
 
     n = 0
-    for entry in list(ui.MODELS._entries.values()):
+    for entry in list(models.MODELS._entries.values()):
         for model in list(entry.replicas.queue):
             for m in model.modules():
                 n += len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
@@ -359,7 +364,7 @@ def _cache_files() -> tuple[int, float]:
 def long_run(url: str, photos: PhotoMaker, n: int, warmup: int, every: int = 50) -> dict[str, Any]:
     from gradio_client import handle_file
 
-    from sepvit_viz import ui
+    from sepvit_viz.serving import cache, models, photos
 
     client = _client(url)
     errors: list[str] = []
@@ -377,7 +382,7 @@ def long_run(url: str, photos: PhotoMaker, n: int, warmup: int, every: int = 50)
 
     for _ in range(warmup):
         one()
-    keys0 = set(ui.MODELS._entries)
+    keys0 = set(models.MODELS._entries)
     gc.collect()
     rss0, (files0, mb0) = _rss_mb(), _cache_files()
     samples = [rss0]
@@ -397,7 +402,7 @@ def long_run(url: str, photos: PhotoMaker, n: int, warmup: int, every: int = 50)
     files1, mb1 = _cache_files()
     # the app reloads the default model when its file changes (a training job rewriting it): count
     # those loads and their parameter memory apart, they are not a leak of the request path
-    new_entries = [e for k, e in ui.MODELS._entries.items() if k not in keys0]
+    new_entries = [e for k, e in models.MODELS._entries.items() if k not in keys0]
     reload_mb = (
         sum(p.numel() * p.element_size() for e in new_entries for m in list(e.replicas.queue) for p in m.parameters())
         / 2**20
@@ -407,7 +412,7 @@ def long_run(url: str, photos: PhotoMaker, n: int, warmup: int, every: int = 50)
         "model_load_mb": reload_mb,
         "n": n,
         "warmup": warmup,
-        "cache_capacity": ui.RESULTS.capacity,
+        "cache_capacity": cache.RESULTS.capacity,
         "rss0": rss0,
         "rss1": rss1,
         "growth": rss1 - rss0,
@@ -415,7 +420,7 @@ def long_run(url: str, photos: PhotoMaker, n: int, warmup: int, every: int = 50)
         "samples": samples,
         "points": points,
         "heap": heap,
-        "results_held": len(ui.RESULTS._data),
+        "results_held": len(cache.RESULTS._data),
         "errors": errors,
         "figures": _figures_open(),
         "hooks": _hooks_left(),
@@ -430,14 +435,14 @@ def _analyses_held() -> tuple[int, float]:
     """(number, MB of arrays) of the app's forward results alive in this process (states + cache)."""
     import numpy as np
 
-    from sepvit_viz import ui
+    from sepvit_viz.serving import handlers
 
     gc.collect()
     seen: dict[int, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for o in gc.get_objects():
-            if isinstance(o, ui.Forward) and id(o) not in seen:
+            if isinstance(o, handlers.Forward) and id(o) not in seen:
                 arrays = [o.image, o.probs] + [a for r in o.records for a in (r.dwa, r.pwa) if a is not None]
                 seen[id(o)] = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) / 2**20
     return len(seen), sum(seen.values())
@@ -495,13 +500,13 @@ def ig_child(resolution: int) -> None:
     import torch
     from PIL import Image
 
-    from sepvit_viz import ui
     from sepvit_viz.attribution import attribute, method_options
     from sepvit_viz.preprocess import preprocess
+    from sepvit_viz.serving import models, photos
 
     torch.set_num_threads(1)
-    entry = ui.MODELS.get(ui.MODEL_DEFAULT)
-    x = preprocess(Image.open(ui.example_photos()[0]), resolution)
+    entry = models.MODELS.get(models.MODEL_DEFAULT)
+    x = preprocess(Image.open(photos.example_photos()[0]), resolution)
     with entry.borrow() as model, torch.no_grad():
         model(x)
     gc.collect()
@@ -736,7 +741,8 @@ def run(
 ) -> str:
     """Run the chosen ``parts`` and return the markdown report (``quick``: small counts, same checks,
     no child-process parts; the keyword counts override either mode's)."""
-    from sepvit_viz import ui
+    from sepvit_viz import limits
+    from sepvit_viz.serving import cache, photos, settings
     from sepvit_viz.validation import MAX_RESOLUTION
 
     users = users or (2 if quick else 8)
@@ -744,7 +750,7 @@ def run(
     serial = serial or (20 if quick else 300)
     # the warm-up fills the bounded caches: the result cache (a forward and an attribution per
     # analysis), the model's replicas, Gradio's per-session state and the allocator's arenas
-    warmup = warmup or (5 if quick else max(40, 4 * ui.RESULTS.capacity))
+    warmup = warmup or (5 if quick else max(40, 4 * cache.RESULTS.capacity))
     every = sample_every or (max(1, serial // 4) if quick else 50)
     burst = 6 if quick else 10
     n_sessions = sessions or (3 if quick else 12)
@@ -757,10 +763,10 @@ def run(
     )
     out.append(
         conditions(
-            app_concurrency=ui.CONCURRENCY,
-            app_queue_size=ui.QUEUE_SIZE,
-            resolution=ui.DEFAULT_RESOLUTION,
-            method=ui.DEFAULT_METHOD,
+            app_concurrency=limits.CONCURRENCY,
+            app_queue_size=limits.QUEUE_SIZE,
+            resolution=limits.DEFAULT_RESOLUTION,
+            method=settings.DEFAULT_METHOD,
             parts="+".join(parts),
         )
     )

@@ -359,8 +359,10 @@ OP_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # vit-pytorch normalises channels by hand (var, sqrt): counted as the norm it is
     ("normalisation (layer norm; var, sqrt)", ("layer_norm", "aten::var", "aten::sqrt", "aten::rsqrt")),
     ("copies (layout, concatenation, padding)", ("aten::copy_", "aten::cat", "constant_pad", "aten::index")),
-    ("element-wise (add, mul, GELU, ...)", ("aten::add", "aten::mul", "aten::gelu", "aten::div", "aten::sub",
-                                            "masked_fill", "aten::mean", "aten::sum")),
+    (
+        "element-wise (add, mul, GELU, ...)",
+        ("aten::add", "aten::mul", "aten::gelu", "aten::div", "aten::sub", "masked_fill", "aten::mean", "aten::sum"),
+    ),
 )
 OTHER_OPS = "other ops (views, allocation, dispatch)"
 #: every category, in table order
@@ -425,7 +427,12 @@ def latency_breakdown(s: Settings, vp_factory: Callable[[], torch.nn.Module | No
         for v in ms.values():
             cells += [NOT_INSTALLED, ""] if v is None else [fmt(v[label]), f"{100 * v[label] / v[total]:.0f}%"]
         rows.append(cells)
-    rows.append(["op calls per forward (nested calls included)", *[v for p in prof.values() for v in (str(p[1]) if p else NOT_INSTALLED, "")]])
+    rows.append(
+        [
+            "op calls per forward (nested calls included)",
+            *[v for p in prof.values() for v in (str(p[1]) if p else NOT_INSTALLED, "")],
+        ]
+    )
     headers = ["work"] + [h for n in models for h in (f"{n} (ms)", "share")]
     return "\n".join(
         [
@@ -844,7 +851,15 @@ def run(quick: bool = False, out_dir: str | Path | None = None) -> str:
     s = QUICK if quick else FULL
     out = Path(out_dir) if out_dir is not None else HERE
     parts = []
-    for area in (compare_vit_pytorch, latency_breakdown, compiled_comparison, watch_overhead, bf16_speed, variants, scaling):
+    for area in (
+        compare_vit_pytorch,
+        latency_breakdown,
+        compiled_comparison,
+        watch_overhead,
+        bf16_speed,
+        variants,
+        scaling,
+    ):
         print(f"[bench_model] {area.__name__} ...", file=sys.stderr, flush=True)
         parts.append(area(s, out) if area is scaling else area(s))
     return "\n\n".join(parts)

@@ -10,7 +10,8 @@ and CPU time of the calling thread on 1 thread (the work itself, robust on a sha
 - bare forward: ``model(x)`` on the preprocessed tensor, fused attention, no hooks;
 - forward under capture: the same with every tap hooked (explicit attention + copies to numpy);
 - full analysis: ``analyze(model, photo)`` (crop, forward under capture, every map of every block at
-  the default settings, pooled rollout) plus the default pictures (``render_views()``: 6 pictures);
+  the default settings, pooled rollout) plus the default pictures (``pictures()``: the 6 views of
+  :mod:`sepvit_viz.views` at model-input size, ``scale=1``);
 - maps + pictures: the same from the captured records, without crop and forward;
 - re-render, style: colormap and opacity change (maps cached, 6 pictures redrawn);
 - re-render, new query: block, head and clicked point change together (maps recomputed, 6 pictures).
@@ -36,9 +37,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import CPU_1T, WALL_2T, Mode, conditions, fmt, md_table, num_threads, time_interleaved  # noqa: E402
+from sepvit_viz import views  # noqa: E402
 from sepvit_viz.capture import AttentionCapture  # noqa: E402
-from sepvit_viz.pipeline import Analysis, ViewSettings, analyze, load_model, prepare_image  # noqa: E402
+from sepvit_viz.pipeline import Analysis, analyze, load_model, prepare_image  # noqa: E402
 from sepvit_viz.preprocess import to_tensor  # noqa: E402
+from sepvit_viz.views import ViewSettings  # noqa: E402
 
 TITLE = "Attention pipeline: analysis and re-render"
 CMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo")
@@ -55,6 +58,16 @@ def photo() -> Image.Image:
         with Image.open(examples[0]) as im:
             return im.convert("RGB")
     return Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+
+
+def pictures(a: Analysis, s: ViewSettings | None = None) -> list[np.ndarray]:
+    """The six per-block pictures the CLI writes (tokens, pixel, PWA matrix and row, whole block,
+    rollout), drawn by the view layer at model-input size; PWA views are skipped for global blocks."""
+    s = (s or ViewSettings()).with_(scale=1)
+    out = [views.tokens(a, s), views.pixel(a, s), views.pixel(a, s.with_(through="block")), views.rollout(a, s)]
+    if a.records[a.block_index(s.block)].pwa is not None:
+        out += [views.pwa_matrix(a, s), views.pwa_row(a, s)]
+    return [v.picture for v in out]
 
 
 def contenders(model: torch.nn.Module, img: Image.Image, size: int) -> dict[str, Callable[[], object]]:
@@ -74,22 +87,22 @@ def contenders(model: torch.nn.Module, img: Image.Image, size: int) -> dict[str,
             model(x)
 
     def full() -> None:
-        analyze(model, img, size=size).render_views()
+        pictures(analyze(model, img, size=size))
 
     def maps_only() -> None:
         fresh = Analysis(image=base.image, records=base.records, logits=base.logits, top5=base.top5)
         fresh.precompute()
-        fresh.render_views()
+        pictures(fresh)
 
     def style() -> None:
         i = next(counter)
-        base.render_views(ViewSettings(cmap=CMAPS[i % len(CMAPS)], alpha=0.3 + 0.05 * (i % 10)))
+        pictures(base, ViewSettings(cmap=CMAPS[i % len(CMAPS)], alpha=0.3 + 0.05 * (i % 10)))
 
     def query() -> None:
         # a fresh (block, head, cell) each time, so the maps are computed, not taken from the memo
         i = next(counter)
         point = (int(rng.integers(0, size)), int(rng.integers(0, size)))
-        base.render_views(ViewSettings(block=(i * 5) % n_blocks, head=heads[i % len(heads)], point=point))
+        pictures(base, ViewSettings(block=(i * 5) % n_blocks, head=heads[i % len(heads)], point=point))
 
     return {
         "bare forward (fused attention)": bare,

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks            # full mode -> benchmarks/results.md (what the README shows)
+    python -m benchmarks            # full mode -> benchmarks/results.md (what docs/performance.md shows)
     python -m benchmarks --quick    # CI smoke mode -> benchmarks/results-quick.md
     python -m benchmarks --only model attribution --out /tmp/r.md
     python -m benchmarks --only accuracy --merge   # rerun one area, keep the others in results.md

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules import module as _module
 
 from .layers import Linear
 from .windows import WindowGeometry
@@ -40,13 +39,13 @@ class AttentionTap(nn.Module):
         return probs
 
     def is_watched(self) -> bool:
-        """True when any hook (module-level or global) would see this tap's output."""
-        return bool(
-            self._forward_hooks
-            or self._forward_pre_hooks
-            or _module._global_forward_hooks
-            or _module._global_forward_pre_hooks
-        )
+        """True when a hook is registered on this tap (``register_forward_hook`` / ``_pre_hook``).
+
+        Global module hooks (``torch.nn.modules.module.register_module_forward_hook``) are not
+        looked for (torch has no public way to list them): to watch every tap with one, set
+        ``attn.fused_attn = False`` on the blocks first.
+        """
+        return bool(self._forward_hooks or self._forward_pre_hooks)
 
 
 class SeparableAttention(nn.Module):

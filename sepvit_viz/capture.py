@@ -30,10 +30,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from .geometry import block_label
 from .maps import BlockAttention
 from .windows import WindowGeometry
 
-__all__ = ["AttentionCapture", "AttentionRecord", "CaptureError", "capture_forward"]
+__all__ = [
+    "AttentionCapture",
+    "AttentionRecord",
+    "CaptureError",
+    "TapTensor",
+    "capture_forward",
+]
 
 
 class CaptureError(RuntimeError):
@@ -83,13 +90,8 @@ class AttentionRecord:
 
     @property
     def label(self) -> str:
-        """e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)``."""
-        unit = "groups" if self.kind == "gsa" else "windows"
-        if self.kind == "global":
-            detail = f"global attention, {self.geometry.height}x{self.geometry.width}"
-        else:
-            detail = f"w={self.window_size}, {self.grid[0]}x{self.grid[1]} {unit}"
-        return f"stage {self.stage + 1} · block {self.index + 1} · {self.kind.upper()} ({detail})"
+        """e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)`` (:func:`sepvit_viz.geometry.block_label`)."""
+        return block_label(self.stage, self.index, self.kind, self.window_size, self.grid, self.feature_size)
 
     def image(self, i: int = 0) -> BlockAttention:
         """Image ``i`` of the batch as the per-image arrays that :mod:`sepvit_viz.maps` takes."""
@@ -107,6 +109,22 @@ class _Pending:
     pwa: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class TapTensor:
+    """One tap firing kept as a tensor (``keep_graph=True``): the probabilities stay in the autograd
+    graph, so gradients with respect to them (or through them) can be taken.
+
+    block: the block module; name: its module name; kind: ``"dwa" | "pwa"``; probs: DWA
+    (B, n, heads, L, L) or PWA (B, heads, n, n), not detached; geometry: the block's tiling.
+    """
+
+    block: nn.Module
+    name: str
+    kind: str
+    probs: torch.Tensor
+    geometry: WindowGeometry
+
+
 def _to_numpy(probs: torch.Tensor) -> np.ndarray:
     # clone: a later in-place op on the probabilities must not change what was captured
     return probs.detach().to("cpu", torch.float32, copy=True).numpy()
@@ -120,12 +138,19 @@ class AttentionCapture:
         blocks: optional block names to watch (default: all); fewer hooks, less memory.
         strict: raise :class:`CaptureError` on exit when no tap fired (e.g. no forward ran, or the
             forward never reached a tap).
+        keep_graph: keep each firing as a :class:`TapTensor` in :attr:`tensors` (in the autograd
+            graph, for gradient-based relevance) instead of numpy copies in :attr:`records` (which
+            then stays empty): one hook manager for maps and for gradients.
     """
 
-    def __init__(self, model: nn.Module, blocks: tuple[str, ...] | None = None, strict: bool = True) -> None:
+    def __init__(
+        self, model: nn.Module, blocks: tuple[str, ...] | None = None, strict: bool = True, keep_graph: bool = False
+    ) -> None:
         self.model = model
         self.blocks = None if blocks is None else tuple(blocks)
         self.strict = strict
+        self.keep_graph = keep_graph
+        self.tensors: list[TapTensor] = []
         self._handles: list[Any] = []
         self._pending: list[_Pending] = []
         self._thread: int | None = None
@@ -154,6 +179,7 @@ class AttentionCapture:
                 f"'*.attn.pwa_tap'){what}: nothing to capture"
             )
         self._pending = []
+        self.tensors = []
         self._thread = threading.get_ident()
         try:
             for block_name, block, kind, tap in taps:
@@ -167,7 +193,7 @@ class AttentionCapture:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._remove()
-        if exc_type is None and self.strict and not self._pending:
+        if exc_type is None and self.strict and not (self._pending or self.tensors):
             raise CaptureError(
                 "no attention tap fired during the capture: run the model's forward inside the `with` "
                 "block, in the same thread that entered it"
@@ -184,6 +210,9 @@ class AttentionCapture:
                 return  # another thread's forward on the same model
             probs, geometry = args[0], args[1]
             with self._lock:
+                if self.keep_graph:
+                    self.tensors.append(TapTensor(block, block_name, kind, output, geometry))
+                    return
                 if kind == "dwa":
                     self._pending.append(_Pending(block, block_name, geometry, _to_numpy(probs)))
                     return

@@ -5,8 +5,8 @@
         [--cmap inferno] [--alpha 0.6] [--point Y,X] [--views tokens,pixel,...] [--figures] [--gallery]
         [--npz]
 
-Writes ``DIR/<photo>/b<block>_<view>.png`` for every selected block and view, the DSSA/GSA pairs side
-by side, the pooled rollout, and ``DIR/index.html`` linking everything with each photo's top-5 classes.
+Writes ``DIR/<photo>/b<block>_<view>.png`` for every selected block and view (drawn by
+:mod:`sepvit_viz.views`, the same pictures the app shows), the DSSA/GSA pairs side by side, the pooled rollout, and ``DIR/index.html`` linking everything with each photo's top-5 classes.
 One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or any
 checkpoint whose model card has a coverage text) the index and one stderr line say which classes the
 model is reliable on; stdout stays the single ``wrote ...`` line.
@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from . import maps, render
-from .pipeline import VIEWS, Analysis, ViewSettings, analyze, input_size, load_model
+from . import maps, render, views
+from .pipeline import Analysis, analyze, input_size, load_model
 from .weights import coverage_note
 
 __all__ = ["add_render_arguments", "main", "run_render"]
@@ -75,7 +75,9 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--cmap", default="inferno", help="matplotlib colormap name (default inferno)")
     p.add_argument("--alpha", type=float, default=0.6, help="heat-map opacity 0..1 (default 0.6)")
     p.add_argument("--point", type=_point, default=None, help="query point Y,X in input pixels (default: centre)")
-    p.add_argument("--views", default=",".join(VIEWS), help=f"comma-separated subset of {','.join(VIEWS)}")
+    p.add_argument(
+        "--views", default=",".join(views.CLI_VIEWS), help=f"comma-separated subset of {','.join(views.CLI_VIEWS)}"
+    )
     p.add_argument("--figures", action="store_true", help="also write annotated matplotlib figures (slower)")
     p.add_argument("--gallery", action="store_true", help="also write a per-head gallery per block (slower)")
     p.add_argument("--npz", action="store_true", help="also export the raw arrays as maps.npz per photo")
@@ -121,47 +123,58 @@ def _save(rgb: np.ndarray, path: Path) -> str:
     return path.name
 
 
+def _picture(a: Analysis, view: str, s: views.ViewSettings) -> np.ndarray:
+    """One ``b<block>_<view>.png`` through the view layer; a view the block lacks is a notice picture."""
+    draw = {
+        "tokens": views.tokens,
+        "pixel": views.pixel,
+        "composed": lambda an, t: views.pixel(an, t.with_(through="block")),
+        "pwa_map": views.pwa_row,
+        "pwa_matrix": views.pwa_matrix,
+    }[view]
+    try:
+        return draw(a, s).picture
+    except views.NoView:
+        k = s.scale or views.display_scale(a.size)
+        return views.notice("global attention block:\nno windows, no PWA", (a.size[0] * k, a.size[1] * k))
+
+
 def _render_photo(
-    a: Analysis, folder: Path, blocks: list[int], views: list[str], args: argparse.Namespace, bar: tqdm
+    a: Analysis, folder: Path, blocks: list[int], names: list[str], args: argparse.Namespace, bar: tqdm
 ) -> dict:
     """Write one photo's pictures; returns what index.html lists."""
-    s = ViewSettings(head=args.head, cmap=args.cmap, alpha=args.alpha, point=args.point)
+    s = views.ViewSettings(head=args.head, cmap=args.cmap, alpha=args.alpha, point=args.point)
     rows = []
     for i in blocks:
-        # a head index beyond this block's heads falls back to the mean (stages have different head counts)
-        t = s.with_(block=i, head=a.head_for(i, s.head))
+        t = s.with_(block=i)
+        has_pwa = a.records[i].pwa is not None
         files = []
-        for view, rgb in a.render_views(t, [v for v in views if v != "rollout"]).items():
-            files.append((view, _save(rgb, folder / f"b{i:02d}_{view}.png")))
+        for view in [v for v in names if v != "rollout"]:
+            files.append((view, _save(_picture(a, view, t), folder / f"b{i:02d}_{view}.png")))
         if args.figures:
-            for view in [v for v in views if v not in ("rollout", "pwa_matrix")]:
-                if view == "pwa_map" and a.records[i].pwa is None:
+            for view in [v for v in names if v not in ("rollout", "pwa_matrix")]:
+                if view == "pwa_map" and not has_pwa:
                     continue
-                files.append(
-                    (f"{view} (figure)", _save(a.figure_overlay(view, t), folder / f"b{i:02d}_{view}_figure.png"))
-                )
-            if "pwa_matrix" in views and a.records[i].pwa is not None:
-                files.append(
-                    ("PWA matrix (figure)", _save(a.figure_pwa(t), folder / f"b{i:02d}_pwa_matrix_figure.png"))
-                )
+                fig = views.figure(a, view, t)
+                files.append((f"{view} (figure)", _save(fig, folder / f"b{i:02d}_{view}_figure.png")))
+            if "pwa_matrix" in names and has_pwa:
+                fig = views.pwa_figure(a, t)
+                files.append(("PWA matrix (figure)", _save(fig, folder / f"b{i:02d}_pwa_matrix_figure.png")))
         if args.gallery and a.records[i].num_heads > 1:
-            files.append(("heads", _save(a.figure_gallery("tokens", t), folder / f"b{i:02d}_heads.png")))
+            files.append(("heads", _save(views.gallery(a, "tokens", t), folder / f"b{i:02d}_heads.png")))
         rows.append((a.records[i].label, files))
         bar.update(1)
     extra = []
-    if "rollout" in views:
-        extra.append(("rollout (pooled output)", _save(a.render_rollout(s), folder / "rollout.png")))
+    if "rollout" in names:
+        extra.append(("rollout (pooled output)", _save(views.rollout(a, s).picture, folder / "rollout.png")))
     for pair in a.dssa_gsa_pairs():
         if pair[0] in blocks or pair[1] in blocks:
+            left, right, _ = views.compare(a, pair, s)
             name = f"pair_b{pair[0]:02d}_b{pair[1]:02d}.png"
-            extra.append(
-                (
-                    f"DSSA vs GSA, stage {a.records[pair[0]].stage + 1}",
-                    _save(a.render_pair(pair, "tokens", s), folder / name),
-                )
-            )
+            label = f"DSSA vs GSA, stage {a.records[pair[0]].stage + 1}"
+            extra.append((label, _save(views.side_by_side(left.picture, right.picture), folder / name)))
     if args.npz:
-        a.export_npz(str(folder / "maps.npz"), s)
+        a.export_npz(str(folder / "maps.npz"), head=args.head, point=args.point)
         extra.append(("raw arrays", "maps.npz"))
     return {"rows": rows, "extra": extra}
 
@@ -204,10 +217,10 @@ def _write_index(out: Path, entries: list[dict], model_name: str, warning: str |
 
 def run_render(args: argparse.Namespace) -> int:
     photos = _photos(args.source)
-    views = [v.strip() for v in args.views.split(",") if v.strip()]
-    bad = [v for v in views if v not in VIEWS]
+    wanted = [v.strip() for v in args.views.split(",") if v.strip()]
+    bad = [v for v in wanted if v not in views.CLI_VIEWS]
     if bad:
-        raise SystemExit(f"error: unknown views {bad}; choose from {','.join(VIEWS)}")
+        raise SystemExit(f"error: unknown views {bad}; choose from {','.join(views.CLI_VIEWS)}")
     if not 0.0 <= args.alpha <= 1.0:
         raise SystemExit("error: --alpha must be within 0..1")
     try:
@@ -245,7 +258,7 @@ def run_render(args: argparse.Namespace) -> int:
             folder = args.out / d
             folder.mkdir(exist_ok=True)
             _save(a.image, folder / "input.png")
-            entry.update(_render_photo(a, folder, blocks, views, args, bar), top5=a.top5)
+            entry.update(_render_photo(a, folder, blocks, wanted, args, bar), top5=a.top5)
             entries.append(entry)
             bar.set_postfix_str(f"{photo.name}: {a.top5[0].name}")
     index = _write_index(args.out, entries, getattr(model.config, "name", args.model), warning, note)

@@ -89,9 +89,7 @@ class SepViTConfig:
         object.__setattr__(self, "embed_dims", tuple(int(v) for v in self.embed_dims))
         object.__setattr__(self, "depths", tuple(int(v) for v in self.depths))
         object.__setattr__(self, "num_heads", tuple(int(v) for v in self.num_heads))
-        object.__setattr__(
-            self, "window_patterns", tuple(tuple(int(w) for w in p) for p in self.window_patterns)
-        )
+        object.__setattr__(self, "window_patterns", tuple(tuple(int(w) for w in p) for p in self.window_patterns))
         n = len(self.depths)
         if n == 0 or not (len(self.embed_dims) == len(self.num_heads) == len(self.window_patterns) == n):
             raise ValueError(
@@ -163,8 +161,20 @@ class SepViTConfig:
         if len(set(float(m) for m in mlp)) != 1:
             raise ValueError(f"per-stage MLP ratios must be equal here, got {mlp}")
         allowed = {
-            "embed_dims", "num_heads", "depths", "ws", "num_classes", "patch_size", "mlp_ratios",
-            "qkv_bias", "img_size", "in_chans", "drop_rate", "attn_drop_rate", "drop_path_rate", "qk_scale",
+            "embed_dims",
+            "num_heads",
+            "depths",
+            "ws",
+            "num_classes",
+            "patch_size",
+            "mlp_ratios",
+            "qkv_bias",
+            "img_size",
+            "in_chans",
+            "drop_rate",
+            "attn_drop_rate",
+            "drop_path_rate",
+            "qk_scale",
         }
         unknown = sorted(set(official) - allowed)
         if unknown:

@@ -50,6 +50,7 @@ from PIL import (  # importing a plugin registers its decoder; Image.open(format
     WebPImagePlugin,  # noqa: F401
 )
 
+from . import limits
 from .validation import UserInputError
 
 __all__ = [
@@ -63,16 +64,13 @@ __all__ = [
     "check_dimensions",
     "load_image",
     "sniff",
+    "to_rgb",
 ]
 
-#: Largest upload accepted, in bytes (the app's ``max_file_size`` should say the same).
-MAX_BYTES: Final[int] = 20 * 1024 * 1024
-#: Largest declared width * height accepted (50 MP: 8660 x 5773, above every phone's default mode).
-MAX_PIXELS: Final[int] = 50_000_000
-#: Shortest side accepted, in pixels.
-MIN_SIDE: Final[int] = 16
-#: Largest long side / short side ratio accepted (panoramas up to 20:1 pass).
-MAX_ASPECT: Final[float] = 20.0
+MAX_BYTES: Final[int] = limits.MAX_UPLOAD_BYTES
+MAX_PIXELS: Final[int] = limits.MAX_PHOTO_PIXELS
+MIN_SIDE: Final[int] = limits.MIN_PHOTO_SIDE
+MAX_ASPECT: Final[float] = limits.MAX_PHOTO_ASPECT
 #: Colour transparent pixels are composited on.
 BACKGROUND: Final[tuple[int, int, int]] = (255, 255, 255)
 #: Pillow format names whose decoders may run (multi-picture phone JPEGs, "MPO", open through JPEG).

@@ -49,7 +49,9 @@ def predict(model: nn.Module, x: torch.Tensor, bf16: bool = False) -> torch.Tens
     return out.float()
 
 
-def compile_for_inference(model: nn.Module, *, freezing: bool = True, dynamic: bool = False) -> nn.Module:
+def compile_for_inference(
+    model: nn.Module, *, freezing: bool = True, dynamic: bool = False, backend: str = "inductor"
+) -> nn.Module:
     """``torch.compile`` a model in eval mode for unwatched inference; returns the compiled module.
 
     The whole forward is one inductor graph: Python dispatch goes and the element-wise work around
@@ -65,10 +67,14 @@ def compile_for_inference(model: nn.Module, *, freezing: bool = True, dynamic: b
         model: a SepViT (any module) in eval mode; it is not modified.
         freezing: inline the weights as constants (faster; weights must not change afterwards).
         dynamic: compile one graph for all input shapes instead of one per shape.
+        backend: a ``torch.compile`` backend; ``freezing`` applies to ``"inductor"`` only (tests use
+            ``"aot_eager"``: the same tracing and graph, no C++ compilation).
 
     Raises:
         ValueError: when the model is in training mode.
     """
     if model.training:
         raise ValueError("compile_for_inference is for eval-mode models: call model.eval() first")
-    return torch.compile(model, dynamic=dynamic, options={"freezing": freezing})
+    if backend == "inductor":
+        return torch.compile(model, dynamic=dynamic, options={"freezing": freezing})
+    return torch.compile(model, dynamic=dynamic, backend=backend)

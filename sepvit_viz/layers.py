@@ -2,55 +2,60 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["DropPath", "Linear", "Mlp", "OverlapPatchEmbed", "PosConv", "onednn_linear_available"]
 
-# Use oneDNN's fused linear kernel for float32 CPU inference (see ``Linear``); False turns it off.
-ONEDNN_LINEAR = True
+#: oneDNN's fused linear (+ exact GELU) for float32 CPU inference without autograd: OPT-IN, because it
+#: calls a private op (``torch.ops.mkldnn._linear_pointwise``) that a torch upgrade may change or
+#: remove. ``SEPVIT_ONEDNN_LINEAR=1`` (read at import) or ``layers.ONEDNN_LINEAR = True`` turns it on;
+#: without the op, or off, every call takes ``F.linear`` (the safe fallback, tested). On the project's
+#: 2-core AVX2 CPU it saved 9-14% of Lite's CPU time at 224 at batch 16 (two runs) and cost 7-8% at
+#: batch 1: ``python benchmarks/bench_fastpaths.py``.
+ONEDNN_LINEAR = os.environ.get("SEPVIT_ONEDNN_LINEAR", "0") == "1"
 
 
 def onednn_linear_available() -> bool:
     """Whether this torch build has oneDNN's pointwise-fused linear op (CPU builds normally do)."""
+    return _onednn()[0]
+
+
+@functools.cache
+def _onednn() -> tuple[bool, bool, Callable[[], object]]:
+    """(fused linear op present, oneDNN computes bf16 natively, current dispatch mode getter), probed
+    once, on the first opted-in call: nothing private is touched unless the opt-in is on."""
     try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        linear = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     except (AttributeError, RuntimeError):
-        return False
-
-
-_HAS_ONEDNN_LINEAR = onednn_linear_available()
-
-
-def _onednn_bf16_available() -> bool:
-    """Whether oneDNN computes in bf16 on this CPU (it needs AVX-512 or AMX; an AVX2-only CPU has no
-    bf16 inner-product kernel and the fused op raises)."""
-    try:
-        return _HAS_ONEDNN_LINEAR and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        linear = False
+    try:  # oneDNN's bf16 kernels need AVX-512 or AMX; an AVX2-only CPU has none and the fused op raises
+        bf16 = linear and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        return False
+        bf16 = False
+    try:  # a dispatch mode (FlopCounterMode, fake tensors) must see plain aten ops
+        from torch.utils._python_dispatch import _get_current_dispatch_mode as mode
+    except ImportError:  # pragma: no cover - a torch without it: never take the fast path then
+        linear = False
 
+        def mode() -> object:
+            return True
 
-_HAS_ONEDNN_BF16 = _onednn_bf16_available()
-
-try:  # a dispatch mode (FlopCounterMode, fake tensors) must see plain aten ops
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-except ImportError:  # pragma: no cover - older/newer torch without it: never take the fast path then
-
-    def _get_current_dispatch_mode() -> object:
-        return True
+    return linear, bf16, mode
 
 
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, same state-dict keys) with an optional exact GELU after it.
 
-    (..., in) -> (..., out). For float32 CPU inference (no autograd needed, no autocast) it calls
-    oneDNN's linear with the bias and the erf GELU fused into the matrix multiply: aten's ``addmm``
-    first copies the broadcast bias into the whole output and the GELU is one more pass over it, which
-    on a 2-core CPU costs as much as the multiply for SepViT's thin, tall matrices. Results agree
-    with ``F.linear`` (+ ``F.gelu``) to float32 rounding. Anything needing gradients (training,
-    attributions) takes the plain aten path.
+    (..., in) -> (..., out): ``F.linear`` then ``F.gelu``. Opt-in (:data:`ONEDNN_LINEAR`), float32 CPU
+    inference without autograd calls oneDNN's linear with the bias and the erf GELU fused into the
+    matrix multiply instead (aten's ``addmm`` first copies the broadcast bias into the whole output);
+    results agree to float32 rounding. Anything needing gradients takes the aten path either way.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, gelu: bool = False) -> None:
@@ -58,23 +63,23 @@ class Linear(nn.Linear):
         self.gelu = gelu
 
     def _fast_dtype(self, x: torch.Tensor) -> torch.dtype | None:
-        """The dtype oneDNN should compute in, or None for the aten path."""
-        if torch.compiler.is_compiling():  # first: the checks below would break a dynamo graph
+        """The dtype oneDNN should compute in, or None for the aten path (always, unless opted in)."""
+        if not ONEDNN_LINEAR or torch.compiler.is_compiling():  # the checks below would break a dynamo graph
             return None
+        has_linear, has_bf16, dispatch_mode = _onednn()
         if not (
-            ONEDNN_LINEAR
-            and _HAS_ONEDNN_LINEAR
+            has_linear
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.bfloat16)
             and self.weight.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
-            and _get_current_dispatch_mode() is None
+            and dispatch_mode() is None
         ):
             return None
         if torch.is_autocast_enabled("cpu"):
             # bf16 autocast: what autocast would do (bf16 in, bf16 out), on the fused kernel
             bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
-            return torch.bfloat16 if bf16 and _HAS_ONEDNN_BF16 else None
+            return torch.bfloat16 if bf16 and has_bf16 else None
         return torch.float32 if x.dtype == torch.float32 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Attention maps of SepViT as pure numpy functions, in image coordinates.
 
 Everything here takes plain arrays for ONE image (drop the batch axis of a capture record first) and
-a window geometry (any object with the fields of :class:`sepvit_viz.windows.WindowGeometry`:
-``height, width, window, grid, pad, has_token, stride``), and returns arrays. No torch, no model.
+a :class:`sepvit_viz.geometry.WindowGeometry` (``height, width, window, grid, pad, has_token, stride``),
+and returns arrays. No torch, no model.
 
 Axis letters: n windows (raster order, ``a`` = query window, ``b`` = key window), h heads, L tokens of
 one window (index 0 = window token when ``has_token``, then the window's P = wh * ww pixels in raster
@@ -38,9 +38,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
+
+from .geometry import WindowGeometry
 
 __all__ = [
     "BlockAttention",
@@ -76,37 +78,10 @@ HeadSelect = int | Literal["mean", "max", "min"]
 FUSIONS = ("mean", "max", "min")
 
 
-class GeometryLike(Protocol):
-    """The fields of :class:`sepvit_viz.windows.WindowGeometry` that maps read."""
-
-    height: int
-    width: int
-    window: tuple[int, int]
-    grid: tuple[int, int]
-    pad: tuple[int, int]
-    has_token: bool
-    stride: int
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """A numpy-side mirror of ``WindowGeometry`` for hand-built tests and tools without torch."""
-
-    height: int
-    width: int
-    window: tuple[int, int]
-    grid: tuple[int, int]
-    pad: tuple[int, int]
-    has_token: bool
-    stride: int = 1
-
-    @classmethod
-    def tiled(cls, height: int, width: int, window: int | None, stride: int = 1) -> Geometry:
-        """Tiling of an ``height x width`` map by ``window`` (None: one global window, no token)."""
-        if window is None:
-            return cls(height, width, (height, width), (1, 1), (0, 0), False, stride)
-        gh, gw = -(-height // window), -(-width // window)
-        return cls(height, width, (window, window), (gh, gw), (gh * window - height, gw * window - width), True, stride)
+#: The window geometry maps read (:class:`sepvit_viz.geometry.WindowGeometry`, torch-free); the
+#: old names stay as aliases.
+Geometry = WindowGeometry
+GeometryLike = WindowGeometry
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from torch import nn
 
 from .attention import SeparableAttention
 from .config import VARIANTS, SepViTConfig
+from .geometry import block_label
 from .layers import DropPath, Linear, Mlp, OverlapPatchEmbed, PosConv
 from .windows import WindowGeometry, add_windows_back, pad_mask, window_geometry, windows_with_tokens
 
@@ -68,10 +69,9 @@ class BlockInfo:
 
     @property
     def label(self) -> str:
-        """Human-readable name, e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)``."""
-        unit = "groups" if self.kind == "gsa" else "windows"
-        detail = "global attention" if self.kind == "global" else f"w={self.window_size}, {self.grid[0]}x{self.grid[1]} {unit}"
-        return f"stage {self.stage + 1} · block {self.index + 1} · {self.kind.upper()} ({detail})"
+        """Human-readable name, e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)`` (the capture records'
+        label: :func:`sepvit_viz.geometry.block_label`)."""
+        return block_label(self.stage, self.index, self.kind, self.window_size, self.grid, self.feature_size)
 
 
 class SepViTBlock(nn.Module):
@@ -109,7 +109,12 @@ class SepViTBlock(nn.Module):
         windowed = kind != "global"
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = SeparableAttention(
-            dim, num_heads, qkv_bias=qkv_bias, with_pwa=windowed, attn_drop=attn_drop, proj_drop=drop,
+            dim,
+            num_heads,
+            qkv_bias=qkv_bias,
+            with_pwa=windowed,
+            attn_drop=attn_drop,
+            proj_drop=drop,
             token_norm_eps=token_norm_eps,
         )
         self.drop_path = DropPath(drop_path)
@@ -211,10 +216,20 @@ class SepViT(nn.Module):
                 kind = "global" if ref_grid <= 1 else ("dssa" if w == smallest else "gsa")
                 blocks.append(
                     SepViTBlock(
-                        dim, heads, w, stage=s, index=j, ref_grid=max(ref_grid, 1), kind=kind,
-                        mlp_ratio=config.mlp_ratio, qkv_bias=config.qkv_bias, drop=config.drop_rate,
-                        attn_drop=config.attn_drop_rate, drop_path=dpr[cursor + j],
-                        eps=config.layer_norm_eps, token_norm_eps=config.embed_norm_eps,
+                        dim,
+                        heads,
+                        w,
+                        stage=s,
+                        index=j,
+                        ref_grid=max(ref_grid, 1),
+                        kind=kind,
+                        mlp_ratio=config.mlp_ratio,
+                        qkv_bias=config.qkv_bias,
+                        drop=config.drop_rate,
+                        attn_drop=config.attn_drop_rate,
+                        drop_path=dpr[cursor + j],
+                        eps=config.layer_norm_eps,
+                        token_norm_eps=config.embed_norm_eps,
                     )
                 )
             stages.append(SepViTStage(embed, blocks, dim, config.drop_rate))
@@ -266,9 +281,16 @@ class SepViT(nn.Module):
             L = g.window_pixels + int(g.has_token)
             rows.append(
                 BlockInfo(
-                    name=block.name, stage=block.stage, index=block.index, kind=block.kind,
-                    window_size=block.window_size, feature_size=(fh, fw), grid=g.grid, pad=g.pad,
-                    num_heads=block.num_heads, dwa_shape=(g.num_windows, block.num_heads, L, L),
+                    name=block.name,
+                    stage=block.stage,
+                    index=block.index,
+                    kind=block.kind,
+                    window_size=block.window_size,
+                    feature_size=(fh, fw),
+                    grid=g.grid,
+                    pad=g.pad,
+                    num_heads=block.num_heads,
+                    dwa_shape=(g.num_windows, block.num_heads, L, L),
                     pwa_shape=(block.num_heads, g.num_windows, g.num_windows) if g.has_token else None,
                 )
             )

@@ -1,29 +1,24 @@
-"""One entry point: a photo in, every attention view out, from ONE forward pass.
+"""Photo in, :class:`Analysis` out: ONE forward under capture, then memoised maps (no drawing).
 
-    from sepvit_viz.pipeline import analyze, load_model, ViewSettings
+    from sepvit_viz.pipeline import analyze, load_model
+    from sepvit_viz import views
     model, warning = load_model("sepvit_lite")          # warning: None, or why weights are random
-    result = analyze(model, pil_image, size=224)        # one forward under capture + default maps
+    result = analyze(model, pil_image, size=224)        # one forward under capture
     result.top5                                         # [Prediction(index, name, prob), ...]
-    views = result.render_views(ViewSettings(block=3, head="max", cmap="magma", point=(120, 80)))
-    views["tokens"], views["pixel"], views["pwa_matrix"], views["pwa_map"], views["composed"], views["rollout"]
+    view = views.tokens(result, views.ViewSettings(block=3, head="max"))   # (picture, caption)
 
 ``analyze`` runs the model once under :class:`~sepvit_viz.capture.AttentionCapture` and returns an
 :class:`Analysis` holding the captured attention, the image exactly as the model saw it and the top-5
 classes. Every map of :mod:`sepvit_viz.maps` is then a cheap numpy computation on the stored
-attention, memoised per (view, block, head, cell, ...), so changing the head, block, colormap,
-opacity or clicked point re-renders without touching the model. An Analysis is independent of the
-model (keep one per user/session, e.g. in ``gr.State``); ``analyze`` is safe to call from several
-threads on one shared model.
+attention, memoised under a typed key that holds every argument the map depends on (block, head,
+feature cell or window index, shortcut weights), so changing a setting never shows a stale map.
+An Analysis is independent of the model (keep one per user/session); ``analyze`` is safe to call from
+several threads on one shared model. Pictures are drawn by :mod:`sepvit_viz.views`, never here.
 
-Conventions: blocks are indexed 0..len(records)-1 in model order (``Analysis.block_labels()``
-names them); points are ``(row, col)`` = ``(y, x)`` pixels of ``Analysis.image`` (the model's input:
-gradio's ``SelectData.index`` is ``(x, y)``, swap it); ``head`` is a head index or
-``"mean" | "max" | "min"``. Views for a block that lacks them (PWA of a global block, window tokens
-of a global block) fall back sensibly: the token view shows the attention each pixel receives, the
-PWA views a short notice picture.
-
-Pictures (``render_*``, ``render_views``) are RGB uint8 arrays from the fast tier of
-:mod:`sepvit_viz.render`; ``figure_*`` methods give the annotated matplotlib versions (slower).
+Conventions: blocks are indexed 0..len(records)-1 in model order (``Analysis.block_index`` also
+takes a name); points are ``(row, col)`` = ``(y, x)`` pixels of ``Analysis.image`` (the model's
+input); windows are raster indices into a block's window grid (``Analysis.window_at`` turns a point
+into one); ``head`` is a head index or ``"mean" | "max" | "min"``.
 """
 
 from __future__ import annotations
@@ -33,37 +28,33 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch import nn
 
 from . import maps, render
 from .capture import AttentionCapture, AttentionRecord
+from .imageio import to_rgb
+from .limits import INPUT_MAX_SIDE as MAX_SIDE
+from .limits import INPUT_MIN_SIDE as MIN_SIDE
 from .preprocess import CROP_PCT, INTERPOLATION, resize_center_crop, to_tensor
 
 __all__ = [
     "MAX_SIDE",
     "MIN_SIDE",
-    "VIEWS",
     "Analysis",
+    "MapKey",
     "Prediction",
-    "ViewSettings",
     "analyze",
     "class_names_for",
     "input_size",
     "load_model",
     "prepare_image",
 ]
-
-#: Input sides accepted by :func:`analyze` (pixels). Above 512 the global blocks' L x L attention
-#: grows past ~10^7 entries per head, too much memory for a shared CPU Space.
-MIN_SIDE, MAX_SIDE = 32, 512
-#: The views of :meth:`Analysis.render_views`, in display order.
-VIEWS = ("tokens", "pixel", "pwa_matrix", "pwa_map", "composed", "rollout")
 
 
 @dataclass(frozen=True)
@@ -74,21 +65,20 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class ViewSettings:
-    """Everything a re-render may change. ``point=None`` means the image centre."""
+class MapKey:
+    """The memo key of one map: every argument the map depends on, typed (no string parsing).
 
-    block: int = 0
-    head: maps.HeadSelect = "mean"
-    cmap: str = "inferno"
-    alpha: float = 0.6
-    point: tuple[int, int] | None = None
-    gsa_subwindows: bool = True
-    self_weight: float = 0.5
-    residual: float = 0.5
-    rollout_query: Literal["pooled", "point"] = "pooled"
+    kind: ``"token" | "token_self" | "pixel" | "pwa" | "pwa_row" | "composed" | "rollout"``;
+    block: block index (rollout: the end block); head: head index or fusion; where: the feature cell
+    (pixel, composed, point rollout), the window index (pwa_row) or None; weights: the shortcut and
+    residual weights the map uses (composed, rollout), else ().
+    """
 
-    def with_(self, **changes: Any) -> ViewSettings:
-        return replace(self, **changes)
+    kind: str
+    block: int
+    head: maps.HeadSelect
+    where: tuple[int, int] | int | None = None
+    weights: tuple[float, ...] = ()
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -106,12 +96,7 @@ def prepare_image(image: Image.Image, size: int | Sequence[int] = 224, crop_pct:
     scaled (bicubic) to cover ``(H, W) / crop_pct`` keeping its aspect, then centre-cropped.
     """
     h, w = input_size(size)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # flatten transparency onto white instead of the black that convert("RGB") gives
-        rgba = image.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(bg, rgba)
-    image = image.convert("RGB")
+    image = to_rgb(image)  # transparency flattened on white (sepvit_viz.imageio's rules)
     if h == w:
         return resize_center_crop(image, h, crop_pct)
     iw, ih = image.size
@@ -183,13 +168,9 @@ class _Memo:
     def __len__(self) -> int:
         return len(self._d)
 
-
-def _notice(text: str, size: tuple[int, int]) -> np.ndarray:
-    img = Image.new("RGB", (size[1], size[0]), (245, 245, 245))
-    ImageDraw.Draw(img).multiline_text(
-        (size[1] // 2, size[0] // 2), text, fill=(90, 90, 90), anchor="mm", align="center", font=render._font(11)
-    )
-    return np.asarray(img)
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._d)
 
 
 @dataclass
@@ -203,6 +184,9 @@ class Analysis:
         top5: the five most likely classes.
         model_name: the config name of the model.
         timings: seconds spent in ``forward`` (under capture) and ``maps`` (precompute).
+
+    Maps are memoised under a :class:`MapKey`; :meth:`fresh` gives a copy that shares the arrays
+    but has its own memo (one per user of a cached forward).
     """
 
     image: np.ndarray
@@ -216,6 +200,10 @@ class Analysis:
     def __post_init__(self) -> None:
         self.blocks = [r.image(0) for r in self.records]
 
+    def fresh(self) -> Analysis:
+        """A copy sharing the arrays, with an empty memo of its own."""
+        return Analysis(self.image, self.records, self.logits, self.top5, self.model_name, dict(self.timings))
+
     # --------------------------------------------------------------- basics
     @property
     def size(self) -> tuple[int, int]:
@@ -227,8 +215,29 @@ class Analysis:
         e = np.exp(z)
         return e / e.sum()
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this analysis holds (image, logits, every block's attention; not the memo)."""
+        n = self.image.nbytes + self.logits.nbytes
+        return int(n + sum(r.dwa.nbytes + (r.pwa.nbytes if r.pwa is not None else 0) for r in self.records))
+
+    @property
+    def memo_keys(self) -> list[MapKey]:
+        """The keys of the maps memoised so far (oldest first)."""
+        return self._memo.keys()
+
     def block_labels(self) -> list[str]:
         return [r.label for r in self.records]
+
+    def block_index(self, block: int | str) -> int:
+        """Index of a block given by index or module name (``"stages.1.blocks.0"``); ValueError if unknown."""
+        if isinstance(block, str):
+            for i, r in enumerate(self.records):
+                if r.name == block:
+                    return i
+            raise ValueError(f"unknown block {block!r}; blocks are {', '.join(r.name for r in self.records)}")
+        self.record(int(block))
+        return int(block)
 
     def record(self, block: int) -> AttentionRecord:
         if not (0 <= block < len(self.records)):
@@ -246,22 +255,34 @@ class Analysis:
             return head
         return "mean"
 
-    def _settings(self, settings: ViewSettings | None) -> ViewSettings:
-        s = settings or ViewSettings()
-        return s.with_(head=self.head_for(s.block, s.head))
-
     def centre(self) -> tuple[int, int]:
         return self.size[0] // 2, self.size[1] // 2
 
     def _point(self, point: tuple[int, int] | None) -> tuple[int, int]:
         return self.centre() if point is None else (int(point[0]), int(point[1]))
 
-    def _cell(self, block: int, point: tuple[int, int] | None) -> tuple[int, int]:
+    def cell_at(self, block: int, point: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Feature cell (row, col) of ``block`` under image point (y, x) (None: the centre)."""
         return maps.cell_at(self.record(block).geometry, self._point(point), self.size)
 
     def _cell_point(self, block: int, cell: tuple[int, int]) -> tuple[int, int]:
         s = self.record(block).geometry.stride
         return cell[0] * s, cell[1] * s
+
+    def window_at(self, block: int, point: tuple[int, int] | None = None) -> int:
+        """Raster index of the window (or group) of ``block`` holding image point (y, x) (None: the centre)."""
+        return maps.window_at(self.record(block).geometry, self._point(point), self.size)
+
+    def check_window(self, block: int, window: int) -> int:
+        """``window`` if ``block`` has it, else ValueError naming the valid range."""
+        n = self.record(block).geometry.num_windows
+        if not 0 <= int(window) < n:
+            raise ValueError(f"window {window} out of range 0..{n - 1}")
+        return int(window)
+
+    def window_box(self, block: int, window: int) -> tuple[int, int, int, int]:
+        """Image box (y0, x0, y1, x1) of a window of ``block``."""
+        return maps.window_box(self.record(block).geometry, self.check_window(block, window), self.size)
 
     def dssa_gsa_pairs(self) -> list[tuple[int, int]]:
         return maps.dssa_gsa_pairs([(r.stage, r.kind) for r in self.records])
@@ -287,7 +308,7 @@ class Analysis:
                 return maps.token_map(b.dwa, b.geometry, head, self.size).astype(np.float32)
             return maps.received_map(b.dwa, b.geometry, head, self.size).astype(np.float32)
 
-        return self._memo.get(("token", block, head), make)
+        return self._memo.get(MapKey("token", block, head), make)
 
     def token_self(self, block: int, head: maps.HeadSelect = "mean") -> np.ndarray | None:
         """(n,) each window token's attention to itself, None for global blocks."""
@@ -295,46 +316,44 @@ class Analysis:
         if not b.geometry.has_token:
             return None
         return self._memo.get(
-            ("token_self", block, head), lambda: maps.token_self_map(b.dwa, b.geometry, head, self.size)[0]
+            MapKey("token_self", block, head), lambda: maps.token_self_map(b.dwa, b.geometry, head, self.size)[0]
         )
 
     def pixel_query(
         self, block: int, point: tuple[int, int] | None = None, head: maps.HeadSelect = "mean"
     ) -> maps.PixelQuery:
-        b, cell = self._block(block), self._cell(block, point)
+        """The DWA row of the pixel at image point (y, x) (None: the centre) over its window."""
+        b, cell = self._block(block), self.cell_at(block, point)
         return self._memo.get(
-            ("pixel", block, head, cell),
+            MapKey("pixel", block, head, cell),
             lambda: maps.pixel_query(b.dwa, b.geometry, self._cell_point(block, cell), head, self.size),
         )
 
     def pwa_matrix(self, block: int, head: maps.HeadSelect = "mean") -> np.ndarray | None:
+        """(n, n) window-to-window attention (rows = query windows), None for global blocks."""
         b = self._block(block)
         if b.pwa is None:
             return None
-        return self._memo.get(("pwa", block, head), lambda: maps.pwa_matrix(b.pwa, head))
+        return self._memo.get(MapKey("pwa", block, head), lambda: maps.pwa_matrix(b.pwa, head))
 
-    def window_at(self, block: int, point: tuple[int, int] | None = None) -> int:
-        return maps.window_at(self.record(block).geometry, self._point(point), self.size)
-
-    def pwa_map(
-        self, block: int, point: tuple[int, int] | None = None, head: maps.HeadSelect = "mean"
-    ) -> np.ndarray | None:
-        """(H, W) the PWA row of the window holding ``point``, None for global blocks."""
+    def pwa_map(self, block: int, window: int, head: maps.HeadSelect = "mean") -> np.ndarray | None:
+        """(H, W) row ``window`` of the PWA matrix spread over the window grid, None for global blocks."""
         b = self._block(block)
         if b.pwa is None:
             return None
-        w = self.window_at(block, point)
+        w = self.check_window(block, window)
         return self._memo.get(
-            ("pwa_map", block, head, w),
+            MapKey("pwa_row", block, head, w),
             lambda: maps.pwa_row_map(b.pwa, b.geometry, w, head, self.size).astype(np.float32),
         )
 
     def composed(
         self, block: int, point: tuple[int, int] | None = None, head: maps.HeadSelect = "mean", self_weight: float = 0.5
     ) -> maps.ComposedQuery:
-        b, cell = self._block(block), self._cell(block, point)
+        """Where the pixel at (y, x) draws from through the whole block (:func:`maps.composed_query`)."""
+        b, cell = self._block(block), self.cell_at(block, point)
         return self._memo.get(
-            ("composed", block, head, cell, self_weight),
+            MapKey("composed", block, head, cell, (float(self_weight),)),
             lambda: maps.composed_query(
                 b.dwa, b.pwa, b.geometry, self._cell_point(block, cell), head, self_weight, self.size
             ),
@@ -353,10 +372,10 @@ class Analysis:
         """Rollout up to block ``end`` (default: the last), pooled over its cells or from ``point``."""
         end = len(self.blocks) - 1 if end is None else end
         head = head if isinstance(head, str) else "mean"  # a head index means nothing across stages
-        cell = None if pooled else self._cell(end, point)
+        cell = None if pooled else self.cell_at(end, point)
         q = None if cell is None else self._cell_point(end, cell)
         return self._memo.get(
-            ("rollout", end, head, cell, residual, self_weight),
+            MapKey("rollout", end, head, cell, (float(residual), float(self_weight))),
             lambda: maps.rollout(
                 self.blocks,
                 point=q,
@@ -370,12 +389,13 @@ class Analysis:
         )
 
     def head_maps(self, block: int, view: str, point: tuple[int, int] | None = None) -> list[np.ndarray]:
-        """One map per head for ``view`` in tokens | pixel | pwa_map | composed."""
+        """One map per head for ``view`` in tokens | pixel | pwa_map | composed (pwa_map: the window
+        holding ``point``)."""
         heads = self.record(block).num_heads
         get: dict[str, Callable[[int], np.ndarray | None]] = {
             "tokens": lambda h: self.token_map(block, h),
             "pixel": lambda h: self.pixel_query(block, point, h).heat,
-            "pwa_map": lambda h: self.pwa_map(block, point, h),
+            "pwa_map": lambda h: self.pwa_map(block, self.window_at(block, point), h),
             "composed": lambda h: self.composed(block, point, h).heat,
         }
         if view not in get:
@@ -385,245 +405,49 @@ class Analysis:
             raise ValueError(f"{self.record(block).label} has no {view} view")
         return out  # type: ignore[return-value]
 
-    def precompute(self, settings: ViewSettings | None = None) -> None:
-        """Every map for every block at ``settings`` (default head, point), plus the rollout."""
-        s = self._settings(settings)
+    def precompute(self, head: maps.HeadSelect = "mean", point: tuple[int, int] | None = None) -> None:
+        """Every map of every block at ``head`` and ``point`` (None: the centre), plus the pooled rollout."""
         for i in range(len(self.blocks)):
-            self.token_map(i, s.head)
-            self.token_self(i, s.head)
-            self.pixel_query(i, s.point, s.head)
-            self.pwa_matrix(i, s.head)
-            self.pwa_map(i, s.point, s.head)
-            self.composed(i, s.point, s.head, s.self_weight)
-        self.rollout(s.point, pooled=s.rollout_query == "pooled", residual=s.residual, self_weight=s.self_weight)
-
-    # --------------------------------------------------------------- pictures (fast tier)
-    def _head_name(self, head: maps.HeadSelect) -> str:
-        return f"head {head}" if isinstance(head, int) else f"{head} of heads"
-
-    def render_tokens(self, s: ViewSettings) -> np.ndarray:
-        s = self._settings(s)
-        r = self.record(s.block)
-        grid, sub = self.grid_lines(s.block, s.gsa_subwindows)
-        what = "window tokens" if r.has_token else "attention received"
-        return render.compose_view(
-            self.image,
-            self.token_map(s.block, s.head),
-            cmap=s.cmap,
-            alpha=s.alpha,
-            grid=grid,
-            subgrid=sub,
-            title=f"{what} · {self._head_name(s.head)}",
-        )
-
-    def render_pixel(self, s: ViewSettings) -> np.ndarray:
-        s = self._settings(s)
-        q = self.pixel_query(s.block, s.point, s.head)
-        grid, sub = self.grid_lines(s.block, s.gsa_subwindows)
-        tok = "" if q.token_weight is None else f" · token {q.token_weight:.3f}"
-        return render.compose_view(
-            self.image,
-            q.heat,
-            cmap=s.cmap,
-            alpha=s.alpha,
-            grid=grid,
-            subgrid=sub,
-            box=q.box,
-            marker=self._point(s.point),
-            title=f"pixel query{tok}",
-        )
-
-    def render_pwa_matrix(self, s: ViewSettings) -> np.ndarray:
-        s = self._settings(s)
-        m = self.pwa_matrix(s.block, s.head)
-        if m is None:
-            return _notice("global attention block:\nno windows, no PWA", self.size)
-        w = self.window_at(s.block, s.point)
-        unit = "group" if self.record(s.block).kind == "gsa" else "window"
-        return render.matrix_view(
-            m,
-            cmap=s.cmap,
-            size=self.size[0],
-            highlight=w,
-            title=f"PWA {m.shape[0]}x{m.shape[0]} · {self._head_name(s.head)}",
-            row_label=f"query {unit}",
-            col_label=f"key {unit}",
-        )
-
-    def render_pwa_map(self, s: ViewSettings) -> np.ndarray:
-        s = self._settings(s)
-        m = self.pwa_map(s.block, s.point, s.head)
-        if m is None:
-            return _notice("global attention block:\nno windows, no PWA", self.size)
-        w = self.window_at(s.block, s.point)
-        grid, sub = self.grid_lines(s.block, s.gsa_subwindows)
-        box = maps.window_box(self.record(s.block).geometry, w, self.size)
-        return render.compose_view(
-            self.image,
-            m,
-            cmap=s.cmap,
-            alpha=s.alpha,
-            grid=grid,
-            subgrid=sub,
-            box=box,
-            title=f"PWA row of window {w} · {self._head_name(s.head)}",
-        )
-
-    def render_composed(self, s: ViewSettings) -> np.ndarray:
-        s = self._settings(s)
-        c = self.composed(s.block, s.point, s.head, s.self_weight)
-        grid, sub = self.grid_lines(s.block, s.gsa_subwindows)
-        return render.compose_view(
-            self.image,
-            c.heat,
-            cmap=s.cmap,
-            alpha=s.alpha,
-            grid=grid,
-            subgrid=sub,
-            marker=self._point(s.point),
-            title=f"whole block · {self._head_name(s.head)}",
-        )
-
-    def render_rollout(self, s: ViewSettings) -> np.ndarray:
-        s = self._settings(s)
-        pooled = s.rollout_query == "pooled"
-        head = s.head if isinstance(s.head, str) else "mean"
-        ro = self.rollout(s.point, pooled=pooled, head=head, residual=s.residual, self_weight=s.self_weight)
-        what = "pooled" if pooled else "from point"
-        return render.compose_view(
-            self.image,
-            ro.heat,
-            cmap=s.cmap,
-            alpha=s.alpha,
-            marker=None if pooled else self._point(s.point),
-            title=f"rollout · {what}",
-        )
-
-    def render_views(self, settings: ViewSettings | None = None, views: Sequence[str] = VIEWS) -> dict[str, np.ndarray]:
-        """The named fast-tier pictures (keys from :data:`VIEWS`) for one setting."""
-        s = self._settings(settings)
-        fns = {
-            "tokens": self.render_tokens,
-            "pixel": self.render_pixel,
-            "pwa_matrix": self.render_pwa_matrix,
-            "pwa_map": self.render_pwa_map,
-            "composed": self.render_composed,
-            "rollout": self.render_rollout,
-        }
-        unknown = [v for v in views if v not in fns]
-        if unknown:
-            raise ValueError(f"unknown views {unknown}; choose from {VIEWS}")
-        return {v: fns[v](s) for v in views}
-
-    def render_pair(
-        self, pair: tuple[int, int], view: str = "tokens", settings: ViewSettings | None = None
-    ) -> np.ndarray:
-        """Two blocks' ``view`` side by side (e.g. a DSSA block and the GSA block after it)."""
-        s = self._settings(settings)
-        a = self.render_views(s.with_(block=pair[0]), [view])[view]
-        b = self.render_views(s.with_(block=pair[1]), [view])[view]
-        h = max(a.shape[0], b.shape[0])
-        pad = lambda x: np.pad(x, ((0, h - x.shape[0]), (0, 0), (0, 0)), constant_values=255)  # noqa: E731
-        return np.concatenate([pad(a), np.full((h, 8, 3), 255, np.uint8), pad(b)], axis=1)
-
-    # --------------------------------------------------------------- pictures (figure tier)
-    def figure_gallery(self, view: str, settings: ViewSettings | None = None) -> np.ndarray:
-        s = self._settings(settings)
-        grid, _ = self.grid_lines(s.block, False)
-        return render.head_gallery(
-            self.image,
-            self.head_maps(s.block, view, s.point),
-            cmap=s.cmap,
-            alpha=s.alpha,
-            grid=grid,
-            suptitle=f"{self.record(s.block).label} · {view} per head",
-        )
-
-    def figure_pwa(self, settings: ViewSettings | None = None) -> np.ndarray | None:
-        s = self._settings(settings)
-        m = self.pwa_matrix(s.block, s.head)
-        if m is None:
-            return None
-        r = self.record(s.block)
-        return render.pwa_matrix_figure(
-            m,
-            cmap=s.cmap,
-            highlight=self.window_at(s.block, s.point),
-            grid=r.grid,
-            title=f"{r.label}\nPWA · {self._head_name(s.head)}",
-        )
-
-    def figure_overlay(self, view: str, settings: ViewSettings | None = None) -> np.ndarray:
-        """Annotated figure of one map view (tokens | pixel | pwa_map | composed | rollout)."""
-        s = self._settings(settings)
-        grid, sub = self.grid_lines(s.block, s.gsa_subwindows)
-        box = None
-        if view == "tokens":
-            heat = self.token_map(s.block, s.head)
-        elif view == "pixel":
-            q = self.pixel_query(s.block, s.point, s.head)
-            heat, box = q.heat, q.box
-        elif view == "pwa_map":
-            heat = self.pwa_map(s.block, s.point, s.head)
-            if heat is None:
-                raise ValueError(f"{self.record(s.block).label} has no PWA")
-        elif view == "composed":
-            heat = self.composed(s.block, s.point, s.head, s.self_weight).heat
-        elif view == "rollout":
-            head = s.head if isinstance(s.head, str) else "mean"
-            heat = self.rollout(s.point, pooled=s.rollout_query == "pooled", head=head, residual=s.residual).heat
-            grid, sub = None, None
-        else:
-            raise ValueError(f"unknown view {view!r}")
-        title = (
-            "rollout over all blocks"
-            if view == "rollout"
-            else f"{self.record(s.block).label}\n{view} · {self._head_name(s.head)}"
-        )
-        return render.overlay_figure(
-            self.image, heat, title=title, cmap=s.cmap, alpha=s.alpha, grid=grid, subgrid=sub, box=box
-        )
-
-    def figure_side_by_side(
-        self, pair: tuple[int, int], view: str = "tokens", settings: ViewSettings | None = None
-    ) -> np.ndarray:
-        s = self._settings(settings)
-        panels = []
-        for blk in pair:
-            t = s.with_(block=blk)
-            heat = {
-                "tokens": lambda t=t: self.token_map(t.block, t.head),
-                "pixel": lambda t=t: self.pixel_query(t.block, t.point, t.head).heat,
-                "composed": lambda t=t: self.composed(t.block, t.point, t.head, t.self_weight).heat,
-            }[view]()
-            grid, sub = self.grid_lines(blk, s.gsa_subwindows)
-            panels.append((heat, self.record(blk).label, grid, sub))
-        return render.side_by_side_figure(
-            self.image, panels, cmap=s.cmap, alpha=s.alpha, suptitle=f"{view} · {self._head_name(s.head)}"
-        )
+            h = self.head_for(i, head)
+            self.token_map(i, h)
+            self.token_self(i, h)
+            self.pixel_query(i, point, h)
+            self.pwa_matrix(i, h)
+            self.pwa_map(i, self.window_at(i, point), h)
+            self.composed(i, point, h)
+        self.rollout()
 
     # --------------------------------------------------------------- export
-    def arrays(self, settings: ViewSettings | None = None) -> dict[str, np.ndarray]:
-        """Raw arrays: image, logits, every block's DWA/PWA, and the maps of ``settings``."""
-        s = self._settings(settings)
+    def arrays(
+        self,
+        block: int = 0,
+        head: maps.HeadSelect = "mean",
+        point: tuple[int, int] | None = None,
+        *,
+        self_weight: float = 0.5,
+        residual: float = 0.5,
+    ) -> dict[str, np.ndarray]:
+        """Raw arrays: image, logits, every block's DWA/PWA, and ``block``'s maps at ``head`` and ``point``
+        (the PWA row of the window holding it), plus the pooled rollout."""
+        head = self.head_for(block, head)
         out: dict[str, np.ndarray] = {"image": self.image, "logits": self.logits}
         for r in self.records:
             out[f"{r.name}.dwa"] = r.dwa[0]
             if r.pwa is not None:
                 out[f"{r.name}.pwa"] = r.pwa[0]
-        name = self.records[s.block].name
-        out[f"{name}.token_map"] = self.token_map(s.block, s.head)
-        out[f"{name}.pixel_query"] = self.pixel_query(s.block, s.point, s.head).heat
-        out[f"{name}.composed"] = self.composed(s.block, s.point, s.head, s.self_weight).heat
-        pm = self.pwa_map(s.block, s.point, s.head)
+        name = self.record(block).name
+        out[f"{name}.token_map"] = self.token_map(block, head)
+        out[f"{name}.pixel_query"] = self.pixel_query(block, point, head).heat
+        out[f"{name}.composed"] = self.composed(block, point, head, self_weight).heat
+        pm = self.pwa_map(block, self.window_at(block, point), head)
         if pm is not None:
             out[f"{name}.pwa_map"] = pm
-        out["rollout"] = self.rollout(s.point, residual=s.residual, self_weight=s.self_weight).heat
+        out["rollout"] = self.rollout(residual=residual, self_weight=self_weight).heat
         return out
 
-    def export_npz(self, path: str | None = None, settings: ViewSettings | None = None) -> bytes | None:
-        """Save :meth:`arrays` as a compressed .npz (bytes when ``path`` is None)."""
-        return render.export_npz(self.arrays(settings), path)
+    def export_npz(self, path: str | None = None, **settings: Any) -> bytes | None:
+        """Save :meth:`arrays` (keyword ``settings`` passed on) as a compressed .npz (bytes when ``path`` is None)."""
+        return render.export_npz(self.arrays(**settings), path)
 
 
 def analyze(
@@ -633,7 +457,6 @@ def analyze(
     size: int | Sequence[int] = 224,
     class_names: Sequence[str] | None = None,
     precompute: bool = True,
-    settings: ViewSettings | None = None,
 ) -> Analysis:
     """Run ONE forward of ``model`` on ``image`` under attention capture and wrap the result.
 
@@ -641,7 +464,7 @@ def analyze(
     size: an int (square centre crop, the evaluation transform) or (height, width), each side
         within ``MIN_SIDE..MAX_SIDE``.
     class_names: names per class index (default: ImageNet names for 1000 classes, else ``class N``).
-    precompute: compute every map for every block at ``settings`` now, so the first views are instant.
+    precompute: compute every map of every block (mean of heads, centre) now, so the first views are instant.
     """
     crop = prepare_image(image, size)
     x = to_tensor(crop)
@@ -662,6 +485,6 @@ def analyze(
         model_name=getattr(config, "name", type(model).__name__),
     )
     if precompute:
-        result.precompute(settings)
+        result.precompute()
     result.timings.update(forward=t1 - t0, maps=time.perf_counter() - t1)
     return result

@@ -52,6 +52,8 @@ __all__ = [
 Box = tuple[int, int, int, int]
 Lines = tuple[np.ndarray, np.ndarray]
 WHITE = (255, 255, 255)
+#: Height in pixels of the title band :func:`compose_view` puts above a picture when given a title.
+TITLE_HEIGHT = 18
 INK = (30, 30, 30)
 
 
@@ -191,7 +193,7 @@ def _band(width: int, title: str, height: int) -> np.ndarray:
     return out
 
 
-def title_band(rgb: np.ndarray, title: str, height: int = 18) -> np.ndarray:
+def title_band(rgb: np.ndarray, title: str, height: int = TITLE_HEIGHT) -> np.ndarray:
     """Stack a white band with ``title`` above an image."""
     return np.concatenate([_band(rgb.shape[1], title, height), rgb], axis=0)
 

@@ -19,8 +19,18 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
+
+from .limits import (  # one home for the bounds; re-exported here
+    DEFAULT_RESOLUTION,
+    MAX_RESOLUTION,
+    MAX_STEPS,
+    MIN_RESOLUTION,
+    RESOLUTION_MULTIPLE,
+)
+from .maps import FUSIONS  # head fusions accepted wherever a head index is
 
 if TYPE_CHECKING:
     from .config import SepViTConfig
@@ -28,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RESOLUTION",
     "FUSIONS",
+    "HUB_REPO_RE",
+    "HUB_REVISION_RE",
     "MAX_RESOLUTION",
     "MAX_STEPS",
     "MIN_RESOLUTION",
@@ -47,18 +59,11 @@ __all__ = [
     "window_token_count",
 ]
 
-#: Input resolution the model was trained at.
-DEFAULT_RESOLUTION: Final[int] = 224
-#: Largest input resolution a request may ask for (448: 4x the windows of 224).
-MAX_RESOLUTION: Final[int] = 448
-#: Smallest input resolution (the last stage still has a 2 x 2 map).
-MIN_RESOLUTION: Final[int] = 64
-#: Resolutions must be a multiple of the last stage's stride, so every stage's map is whole.
-RESOLUTION_MULTIPLE: Final[int] = 32
-#: Most interpolation / noise steps an attribution request may ask for.
-MAX_STEPS: Final[int] = 256
-#: Head fusions accepted wherever a head index is (``sepvit_viz.maps.FUSIONS``).
-FUSIONS: Final[tuple[str, ...]] = ("mean", "max", "min")
+
+#: A Hugging Face Hub repo id ``owner/name`` and a revision (branch, tag or commit): the one home of
+#: these rules (``weights.load_from_hub`` and the app's model choice both check them).
+HUB_REPO_RE: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+HUB_REVISION_RE: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 
 
 class UserInputError(ValueError):

@@ -392,13 +392,15 @@ def load_from_hub(
 
     ``revision`` pins a branch, tag or commit hash. Only safetensors files are accepted.
     """
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}", repo_id or ""):
+    from .validation import HUB_REPO_RE, HUB_REVISION_RE
+
+    if not HUB_REPO_RE.fullmatch(repo_id or ""):
         raise CheckpointError(f"invalid Hub repo id {repo_id!r}: expected 'owner/name'")
     if ".." in repo_id:
         raise CheckpointError(f"invalid Hub repo id {repo_id!r}")
     if not filename.endswith(".safetensors") or ".." in filename or filename.startswith("/"):
         raise CheckpointError("only .safetensors files are loaded from the Hub")
-    if revision is not None and not re.fullmatch(r"[A-Za-z0-9._/-]{1,100}", revision):
+    if revision is not None and not HUB_REVISION_RE.fullmatch(revision):
         raise CheckpointError(f"invalid revision {revision!r}")
     from huggingface_hub import hf_hub_download
 

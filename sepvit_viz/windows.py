@@ -1,4 +1,7 @@
-"""Window geometry and pure tensor helpers: padding, partition into windows and back.
+"""Pure tensor helpers on window geometry: padding, partition into windows and back.
+
+:class:`WindowGeometry` and :func:`window_geometry` live in the torch-free :mod:`sepvit_viz.geometry`
+(re-exported here).
 
 Axis letters used in shapes: B batch, H/W feature-map rows/cols, C channels, n windows
 (= gh * gw, raster order), P pixels of one window (= wh * ww, raster order).
@@ -6,11 +9,10 @@ Axis letters used in shapes: B batch, H/W feature-map rows/cols, C channels, n w
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
+
+from .geometry import WindowGeometry, window_geometry
 
 __all__ = [
     "WindowGeometry",
@@ -21,58 +23,6 @@ __all__ = [
     "window_reverse",
     "windows_with_tokens",
 ]
-
-
-@dataclass(frozen=True)
-class WindowGeometry:
-    """How one block tiles one feature map into windows.
-
-    Attributes:
-        height, width: the unpadded feature map (rows, cols).
-        window: (wh, ww) window size; for a global block the whole map (H, W).
-        grid: (gh, gw) windows per column and per row; n = gh * gw, raster order.
-        pad: (pad_h, pad_w) rows added at the bottom and columns added at the right.
-        has_token: whether each window carries a window token at index 0.
-        stride: input pixels per feature cell (4, 8, 16, 32 for stages 1-4).
-    """
-
-    height: int
-    width: int
-    window: tuple[int, int]
-    grid: tuple[int, int]
-    pad: tuple[int, int]
-    has_token: bool
-    stride: int = 1
-
-    @property
-    def num_windows(self) -> int:
-        return self.grid[0] * self.grid[1]
-
-    @property
-    def window_pixels(self) -> int:
-        return self.window[0] * self.window[1]
-
-    @property
-    def padded_size(self) -> tuple[int, int]:
-        return self.height + self.pad[0], self.width + self.pad[1]
-
-    def window_of(self, row: int, col: int) -> tuple[int, int]:
-        """Feature cell (row, col) -> (window index, pixel index inside the window)."""
-        if not (0 <= row < self.height and 0 <= col < self.width):
-            raise ValueError(f"cell ({row}, {col}) outside the {self.height}x{self.width} feature map")
-        wr, pr = divmod(row, self.window[0])
-        wc, pc = divmod(col, self.window[1])
-        return wr * self.grid[1] + wc, pr * self.window[1] + pc
-
-
-def window_geometry(height: int, width: int, window: int | None, has_token: bool, stride: int = 1) -> WindowGeometry:
-    """Geometry of a ``window x window`` tiling of an ``height x width`` map (``window=None``: global)."""
-    if window is None:
-        return WindowGeometry(height, width, (height, width), (1, 1), (0, 0), False, stride)
-    gh, gw = math.ceil(height / window), math.ceil(width / window)
-    return WindowGeometry(
-        height, width, (window, window), (gh, gw), (gh * window - height, gw * window - width), has_token, stride
-    )
 
 
 def _windowed_view(x: torch.Tensor, geom: WindowGeometry) -> torch.Tensor:

@@ -18,7 +18,7 @@ def free_port() -> int:
 def app_url() -> Iterator[str]:
     """Launch ``app.demo`` on 127.0.0.1 with the public settings; yields its URL, closes it after."""
     import app
-    from sepvit_viz import ui
+    from sepvit_viz import limits
 
     port = free_port()
     app.demo.launch(
@@ -26,7 +26,7 @@ def app_url() -> Iterator[str]:
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        max_file_size=ui.MAX_UPLOAD_BYTES,
+        max_file_size=limits.MAX_UPLOAD_BYTES,
         show_error=False,
     )
     try:

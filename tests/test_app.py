@@ -1,8 +1,9 @@
 """The Gradio app: handlers called directly, then the launched app driven through ``gradio_client``.
 
-Handlers (``sepvit_viz.ui``): what ``/analyze`` returns, that views which only change rendering never
-run the model again, click-to-pixel and click-to-window mapping, DSSA/GSA compare, downloads,
-faithfulness, model loading (once, thread-safe, random-weights warning, Hub errors) and settings.
+Handlers (``sepvit_viz.serving.handlers``): what ``/analyze`` returns, that views which only change
+rendering never run the model again, click-to-pixel and click-to-window mapping, DSSA/GSA compare,
+downloads, faithfulness, model loading (once, thread-safe, random-weights warning, Hub errors) and
+settings.
 Launched app: one example photo end to end over loopback (classes, attribution, token map, pixel
 query, cross-window map, compare, downloads) and the public-Space settings.
 """
@@ -23,9 +24,10 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from sepvit_viz import maps, ui  # noqa: E402
+from sepvit_viz import limits, maps, views  # noqa: E402
+from sepvit_viz.serving import cache, handlers, models, photos, settings  # noqa: E402
 
-EXAMPLE = ui.example_photos()[0]
+EXAMPLE = photos.example_photos()[0]
 
 
 def noop(*args, **kwargs):
@@ -33,7 +35,7 @@ def noop(*args, **kwargs):
 
 
 def analyze(photo=EXAMPLE, **settings):
-    return ui.analyze(photo, progress=noop, **settings)
+    return handlers.analyze(photo, progress=noop, **settings)
 
 
 def not_blank(img: np.ndarray) -> bool:
@@ -43,7 +45,7 @@ def not_blank(img: np.ndarray) -> bool:
 
 
 @pytest.fixture(scope="module")
-def state() -> ui.Analysis:
+def state() -> handlers.Session:
     return analyze()[0]
 
 
@@ -54,57 +56,57 @@ def no_model(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the model was used for a rendering-only change")
 
-    monkeypatch.setattr(ui.ModelEntry, "borrow", forbidden)
-    monkeypatch.setattr(ui.pipeline, "analyze", forbidden)
+    monkeypatch.setattr(models.ModelEntry, "borrow", forbidden)
+    monkeypatch.setattr(handlers.pipeline, "analyze", forbidden)
 
 
 # ------------------------------------------------------------------------------------ /analyze
 def test_example_photos_and_attribution_file_match():
-    photos = ui.example_photos()
-    assert 5 <= len(photos) <= 8
-    listing = (ui.EXAMPLES_DIR / "ATTRIBUTION.md").read_text()
+    found = photos.example_photos()
+    assert 5 <= len(found) <= 8
+    listing = (photos.EXAMPLES_DIR / "ATTRIBUTION.md").read_text()
     assert "CC BY 2.0" in listing
     listed = {line.split("|")[1].strip() for line in listing.splitlines() if line.startswith("| ") and ".jpg" in line}
-    assert listed == {Path(p).name for p in photos}
+    assert listed == {Path(p).name for p in found}
 
 
 def test_analyze_returns_top5_and_the_main_views(state):
     out = analyze()
     assert len(out) == 7
     an, status, top5, attribution, tokens, cross, pair = out
-    assert isinstance(an, ui.Analysis)
+    assert isinstance(an, handlers.Session)
     assert "Model:" in status and "224 x 224" in status
     # five classes with readable names, most likely first, matching the model's probabilities
     assert len(top5) == 5
     probs = list(top5.values())
     assert probs == sorted(probs, reverse=True)
-    names = ui.pipeline.class_names_for(1000)
+    names = handlers.pipeline.class_names_for(1000)
     best = int(np.argmax(an.forward.probs))
     assert next(iter(top5)) == f"{names[best]} ({best})"
     assert probs[0] == pytest.approx(float(an.forward.probs[best]), rel=1e-5)
     for img in (attribution, tokens, cross, *pair):
         assert img.dtype == np.uint8 and not_blank(img)
     # clickable views are drawn at model-input height (colour bar on the right, no title band)
-    k = ui.display_scale(ui.DEFAULT_RESOLUTION)
-    assert k == 2 and tokens.shape[0] == cross.shape[0] == k * ui.DEFAULT_RESOLUTION
+    k = views.display_scale(limits.DEFAULT_RESOLUTION)
+    assert k == 2 and tokens.shape[0] == cross.shape[0] == k * limits.DEFAULT_RESOLUTION
     # the slider needs two pictures of one size
     assert pair[0].shape == pair[1].shape
 
 
 def test_clearing_the_photo_changes_nothing(state):
-    out = ui.analyze_new_photo(
+    out = handlers.analyze_new_photo(
         None,
-        ui.MODEL_DEFAULT,
+        models.MODEL_DEFAULT,
         "",
         "",
         224,
         "top",
-        ui.DEFAULT_METHOD,
+        settings.DEFAULT_METHOD,
         "inferno",
         0.6,
-        ui.DEFAULT_TOKEN_BLOCK,
+        settings.DEFAULT_TOKEN_BLOCK,
         "mean",
-        ui.DEFAULT_PWA_BLOCK,
+        settings.DEFAULT_PWA_BLOCK,
         "mean",
         None,
         state,
@@ -115,15 +117,15 @@ def test_clearing_the_photo_changes_nothing(state):
 
 
 def test_warm_up_makes_the_examples_instant(monkeypatch):
-    ui.RESULTS.clear()
-    assert ui.warm_up(background=False) is None
+    cache.RESULTS.clear()
+    assert handlers.warm_up(background=False) is None
 
     def forbidden(*args, **kwargs):
         raise AssertionError("an example was computed again")
 
-    monkeypatch.setattr(ui.pipeline, "analyze", forbidden)
-    monkeypatch.setattr(ui, "attribute", forbidden)
-    for path in ui.example_photos():
+    monkeypatch.setattr(handlers.pipeline, "analyze", forbidden)
+    monkeypatch.setattr(handlers, "attribute", forbidden)
+    for path in photos.example_photos():
         assert len(analyze(path)[2]) == 5
 
 
@@ -141,38 +143,72 @@ def test_higher_resolution_gives_more_windows():
 
 
 def test_after_analysis_updates_controls_without_the_model(state, no_model):
-    out = ui.after_analysis(
-        state,
-        "top",
-        ui.DEFAULT_METHOD,
-        "inferno",
-        0.6,
-        ui.DEFAULT_TOKEN_BLOCK,
-        "mean",
-        ui.DEFAULT_PWA_BLOCK,
-        "mean",
-        None,
-        "dwa",
+    out = handlers.after_analysis(state, settings.Settings())
+    assert set(out) == set(handlers.AFTER_ANALYSIS)
+    token_block, token_head, pwa_block, pair, target = (
+        out[k] for k in ("token_block", "token_head", "pwa_block", "pair", "target")
     )
-    assert len(out) == 19
-    token_block, token_head, pwa_block, _, pair, target = out[:6]
     assert [v for _, v in token_block["choices"]] == [r.name for r in state.forward.records]
     assert any("GSA (w=14, 2x2 groups)" in label for label, _ in token_block["choices"])
     assert all("GLOBAL" not in label for label, _ in pwa_block["choices"])
     assert [v for _, v in token_head["choices"]][:3] == ["mean", "max", "min"]
     assert pair["value"] == "stages.1.blocks.0|stages.1.blocks.1"
     assert len(target["choices"]) == 1001
-    pixel, matrix, cmp_a, cmp_b = out[9], out[11], out[13], out[14]
-    for img in (pixel, matrix, cmp_a, cmp_b):
-        assert not_blank(img)
-    assert out[-3:] == (-1, -1, -1)
+    for name in ("pixel_img", "pwa_matrix_img", "compare_a", "compare_b"):
+        assert not_blank(out[name]), name
+    assert (out["x"], out["y"], out["window"]) == (-1, -1, -1)
+
+
+def test_analyze_and_the_secondary_views_draw_each_picture_once(monkeypatch):
+    """/analyze draws what it returns; the private event after it reuses those pictures."""
+    calls: dict[str, int] = {}
+    for name in ("tokens", "pixel", "pwa_row", "pwa_matrix", "compare", "attribution"):
+        real = getattr(views, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] = calls.get(_name, 0) + 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(views, name, counted)
+    session = analyze()[0]
+    assert calls == {"attribution": 1, "tokens": 1, "pwa_row": 1, "compare": 1}
+    handlers.after_analysis(session, settings.Settings())
+    assert calls == {"attribution": 1, "tokens": 1, "pwa_row": 1, "compare": 1, "pixel": 1, "pwa_matrix": 1}
+
+
+def test_settings_binding_reads_and_writes_by_name():
+    cmap, head, table, state = object(), object(), object(), object()  # stand-ins for components
+    page = settings.Binding(cmap=cmap, token_head=head, faith_table=table)
+    fn, inputs, outputs = page.handler(
+        lambda st, s: {"faith_table": (st, s.cmap, s.token_head, s.resolution)}, state, ["faith_table"]
+    )
+    assert inputs == {state, cmap, head} and outputs == {table}  # outputs are not read back as settings
+    assert fn({state: "S", cmap: "magma", head: "1"}) == {table: ("S", "magma", "1", limits.DEFAULT_RESOLUTION)}
+    assert fn.__name__ == "<lambda>"
+    assert settings.Settings.of(cmap=None, pair=None).cmap == limits.COLORMAPS[0]  # an empty component: default
+    with pytest.raises(TypeError, match="colour"):
+        settings.Settings.of(colour="red")
+
+
+def test_one_settings_object_reaches_the_handlers():
+    """app.py binds every Settings field to one component; the after-analysis event reads them all."""
+    import dataclasses
+
+    import app
+
+    bound = set(app.page.components)
+    assert {f.name for f in dataclasses.fields(settings.Settings)} <= bound
+    assert set(handlers.AFTER_ANALYSIS) <= bound
+    fn = next(f for f in app.demo.fns.values() if getattr(f.fn, "__name__", "") == "after_analysis")
+    assert fn.api_visibility == "private"
+    assert {id(c) for c in fn.inputs} >= {id(app.page[f.name]) for f in dataclasses.fields(settings.Settings)}
 
 
 # ------------------------------------------------------------------------------------ rendering only
 def test_rendering_changes_do_not_run_the_model(state, no_model):
     args = dict(
         target="top",
-        method=ui.DEFAULT_METHOD,
+        method=settings.DEFAULT_METHOD,
         token_block="stages.2.blocks.1",
         token_head="max",
         x=40,
@@ -183,33 +219,33 @@ def test_rendering_changes_do_not_run_the_model(state, no_model):
         pair=None,
         view="block",
     )
-    first = ui.rerender(state, cmap="inferno", opacity=0.6, **args)
-    second = ui.rerender(state, cmap="viridis", opacity=0.3, **args)
+    first = handlers.rerender(state, cmap="inferno", opacity=0.6, **args)
+    second = handlers.rerender(state, cmap="viridis", opacity=0.3, **args)
     assert len(first) == 8
     for a, b in zip(first, second):
         if isinstance(a, tuple):
             a, b = a[0], b[0]
         assert not_blank(a) and not_blank(b)
         assert a.shape == b.shape and not np.array_equal(a, b)
-    ui.window_tokens(state, "stages.1.blocks.1", "1", "magma", 0.5, 10, 10, "dwa")
-    ui.pixel_query(state, "stages.3.blocks.1", "mean", 200, 30, "magma", 0.5, "block")
-    ui.cross_window(state, "stages.1.blocks.1", "max", 3, "gray", 1.0)
-    ui.compare(state, "stages.1.blocks.0|stages.1.blocks.1", "0", "turbo", 0.4)
+    handlers.window_tokens(state, "stages.1.blocks.1", "1", "magma", 0.5, 10, 10, "dwa")
+    handlers.pixel_query(state, "stages.3.blocks.1", "mean", 200, 30, "magma", 0.5, "block")
+    handlers.cross_window(state, "stages.1.blocks.1", "max", 3, "gray", 1.0)
+    handlers.compare(state, "stages.1.blocks.0|stages.1.blocks.1", "0", "turbo", 0.4)
     # a (class, method) pair already computed is shown again without the model
-    ui.explain(state, "top", ui.DEFAULT_METHOD, "plasma", 0.9, progress=noop)
+    handlers.explain(state, "top", settings.DEFAULT_METHOD, "plasma", 0.9, progress=noop)
 
 
 def test_a_new_method_runs_only_the_attribution(state, monkeypatch):
     calls = []
-    real = ui.attribute
-    monkeypatch.setattr(ui.pipeline, "analyze", lambda *a, **k: (_ for _ in ()).throw(AssertionError("forward")))
-    monkeypatch.setattr(ui, "attribute", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = handlers.attribute
+    monkeypatch.setattr(handlers.pipeline, "analyze", lambda *a, **k: (_ for _ in ()).throw(AssertionError("forward")))
+    monkeypatch.setattr(handlers, "attribute", lambda *a, **k: calls.append(k) or real(*a, **k))
     state.attributions.pop(("saliency", 7), None)
-    ui.RESULTS.clear()
-    _, img, caption = ui.explain(state, "7", "saliency", "inferno", 0.6, progress=noop)
+    cache.RESULTS.clear()
+    _, img, caption = handlers.explain(state, "7", "saliency", "inferno", 0.6, progress=noop)
     assert len(calls) == 1 and not_blank(img)
     assert "Saliency" in caption and "(7)" in caption
-    ui.explain(state, "7: cock", "saliency", "viridis", 0.6, progress=noop)  # the dropdown label works too
+    handlers.explain(state, "7: cock", "saliency", "viridis", 0.6, progress=noop)  # the dropdown label works too
     assert len(calls) == 1
 
 
@@ -219,17 +255,17 @@ def select(x, y):
 
 
 def test_click_on_the_token_map_is_a_model_pixel(state):
-    k = ui.display_scale(ui.DEFAULT_RESOLUTION)  # pictures show the photo k times larger
-    assert ui.point_from_select(state, select(37 * k + 1, 150 * k)) == (37, 150)
+    k = views.display_scale(limits.DEFAULT_RESOLUTION)  # pictures show the photo k times larger
+    assert handlers.point_from_select(state, select(37 * k + 1, 150 * k)) == (37, 150)
     # the colour bar right of the photo is not a pixel: nothing changes
-    x_bar = k * ui.DEFAULT_RESOLUTION + 10
-    assert all(isinstance(v, dict) for v in ui.point_from_select(state, select(x_bar, 20)))
+    x_bar = k * limits.DEFAULT_RESOLUTION + 10
+    assert all(isinstance(v, dict) for v in handlers.point_from_select(state, select(x_bar, 20)))
 
 
 def test_pixel_query_follows_the_click(state):
     block = "stages.1.blocks.0"  # DSSA, 4 x 4 windows of 56 px
-    tok_a, pix_a, cap_a = ui.pixel_query(state, block, "mean", 20, 20, "inferno", 0.6, "dwa")
-    tok_b, pix_b, cap_b = ui.pixel_query(state, block, "mean", 200, 200, "inferno", 0.6, "dwa")
+    tok_a, pix_a, cap_a = handlers.pixel_query(state, block, "mean", 20, 20, "inferno", 0.6, "dwa")
+    tok_b, pix_b, cap_b = handlers.pixel_query(state, block, "mean", 200, 200, "inferno", 0.6, "dwa")
     assert "window 0" in cap_a and "window 15" in cap_b
     assert not np.array_equal(pix_a, pix_b) and not np.array_equal(tok_a, tok_b)  # the marker moved
     # the DWA heat is zero outside the clicked window: the far corner shows the photo dimmed, no heat
@@ -240,38 +276,38 @@ def test_pixel_query_follows_the_click(state):
 
 def test_click_on_the_cross_window_view_picks_the_window(state):
     block = "stages.0.blocks.0"  # 8 x 8 windows of 28 px
-    k = ui.display_scale(ui.DEFAULT_RESOLUTION)
-    assert ui.window_from_select(state, block, select((3 * 28 + 5) * k, (2 * 28 + 5) * k)) == 2 * 8 + 3
-    assert isinstance(ui.window_from_select(state, block, select(k * ui.DEFAULT_RESOLUTION + 3, 5)), dict)
-    mat, row_a, cap = ui.cross_window(state, block, "mean", 19, "inferno", 0.6)
-    _, row_b, _ = ui.cross_window(state, block, "mean", 40, "inferno", 0.6)
+    k = views.display_scale(limits.DEFAULT_RESOLUTION)
+    assert handlers.window_from_select(state, block, select((3 * 28 + 5) * k, (2 * 28 + 5) * k)) == 2 * 8 + 3
+    assert isinstance(handlers.window_from_select(state, block, select(k * limits.DEFAULT_RESOLUTION + 3, 5)), dict)
+    mat, row_a, cap = handlers.cross_window(state, block, "mean", 19, "inferno", 0.6)
+    _, row_b, _ = handlers.cross_window(state, block, "mean", 40, "inferno", 0.6)
     assert "window 19" in cap and "64 x 64" in cap
     assert not_blank(mat) and not np.array_equal(row_a, row_b)
-    assert ui.reset_window() == -1
+    assert handlers.reset_window() == -1
     # -1 (nothing clicked yet) is the centre window
-    assert "window 36" in ui.cross_window(state, block, "mean", -1, "inferno", 0.6)[2]
+    assert "window 36" in handlers.cross_window(state, block, "mean", -1, "inferno", 0.6)[2]
 
 
 def test_compare_shows_dssa_and_gsa_side_by_side(state):
-    pair, a, b, caption = ui.compare(state, None, "mean", "inferno", 0.6)
+    pair, a, b, caption = handlers.compare(state, None, "mean", "inferno", 0.6)
     assert pair[0] is a and pair[1] is b
     assert a.shape == b.shape and not np.array_equal(a, b)
     assert "DSSA" in caption and "GSA" in caption and "14x14" in caption
     with pytest.raises(gr.Error, match="not a DSSA/GSA block pair"):
-        ui.compare(state, "stages.2.blocks.1|stages.2.blocks.2", "mean", "inferno", 0.6)
+        handlers.compare(state, "stages.2.blocks.1|stages.2.blocks.2", "mean", "inferno", 0.6)
 
 
 def test_global_blocks_explain_themselves(state):
-    tok, caption, pix, pix_caption = ui.window_tokens(state, "stages.3.blocks.0", "mean", "inferno", 0.6)
+    tok, caption, pix, pix_caption = handlers.window_tokens(state, "stages.3.blocks.0", "mean", "inferno", 0.6)
     assert "no window tokens" in caption and not_blank(tok) and not_blank(pix)
     assert "global window" in pix_caption
     with pytest.raises(gr.Error, match="no window-to-window"):
-        ui.cross_window(state, "stages.3.blocks.0", "mean", -1, "inferno", 0.6)
+        handlers.cross_window(state, "stages.3.blocks.0", "mean", -1, "inferno", 0.6)
 
 
 # ------------------------------------------------------------------------------------ scores, files
 def test_faithfulness_scores_one_method(state):
-    _, rows, plot = ui.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
+    _, rows, plot = handlers.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
     row = next(r for r in rows if r[0] == "Grad-CAM")
     assert 0.0 <= row[2] <= 1.0 and 0.0 <= row[3] <= 1.0
     assert not_blank(plot)
@@ -280,10 +316,10 @@ def test_faithfulness_scores_one_method(state):
 
 
 def test_downloads_hold_the_views_and_the_arrays(state):
-    files = ui.prepare_downloads(
+    files = handlers.prepare_downloads(
         state,
         "top",
-        ui.DEFAULT_METHOD,
+        settings.DEFAULT_METHOD,
         "inferno",
         0.6,
         "stages.1.blocks.1",
@@ -324,17 +360,17 @@ def test_downloads_hold_the_views_and_the_arrays(state):
 
 # ------------------------------------------------------------------------------------ models
 def test_model_is_loaded_once_under_concurrency(monkeypatch):
-    store = ui.ModelStore(replicas=2)
+    store = models.ModelStore(replicas=2)
     loads = []
-    real = ui._load_random
+    real = models.load_random
 
     def slow_load():
         loads.append(threading.get_ident())
         return real()
 
-    monkeypatch.setattr(ui, "_load_random", slow_load)
+    monkeypatch.setattr(models, "load_random", slow_load)
     got = []
-    threads = [threading.Thread(target=lambda: got.append(store.get(ui.MODEL_RANDOM))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: got.append(store.get(models.MODEL_RANDOM))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -352,16 +388,16 @@ def torch_equal(a, b) -> bool:
 
 
 def test_concurrent_analyses_keep_their_own_attention():
-    ui.RESULTS.clear()
-    photos = ui.example_photos()[:2]
-    alone = [analyze(p)[0].forward for p in photos]
-    ui.RESULTS.clear()
-    results: dict[int, ui.Forward] = {}
+    cache.RESULTS.clear()
+    pair = photos.example_photos()[:2]
+    alone = [analyze(p)[0].forward for p in pair]
+    cache.RESULTS.clear()
+    results: dict[int, handlers.Forward] = {}
     errors = []
 
     def run(i):
         try:
-            results[i] = analyze(photos[i])[0].forward
+            results[i] = analyze(pair[i])[0].forward
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -378,8 +414,8 @@ def test_concurrent_analyses_keep_their_own_attention():
 
 
 def test_missing_default_checkpoint_gives_random_weights_and_a_warning(monkeypatch, tmp_path):
-    monkeypatch.setattr(ui, "DEFAULT_CHECKPOINT", tmp_path / "missing.safetensors")
-    assert "random weights" in ui.model_banner()
+    monkeypatch.setattr(models, "DEFAULT_CHECKPOINT", tmp_path / "missing.safetensors")
+    assert "random weights" in handlers.model_banner()
     status = analyze()[1]
     assert "random weights" in status.lower()
 
@@ -388,11 +424,11 @@ def test_the_app_loads_the_shipped_checkpoint_by_default():
     from sepvit_viz.weights import read_checkpoint
 
     shipped = Path(__file__).resolve().parents[1] / "assets" / "sepvit_lite_distilled.safetensors"
-    assert shipped == ui.DEFAULT_CHECKPOINT and shipped.is_file()
-    assert inspect.signature(ui.analyze).parameters["model_choice"].default == ui.MODEL_DEFAULT
-    assert ui.model_choices()[0][1] == ui.MODEL_DEFAULT  # the dropdown's first (default) entry
-    key, loader = ui.MODELS.resolve(ui.MODEL_DEFAULT)
-    assert key.startswith("default:") and key != "default:missing" and loader is ui._load_default
+    assert shipped == models.DEFAULT_CHECKPOINT and shipped.is_file()
+    assert inspect.signature(handlers.analyze).parameters["model_choice"].default == models.MODEL_DEFAULT
+    assert models.model_choices()[0][1] == models.MODEL_DEFAULT  # the dropdown's first (default) entry
+    key, loader = models.MODELS.resolve(models.MODEL_DEFAULT)
+    assert key.kind == "default" and not key.missing and loader is models.load_default
     model, label, warning = loader()
     assert warning is None and "distilled" in label
     tensors, _ = read_checkpoint(shipped)
@@ -403,7 +439,7 @@ def test_the_app_loads_the_shipped_checkpoint_by_default():
 
 def test_predictions_come_with_the_models_coverage_caveat(state):
     status = analyze()[1]  # the default (shipped) model; the forward is cached
-    card = json.loads(ui.DEFAULT_CHECKPOINT.with_name("sepvit_lite_distilled.card.json").read_text())
+    card = json.loads(models.DEFAULT_CHECKPOINT.with_name("sepvit_lite_distilled.card.json").read_text())
     caveat = status.split("\n\n")[-1]
     assert status.startswith("Model:") and caveat.startswith("⚠️")
     assert " ".join(card["coverage"].split()) in caveat  # the card's text, not a second copy
@@ -415,20 +451,21 @@ def test_predictions_come_with_the_models_coverage_caveat(state):
     ids = [getattr(c, "elem_id", None) for c in column.children]
     assert ids[ids.index("top5") - 1] == "status"
     # only models the card describes get it
-    assert ui.coverage_markdown("random") == ui.coverage_markdown("hub:someone/model@main") == ""
-    assert ui.coverage_markdown("default:missing") == ""
+    random, hub = models.ModelKey("random"), models.ModelKey("hub", "someone/model", "main")
+    assert handlers.coverage_markdown(random) == handlers.coverage_markdown(hub) == ""
+    assert handlers.coverage_markdown(models.ModelKey("default", missing=True)) == ""
 
 
 def test_hub_checkpoint_errors_are_clear(monkeypatch):
     import huggingface_hub.constants as hf_constants
 
     with pytest.raises(gr.Error, match="owner/name"):
-        analyze(model_choice=ui.MODEL_HUB, hub_repo="../../etc")
+        analyze(model_choice=models.MODEL_HUB, hub_repo="../../etc")
     with pytest.raises(gr.Error, match="Invalid revision"):
-        analyze(model_choice=ui.MODEL_HUB, hub_repo="someone/model", hub_revision="a b")
+        analyze(model_choice=models.MODEL_HUB, hub_repo="someone/model", hub_revision="a b")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # an unreachable Hub, without waiting on DNS
     with pytest.raises(gr.Error, match="Hugging Face Hub"):
-        analyze(model_choice=ui.MODEL_HUB, hub_repo="someone/sepvit-model", hub_revision="v1")
+        analyze(model_choice=models.MODEL_HUB, hub_repo="someone/sepvit-model", hub_revision="v1")
     with pytest.raises(gr.Error, match="No bundled checkpoint"):
         analyze(model_choice="bundled:../../secret.safetensors")
     with pytest.raises(gr.Error, match="Unknown model"):
@@ -436,23 +473,29 @@ def test_hub_checkpoint_errors_are_clear(monkeypatch):
 
 
 def test_model_fields_show_the_hub_boxes_only_for_the_hub():
-    repo, rev, _ = ui.model_fields(ui.MODEL_HUB)
+    repo, rev, _ = handlers.model_fields(models.MODEL_HUB)
     assert repo["visible"] is True and rev["visible"] is True
-    repo, rev, _ = ui.model_fields(ui.MODEL_DEFAULT)
+    repo, rev, _ = handlers.model_fields(models.MODEL_DEFAULT)
     assert repo["visible"] is False and rev["visible"] is False
-    assert ui.model_choices()[0][1] == ui.MODEL_DEFAULT
+    assert models.model_choices()[0][1] == models.MODEL_DEFAULT
 
 
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda s: ui.pixel_query(s, "stages.0.blocks.0", "mean", 500, 3, "inferno", 0.6), "outside the model input"),
-        (lambda s: ui.pixel_query(s, "stages.0.blocks.0", "mean", 3, 3, "inferno", 0.6, "telepathy"), "pixel view"),
-        (lambda s: ui.cross_window(s, "stages.0.blocks.0", "mean", 64, "inferno", 0.6), "does not exist"),
-        (lambda s: ui.cross_window(s, "stages.0.blocks.0", "mean", 2.5, "inferno", 0.6), "whole number"),
-        (lambda s: ui.window_tokens(s, "stages.0.blocks.0", "3", "inferno", 0.6), "does not exist"),
-        (lambda s: ui.window_tokens(s, "nope", "mean", "inferno", 0.6), "Unknown block"),
-        (lambda s: ui.explain(None, "top", "saliency", "inferno", 0.6, progress=noop), "Upload a photo"),
+        (
+            lambda s: handlers.pixel_query(s, "stages.0.blocks.0", "mean", 500, 3, "inferno", 0.6),
+            "outside the model input",
+        ),
+        (
+            lambda s: handlers.pixel_query(s, "stages.0.blocks.0", "mean", 3, 3, "inferno", 0.6, "telepathy"),
+            "pixel view",
+        ),
+        (lambda s: handlers.cross_window(s, "stages.0.blocks.0", "mean", 64, "inferno", 0.6), "does not exist"),
+        (lambda s: handlers.cross_window(s, "stages.0.blocks.0", "mean", 2.5, "inferno", 0.6), "whole number"),
+        (lambda s: handlers.window_tokens(s, "stages.0.blocks.0", "3", "inferno", 0.6), "does not exist"),
+        (lambda s: handlers.window_tokens(s, "nope", "mean", "inferno", 0.6), "Unknown block"),
+        (lambda s: handlers.explain(None, "top", "saliency", "inferno", 0.6, progress=noop), "Upload a photo"),
     ],
 )
 def test_impossible_view_settings(state, call, match):
@@ -465,13 +508,13 @@ def test_main_binds_where_spaces_expect(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(app.demo, "launch", lambda **kw: seen.update(kw))
-    monkeypatch.setattr(ui, "warm_up", lambda: seen.setdefault("warm", True))
+    monkeypatch.setattr(handlers, "warm_up", lambda: seen.setdefault("warm", True))
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
     monkeypatch.setenv("PORT", "8123")
     app.main()
     assert seen["server_name"] == "0.0.0.0" and seen["server_port"] == 8123 and seen["warm"]
-    assert seen["max_file_size"] == ui.MAX_UPLOAD_BYTES and seen["show_error"] is False
+    assert seen["max_file_size"] == limits.MAX_UPLOAD_BYTES and seen["show_error"] is False
     monkeypatch.delenv("PORT")
     monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.1")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
@@ -483,10 +526,10 @@ def test_public_space_settings():
     import app
 
     assert app.demo.analytics_enabled is False
-    assert app.demo._queue.max_size == ui.QUEUE_SIZE
+    assert app.demo._queue.max_size == limits.QUEUE_SIZE
     fns = list(app.demo.fns.values())
     model_fns = [f for f in fns if f.concurrency_id == "model"]
-    assert model_fns and all(f.concurrency_limit == ui.CONCURRENCY for f in model_fns)
+    assert model_fns and all(f.concurrency_limit == limits.CONCURRENCY for f in model_fns)
     public = {f.api_name for f in fns if f.api_visibility == "public"}
     assert {
         "analyze",
@@ -499,31 +542,31 @@ def test_public_space_settings():
         "render",
         "downloads",
     } <= public
-    assert not any(f.fn is ui.after_analysis and f.api_visibility == "public" for f in fns)
+    assert not any(getattr(f.fn, "__name__", "") == "after_analysis" and f.api_visibility == "public" for f in fns)
 
 
 def test_result_cache_is_bounded_in_count_and_bytes(state):
     mb = np.zeros(2**20, np.uint8)
-    cache = ui.ResultCache(capacity=3, max_bytes=int(2.5 * 2**20))
+    lru = cache.ResultCache(capacity=3, max_bytes=int(2.5 * 2**20))
     for i in range(3):
-        cache.put((i,), mb.copy())
+        lru.put((i,), mb.copy())
     # 3 MB > 2.5 MB: the oldest went; count bound also holds
-    assert cache.get((0,)) is None and cache.get((1,)) is not None and len(cache) == 2
-    assert cache.nbytes == 2 * 2**20
-    cache.get((1,))  # now the most recent: (2,) is evicted next
-    cache.put((3,), mb.copy())
-    assert cache.get((2,)) is None and cache.get((1,)) is not None and cache.nbytes == 2 * 2**20
-    cache.put((3,), np.zeros(3 * 2**20, np.uint8))  # larger than the whole budget: not kept
-    assert cache.get((3,)) is None and cache.nbytes == 2**20 and len(cache) == 1
-    small = ui.ResultCache(capacity=2)
+    assert lru.get((0,)) is None and lru.get((1,)) is not None and len(lru) == 2
+    assert lru.nbytes == 2 * 2**20
+    lru.get((1,))  # now the most recent: (2,) is evicted next
+    lru.put((3,), mb.copy())
+    assert lru.get((2,)) is None and lru.get((1,)) is not None and lru.nbytes == 2 * 2**20
+    lru.put((3,), np.zeros(3 * 2**20, np.uint8))  # larger than the whole budget: not kept
+    assert lru.get((3,)) is None and lru.nbytes == 2**20 and len(lru) == 1
+    small = cache.ResultCache(capacity=2)
     for i in range(5):
         small.put((i,), i)
     assert len(small) == 2 and small.get((4,)) == 4
     # a real forward is sized by its attention arrays (every block's DWA and PWA)
     fwd = state.forward
     attention = sum(r.dwa.nbytes + (r.pwa.nbytes if r.pwa is not None else 0) for r in fwd.records)
-    assert attention <= ui._nbytes(fwd) < attention + fwd.image.nbytes + 2**16
-    assert ui.RESULTS.max_bytes == ui.RESULT_CACHE_BYTES > 0
+    assert attention <= cache.nbytes(fwd) < attention + fwd.image.nbytes + 2**16
+    assert cache.RESULTS.max_bytes == limits.RESULT_CACHE_BYTES > 0
 
 
 # ------------------------------------------------------------------------------------ launched app
@@ -568,9 +611,9 @@ def test_launched_app_end_to_end(client):
 
 @pytest.mark.slow
 def test_launched_app_reports_bad_settings_clearly(client):
-    for settings, match in [({"resolution": 1000}, "maximum value 448"), ({"target": "unicorn"}, "no class named")]:
+    for bad, match in [({"resolution": 1000}, "maximum value 448"), ({"target": "unicorn"}, "no class named")]:
         with pytest.raises(Exception) as info:  # gradio_client's AppError carries the gr.Error message
-            client.predict(handle_file(EXAMPLE), **settings, api_name="/analyze")
+            client.predict(handle_file(EXAMPLE), **bad, api_name="/analyze")
         msg = str(info.value)
         assert match in msg and "Traceback" not in msg, msg
     assert "Model:" in client.predict(handle_file(EXAMPLE), api_name="/analyze")[0]
@@ -578,7 +621,10 @@ def test_launched_app_reports_bad_settings_clearly(client):
 
 def test_model_handlers_hand_freed_memory_back(monkeypatch):
     calls = []
-    monkeypatch.setattr(ui, "release_free_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(handlers, "release_free_memory", lambda: calls.append(1) or True)
+    analyze()
+    assert not calls, "glibc's malloc_trim is opt-in (SEPVIT_MALLOC_TRIM=1), not on the default path"
+    monkeypatch.setattr(handlers, "MALLOC_TRIM", True)
     analyze()
     assert calls, "analyze ran the model but did not release freed memory"
     calls.clear()

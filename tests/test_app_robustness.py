@@ -23,7 +23,8 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from sepvit_viz import ui  # noqa: E402
+from sepvit_viz import limits  # noqa: E402
+from sepvit_viz.serving import handlers, models  # noqa: E402
 
 
 def noop(*args, **kwargs):
@@ -121,7 +122,7 @@ def files(tmp_path_factory) -> Path:
 
 def analyze(photo, **settings):
     """The /analyze handler as the app calls it (no progress tracker)."""
-    return ui.analyze(photo, progress=noop, **settings)
+    return handlers.analyze(photo, progress=noop, **settings)
 
 
 def error_message(info: pytest.ExceptionInfo) -> str:
@@ -144,7 +145,7 @@ def test_upload_over_the_size_limit(files):
     big = files / "big.jpg"
     with open(big, "wb") as f:
         f.write((files / "good.jpg").read_bytes())
-        f.truncate(ui.MAX_UPLOAD_BYTES + 1)
+        f.truncate(limits.MAX_UPLOAD_BYTES + 1)
     with pytest.raises(gr.Error) as info:
         analyze(str(big))
     assert "too large" in error_message(info)
@@ -155,7 +156,7 @@ def test_odd_but_valid_images_are_analysed(files, name):
     state, _, top5, attribution, *_ = analyze(str(files / name))
     assert len(top5) == 5
     assert attribution.ndim == 3 and attribution.shape[2] == 3 and attribution.std() > 0
-    assert state.forward.image.shape == (ui.DEFAULT_RESOLUTION, ui.DEFAULT_RESOLUTION, 3)
+    assert state.forward.image.shape == (limits.DEFAULT_RESOLUTION, limits.DEFAULT_RESOLUTION, 3)
 
 
 @pytest.mark.parametrize(
@@ -181,10 +182,10 @@ def test_impossible_settings(files, settings, match):
 def test_negative_steps_and_unknown_class_after_an_analysis(files):
     state = analyze(str(files / "good.jpg"))[0]
     with pytest.raises(gr.Error, match="steps"):
-        ui.faithfulness(state, "top", "gradcam", steps=-3, progress=noop)
+        handlers.faithfulness(state, "top", "gradcam", steps=-3, progress=noop)
     with pytest.raises(gr.Error, match="no class named 'unicorn'"):
-        ui.explain(state, "unicorn", "gradcam", "inferno", 0.6, progress=noop)
-    assert ui.explain(state, "golden retriever", "gradcam", "inferno", 0.6, progress=noop)[1].ndim == 3
+        handlers.explain(state, "unicorn", "gradcam", "inferno", 0.6, progress=noop)
+    assert handlers.explain(state, "golden retriever", "gradcam", "inferno", 0.6, progress=noop)[1].ndim == 3
 
 
 def _unique_photo(path: Path, seed: int) -> str:
@@ -201,9 +202,9 @@ SECRET = "shape (7, 3) != (9, 3) in /srv/app/secret_module.py"
     ("target", "exc"),
     [
         ("sepvit_viz.pipeline.analyze", ValueError),  # a library's internal argument check
-        ("sepvit_viz.ui.attribute", ValueError),
+        ("sepvit_viz.serving.handlers.attribute", ValueError),
         ("sepvit_viz.imageio.load_image", ValueError),  # a bug in the decoder path, not a bad file
-        ("sepvit_viz.ui.attribute", RuntimeError),
+        ("sepvit_viz.serving.handlers.attribute", RuntimeError),
     ],
 )
 def test_internal_errors_do_not_leak_their_text(files, tmp_path, monkeypatch, caplog, target, exc):
@@ -211,7 +212,7 @@ def test_internal_errors_do_not_leak_their_text(files, tmp_path, monkeypatch, ca
         raise exc(SECRET)
 
     monkeypatch.setattr(target, broken)
-    with caplog.at_level("ERROR", logger="sepvit_viz.ui"), pytest.raises(gr.Error) as info:
+    with caplog.at_level("ERROR", logger="sepvit_viz.serving.handlers"), pytest.raises(gr.Error) as info:
         analyze(_unique_photo(tmp_path / "fresh.jpg", seed=zlib.crc32(f"{target}{exc}".encode())))
     msg = error_message(info)
     assert "Something went wrong on the server" in msg
@@ -239,7 +240,7 @@ def test_user_facing_errors_keep_their_text(files, monkeypatch, exc_name, shown)
     def broken(*args, **kwargs):
         raise exc(shown.split(": ")[-1])
 
-    monkeypatch.setattr(ui.MODELS, "get", broken)
+    monkeypatch.setattr(models.MODELS, "get", broken)
     with pytest.raises(gr.Error, match=shown):
         analyze(str(files / "good.jpg"))
 
@@ -267,7 +268,7 @@ def test_launched_app_refuses_bad_files_then_answers(served, files):
 def test_launched_app_refuses_oversized_upload(served, tmp_path):
     url, _ = served
     big = tmp_path / "big.jpg"
-    big.write_bytes(b"\xff\xd8\xff" + b"\0" * (ui.MAX_UPLOAD_BYTES + 1024))
+    big.write_bytes(b"\xff\xd8\xff" + b"\0" * (limits.MAX_UPLOAD_BYTES + 1024))
     with open(big, "rb") as f:
         r = httpx.post(url + "gradio_api/upload", files={"files": ("big.jpg", f, "image/jpeg")}, timeout=60)
     assert r.status_code == 413, r.text[:200]
@@ -275,7 +276,7 @@ def test_launched_app_refuses_oversized_upload(served, tmp_path):
 
 def _raw_analyze(url: str, server_path: str) -> str:
     """Call /analyze over plain HTTP with a FileData pointing at ``server_path``: the event stream."""
-    params = list(inspect.signature(ui.analyze).parameters.values())[1:]
+    params = list(inspect.signature(handlers.analyze).parameters.values())[1:]
     rest = [p.default for p in params if p.name != "progress"]
     payload = {"data": [{"path": server_path, "meta": {"_type": "gradio.FileData"}}, *rest]}
     r = httpx.post(url + "gradio_api/call/analyze", json=payload, timeout=30)

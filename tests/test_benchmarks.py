@@ -24,7 +24,14 @@ def test_quick_model_benchmark_writes_tables(tmp_path: Path):
     assert [o.name for o in outcomes] == ["bench_model"]
     assert outcomes[0].ok, outcomes[0].markdown
     text = out.read_text()
-    for heading in ("vs vit-pytorch", "Where the batch-1 time goes", "Watching every attention map", "bfloat16", "Every variant", "input size"):
+    for heading in (
+        "vs vit-pytorch",
+        "Where the batch-1 time goes",
+        "Watching every attention map",
+        "bfloat16",
+        "Every variant",
+        "input size",
+    ):
         assert heading in text
     assert text.count("Conditions: CPU:") >= 5
     assert "torch " in text and "threads" in text
@@ -123,13 +130,21 @@ def test_main_strict_exit_status(tmp_path: Path):
 
 
 def test_merge_reruns_one_module_and_keeps_the_others(tmp_path: Path):
-    (tmp_path / "bench_a.py").write_text('TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 1 |"\n')
-    (tmp_path / "bench_b.py").write_text('TITLE = "Area B"\nN = 1\ndef run(quick):\n    return f"### b\\n| b |\\n|---|\\n| {N} |"\n')
+    (tmp_path / "bench_a.py").write_text(
+        'TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 1 |"\n'
+    )
+    (tmp_path / "bench_b.py").write_text(
+        'TITLE = "Area B"\nN = 1\ndef run(quick):\n    return f"### b\\n| b |\\n|---|\\n| {N} |"\n'
+    )
     out = tmp_path / "results.md"
     run.run_all(quick=True, out=out, directory=tmp_path, echo=False)
     assert set(run.split_sections(out.read_text())) == {"bench_a", "bench_b"}
-    (tmp_path / "bench_a.py").write_text('TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 2 |"\n')
-    (tmp_path / "bench_b.py").write_text('TITLE = "Area B"\ndef run(quick):\n    return "### b\\n| b |\\n|---|\\n| 3 |"\n')
+    (tmp_path / "bench_a.py").write_text(
+        'TITLE = "Area A"\ndef run(quick):\n    return "### a\\n| a |\\n|---|\\n| 2 |"\n'
+    )
+    (tmp_path / "bench_b.py").write_text(
+        'TITLE = "Area B"\ndef run(quick):\n    return "### b\\n| b |\\n|---|\\n| 3 |"\n'
+    )
     run.run_all(quick=True, out=out, only=["a"], directory=tmp_path, echo=False, merge=True)
     text = out.read_text()
     assert "| 2 |" in text and "| 1 |" in text and "| 3 |" not in text  # a rerun, b kept as it was
@@ -151,28 +166,25 @@ def test_split_sections_keeps_a_modules_own_level_two_headings():
     assert "| 1 |" not in sections["bench_b"]
 
 
-def test_sync_readme_moves_results_tables_into_the_readme():
-    from benchmarks import sync_readme
+def test_sync_docs_moves_results_tables_into_the_performance_doc():
+    from benchmarks import sync_docs
 
     results = "# title\n\nintro\n\n## Model speed\n\n### A\n| x |\n\n![plot](scaling.png)\n\n## Accuracy\n### B\n"
-    readme = (
-        "# p\n<!-- section:performance -->\n## Performance\nsummary stays\n\n### Model speed\nold table\n"
-        "<!-- /section:performance -->\n## Licence\n"
-    )
-    out = sync_readme.sync(readme, results)
+    doc = "# Performance\nsummary stays\n\n## Model speed\nold table\n<!-- /tables -->\n\nafter\n"
+    out = sync_docs.sync(doc, results)
     assert "summary stays" in out and "old table" not in out and "intro" not in out
-    assert "### Model speed\n\n#### A\n| x |" in out and "### Accuracy\n#### B\n<!-- /section:performance -->" in out
-    assert "](benchmarks/scaling.png)" in out
-    assert out.endswith("<!-- /section:performance -->\n## Licence\n")
-    assert sync_readme.sync(out, results) == out  # idempotent
+    assert "## Model speed\n\n### A\n| x |" in out and "## Accuracy\n### B\n<!-- /tables -->" in out
+    assert "](../benchmarks/scaling.png)" in out
+    assert out.endswith("<!-- /tables -->\n\nafter\n")
+    assert sync_docs.sync(out, results) == out  # idempotent
     with pytest.raises(ValueError):
-        sync_readme.sync("# no performance section\n", results)
+        sync_docs.sync("# no tables\n", results)
 
 
-def test_readme_performance_tables_match_results_md():
-    from benchmarks import sync_readme
+def test_performance_doc_tables_match_results_md():
+    from benchmarks import sync_docs
 
-    readme = sync_readme.README.read_text()
-    assert sync_readme.sync(readme, sync_readme.RESULTS.read_text()) == readme, (
-        "README tables differ from benchmarks/results.md: run python -m benchmarks.sync_readme"
+    doc = sync_docs.DOC.read_text()
+    assert sync_docs.sync(doc, sync_docs.RESULTS.read_text()) == doc, (
+        "docs/performance.md tables differ from benchmarks/results.md: run python -m benchmarks.sync_docs"
     )

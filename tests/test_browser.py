@@ -110,9 +110,9 @@ def click_model_pixel(page, elem_id: str, x: int, y: int) -> None:
 
     Pictures show the photo ``display_scale`` times larger, from their top-left corner.
     """
-    from sepvit_viz import ui
+    from sepvit_viz import limits, views
 
-    k = ui.display_scale(ui.DEFAULT_RESOLUTION)
+    k = views.display_scale(limits.DEFAULT_RESOLUTION)
     img = page.locator(f"#{elem_id} img").first
     box = img.evaluate(PICTURE_BOX)
     # aim at the centre of the k x k picture pixels of (x, y): mouse positions are whole CSS pixels
@@ -125,7 +125,7 @@ def open_tab(page, name: str) -> None:
 
 
 def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
-    from sepvit_viz import ui
+    from sepvit_viz.serving import photos
 
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.set_default_timeout(TIMEOUT_MS)
@@ -134,7 +134,7 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
     page.screenshot(path=tmp_path / "0_start.png", full_page=True)
 
     # upload: the photo is analysed at once
-    page.locator("#photo input[type=file]").set_input_files(ui.example_photos()[2])
+    page.locator("#photo input[type=file]").set_input_files(photos.example_photos()[2])
     wait_text(page, "status", "Model:")
     wait_text(page, "attribution_caption", "for class")
     assert len(page.locator("#top5").inner_text().strip().splitlines()) >= 5

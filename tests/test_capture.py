@@ -169,3 +169,32 @@ def test_golden_attention_maps_of_the_official_code():
             assert key + "PSA_attn_drop" not in tensors
         else:
             np.testing.assert_allclose(r.pwa, tensors[key + "PSA_attn_drop"].numpy(), atol=1e-5, rtol=0)
+
+
+def test_keep_graph_mode_keeps_the_probabilities_in_the_autograd_graph():
+    """One hook manager for maps and gradients: with keep_graph the taps' tensors stay differentiable
+    and every DWA and PWA firing is kept, in model order, from this thread only."""
+    import sepvit_viz
+    from sepvit_viz.capture import AttentionCapture
+
+    torch.manual_seed(0)
+    model = sepvit_viz.create_model("sepvit_test").eval()
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    with AttentionCapture(model, keep_graph=True) as cap:
+        model(x)
+    blocks = list(model.iter_blocks())
+    dwa = [t for t in cap.tensors if t.kind == "dwa"]
+    pwa = [t for t in cap.tensors if t.kind == "pwa"]
+    assert [t.name for t in dwa] == [b.name for b in blocks]
+    assert [t.name for t in pwa] == [b.name for b in blocks if b.kind != "global"]
+    assert cap.records == [] and all(t.probs.requires_grad for t in cap.tensors)
+    # a gradient flows from a captured probability back to the input
+    probs = dwa[0].probs  # a pixel query row (the window tokens start at zero: their rows are uniform)
+    (grad,) = torch.autograd.grad((probs[0, :, :, 1:] * torch.rand_like(probs[0, :, :, 1:])).sum(), x)
+    assert grad.abs().sum() > 0
+    # the same forward under the default mode gives numpy records equal to the kept tensors
+    with torch.no_grad(), AttentionCapture(model) as plain:
+        model(x)
+    for rec, t in zip(plain.records, dwa):
+        np.testing.assert_allclose(rec.dwa, t.probs.detach().numpy(), atol=1e-6)
+    assert all(not b.attn.dwa_tap.is_watched() for b in blocks)  # hooks released

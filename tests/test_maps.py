@@ -148,6 +148,28 @@ def test_token_map_refuses_global_blocks_and_received_map_works():
     assert rec[1, 1] == 1.0 and rec.sum() == 1.0
 
 
+def test_received_map_leaves_padded_query_rows_out():
+    """Padded query rows exist in the tensor but are meaningless: they must not count. Here they all
+    look at one key, so counting them would light that key up."""
+    geom = Geometry.tiled(3, 3, 2, stride=1)  # 2x2 windows of 2x2, one padded row and column
+    dwa, _ = random_attention(geom, heads=1, rng=np.random.default_rng(3))
+    real = maps._pixel_mask(geom)  # (n, P)
+    t = 1
+    for w in range(geom.grid[0] * geom.grid[1]):
+        for p in np.flatnonzero(~real[w]):
+            dwa[w, 0, p + t, :] = 0.0
+            dwa[w, 0, p + t, t + int(np.flatnonzero(real[w])[0])] = 1.0  # all on the first real key
+    got = maps.received_map(dwa, geom, 0)
+    # by hand: per window, the mean over its REAL pixel queries of each key's weight
+    want = np.zeros((geom.grid[0] * geom.grid[1], 4))
+    for w in range(want.shape[0]):
+        queries = np.flatnonzero(real[w])
+        want[w] = dwa[w, 0, queries + t, t:].mean(axis=0)
+    np.testing.assert_allclose(got, maps.tile_windows(want, geom), rtol=1e-12)
+    # the bottom-right window holds one real pixel: it receives exactly its own query's weight
+    assert got[2, 2] == pytest.approx(dwa[3, 0, 1, 1])
+
+
 # ------------------------------------------------------------------ view 2: pixel query
 def test_pixel_query_lights_its_window_only():
     geom = Geometry.tiled(5, 6, 3, stride=4)

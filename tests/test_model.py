@@ -22,8 +22,11 @@ def _watch(model):
         for kind in ("dwa", "pwa"):
             tap = getattr(block.attn, f"{kind}_tap", None)
             if tap is not None:
-                handles.append(tap.register_forward_hook(
-                    lambda m, args, out, key=f"{block.name}.{kind}": records.__setitem__(key, (out, args[1]))))
+                handles.append(
+                    tap.register_forward_hook(
+                        lambda m, args, out, key=f"{block.name}.{kind}": records.__setitem__(key, (out, args[1]))
+                    )
+                )
     return records, handles
 
 
@@ -77,9 +80,16 @@ def test_block_kinds_follow_the_official_configs():
     kinds = [(b.stage, b.kind, b.window_size) for b in model.iter_blocks()]
     assert kinds == [
         (0, "dssa", 7),
-        (1, "dssa", 7), (1, "gsa", 14),
-        (2, "dssa", 7), (2, "global", 14), (2, "dssa", 7), (2, "global", 14), (2, "dssa", 7), (2, "global", 14),
-        (3, "global", 7), (3, "global", 7),
+        (1, "dssa", 7),
+        (1, "gsa", 14),
+        (2, "dssa", 7),
+        (2, "global", 14),
+        (2, "dssa", 7),
+        (2, "global", 14),
+        (2, "dssa", 7),
+        (2, "global", 14),
+        (3, "global", 7),
+        (3, "global", 7),
     ]
     table = {r.name: r for r in model.block_table(224)}
     assert table["stages.0.blocks.0"].dwa_shape == (64, 1, 50, 50)
@@ -317,7 +327,10 @@ def test_every_config_field_reaches_the_modules():
     assert wide.head.in_features == wide.norm.normalized_shape[0] == 64
     assert len(list(build(depths=(2, 2, 2, 2)).iter_blocks())) == 8
     assert next(build(num_heads=(2, 2, 2, 4)).iter_blocks()).num_heads == 2
-    assert [b.window_size for b in build(window_patterns=((7,), (14, 7), (7, 14), (7, 7))).iter_blocks()][1:3] == [14, 7]
+    assert [b.window_size for b in build(window_patterns=((7,), (14, 7), (7, 14), (7, 7))).iter_blocks()][1:3] == [
+        14,
+        7,
+    ]
     assert build(mlp_ratio=2.0).stages[0].blocks[0].mlp.fc1.out_features == 32
     assert build(qkv_bias=False).stages[0].blocks[0].attn.qkv.bias is None
     assert build(num_classes=3).head.out_features == 3
@@ -332,9 +345,24 @@ def test_every_config_field_reaches_the_modules():
     assert build(drop_rate=0.3).stages[0].blocks[0].mlp.drop.p == 0.3
     assert build(attn_drop_rate=0.2).stages[0].blocks[0].attn.attn_drop.p == 0.2
     assert list(build(drop_path_rate=0.5).iter_blocks())[-1].drop_path.prob == pytest.approx(0.5)
-    covered = {"embed_dims", "depths", "num_heads", "window_patterns", "mlp_ratio", "qkv_bias", "num_classes",
-               "in_chans", "patch_size", "ref_img_size", "layer_norm_eps", "embed_norm_eps", "drop_rate",
-               "attn_drop_rate", "drop_path_rate", "name"}
+    covered = {
+        "embed_dims",
+        "depths",
+        "num_heads",
+        "window_patterns",
+        "mlp_ratio",
+        "qkv_bias",
+        "num_classes",
+        "in_chans",
+        "patch_size",
+        "ref_img_size",
+        "layer_norm_eps",
+        "embed_norm_eps",
+        "drop_rate",
+        "attn_drop_rate",
+        "drop_path_rate",
+        "name",
+    }
     assert covered == {f.name for f in dataclasses.fields(SepViTConfig)}
     assert ref.config.name == "sepvit_test"
 

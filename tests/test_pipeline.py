@@ -1,4 +1,4 @@
-"""The one-pass pipeline: any photo in, every view out, re-rendered without the model."""
+"""The one-pass pipeline: any photo in, every map out, every view redrawn without the model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 import sepvit_viz
-from sepvit_viz import maps
-from sepvit_viz.pipeline import VIEWS, ViewSettings, analyze, class_names_for, prepare_image
+from sepvit_viz import maps, views
+from sepvit_viz.pipeline import analyze, class_names_for, prepare_image
+from sepvit_viz.views import ViewSettings
 
 RNG = np.random.default_rng(0)
 
@@ -96,12 +97,16 @@ def test_one_forward_then_every_setting_rerenders_without_the_model(model, photo
                 {"point": (79, 111)},
                 {"rollout_query": "point", "point": (40, 10)},
             ]:
-                views = a.render_views(settings.with_(block=block, **change))
-                assert list(views) == list(VIEWS)
-                for v in views.values():
-                    assert v.dtype == np.uint8 and v.ndim == 3 and v.shape[2] == 3
-        pair = a.dssa_gsa_pairs()[0]
-        assert a.render_pair(pair, "pixel").shape[1] > 2 * a.size[1]
+                s = settings.with_(block=block, **change)
+                pictures = [views.tokens(a, s), views.pixel(a, s), views.pixel(a, s.with_(through="block"))]
+                pictures.append(views.rollout(a, s))
+                if a.records[block].pwa is not None:
+                    pictures += [views.pwa_row(a, s), views.pwa_matrix(a, s)]
+                for v in pictures:
+                    p = v.picture
+                    assert p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 and v.caption
+        left, right, _ = views.compare(a, a.dssa_gsa_pairs()[0], settings)
+        assert left.picture.shape == right.picture.shape
         a.export_npz()
         assert counter.calls == 1
     finally:
@@ -142,11 +147,12 @@ def test_head_galleries_and_figures(model, photo):
     assert len(maps_per_head) == a.records[multi].num_heads
     np.testing.assert_allclose(np.mean(maps_per_head, axis=0), a.token_map(multi, "mean"), rtol=1e-5)
     s = ViewSettings(block=multi)
-    assert a.figure_gallery("tokens", s).ndim == 3
-    assert a.figure_pwa(s).ndim == 3
-    assert a.figure_overlay("composed", s).ndim == 3
+    assert views.gallery(a, "tokens", s).ndim == 3
+    assert views.pwa_figure(a, s).ndim == 3
+    assert views.figure(a, "composed", s).ndim == 3
     glob = next(i for i, r in enumerate(a.records) if not r.has_token)
-    assert a.figure_pwa(s.with_(block=glob)) is None
+    with pytest.raises(views.NoView, match="no window-to-window"):
+        views.pwa_figure(a, s.with_(block=glob))
     with pytest.raises(ValueError):
         a.head_maps(glob, "pwa_map")
 

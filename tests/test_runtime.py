@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -23,9 +24,27 @@ def _ops_run(fn) -> set[str]:
     return {e.key for e in prof.key_averages()}
 
 
+def test_private_fast_linear_is_off_by_default_and_falls_back_without_the_op(monkeypatch):
+    """The default path calls public ops only; opted in on a torch without oneDNN's fused op, every
+    call takes F.linear with the same result."""
+    torch.manual_seed(0)
+    lin = Linear(16, 24, gelu=True)
+    x = torch.randn(3, 16)
+    ref = F.gelu(F.linear(x, lin.weight, lin.bias))
+    assert layers.ONEDNN_LINEAR is False  # the test session runs without SEPVIT_ONEDNN_LINEAR
+    with torch.no_grad():
+        ops = _ops_run(lambda: lin(x))
+        assert "mkldnn::_linear_pointwise" not in ops and torch.allclose(lin(x), ref, atol=1e-6)
+        monkeypatch.setattr(layers, "ONEDNN_LINEAR", True)
+        monkeypatch.setattr(layers, "_onednn", lambda: (False, False, lambda: None))  # an op-less build
+        assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: lin(x))
+        assert torch.allclose(lin(x), ref, atol=1e-6)
+
+
 @needs_onednn
 @pytest.mark.parametrize("gelu", [False, True])
 def test_fused_linear_matches_aten_and_runs_only_without_autograd(gelu, monkeypatch):
+    monkeypatch.setattr(layers, "ONEDNN_LINEAR", True)  # opt-in
     torch.manual_seed(0)
     lin = Linear(48, 80, gelu=gelu)
     x = torch.randn(2, 5, 7, 48)
@@ -46,8 +65,10 @@ def test_fused_linear_matches_aten_and_runs_only_without_autograd(gelu, monkeypa
 
 
 @needs_onednn
-def test_flop_counter_still_sees_every_linear():
+def test_flop_counter_still_sees_every_linear(monkeypatch):
     from torch.utils.flop_counter import FlopCounterMode
+
+    monkeypatch.setattr(layers, "ONEDNN_LINEAR", True)  # opted in, a dispatch mode still sees aten
 
     lin = Linear(32, 64)
     counter = FlopCounterMode(display=False)
@@ -107,6 +128,12 @@ def test_whole_model_is_one_dynamo_graph():
     assert explained.graph_count == 1
 
 
+#: The torch.compile backend the compile tests use: ``aot_eager`` traces the same single graph
+#: (dynamo + AOT autograd) in seconds; ``SEPVIT_TEST_INDUCTOR=1`` runs inductor's C++ codegen too
+#: (about five minutes on 2 cores).
+COMPILE_BACKEND = "inductor" if os.environ.get("SEPVIT_TEST_INDUCTOR") == "1" else "aot_eager"
+
+
 @pytest.mark.timeout(600)
 def test_compile_for_inference_matches_eager():
     from sepvit_viz import create_model
@@ -115,7 +142,7 @@ def test_compile_for_inference_matches_eager():
     torch.manual_seed(0)
     model = create_model("sepvit_test").eval()
     x = torch.randn(2, 3, 72, 100)  # padded windows on stages 1-2
-    compiled = compile_for_inference(model)
+    compiled = compile_for_inference(model, backend=COMPILE_BACKEND)
     expected = predict(model, x)
     got = predict(compiled, x)
     assert got.shape == expected.shape

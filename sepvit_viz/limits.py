@@ -1,0 +1,66 @@
+"""One home for the bounds and defaults every entry point shares (library, CLI, app).
+
+Pure constants, no imports beyond the standard library; :mod:`sepvit_viz.validation`,
+:mod:`sepvit_viz.imageio`, :mod:`sepvit_viz.pipeline` and the serving layer read them from here.
+The app's process-level knobs read the environment once, at import:
+``SEPVIT_CONCURRENCY`` (default 2), ``SEPVIT_QUEUE_SIZE`` (32), ``SEPVIT_RESULT_CACHE_MB`` (256).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+# ------------------------------------------------------------------ model input (pixels)
+#: Input resolution the model was trained at (the app's and the CLI's default).
+DEFAULT_RESOLUTION: Final[int] = 224
+#: Smallest / largest resolution an app request may ask for (448: 4x the windows of 224).
+MIN_RESOLUTION: Final[int] = 64
+MAX_RESOLUTION: Final[int] = 448
+#: App resolutions are a multiple of the last stage's stride, so every stage's map is whole.
+RESOLUTION_MULTIPLE: Final[int] = 32
+#: Sides the library's :func:`sepvit_viz.pipeline.analyze` accepts (above 512 a global block's
+#: L x L attention grows past ~10^7 entries per head).
+INPUT_MIN_SIDE: Final[int] = 32
+INPUT_MAX_SIDE: Final[int] = 512
+
+# ------------------------------------------------------------------ uploaded photos
+#: Largest upload in bytes (also the app's ``launch(max_file_size=...)``).
+MAX_UPLOAD_BYTES: Final[int] = 20 * 1024 * 1024
+#: Largest declared width * height accepted (50 MP).
+MAX_PHOTO_PIXELS: Final[int] = 50_000_000
+#: Shortest photo side accepted, in pixels.
+MIN_PHOTO_SIDE: Final[int] = 16
+#: Largest long side / short side ratio accepted.
+MAX_PHOTO_ASPECT: Final[float] = 20.0
+#: Photos are decoded at most this large on the short side before the analysis (JPEG draft mode).
+DECODE_SHORT_SIDE: Final[int] = 1024
+
+# ------------------------------------------------------------------ settings
+#: Most interpolation / noise steps an attribution request may ask for.
+MAX_STEPS: Final[int] = 256
+#: Most deletion / insertion steps the app's faithfulness scores may use.
+MAX_FAITHFULNESS_STEPS: Final[int] = 64
+#: Default heat-map opacity.
+DEFAULT_OPACITY: Final[float] = 0.6
+#: Colormaps the app offers (the CLI takes any matplotlib name).
+COLORMAPS: Final[tuple[str, ...]] = ("inferno", "viridis", "magma", "plasma", "turbo", "jet", "gray")
+#: Pictures show the photo at least this many pixels wide (integer upscaling of the model input).
+DISPLAY_SIDE: Final[int] = 448
+
+# ------------------------------------------------------------------ serving
+#: Requests that may run the model at the same time (one model replica each).
+CONCURRENCY: Final[int] = max(1, int(os.environ.get("SEPVIT_CONCURRENCY", "2")))
+#: Requests allowed to wait in the queue before new ones are told the app is busy.
+QUEUE_SIZE: Final[int] = max(1, int(os.environ.get("SEPVIT_QUEUE_SIZE", "32")))
+#: Seconds a user's analysis is kept after its last update (API clients send no heartbeat).
+STATE_TTL_S: Final[int] = 900
+#: Sessions whose state Gradio keeps at most (Gradio's default is 10,000); the oldest goes first.
+STATE_SESSIONS: Final[int] = 64
+#: Bytes of arrays the result cache may hold, and how many results at most.
+RESULT_CACHE_BYTES: Final[int] = max(0, int(os.environ.get("SEPVIT_RESULT_CACHE_MB", "256"))) * 2**20
+RESULT_CACHE_ENTRIES: Final[int] = 16
+#: Models kept loaded at once (each a pool of CONCURRENCY replicas).
+MODEL_CACHE_ENTRIES: Final[int] = 4
+#: Seconds prepared download files are kept.
+DOWNLOAD_TTL_S: Final[int] = 3600

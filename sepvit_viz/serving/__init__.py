@@ -1,0 +1,14 @@
+"""The serving layer of the app: thin, each concern in its own module.
+
+* :mod:`.settings`: :class:`~.settings.Settings`, the one object of every control's value between
+  ``app.py`` and the handlers (a new control is added there and in the layout, nowhere else).
+* :mod:`.models`: the model pool (each model loaded once, a few replicas, one per running request).
+* :mod:`.cache`: the result cache (bounded LRU under typed keys: :class:`~.cache.ForwardKey`,
+  :class:`~.cache.AttributionKey`).
+* :mod:`.photos`: undecoded uploads in, upright RGB photos out (clear messages for bad files).
+* :mod:`.handlers`: the Gradio handlers; they draw through :mod:`sepvit_viz.views`.
+* :mod:`.downloads`: PNG and .npz files of the current views, pruned after an hour.
+
+Shared, module-level objects (the pool, the cache) hold no per-user data; per user there is one
+:class:`~.handlers.Session` in a ``gr.State``.
+"""

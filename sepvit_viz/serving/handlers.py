@@ -1,0 +1,1003 @@
+"""Handlers of the Gradio app (``app.py`` only lays out components and wires them to these).
+
+Every handler takes component values (plus the per-user :class:`Session` held in a ``gr.State``)
+and returns display-ready values: RGB uint8 arrays, ``{class name: probability}`` dicts, Markdown,
+table rows, file paths. Pictures and captions come from :mod:`sepvit_viz.views` (the CLI draws
+through the same functions). The public API endpoints keep their positional parameters; inside,
+each builds one :class:`~sepvit_viz.serving.settings.Settings`. Library errors meant for users
+(:class:`~sepvit_viz.validation.UserInputError`, :class:`~sepvit_viz.weights.CheckpointError`)
+become :class:`gradio.Error` with their message; anything else is logged with a reference and the
+user gets :data:`INTERNAL_ERROR_MESSAGE`.
+
+Per user: :class:`Session` (the forward, its own memo of maps, the attributions and faithfulness
+scores computed so far). Views that only change rendering (block, head, colormap, opacity, clicked
+pixel or window) are drawn from it without running the model again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from .. import maps, pipeline, views
+from ..attribution import METHODS, Attribution, attribute
+from ..capture import AttentionRecord
+from ..faithfulness import Curves, deletion_insertion
+from ..limits import (
+    COLORMAPS,
+    DEFAULT_OPACITY,
+    DEFAULT_RESOLUTION,
+    MAX_FAITHFULNESS_STEPS,
+)
+from ..model import create_model
+from ..preprocess import to_tensor
+from ..runtime import release_free_memory
+from ..validation import (
+    SettingsError,
+    UserInputError,
+    resolve_class,
+    validate_head,
+    validate_opacity,
+    validate_resolution,
+    validate_steps,
+)
+from ..weights import DEFAULT_CHECKPOINT, CheckpointError, coverage_note
+from . import downloads
+from .cache import RESULTS, AttributionKey, ForwardKey, digest
+from .models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEntry, ModelKey
+from .photos import example_photos, load_photo
+from .settings import DEFAULT_METHOD, DEFAULT_PWA_BLOCK, DEFAULT_TOKEN_BLOCK, TOP_PREDICTION, Settings
+
+__all__ = [
+    "FAITH_HEADERS",
+    "INTERNAL_ERROR_MESSAGE",
+    "Forward",
+    "Session",
+    "after_analysis",
+    "analyze",
+    "analyze_new_photo",
+    "compare",
+    "cross_window",
+    "explain",
+    "faithfulness",
+    "pixel_query",
+    "prepare_downloads",
+    "rerender",
+    "warm_up",
+    "window_tokens",
+]
+
+_log = logging.getLogger(__name__)
+
+#: What a user sees when a request fails for a reason that is not theirs (a bug, a library's internal
+#: check): no exception text, which could name files, shapes or settings of the server.
+INTERNAL_ERROR_MESSAGE = (
+    "Something went wrong on the server while handling this request (reference {ref}). "
+    "Please try again, or try another photo or other settings."
+)
+
+#: Give freed heap memory back to the system after every request that ran the model (glibc's
+#: ``malloc_trim`` through ctypes; opt-in with ``SEPVIT_MALLOC_TRIM=1``, a no-op off glibc).
+MALLOC_TRIM = os.environ.get("SEPVIT_MALLOC_TRIM", "0") == "1"
+
+PIXEL_VIEWS = ("dwa", "block")
+
+
+@contextmanager
+def _user_errors(ran_model: bool = False) -> Iterator[None]:
+    """Turn errors into ``gr.Error`` (message only, never a traceback).
+
+    Only errors written for users show their text: :class:`UserInputError` (bad photo, impossible
+    setting) and :class:`CheckpointError` (a checkpoint that does not fit). Anything else, a plain
+    ``ValueError`` from a library's argument check included, is a bug: it is logged here with its
+    traceback and a short reference, and the user gets :data:`INTERNAL_ERROR_MESSAGE`.
+    """
+    try:
+        yield
+    except gr.Error:
+        raise
+    except UserInputError as e:  # bad photo or impossible setting: the message is for the user
+        raise gr.Error(str(e)) from None
+    except CheckpointError as e:
+        raise gr.Error(f"Could not load the model: {e}") from None
+    except MemoryError:
+        raise gr.Error("Not enough memory for this request; try a lower resolution.") from None
+    except Exception:  # unexpected (ValueError from an internal check included): log it, say nothing of it
+        ref = uuid.uuid4().hex[:8]
+        _log.exception("internal error in a request handler (reference %s)", ref)
+        raise gr.Error(INTERNAL_ERROR_MESSAGE.format(ref=ref)) from None
+    finally:
+        if ran_model and MALLOC_TRIM:
+            release_free_memory()
+
+
+# ------------------------------------------------------------------------------------ model banner
+def model_banner(choice: str | None = MODEL_DEFAULT) -> str:
+    """Markdown shown above the app: which model runs, with a warning when it has random weights."""
+    try:
+        key, _ = MODELS.resolve(choice)
+    except SettingsError as e:
+        return f"⚠️ {e}"
+    if key.missing:
+        return (
+            f"⚠️ **The default checkpoint is missing** ({DEFAULT_CHECKPOINT.name}): the app runs SepViT-Lite "
+            "with random weights, so predictions and maps are meaningless."
+        )
+    return ""
+
+
+def model_fields(choice: str | None) -> tuple[Any, Any, str]:
+    """Show the Hub repo / revision boxes only for the Hub choice; refresh the banner."""
+    hub = choice == MODEL_HUB
+    return gr.update(visible=hub), gr.update(visible=hub), model_banner(choice if not hub else MODEL_DEFAULT)
+
+
+def warm_up(background: bool = True) -> threading.Thread | None:
+    """Load the default model now; then compute every example photo (forward and default attribution),
+    in a background thread unless ``background`` is False, so the first visitors get them at once."""
+    entry = MODELS.get(MODEL_DEFAULT)
+
+    def examples() -> None:
+        for path in example_photos():
+            try:
+                session = Session.of(run_forward(entry, load_photo(path), DEFAULT_RESOLUTION))
+                _attribution(session, entry, DEFAULT_METHOD, session.top1)
+            except Exception as e:  # a broken example must not stop the app from starting
+                _log.warning("warm-up skipped %s: %s: %s", Path(path).name, type(e).__name__, e)
+
+    if not background:
+        examples()
+        return None
+    thread = threading.Thread(target=examples, name="sepvit-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+# ------------------------------------------------------------------------------------ analysis
+@dataclass(frozen=True)
+class Forward:
+    """One forward of one photo under attention capture (deterministic: shared by the result cache).
+
+    ``result`` is the pipeline's :class:`sepvit_viz.pipeline.Analysis`; only its arrays are read
+    from here, never its memo (each session gets a copy with its own memo, ``result.fresh()``).
+    """
+
+    model_key: ModelKey
+    model_label: str
+    warning: str | None
+    resolution: int
+    class_names: list[str]
+    result: pipeline.Analysis
+    probs: np.ndarray
+    seconds: float
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.result.image
+
+    @property
+    def records(self) -> list[AttentionRecord]:
+        return self.result.records
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays held (for the result cache's budget)."""
+        return self.result.nbytes + int(self.probs.nbytes)
+
+    def index(self, name: str) -> int:
+        """Position of block ``name`` (``"stages.1.blocks.0"``) in the records; clear error if unknown."""
+        for i, r in enumerate(self.records):
+            if r.name == name:
+                return i
+        raise SettingsError(f"Unknown block {name!r}; choose one of: {', '.join(r.name for r in self.records)}.")
+
+    def record(self, name: str) -> AttentionRecord:
+        return self.records[self.index(name)]
+
+
+@dataclass
+class Session:
+    """What the app keeps per user (in a ``gr.State``): the forward and what was computed from it.
+
+    ``maps`` memoises every attention map drawn so far; ``attributions`` and ``curves`` hold the
+    attribution maps and deletion / insertion curves per (method, class).
+    """
+
+    forward: Forward
+    maps: pipeline.Analysis
+    attributions: dict[tuple[str, int], Attribution] = field(default_factory=dict)
+    curves: dict[tuple[str, int], Curves] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    pictures: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
+
+    #: Pictures kept per session (about 0.7 MB each at 224 px): enough that the events following one
+    #: another (``/analyze``, then the secondary views) never draw a picture twice.
+    MAX_PICTURES: ClassVar[int] = 6
+
+    def draw(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """``make()`` once per ``key`` (a view's function name and its settings), the last few kept."""
+        with self.lock:
+            if key in self.pictures:
+                self.pictures.move_to_end(key)
+                return self.pictures[key]
+            value = make()
+            self.pictures[key] = value
+            while len(self.pictures) > self.MAX_PICTURES:
+                self.pictures.popitem(last=False)
+            return value
+
+    @classmethod
+    def of(cls, fwd: Forward) -> Session:
+        return cls(fwd, fwd.result.fresh())
+
+    @property
+    def top1(self) -> int:
+        return int(np.argmax(self.forward.probs))
+
+
+def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int) -> Forward:
+    """One forward under capture (:func:`sepvit_viz.pipeline.analyze`), cached by model, size and photo."""
+    key = ForwardKey(entry.key, resolution, digest(np.asarray(photo)))
+    hit = RESULTS.get(key)
+    if hit is not None:
+        return hit
+    start = time.perf_counter()
+    with entry.borrow() as model:
+        result = pipeline.analyze(model, photo, size=resolution, class_names=entry.class_names, precompute=False)
+    fwd = Forward(
+        entry.key,
+        entry.label,
+        entry.warning,
+        resolution,
+        entry.class_names,
+        result,
+        result.probs.astype(np.float32),
+        time.perf_counter() - start,
+    )
+    RESULTS.put(key, fwd)
+    return fwd
+
+
+def _attribution(
+    session: Session,
+    model_entry: ModelEntry | None,
+    method: str,
+    target: int,
+    progress: Callable[[float, str], None] | None = None,
+) -> Attribution:
+    key = (method, target)
+    if key in session.attributions:
+        return session.attributions[key]
+    fwd = session.forward
+    cache_key = AttributionKey(fwd.model_key, fwd.resolution, digest(fwd.image), method, target)
+    hit = RESULTS.get(cache_key)
+    if hit is None:
+        entry = model_entry or MODELS.entry_for(fwd.model_key)
+        x = to_tensor(Image.fromarray(fwd.image))
+        with entry.borrow() as model:
+            hit = attribute(model, x, target, method, progress=progress)
+        RESULTS.put(cache_key, hit)
+    session.attributions[key] = hit
+    return hit
+
+
+def _progress_fn(progress: Any, lo: float, hi: float) -> Callable[[float, str], None] | None:
+    if progress is None:
+        return None
+
+    def cb(frac: float, desc: str) -> None:
+        progress(lo + (hi - lo) * float(frac), desc=desc)
+
+    return cb
+
+
+# ------------------------------------------------------------------------------------ choices
+def target_choices(class_names: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(label, value) pairs: the top prediction, then every class as ``"index: name"``."""
+    names = class_names if class_names is not None else pipeline.class_names_for(1000)
+    return [("Top prediction", TOP_PREDICTION)] + [(f"{i}: {n}", str(i)) for i, n in enumerate(names)]
+
+
+def method_choices() -> list[tuple[str, str]]:
+    return [(m.label, m.name) for m in METHODS.values()]
+
+
+def block_choices(rows: Sequence[Any], pwa_only: bool = False) -> list[tuple[str, str]]:
+    """(label, block name) pairs from block-table rows or capture records; ``pwa_only`` keeps blocks with PWA."""
+    return [(r.label, r.name) for r in rows if not pwa_only or r.kind != "global"]
+
+
+def pair_choices(records: Sequence[Any]) -> list[tuple[str, str]]:
+    """(label, "dssa_name|gsa_name") for each DSSA block followed by a GSA block in the same stage."""
+    pairs = maps.dssa_gsa_pairs([(r.stage, r.kind) for r in records])
+    out = []
+    for i, j in pairs:
+        a, b = records[i], records[j]
+        out.append((f"stage {a.stage + 1}: block {a.index + 1} DSSA vs block {b.index + 1} GSA", f"{a.name}|{b.name}"))
+    return out
+
+
+def head_choices(num_heads: int) -> list[tuple[str, str]]:
+    """(label, value): head fusions, then each head (values are 0-based indices as strings)."""
+    return [("mean of heads", "mean"), ("max of heads", "max"), ("min of heads", "min")] + [
+        (f"head {h}", str(h)) for h in range(num_heads)
+    ]
+
+
+def default_block_table() -> list[Any]:
+    """Block table of the default architecture at the default resolution (no weights needed)."""
+    return create_model("sepvit_lite").block_table(DEFAULT_RESOLUTION)
+
+
+# ------------------------------------------------------------------------------------ checks
+def _parse_head(head: Any, num_heads: int) -> maps.HeadSelect:
+    if head is None or head == "":
+        return "mean"
+    return validate_head(head, num_heads)  # type: ignore[return-value]
+
+
+def _parse_target(target: Any, class_names: Sequence[str], top1: int) -> int:
+    """Class index from "top", an index (int or string, optionally "i: name") or a class name."""
+    if target is None or (isinstance(target, str) and target.strip().lower() in ("", TOP_PREDICTION, "top prediction")):
+        return top1
+    if isinstance(target, str):
+        m = re.fullmatch(r"\s*(\d+):.*", target)  # a dropdown label "123: name"
+        if m:
+            target = m.group(1)
+    return resolve_class(target, class_names)
+
+
+def _check_method(method: Any) -> str:
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise SettingsError(f"Unknown attribution method {method!r}; choose one of {', '.join(METHODS)}.")
+    return str(method)
+
+
+def _check_cmap(cmap: Any) -> str:
+    cmap = cmap or COLORMAPS[0]
+    if cmap not in COLORMAPS:
+        raise SettingsError(f"Unknown colormap {cmap!r}; choose one of {', '.join(COLORMAPS)}.")
+    return str(cmap)
+
+
+def _unset(v: Any) -> bool:
+    """Hidden click fields start at -1 (nothing clicked yet); None and "" mean the same."""
+    if v is None or v == "":
+        return True
+    try:
+        return float(v) == -1
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_point(x: Any, y: Any, size: tuple[int, int]) -> tuple[int, int] | None:
+    """(y, x) model-input pixel from the click fields; None when nothing is clicked (-1)."""
+    if _unset(x) or _unset(y):
+        return None
+    try:
+        yy, xx = round(float(y)), round(float(x))
+    except (TypeError, ValueError):
+        raise SettingsError(f"A point needs two numbers (x, y), got {(x, y)!r}.") from None
+    if not (0 <= yy < size[0] and 0 <= xx < size[1]):
+        raise SettingsError(
+            f"Point (x={xx}, y={yy}) is outside the model input ({size[1]} x {size[0]} pixels: "
+            f"x from 0 to {size[1] - 1}, y from 0 to {size[0] - 1})."
+        )
+    return yy, xx
+
+
+def _check_window(window: Any) -> int | None:
+    if _unset(window):
+        return None
+    try:
+        wf = float(window)
+    except (TypeError, ValueError):
+        raise SettingsError(f"Window must be a whole number, got {window!r}.") from None
+    if isinstance(window, bool) or not wf.is_integer():
+        raise SettingsError(f"Window must be a whole number, got {window!r}.")
+    return int(wf)
+
+
+def _pwa_record(fwd: Forward, block: str) -> AttentionRecord:
+    rec = fwd.record(block)
+    if rec.pwa is None:
+        raise views.NoView(
+            f"{rec.label} has global attention: no window-to-window (PWA) attention. Choose a DSSA or GSA block."
+        )
+    return rec
+
+
+def _require(session: Session | None) -> Session:
+    if not isinstance(session, Session):
+        raise SettingsError("Upload a photo (or pick an example) and press Analyze first.")
+    return session
+
+
+def _view_settings(session: Session, s: Settings, block: str, head: Any) -> views.ViewSettings:
+    """The view layer's settings for one block of this session (block and head checked)."""
+    fwd = session.forward
+    i = fwd.index(block)
+    return views.ViewSettings(
+        block=i,
+        head=_parse_head(head, fwd.records[i].num_heads),
+        cmap=_check_cmap(s.cmap),
+        alpha=validate_opacity(DEFAULT_OPACITY if s.opacity is None else s.opacity),
+        point=_check_point(s.x, s.y, session.maps.size),
+        window=_check_window(s.window),
+        through=s.pixel_view or "dwa",
+    )
+
+
+# ------------------------------------------------------------------------------------ views
+def _attribution_view(session: Session, s: Settings, progress: Any = None) -> views.View:
+    fwd = session.forward
+    method = _check_method(s.method)
+    target = _parse_target(s.target, fwd.class_names, session.top1)
+    att = _attribution(session, None, method, target, progress)
+    vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, "mean")
+    return session.draw(
+        ("attribution", method, target, vs.cmap, vs.alpha),
+        lambda: views.attribution(
+            session.maps,
+            att.map_hw,
+            vs,
+            method_label=METHODS[method].label,
+            target=target,
+            class_name=fwd.class_names[target],
+            seconds=att.seconds,
+        ),
+    )
+
+
+def _has_attribution(session: Session, s: Settings) -> bool:
+    method = _check_method(s.method)
+    return (method, _parse_target(s.target, session.forward.class_names, session.top1)) in session.attributions
+
+
+def _tokens(session: Session, s: Settings) -> views.View:
+    """The token map of the token tab, the clicked pixel marked."""
+    vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, s.token_head)
+    return session.draw(("tokens", vs), lambda: views.tokens(session.maps, vs))
+
+
+def _pixel(session: Session, s: Settings) -> views.View:
+    """The pixel view of the token tab at the click (or the centre)."""
+    vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, s.token_head)
+    return session.draw(("pixel", vs), lambda: views.pixel(session.maps, vs))
+
+
+def _token_views(session: Session, s: Settings) -> tuple[views.View, views.View]:
+    """(token map with the clicked pixel marked, the pixel view at the click or the centre)."""
+    return _tokens(session, s), _pixel(session, s)
+
+
+def _pwa_settings(session: Session, s: Settings) -> views.ViewSettings:
+    block = s.pwa_block or DEFAULT_PWA_BLOCK
+    _pwa_record(session.forward, block)
+    return _view_settings(session, s.with_(x=-1, y=-1, pixel_view="dwa"), block, s.pwa_head)
+
+
+def _pwa_row(session: Session, s: Settings) -> views.View:
+    """The chosen window's PWA row over the photo (cross-window tab)."""
+    vs = _pwa_settings(session, s)
+    return session.draw(("pwa_row", vs), lambda: views.pwa_row(session.maps, vs))
+
+
+def _pwa_views(session: Session, s: Settings) -> tuple[views.View, views.View]:
+    """(PWA matrix, the chosen window's row over the photo) of the cross-window tab."""
+    vs = _pwa_settings(session, s)
+    matrix = session.draw(("pwa_matrix", vs), lambda: views.pwa_matrix(session.maps, vs))
+    return matrix, _pwa_row(session, s)
+
+
+def _compare_views(session: Session, s: Settings) -> tuple[views.View, views.View, str]:
+    fwd = session.forward
+    pair = s.pair
+    valid = [v for _, v in pair_choices(fwd.records)]
+    if not pair:
+        if not valid:
+            raise SettingsError("This model has no DSSA block followed by a GSA block at this resolution.")
+        pair = valid[0]
+    if pair not in valid:
+        raise SettingsError(
+            f"{pair!r} is not a DSSA/GSA block pair of this model at {fwd.resolution} px; "
+            f"choose one of: {', '.join(sorted(valid)) or 'none'}."
+        )
+    a, b = (fwd.index(n) for n in pair.split("|"))
+    vs = _view_settings(session, s.with_(x=-1, y=-1, window=-1), fwd.records[a].name, "mean")
+    heads = [_parse_head(s.token_head, fwd.records[i].num_heads) for i in (a, b)]  # checked on both blocks
+    vs = vs.with_(head=heads[0])
+    return session.draw(("compare", a, b, vs), lambda: views.compare(session.maps, (a, b), vs))
+
+
+# ------------------------------------------------------------------------------------ endpoints
+def analyze(
+    photo: Any,
+    model_choice: str | None = MODEL_DEFAULT,
+    hub_repo: str | None = "",
+    hub_revision: str | None = "",
+    resolution: Any = DEFAULT_RESOLUTION,
+    target: Any = TOP_PREDICTION,
+    method: str | None = DEFAULT_METHOD,
+    cmap: str | None = COLORMAPS[0],
+    opacity: Any = DEFAULT_OPACITY,
+    token_block: str | None = DEFAULT_TOKEN_BLOCK,
+    token_head: Any = "mean",
+    pwa_block: str | None = DEFAULT_PWA_BLOCK,
+    pwa_head: Any = "mean",
+    pair: str | None = None,
+    progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
+) -> tuple[Any, ...]:
+    """The main endpoint: a photo in; the top-5 classes and the main views out.
+
+    Returns (session state, status Markdown, top-5 ``{label: p}``, attribution overlay, window-token
+    map, cross-window map, compare (DSSA, GSA) pair for the image slider).
+    """
+    s = Settings.of(
+        model=model_choice,
+        hub_repo=hub_repo,
+        hub_revision=hub_revision,
+        resolution=resolution,
+        target=target,
+        method=method,
+        cmap=cmap,
+        opacity=opacity,
+        token_block=token_block or None,
+        token_head=token_head,
+        pwa_block=pwa_block or None,
+        pwa_head=pwa_head,
+        pair=pair,
+    )
+    with _user_errors(ran_model=True):
+        if photo is None:
+            raise SettingsError("Upload a photo (or pick an example) first.")
+        res = validate_resolution(DEFAULT_RESOLUTION if s.resolution is None else s.resolution)
+        method = _check_method(s.method)
+        _check_cmap(s.cmap)
+        validate_opacity(s.opacity)
+        progress(0.02, desc="Reading the photo")
+        image = load_photo(photo)
+        progress(0.08, desc="Loading the model")
+        entry = MODELS.get(s.model, s.hub_repo, s.hub_revision)
+        progress(0.15, desc=f"SepViT forward at {res} px")
+        session = Session.of(run_forward(entry, image, res))
+        fwd = session.forward
+        _parse_target(s.target, fwd.class_names, session.top1)
+        # check every setting before the slow part
+        fwd.record(s.token_block)
+        _pwa_record(fwd, s.pwa_block)
+        progress(0.3, desc=f"{METHODS[method].label} attribution")
+        att = _attribution_view(session, s, _progress_fn(progress, 0.3, 0.9))
+        progress(0.92, desc="Drawing the attention maps")
+        tok, row = _tokens(session, s), _pwa_row(session, s)
+        cmp = None
+        if pair_choices(fwd.records):
+            a, b, _ = _compare_views(session, s)
+            cmp = (a.picture, b.picture)
+        return session, status_markdown(fwd), top5(fwd), att.picture, tok.picture, row.picture, cmp
+
+
+def analyze_new_photo(*args: Any, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+    """:func:`analyze` for the photo's change event (its inputs, then the current session); clearing
+    the photo keeps everything as it is."""
+    *inputs, current = args
+    if inputs[0] is None:
+        return (current, *(gr.update() for _ in range(6)))
+    return analyze(*inputs, progress=progress)
+
+
+def top5(fwd: Forward) -> dict[str, float]:
+    """``{"name (index)": probability}`` of the five most likely classes (for ``gr.Label``)."""
+    return {f"{p.name} ({p.index})": p.prob for p in fwd.result.top5}
+
+
+def coverage_markdown(model_key: ModelKey) -> str:
+    """The caveat shown with the top-5 classes: the model card's coverage text for the default or a bundled
+    checkpoint (:func:`sepvit_viz.weights.coverage_note`); "" for other models or a card without it."""
+    path = model_key.checkpoint
+    note = coverage_note(path) if path is not None else None
+    return f"⚠️ **Read these predictions with care.** {note}" if note else ""
+
+
+def status_markdown(fwd: Forward) -> str:
+    """One line on the model and input, the model's warning if it has one, and its coverage caveat (the
+    status sits right above the top-5 classes)."""
+    line = (
+        f"Model: **{fwd.model_label}** · input {fwd.resolution} x {fwd.resolution} px (centre crop) · "
+        f"forward with attention capture {fwd.seconds * 1000:.0f} ms"
+    )
+    caveat = coverage_markdown(fwd.model_key)
+    return (f"⚠️ {fwd.warning}\n\n" if fwd.warning else "") + line + (f"\n\n{caveat}" if caveat else "")
+
+
+#: What :func:`after_analysis` returns, by name (``app.py`` binds each to a component).
+AFTER_ANALYSIS = (
+    "token_block",
+    "token_head",
+    "pwa_block",
+    "pwa_head",
+    "pair",
+    "target",
+    "faith_table",
+    "attribution_caption",
+    "token_caption",
+    "pixel_img",
+    "pixel_caption",
+    "pwa_matrix_img",
+    "pwa_caption",
+    "compare_a",
+    "compare_b",
+    "compare_caption",
+    "x",
+    "y",
+    "window",
+)
+
+
+def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
+    """Everything the page shows after :func:`analyze` beyond its API outputs (no model run), by name
+    (:data:`AFTER_ANALYSIS`): dropdowns for this model and resolution, the (empty) faithfulness table,
+    captions, the pixel view at the centre, the PWA matrix, the compare pair and reset clicks."""
+    if not isinstance(session, Session):
+        return {}
+    with _user_errors():
+        fwd = session.forward
+        recs = fwd.records
+        names = {r.name for r in recs}
+        tb = (
+            s.token_block
+            if s.token_block in names
+            else (DEFAULT_TOKEN_BLOCK if DEFAULT_TOKEN_BLOCK in names else recs[0].name)
+        )
+        pwa_opts = block_choices(recs, pwa_only=True)
+        pb = s.pwa_block if s.pwa_block in {v for _, v in pwa_opts} else (pwa_opts[0][1] if pwa_opts else None)
+        pairs = pair_choices(recs)
+        pr = s.pair if s.pair in {v for _, v in pairs} else (pairs[0][1] if pairs else None)
+        tgt_opts = target_choices(fwd.class_names)
+        tgt = s.target if s.target in {v for _, v in tgt_opts} else TOP_PREDICTION
+        th_opts = head_choices(fwd.record(tb).num_heads)
+        th = s.token_head if s.token_head in {v for _, v in th_opts} else "mean"
+        ph_opts = head_choices(fwd.record(pb).num_heads) if pb else head_choices(1)
+        ph = s.pwa_head if s.pwa_head in {v for _, v in ph_opts} else "mean"
+        s = s.with_(
+            token_block=tb, token_head=th, pwa_block=pb, pwa_head=ph, pair=pr, target=tgt, x=-1, y=-1, window=-1
+        )
+        out: dict[str, Any] = {
+            "token_block": gr.update(choices=block_choices(recs), value=tb),
+            "token_head": gr.update(choices=th_opts, value=th),
+            "pwa_block": gr.update(choices=pwa_opts, value=pb),
+            "pwa_head": gr.update(choices=ph_opts, value=ph),
+            "pair": gr.update(choices=pairs, value=pr),
+            "target": gr.update(choices=tgt_opts, value=tgt),
+            "faith_table": _faith_rows(session),
+            "attribution_caption": _attribution_view(session, s).caption if _has_attribution(session, s) else "",
+            "x": -1,
+            "y": -1,
+            "window": -1,
+        }
+        tok, pix = _token_views(session, s)
+        out.update(token_caption=tok.caption, pixel_img=pix.picture, pixel_caption=pix.caption)
+        if pb is not None:
+            mat, row = _pwa_views(session, s)
+            out.update(pwa_matrix_img=mat.picture, pwa_caption=row.caption)
+        else:
+            out.update(
+                pwa_matrix_img=None, pwa_caption="This model has no window-to-window attention at this resolution."
+            )
+        if pr is not None:
+            a, b, caption = _compare_views(session, s)
+            out.update(compare_a=a.picture, compare_b=b.picture, compare_caption=caption)
+        else:
+            out.update(
+                compare_a=None,
+                compare_b=None,
+                compare_caption="This model has no DSSA block followed by a GSA block at this resolution.",
+            )
+        return out
+
+
+def head_update(session: Session | None, block: str | None, head: Any) -> Any:
+    """Head dropdown choices for a block (keeps the head when the new block has it)."""
+    num = None
+    if isinstance(session, Session):
+        try:
+            num = session.forward.record(block).num_heads
+        except SettingsError:
+            num = None
+    if num is None:
+        num = next((r.num_heads for r in default_block_table() if r.name == block), None)
+    if num is None:
+        return gr.update()
+    choices = head_choices(num)
+    return gr.update(choices=choices, value=head if head in {v for _, v in choices} else "mean")
+
+
+def explain(
+    session: Session | None,
+    target: Any,
+    method: str | None,
+    cmap: str | None,
+    opacity: Any,
+    progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
+) -> tuple[Any, ...]:
+    """Attribution overlay for a chosen class and method (the model runs only for a new pair).
+    Returns (session, picture, caption)."""
+    with _user_errors(ran_model=True):
+        session = _require(session)
+        s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity)
+        method = _check_method(s.method)
+        tgt = _parse_target(s.target, session.forward.class_names, session.top1)
+        progress(0.0, desc=f"{METHODS[method].label}")
+        view = _attribution_view(session, s, _progress_fn(progress, 0.0, 1.0))
+        caption = view.caption
+        scores = session.curves.get((method, tgt))
+        if scores is not None:
+            caption += (
+                f" Deletion AUC {scores.deletion_auc:.3f} (lower is better), "
+                f"insertion AUC {scores.insertion_auc:.3f} (higher is better)."
+            )
+        return session, view.picture, caption
+
+
+def window_tokens(
+    session: Session | None,
+    block: str | None,
+    head: Any,
+    cmap: str | None,
+    opacity: Any,
+    x: Any = -1,
+    y: Any = -1,
+    view: str | None = "dwa",
+) -> tuple[Any, ...]:
+    """Window-token map of a block, and the pixel view at (x, y) (-1, -1: the centre).
+
+    Returns (token map, its caption, pixel view, its caption).
+    """
+    with _user_errors():
+        session = _require(session)
+        s = Settings.of(token_block=block or None, token_head=head, cmap=cmap, opacity=opacity, x=x, y=y)
+        tok, pix = _token_views(session, s.with_(pixel_view=view or "dwa"))
+        return tok.picture, tok.caption, pix.picture, pix.caption
+
+
+def pixel_query(
+    session: Session | None,
+    block: str | None,
+    head: Any,
+    x: Any,
+    y: Any,
+    cmap: str | None,
+    opacity: Any,
+    view: str | None = "dwa",
+) -> tuple[Any, ...]:
+    """One pixel's attention (x, y in model-input pixels): in its window (``view="dwa"``) or through the
+    whole block (``"block"``). Returns (token map with the pixel marked, pixel view, caption)."""
+    with _user_errors():
+        session = _require(session)
+        if x is None or y is None:
+            raise SettingsError("Click a pixel on the photo (or give x and y).")
+        s = Settings.of(token_block=block or None, token_head=head, cmap=cmap, opacity=opacity, x=x, y=y)
+        if _check_point(x, y, session.maps.size) is None:
+            raise SettingsError("Click a pixel on the photo (or give x and y).")
+        tok, pix = _token_views(session, s.with_(pixel_view=view or "dwa"))
+        return tok.picture, pix.picture, pix.caption
+
+
+def cross_window(
+    session: Session | None, block: str | None, head: Any, window: Any, cmap: str | None, opacity: Any
+) -> tuple[Any, ...]:
+    """PWA matrix and one window's attention over all windows (window: raster index; -1 = the centre).
+
+    Returns (matrix picture, heat map over the photo, caption).
+    """
+    with _user_errors():
+        session = _require(session)
+        s = Settings.of(pwa_block=block or None, pwa_head=head, window=window, cmap=cmap, opacity=opacity)
+        mat, row = _pwa_views(session, s)
+        return mat.picture, row.picture, row.caption
+
+
+def compare(session: Session | None, pair: str | None, head: Any, cmap: str | None, opacity: Any) -> tuple[Any, ...]:
+    """DSSA vs GSA token maps side by side and as an image-slider pair."""
+    with _user_errors():
+        session = _require(session)
+        a, b, caption = _compare_views(session, Settings.of(pair=pair, token_head=head, cmap=cmap, opacity=opacity))
+        return (a.picture, b.picture), a.picture, b.picture, caption
+
+
+def _clicked_view(session: Session, evt: gr.SelectData | None) -> tuple[int, int] | None:
+    """Model-input (y, x) of a click on a clickable view (token map, cross-window map); None off the photo."""
+    if evt is None or not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:
+        return None
+    k = views.display_scale(session.maps.size)
+    probe = views.View(np.zeros((1, 1, 3), np.uint8), "", None, (0, 0), k, session.maps.size)
+    return probe.to_model(float(evt.index[0]), float(evt.index[1]))
+
+
+def point_from_select(session: Session | None, evt: gr.SelectData) -> tuple[Any, Any]:
+    """Click on the token map -> (x, y) in model-input pixels; nothing changes off the photo."""
+    yx = _clicked_view(session, evt) if isinstance(session, Session) else None
+    return (gr.update(), gr.update()) if yx is None else (yx[1], yx[0])
+
+
+def reset_window() -> int:
+    """A new block has another window grid: go back to its centre window."""
+    return -1
+
+
+def window_from_select(session: Session | None, block: str | None, evt: gr.SelectData) -> Any:
+    """Click on the cross-window view -> index of the window (or group) under it."""
+    if not isinstance(session, Session):
+        return gr.update()
+    try:
+        i = session.forward.index(block or DEFAULT_PWA_BLOCK)
+        _pwa_record(session.forward, block or DEFAULT_PWA_BLOCK)
+    except SettingsError:
+        return gr.update()
+    yx = _clicked_view(session, evt)
+    return gr.update() if yx is None else session.maps.window_at(i, yx)
+
+
+def _view_controls(*values: Any) -> Settings:
+    """Settings from the positional values of the ``/render`` and ``/downloads`` endpoints."""
+    names = ("target", "method", "cmap", "opacity", "token_block", "token_head", "x", "y", "pwa_block")
+    names += ("pwa_head", "window", "pair", "pixel_view")
+    given = dict(zip(names, values))
+    for k in ("token_block", "pwa_block", "pixel_view"):
+        given[k] = given[k] or None  # "" from an empty component: the default
+    return Settings.of(**given)
+
+
+def rerender(
+    session: Session | None,
+    target: Any,
+    method: str | None,
+    cmap: str | None,
+    opacity: Any,
+    token_block: str | None,
+    token_head: Any,
+    x: Any,
+    y: Any,
+    pwa_block: str | None,
+    pwa_head: Any,
+    window: Any,
+    pair: str | None,
+    view: str | None = "dwa",
+) -> tuple[Any, ...]:
+    """Redraw every view after a colormap / opacity change (cached attributions; no model run).
+    Returns (attribution, token map, pixel view, PWA matrix, cross-window map, slider pair, DSSA, GSA)."""
+    if not isinstance(session, Session):
+        return (gr.update(),) * 8
+    with _user_errors():
+        s = _view_controls(
+            target, method, cmap, opacity, token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view
+        )
+        att = _attribution_view(session, s).picture if _has_attribution(session, s) else gr.update()
+        tok, pix = _token_views(session, s)
+        mat, row = _pwa_views(session, s)
+        try:
+            a, b, _ = _compare_views(session, s)
+            sl, ca, cb = (a.picture, b.picture), a.picture, b.picture
+        except SettingsError:
+            sl = ca = cb = None
+        return att, tok.picture, pix.picture, mat.picture, row.picture, sl, ca, cb
+
+
+# ------------------------------------------------------------------------------------ faithfulness
+FAITH_HEADERS = ["method", "class", "deletion AUC (lower = better)", "insertion AUC (higher = better)", "seconds"]
+
+
+def _faith_rows(session: Session) -> list[list[Any]]:
+    rows = []
+    for (method, tgt), c in sorted(
+        session.curves.items(), key=lambda kv: kv[1].insertion_auc - kv[1].deletion_auc, reverse=True
+    ):
+        att = session.attributions.get((method, tgt))
+        rows.append(
+            [
+                METHODS[method].label,
+                f"{session.forward.class_names[tgt]} ({tgt})",
+                round(c.deletion_auc, 4),
+                round(c.insertion_auc, 4),
+                round(att.seconds, 2) if att else None,
+            ]
+        )
+    return rows
+
+
+def faithfulness(
+    session: Session | None,
+    target: Any,
+    method: str | None,
+    scope: str | None = "this method",
+    steps: Any = 16,
+    progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
+) -> tuple[Any, ...]:
+    """Deletion / insertion scores of the chosen method (or every method) for the chosen class.
+
+    Returns (state, table rows sorted by insertion - deletion, curves plot).
+    """
+    with _user_errors(ran_model=True):
+        session = _require(session)
+        tgt = _parse_target(target, session.forward.class_names, session.top1)
+        steps = validate_steps(steps, maximum=MAX_FAITHFULNESS_STEPS, what="The number of deletion / insertion steps")
+        methods = list(METHODS) if scope == "all methods" else [_check_method(method)]
+        entry = MODELS.entry_for(session.forward.model_key)
+        x = to_tensor(Image.fromarray(session.forward.image))
+        for k, m in enumerate(methods):
+            lo, hi = k / len(methods), (k + 1) / len(methods)
+            mid = lo + 0.6 * (hi - lo)
+            att = _attribution(session, entry, m, tgt, _progress_fn(progress, lo, mid))
+            if (m, tgt) not in session.curves:
+                progress(mid, desc=f"deletion / insertion: {METHODS[m].label}")
+                with entry.borrow() as model:
+                    session.curves[(m, tgt)] = deletion_insertion(
+                        model, x, att.map_hw, tgt, steps=steps, progress=_progress_fn(progress, mid, hi)
+                    )
+        curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods}
+        return session, _faith_rows(session), views.curves(curves)
+
+
+# ------------------------------------------------------------------------------------ downloads
+def prepare_downloads(
+    session: Session | None,
+    target: Any,
+    method: str | None,
+    cmap: str | None,
+    opacity: Any,
+    token_block: str | None,
+    token_head: Any,
+    x: Any,
+    y: Any,
+    pwa_block: str | None,
+    pwa_head: Any,
+    window: Any,
+    pair: str | None,
+    view: str | None = "dwa",
+) -> list[str]:
+    """PNG files of the current views and ``sepvit_analysis.npz`` with the raw arrays.
+
+    The .npz holds the model input, logits and probabilities, every block's DWA (and PWA) attention,
+    the maps of the current token-tab settings and every attribution map computed so far.
+    """
+    with _user_errors():
+        session = _require(session)
+        fwd = session.forward
+        s = _view_controls(
+            target, method, cmap, opacity, token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view
+        )
+        pictures: dict[str, np.ndarray] = {"input": fwd.image}
+        if _has_attribution(session, s):
+            m, t = _check_method(s.method), _parse_target(s.target, fwd.class_names, session.top1)
+            pictures[f"attribution_{m}_{t}"] = _attribution_view(session, s).picture
+        tok, pix = _token_views(session, s)
+        pictures["window_tokens"], pictures[f"pixel_{s.pixel_view}"] = tok.picture, pix.picture
+        mat, row = _pwa_views(session, s)
+        pictures["pwa_matrix"], pictures["cross_window"] = mat.picture, row.picture
+        try:
+            a, b, _ = _compare_views(session, s)
+            pictures["compare_dssa"], pictures["compare_gsa"] = a.picture, b.picture
+        except SettingsError:
+            pass
+        vs = _view_settings(session, s, s.token_block, s.token_head)
+        with session.lock:
+            arrays = session.maps.arrays(vs.block, vs.head, vs.point)
+        arrays["probs"] = fwd.probs
+        for (m, t), att in session.attributions.items():
+            arrays[f"attribution.{m}.{t}"] = att.map_hw
+        return downloads.write_files(pictures, arrays)

@@ -1,0 +1,108 @@
+"""The one settings object between ``app.py`` and the handlers.
+
+:class:`Settings` holds every control's value under one name; :class:`Binding` pairs those names
+with the page's components, so a handler wired through it takes ``(session, settings)`` and returns
+``{name: value}`` (Gradio passes a dict of component values in and takes one out). A new control is a
+new field here plus its component in the layout; no signature in between changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ..limits import COLORMAPS, DEFAULT_OPACITY, DEFAULT_RESOLUTION
+from .models import MODEL_DEFAULT
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "DEFAULT_PWA_BLOCK",
+    "DEFAULT_TOKEN_BLOCK",
+    "TOP_PREDICTION",
+    "Binding",
+    "Settings",
+]
+
+DEFAULT_METHOD = "sepvit_relevance"
+TOP_PREDICTION = "top"
+DEFAULT_TOKEN_BLOCK = "stages.1.blocks.0"
+DEFAULT_PWA_BLOCK = "stages.1.blocks.0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every control of the page, as the components hold them (checked by the handlers).
+
+    x, y: the clicked pixel in model-input pixels and window: the clicked window (raster index);
+    -1 means "nothing clicked yet" (the centre). pair: ``"dssa_block|gsa_block"``; None = the first.
+    """
+
+    model: str = MODEL_DEFAULT
+    hub_repo: str = ""
+    hub_revision: str = ""
+    resolution: Any = DEFAULT_RESOLUTION
+    target: Any = TOP_PREDICTION
+    method: str = DEFAULT_METHOD
+    cmap: str = COLORMAPS[0]
+    opacity: Any = DEFAULT_OPACITY
+    token_block: str = DEFAULT_TOKEN_BLOCK
+    token_head: Any = "mean"
+    pixel_view: str = "dwa"
+    x: Any = -1
+    y: Any = -1
+    pwa_block: str = DEFAULT_PWA_BLOCK
+    pwa_head: Any = "mean"
+    window: Any = -1
+    pair: str | None = None
+
+    @classmethod
+    def of(cls, **values: Any) -> Settings:
+        """Settings from component values; None (an empty component) means the default."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise TypeError(f"unknown settings {sorted(unknown)}")
+        return cls(**{k: v for k, v in values.items() if v is not None or k == "pair"})
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+class Binding:
+    """Names <-> components: ``Binding(model=model_dropdown, ...)``.
+
+    ``inputs`` / ``outputs`` are the component sets to give an event; :meth:`handler` wraps
+    ``fn(state, settings) -> {name: value}`` into the dict-in, dict-out callable Gradio calls.
+    """
+
+    def __init__(self, **components: Any) -> None:
+        self.components = components
+        self._names = {id(c): n for n, c in components.items()}
+
+    def __getitem__(self, name: str) -> Any:
+        return self.components[name]
+
+    def read(self, data: Mapping[Any, Any]) -> Settings:
+        """Settings from Gradio's ``{component: value}`` (components not bound here are ignored)."""
+        setting_names = {f.name for f in fields(Settings)}
+        values = {self._names[id(c)]: v for c, v in data.items() if id(c) in self._names}
+        return Settings.of(**{k: v for k, v in values.items() if k in setting_names})
+
+    def write(self, values: Mapping[str, Any]) -> dict[Any, Any]:
+        """``{name: value}`` -> ``{component: value}``."""
+        return {self.components[k]: v for k, v in values.items()}
+
+    def handler(
+        self, fn: Callable[[Any, Settings], Mapping[str, Any]], state: Any, names: list[str]
+    ) -> tuple[Callable[[dict], dict], set, set]:
+        """(callable, inputs, outputs) for an event: ``fn`` gets the state's value and the settings of
+        every bound control, and returns values for ``names``."""
+
+        def run(data: dict) -> dict:
+            return self.write(fn(data.get(state), self.read(data)))
+
+        run.__name__ = run.__qualname__ = getattr(fn, "__name__", "run")
+
+        inputs = {state, *(c for n, c in self.components.items() if n in {f.name for f in fields(Settings)})}
+        return run, inputs, {self.components[n] for n in names}

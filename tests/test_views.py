@@ -1,0 +1,201 @@
+"""The visual contract: what a user chose is what the picture shows.
+
+Golden map arrays on ``sepvit_test`` pin the maps; every setting a map depends on is part of its memo
+key (a stale map after a change of head, window or point fails here); the brightest region of a view
+is the one the user chose (window, pixel), read from the picture's pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sepvit_viz
+from sepvit_viz import maps, views
+from sepvit_viz.pipeline import Analysis, MapKey, analyze
+from sepvit_viz.validation import SettingsError
+from sepvit_viz.views import ViewSettings
+
+GOLDEN = Path(__file__).with_name("golden") / "sepvit_test_maps.npz"
+GRAY = dict(cmap="gray", alpha=1.0)  # picture brightness == heat, for reading maps off pictures
+
+
+def golden_photo() -> Image.Image:
+    """A deterministic photo: smooth colour ramps with a bright square (no RNG, no file)."""
+    y, x = np.mgrid[0:80, 0:100]
+    rgb = np.stack([x * 2.5, y * 3.0, (x + y) * 1.4], axis=-1)
+    rgb[20:40, 50:70] = 255
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def analysis() -> Analysis:
+    torch.manual_seed(0)
+    model = sepvit_viz.create_model("sepvit_test").eval()
+    return analyze(model, golden_photo(), size=(128, 192), precompute=False)
+
+
+def golden_maps(a: Analysis) -> dict[str, np.ndarray]:
+    """The maps the golden file holds: every block's token map, a pixel query, a PWA row and the
+    composed view at one point and head 0 / the mean, and the pooled rollout."""
+    out = {}
+    for i, r in enumerate(a.records):
+        out[f"{i}.token.mean"] = a.token_map(i, "mean")
+        out[f"{i}.token.0"] = a.token_map(i, 0)
+        out[f"{i}.pixel"] = a.pixel_query(i, (40, 70), "max").heat
+        out[f"{i}.composed"] = a.composed(i, (40, 70), "mean").heat
+        if r.pwa is not None:
+            out[f"{i}.pwa_row"] = a.pwa_map(i, r.geometry.num_windows - 1, 0)
+    out["rollout"] = a.rollout().heat
+    return out
+
+
+def test_maps_match_the_golden_arrays(analysis):
+    """Regenerate after a deliberate change of a map's definition:
+    ``python -c "from tests.test_views import write_golden; write_golden()"``."""
+    got = golden_maps(analysis.fresh())
+    with np.load(GOLDEN) as z:
+        assert sorted(z.files) == sorted(got)
+        for k, v in got.items():
+            np.testing.assert_allclose(v, z[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def write_golden() -> None:  # pragma: no cover - a maintenance helper
+    torch.manual_seed(0)
+    model = sepvit_viz.create_model("sepvit_test").eval()
+    a = analyze(model, golden_photo(), size=(128, 192), precompute=False)
+    GOLDEN.parent.mkdir(exist_ok=True)
+    np.savez_compressed(GOLDEN, **golden_maps(a))
+
+
+# ------------------------------------------------------------------------------------ memo keys
+def test_every_setting_changes_the_memo_key(analysis):
+    """Each call with another head, point cell, window or weight gets its own key; asked in any order,
+    every memoised map equals the pure function's answer (a key that ignored a setting would hand back
+    the map of the previous setting)."""
+    a = analysis.fresh()
+    blk = next(
+        i for i, r in enumerate(a.records) if r.pwa is not None and r.num_heads > 1 and r.geometry.num_windows > 1
+    )
+    b = a.blocks[blk]
+    geom, size = b.geometry, a.size
+    heads: list[maps.HeadSelect] = ["mean", 0, "max", 1, "min"]
+    points = [(5, 5), (120, 180), (60, 90)]
+    for h in heads:
+        np.testing.assert_allclose(a.token_map(blk, h), maps.token_map(b.dwa, geom, h, size), rtol=1e-6)
+        np.testing.assert_allclose(a.pwa_matrix(blk, h), maps.pwa_matrix(b.pwa, h), rtol=1e-6)
+        for w in range(geom.num_windows):
+            np.testing.assert_allclose(a.pwa_map(blk, w, h), maps.pwa_row_map(b.pwa, geom, w, h, size), rtol=1e-6)
+        for p in points:
+            cell_point = tuple(c * geom.stride for c in a.cell_at(blk, p))
+            np.testing.assert_array_equal(
+                a.pixel_query(blk, p, h).heat, maps.pixel_query(b.dwa, geom, cell_point, h, size).heat
+            )
+            for sw in (0.0, 0.5):
+                np.testing.assert_allclose(
+                    a.composed(blk, p, h, sw).heat,
+                    maps.composed_query(b.dwa, b.pwa, geom, cell_point, h, sw, size).heat,
+                    rtol=1e-5,
+                )
+    for head in ("mean", "max"):
+        for residual in (0.3, 0.7):
+            want = maps.rollout(a.blocks, head=head, residual=residual, image_size=size).heat
+            np.testing.assert_allclose(a.rollout(head=head, residual=residual).heat, want, rtol=1e-4, atol=1e-7)
+    keys = a.memo_keys
+    assert len(keys) == len(set(keys))
+    n = geom.num_windows
+    kinds = {k.kind: sum(1 for q in keys if q.kind == k.kind) for k in keys}
+    assert kinds["pwa_row"] == len(heads) * n
+    assert kinds["pixel"] == len(heads) * len(points)
+    assert kinds["composed"] == len(heads) * len(points) * 2
+    assert kinds["rollout"] == 4
+    assert MapKey("pwa_row", blk, 0, n - 1) in keys and MapKey("pwa_row", blk, 1, n - 1) in keys
+
+
+# ------------------------------------------------------------------------------------ pictures
+def with_diagonal_pwa(a: Analysis, self_weight: float = 0.9) -> Analysis:
+    """``a`` with every PWA replaced by "each window looks mostly at itself": the row of window w is
+    then brightest on window w, so a picture of it shows which window was chosen."""
+    records = []
+    for r in a.records:
+        if r.pwa is not None:
+            n = r.pwa.shape[-1]
+            pwa = np.full_like(r.pwa, (1 - self_weight) / max(n - 1, 1))
+            pwa[..., np.arange(n), np.arange(n)] = self_weight
+            r = dataclasses.replace(r, pwa=pwa)
+        records.append(r)
+    return Analysis(a.image, records, a.logits, a.top5, a.model_name)
+
+
+def brightest_window(view: views.View, a: Analysis, block: int) -> int:
+    """The window whose interior is brightest in the picture (borders skipped: lines and the box)."""
+    geom = a.records[block].geometry
+    k, (top, left) = view.scale, view.origin
+    grey = view.picture.astype(float).mean(axis=2)
+    means = []
+    for w in range(geom.num_windows):
+        y0, x0, y1, x1 = a.window_box(block, w)
+        inner = grey[top + y0 * k + 4 : top + y1 * k - 4, left + x0 * k + 4 : left + x1 * k - 4]
+        means.append(inner.mean())
+    return int(np.argmax(means))
+
+
+def test_the_cross_window_view_lights_the_chosen_window(analysis):
+    a = with_diagonal_pwa(analysis)
+    for blk in (i for i, r in enumerate(a.records) if r.pwa is not None):
+        n = a.records[blk].geometry.num_windows
+        for w in range(n):
+            v = views.pwa_row(a, ViewSettings(block=blk, window=w, **GRAY))
+            assert brightest_window(v, a, blk) == w, (blk, w)
+            assert f"window {w} (outlined)" in v.caption or f"group {w} (outlined)" in v.caption
+
+
+def test_a_click_becomes_the_window_under_it(analysis):
+    """Picture pixel -> model pixel (View.to_model) -> window (Analysis.window_at): the window drawn."""
+    a = with_diagonal_pwa(analysis)
+    blk = next(i for i, r in enumerate(a.records) if r.pwa is not None and r.geometry.num_windows > 1)
+    first = views.pwa_row(a, ViewSettings(block=blk, **GRAY))
+    for w in range(a.records[blk].geometry.num_windows):
+        y0, x0, y1, x1 = a.window_box(blk, w)
+        click = ((x0 + x1) // 2 * first.scale, (y0 + y1) // 2 * first.scale)  # (x, y) on the picture
+        chosen = a.window_at(blk, first.to_model(*click))
+        assert chosen == w
+        assert brightest_window(views.pwa_row(a, ViewSettings(block=blk, window=chosen, **GRAY)), a, blk) == w
+    assert first.to_model(a.size[1] * first.scale + 5, 3) is None  # the colour bar is not the photo
+
+
+def test_the_pixel_view_lights_only_the_clicked_pixels_window(analysis):
+    a = analysis.fresh()
+    blk = next(i for i, r in enumerate(a.records) if r.has_token and r.geometry.num_windows > 1)
+    for point in [(3, 3), (120, 180)]:
+        v = views.pixel(a, ViewSettings(block=blk, point=point, **GRAY))
+        w = a.window_at(blk, point)
+        y0, x0, y1, x1 = a.window_box(blk, w)
+        outside = v.heat.copy()
+        outside[y0:y1, x0:x1] = 0
+        assert outside.max() == 0 and v.heat[y0:y1, x0:x1].max() > 0
+        assert brightest_window(v, a, blk) == w
+
+
+def test_a_head_change_changes_the_picture(analysis):
+    a = analysis.fresh()
+    blk = next(
+        i for i, r in enumerate(a.records) if r.pwa is not None and r.num_heads > 1 and r.geometry.num_windows > 1
+    )
+    pics = [views.pwa_row(a, ViewSettings(block=blk, head=h, window=1)).heat for h in (0, 1, 0)]
+    assert not np.array_equal(pics[0], pics[1]) and np.array_equal(pics[0], pics[2])
+    pix = [views.pixel(a, ViewSettings(block=blk, head=h, point=(70, 100))).heat for h in (0, 1)]
+    assert not np.array_equal(*pix)
+
+
+def test_views_a_block_lacks_say_so(analysis):
+    glob = next(i for i, r in enumerate(analysis.records) if r.pwa is None)
+    with pytest.raises(views.NoView, match="no window-to-window"):
+        views.pwa_row(analysis, ViewSettings(block=glob))
+    with pytest.raises(SettingsError, match="does not exist"):
+        views.pwa_row(analysis, ViewSettings(block=0, window=10_000))
