@@ -27,6 +27,13 @@ sepvit_relevance          gradient-weighted DWA/PWA relevance        bilinear up
                           (:mod:`sepvit_viz.relevance`)
 random                    uniform noise: the faithfulness floor      as is
 ========================  =========================================  ==============================
+
+Stripes: every pixel-gradient map (Saliency, Input x Gradient, Integrated Gradients, SmoothGrad,
+GradientSHAP and the SepViT relevance's pixel evidence) carries a comb at 1/4 and 1/2 cycle per
+pixel from the stage-1 patch embedding (7 x 7, stride 4; see :func:`destripe`). Those methods'
+``map_hw`` is filtered by :func:`destripe` by default (``MethodInfo.destripe``); the raw map is in
+``extras["map_raw"]`` and ``attribute(..., smooth=False)`` returns it as ``map_hw``. What the filter
+costs on the faithfulness measures is measured in ``benchmarks/bench_attribution.py`` (rows ", raw").
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_integrated_gradients_completeness(model, image, baseline):
     assert abs(float(a.raw.sum()) - gap) < 1e-2 * max(abs(gap), 0.1)
     assert a.extras["convergence_delta"] < 1e-2 * max(abs(gap), 0.1)
     assert a.extras["logit_gap"] == pytest.approx(gap, rel=1e-4, abs=1e-6)
-    np.testing.assert_allclose(a.map_hw, a.raw.sum(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.extras["map_raw"], a.raw.sum(0), rtol=1e-5, atol=1e-7)
 
 
 def test_integrated_gradients_bf16_option(model, image):
@@ -126,7 +126,7 @@ def test_saliency_is_absolute_gradient(model, image):
     x = image.clone().requires_grad_()
     (g,) = torch.autograd.grad(model(x)[0, 7], x)
     np.testing.assert_allclose(a.raw, g.abs()[0].numpy(), rtol=1e-5, atol=1e-8)
-    np.testing.assert_allclose(a.map_hw, g.abs()[0].amax(0).numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(a.extras["map_raw"], g.abs()[0].amax(0).numpy(), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
