@@ -30,10 +30,11 @@ random                    uniform noise: the faithfulness floor      as is
 
 Stripes: every pixel-gradient map (Saliency, Input x Gradient, Integrated Gradients, SmoothGrad,
 GradientSHAP and the SepViT relevance's pixel evidence) carries a comb at 1/4 and 1/2 cycle per
-pixel from the stage-1 patch embedding (7 x 7, stride 4; see :func:`destripe`). Those methods'
-``map_hw`` is filtered by :func:`destripe` by default (``MethodInfo.destripe``); the raw map is in
-``extras["map_raw"]`` and ``attribute(..., smooth=False)`` returns it as ``map_hw``. What the filter
-costs on the faithfulness measures is measured in ``benchmarks/bench_attribution.py`` (rows ", raw").
+pixel from the stage-1 patch embedding (7 x 7, stride 4; see :func:`destripe`).
+``attribute(..., smooth=True)`` filters ``map_hw`` with :func:`destripe` and keeps the raw map in
+``extras["map_raw"]``. It is off by default: measured on photos used for no tuning, the filter
+changes the faithfulness scores (better on some measures, worse on others; ``docs/attribution.md``,
+rows ", destriped" of ``benchmarks/bench_attribution.py``), so it is a display option, not a free fix.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ class Attribution:
 class MethodInfo:
     """A method's display label, one-line description, default options and stripe filtering.
 
-    ``destripe``: whether ``attribute`` filters the map with :func:`destripe` by default (the method's
-    input gradient carries the stride-4 patch embedding's comb; see :func:`destripe`).
+    ``destripe``: whether ``attribute`` filters the map with :func:`destripe` by default. False for
+    every method: the filter removes the stripes but is not free on the faithfulness measures
+    (``docs/attribution.md``), so the map scored and shown by default is the method's own.
     """
 
     name: str
@@ -116,8 +118,8 @@ class MethodInfo:
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
-        MethodInfo("saliency", "Saliency", "absolute input gradient of the class logit", {}, destripe=True),
-        MethodInfo("input_x_gradient", "Input x Gradient", "input times its gradient", {}, destripe=True),
+        MethodInfo("saliency", "Saliency", "absolute input gradient of the class logit", {}),
+        MethodInfo("input_x_gradient", "Input x Gradient", "input times its gradient", {}),
         MethodInfo(
             "integrated_gradients",
             "Integrated Gradients",
@@ -130,21 +132,18 @@ METHODS: dict[str, MethodInfo] = {
                 "sigma": DEFAULT_BLUR_SIGMA,
                 "seed": 0,
             },
-            destripe=True,
         ),
         MethodInfo(
             "smoothgrad",
             "SmoothGrad",
             "saliency averaged over noisy copies of the image (NoiseTunnel)",
             {"samples": 16, "noise": 0.15, "batch_size": 8, "seed": 0},
-            destripe=True,
         ),
         MethodInfo(
             "gradient_shap",
             "GradientSHAP",
             "expected gradients from black, blurred and noise baselines",
             {"samples": 16, "noise": 0.05, "batch_size": 8, "sigma": DEFAULT_BLUR_SIGMA, "seed": 0},
-            destripe=True,
         ),
         MethodInfo(
             "occlusion",
@@ -163,7 +162,6 @@ METHODS: dict[str, MethodInfo] = {
             "SepViT relevance",
             "class-specific relevance through the DWA and PWA maps of every block",
             dict(RELEVANCE_OPTIONS),
-            destripe=True,
         ),
         MethodInfo("random", "Random", "uniform noise: the floor every method must beat", {"seed": 0}),
     )
@@ -340,8 +338,8 @@ def attribute(
         target: class index; None explains the top prediction.
         method: one of :func:`list_methods`.
         smooth: filter ``map_hw`` with :func:`destripe` (the stride-4 comb of pixel-gradient maps);
-            None: the method's default (``METHODS[method].destripe``). When it filters, the raw map
-            stays in ``extras["map_raw"]``; ``smooth=False`` returns the raw map as ``map_hw``.
+            None: the method's default (``METHODS[method].destripe``, False for every method). When
+            it filters, the raw map stays in ``extras["map_raw"]``.
         progress: optional ``progress(fraction, desc)`` callback (e.g. to drive ``gr.Progress``).
         **options: method options, see :func:`method_options` (unknown names raise ``ValueError``).
 

@@ -43,9 +43,9 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
 
    Chosen with the blurred-fill curves (the tuning measure, see step 7): there the modulation lifted
    insertion above every generic method; sharper modulation (smaller ``sigma``) traded insertion for
-   deletion. ``attribute(..., "sepvit_relevance")`` shows the map filtered by
-   :func:`sepvit_viz.attribution.destripe` (``e`` carries the stride-4 gradient comb); the raw map
-   is in ``extras["map_raw"]``.
+   deletion. ``e`` carries the stride-4 gradient comb of the patch embedding, which is where
+   this map's stripes come from; ``attribute(..., "sepvit_relevance", smooth=True)`` filters them
+   (:func:`sepvit_viz.attribution.destripe`), at a measured cost (``docs/attribution.md``).
 
 7. **Two-scale pixel order, read along the removal path** (``sharp`` = delta, default 0.03;
    ``rounds`` = R, default 2; ``sharp=None`` skips the step). Step 6's map M is smooth at the scale

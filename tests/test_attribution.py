@@ -44,7 +44,7 @@ def test_integrated_gradients_completeness(model, image, baseline):
     assert abs(float(a.raw.sum()) - gap) < 1e-2 * max(abs(gap), 0.1)
     assert a.extras["convergence_delta"] < 1e-2 * max(abs(gap), 0.1)
     assert a.extras["logit_gap"] == pytest.approx(gap, rel=1e-4, abs=1e-6)
-    np.testing.assert_allclose(a.extras["map_raw"], a.raw.sum(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.map_hw, a.raw.sum(0), rtol=1e-5, atol=1e-7)
 
 
 def test_integrated_gradients_bf16_option(model, image):
@@ -126,7 +126,7 @@ def test_saliency_is_absolute_gradient(model, image):
     x = image.clone().requires_grad_()
     (g,) = torch.autograd.grad(model(x)[0, 7], x)
     np.testing.assert_allclose(a.raw, g.abs()[0].numpy(), rtol=1e-5, atol=1e-8)
-    np.testing.assert_allclose(a.extras["map_raw"], g.abs()[0].amax(0).numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(a.map_hw, g.abs()[0].amax(0).numpy(), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -232,7 +232,7 @@ def test_saliency_stripes_come_from_the_stride4_patch_embedding(model):
     # the cause: a strided convolution's input gradient repeats the kernel every 4 px, whatever the photo
     torch.manual_seed(3)
     x = torch.randn(1, 3, 64, 64)
-    a = attribute(model, x, 1, "saliency")
+    a = attribute(model, x, 1, "saliency", smooth=True)
     raw = a.extras["map_raw"]
     assert _comb_ratio(raw) > 2.5  # a comb at 1/4 cycle per pixel in the raw gradient
     assert _comb_ratio(a.map_hw) < 1.5  # none in the map shown
@@ -249,12 +249,17 @@ def test_saliency_stripes_come_from_the_stride4_patch_embedding(model):
     assert _comb_ratio(destripe(power, 4)) < 1.5
 
 
-def test_raw_map_is_one_option_away(model, image):
-    shown = attribute(model, image, 2, "integrated_gradients", steps=8)
-    raw = attribute(model, image, 2, "integrated_gradients", steps=8, smooth=False)
+def test_smoothing_is_one_option_away_and_the_raw_map_is_kept(model, image):
+    raw = attribute(model, image, 2, "integrated_gradients", steps=8)  # default: the method's own map
+    shown = attribute(model, image, 2, "integrated_gradients", steps=8, smooth=True)
     assert shown.extras["smoothed"] and not raw.extras["smoothed"] and "map_raw" not in raw.extras
     np.testing.assert_allclose(shown.extras["map_raw"], raw.map_hw, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(shown.map_hw, raw.map_hw)
-    cam = attribute(model, image, 2, "gradcam")  # a smooth method is left as it is
-    assert not cam.extras["smoothed"]
+    np.testing.assert_allclose(shown.map_hw, destripe_(raw.map_hw), rtol=1e-5, atol=1e-6)
+    assert not any(m.destripe for m in METHODS.values())  # not free on the measures: off by default
     assert METHODS["integrated_gradients"].options["steps"] == 16
+
+
+def destripe_(m: np.ndarray) -> np.ndarray:
+    from sepvit_viz.attribution import destripe
+
+    return destripe(m, 4)
