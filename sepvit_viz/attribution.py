@@ -64,6 +64,7 @@ from .relevance import DEFAULT_OPTIONS as RELEVANCE_OPTIONS
 from .relevance import sepvit_relevance
 
 __all__ = [
+    "DEFAULT_METHOD",
     "METHODS",
     "Attribution",
     "MethodInfo",
@@ -166,6 +167,12 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("random", "Random", "uniform noise: the floor every method must beat", {"seed": 0}),
     )
 }
+
+
+#: The method the app shows first. Chosen by the scorecard on photos used for no tuning
+#: (``docs/attribution.md``): the best mean rank over the six untuned measures among the methods at
+#: their defaults that pass the model-randomisation sanity check.
+DEFAULT_METHOD = "sepvit_relevance"
 
 
 def list_methods() -> list[str]:

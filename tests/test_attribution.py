@@ -263,3 +263,9 @@ def destripe_(m: np.ndarray) -> np.ndarray:
     from sepvit_viz.attribution import destripe
 
     return destripe(m, 4)
+
+
+def test_default_method_is_a_method():
+    from sepvit_viz.attribution import DEFAULT_METHOD
+
+    assert DEFAULT_METHOD in METHODS and DEFAULT_METHOD != "random"
