@@ -424,9 +424,9 @@ def scorecard_markdown(results: list[dict[str, Any]], tuned: bool = False) -> st
         if spec[lab][0] != "random" and spec[lab][1] == {} and spec[lab][2] == "own" and passes[lab]
     ]
     choice = min(candidates)[1] if candidates else None
+    n_sanity = sum(1 for p in photos if "rho" in p["rows"][labels[0]])
     heads = ["method", *[m.label + (" (lower better)" if m.lower_is_better else " (higher better)") for m in measures]]
     heads += ["mean rank (6 untuned measures)", "sanity: mean |rank corr.| with random-weight map", "verdict"]
-    n_sanity = sum(1 for p in photos if "rho" in p["rows"][labels[0]])
     text = [
         f"Photos: {len(photos)} ({', '.join(sorted({str(r['data']) for r in results}))}); "
         f"model top-1 on them {np.mean([p['pred'] == p['label'] for p in photos]):.0%}; class explained: the top prediction. "
@@ -435,7 +435,8 @@ def scorecard_markdown(results: list[dict[str, Any]], tuned: bool = False) -> st
         md_table(heads, rows),
         "",
         "Default method by this table (best mean rank among methods at their defaults that pass the sanity "
-        f"check): **{choice or 'none passes'}**" + (f" ({spec[choice][0]})." if choice else "."),
+        f"check): **{choice or ('none passes' if n_sanity else 'none: the sanity check was not run')}**"
+        + (f" ({spec[choice][0]})." if choice else "."),
     ]
     if any(len(p["rows"][labels[0]].get("levels", [])) > 1 for p in every):
         text += ["", _cascade_markdown(every)]
