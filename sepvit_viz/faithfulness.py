@@ -1,18 +1,23 @@
-"""Deletion and insertion curves: how faithful is an attribution map to the model?
+"""Deletion and insertion curves and ROAD: how faithful is an attribution map to the model?
 
 Given a photo ``x``, a class ``c`` and an attribution map ``s`` (H, W), rank the pixels from most to
 least attributed (ties broken by raster index, so the ranking is deterministic). With ``S`` steps and
 ``k_i = round(i / S * H * W)`` pixels for ``i = 0..S``:
 
-* deletion: ``x_i`` = ``x`` with its top-``k_i`` pixels replaced by the baseline ``b`` (a blurred copy
-  of ``x`` by default). A faithful map destroys the class quickly: **low** area under the curve.
+* deletion: ``x_i`` = ``x`` with its top-``k_i`` pixels replaced by the baseline ``b``. A faithful
+  map destroys the class quickly: **low** area under the curve.
 * insertion: ``x_i`` = ``b`` with the top-``k_i`` pixels of ``x`` put back. A faithful map recovers
   the class quickly: **high** area under the curve.
 
 The curve is ``p_i = softmax(model(x_i))[c]`` over the fractions ``f_i = k_i / (H * W)`` and the area
-is the trapezoid rule over ``f`` in [0, 1] (Petsiuk et al., RISE, BMVC 2018). A blurred baseline
-(rather than black) avoids rewarding maps for the sharp edges that deletion itself would create.
-A pixel means all of its channels.
+is the trapezoid rule over ``f`` in [0, 1] (Petsiuk et al., RISE, BMVC 2018). A pixel means all of
+its channels. The default fill is the photo's mean colour. The blurred fill (``baseline="blurred"``)
+is the reference the SepViT relevance's step 7 reads along its removal path, so curves with that fill
+favour it by construction: it is the relevance's *tuning* measure (``docs/attribution.md``), and
+:mod:`sepvit_viz.scorecard` never counts it in a verdict.
+
+:func:`road` removes pixels by noisy linear imputation instead (ROAD, Rong et al., ICML 2022), which
+leaves no sharp mask edge whose shape could carry the class.
 """
 
 from __future__ import annotations
@@ -111,7 +116,7 @@ def deletion_insertion(
     target: int,
     *,
     steps: int = 32,
-    baseline: str | torch.Tensor = "blurred",
+    baseline: str | torch.Tensor = "mean",
     sigma: float = DEFAULT_BLUR_SIGMA,
     score: str = "prob",
     batch_size: int = 16,
@@ -125,8 +130,9 @@ def deletion_insertion(
         saliency_hw: (H, W) attribution at image resolution (higher = more important).
         target: class index.
         steps: number of equal steps from 0 to all pixels (S; the curves have S + 1 points).
-        baseline: ``"blurred"`` (default), ``"black"``, ``"gray"``, ``"noise"`` or a tensor shaped
-            like ``x`` (what deleted pixels become and what insertion starts from).
+        baseline: ``"mean"`` (the photo's mean colour, default), ``"noise"``, ``"black"``, ``"gray"``,
+            ``"blurred"`` (the SepViT relevance's tuning reference) or a tensor shaped like ``x``
+            (what deleted pixels become and what insertion starts from).
         sigma: blur strength in pixels for the blurred baseline.
         score: ``"prob"`` (softmax probability, default) or ``"logit"``.
         batch_size: images per forward pass (memory stays flat in ``steps``).

@@ -80,7 +80,7 @@ def test_batch_size_does_not_change_curves():
 def test_blurred_baseline_of_constant_image_is_flat():
     x = torch.full((1, 3, 12, 17), 0.25)
     m = random_map(12, 17, seed=3)
-    cur = deletion_insertion(SumModel(), x, m, 0, steps=5, score="logit")
+    cur = deletion_insertion(SumModel(), x, m, 0, steps=5, score="logit", baseline="blurred")
     np.testing.assert_allclose(cur.deletion, cur.deletion[0], rtol=1e-5)
     np.testing.assert_allclose(cur.insertion, cur.deletion[0], rtol=1e-5)
 
@@ -160,6 +160,16 @@ def test_curves_for_an_attribution_object():
 
 
 # ------------------------------------------------------------------------------ untuned fills and ROAD
+def test_default_fill_is_the_untuned_mean_colour():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 6, 6)
+    m = random_map(6, 6, seed=4)
+    a = deletion_insertion(SumModel(), x, m, 0, steps=3, score="logit")
+    b = deletion_insertion(SumModel(), x, m, 0, steps=3, score="logit", baseline=make_baseline(x, "mean"))
+    np.testing.assert_allclose(a.deletion, b.deletion, rtol=1e-6)
+    assert a.extras["baseline"] == "mean"
+
+
 def test_mean_baseline_is_the_image_mean_colour():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 5, 7)
