@@ -17,7 +17,7 @@ from .preprocess import MEAN, STD
 __all__ = ["BASELINES", "DEFAULT_BLUR_SIGMA", "gaussian_blur", "make_baseline"]
 
 #: Names accepted by :func:`make_baseline`.
-BASELINES: tuple[str, ...] = ("black", "gray", "blurred", "noise")
+BASELINES: tuple[str, ...] = ("black", "gray", "blurred", "noise", "mean")
 
 #: Blur strength in input pixels. At 224 px this wipes out texture and edges (the class evidence)
 #: while keeping the colour layout, so a blurred photo is "the same photo without its details".
@@ -57,7 +57,8 @@ def make_baseline(
     """A reference image shaped like ``x`` (B, 3, H, W), in the normalised input space.
 
     kind: ``black`` (pixel 0), ``gray`` (pixel 0.5, i.e. normalised 0), ``blurred`` (Gaussian blur of
-    ``x`` with ``sigma`` pixels) or ``noise`` (uniform pixels in [0, 1], reproducible from ``seed``).
+    ``x`` with ``sigma`` pixels), ``noise`` (uniform pixels in [0, 1], reproducible from ``seed``) or
+    ``mean`` (every pixel the image's own mean colour, per image and channel).
     """
     if kind == "black":
         return _normalise(torch.zeros_like(x))
@@ -65,6 +66,8 @@ def make_baseline(
         return _normalise(torch.full_like(x, 0.5))
     if kind == "blurred":
         return gaussian_blur(x, sigma)
+    if kind == "mean":
+        return x.mean(dim=(-2, -1), keepdim=True).expand_as(x).clone()
     if kind == "noise":
         gen = torch.Generator(device="cpu").manual_seed(seed)
         u = torch.rand(x.shape, generator=gen, dtype=x.dtype).to(x.device)

@@ -194,3 +194,78 @@ def test_inference_mode_input(model):
         x = torch.randn(1, 3, 56, 56)
         a = attribute(model, x, 0, "input_x_gradient")
     assert np.isfinite(a.map_hw).all() and np.abs(a.map_hw).sum() > 0
+
+
+# ------------------------------------------------------------------------------ stripes
+def _comb_ratio(m: np.ndarray, stride: int = 4) -> float:
+    """Power at 1/stride cycles per pixel (both axes) over the mean power of nearby frequencies."""
+    a = np.asarray(m, dtype=np.float64)
+    a = a - a.mean()
+    p = np.abs(np.fft.fft2(a)) ** 2
+    n = a.shape[0]
+    k = n // stride
+    out = []
+    for spec in (p.sum(0), p.sum(1)):
+        near = np.r_[k - 4 : k - 1, k + 2 : k + 5]
+        out.append(spec[k] / spec[near].mean())
+    return max(out)
+
+
+def test_destripe_removes_the_stride_comb_and_keeps_smooth_maps():
+    from sepvit_viz.attribution import destripe
+
+    n = 64
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    smooth = np.exp(-((yy - 30) ** 2 + (xx - 20) ** 2) / 200.0)
+    comb = np.cos(2 * np.pi * xx / 4) + np.cos(np.pi * yy)  # periods 4 and 2 px: the stride-4 harmonics
+    out = destripe(smooth + 0.3 * comb, 4)
+    inner = (slice(4, -4), slice(4, -4))
+    np.testing.assert_allclose(out[inner], destripe(smooth, 4)[inner], atol=1e-5)  # the comb is gone exactly
+    assert np.abs(destripe(smooth, 4) - smooth).max() < 0.05  # a smooth map barely moves
+    np.testing.assert_allclose(destripe(np.full((9, 7), 2.5), 4), 2.5, rtol=1e-6)  # borders renormalised
+    np.testing.assert_array_equal(destripe(smooth, 1), smooth.astype(np.float32))
+
+
+def test_saliency_stripes_come_from_the_stride4_patch_embedding(model):
+    from sepvit_viz.attribution import destripe
+
+    # the cause: a strided convolution's input gradient repeats the kernel every 4 px, whatever the photo
+    torch.manual_seed(3)
+    x = torch.randn(1, 3, 64, 64)
+    a = attribute(model, x, 1, "saliency", smooth=True)
+    raw = a.extras["map_raw"]
+    assert _comb_ratio(raw) > 2.5  # a comb at 1/4 cycle per pixel in the raw gradient
+    assert _comb_ratio(a.map_hw) < 1.5  # none in the map shown
+    # the same comb in the gradient pushed back through the stage-1 patch embedding alone, from
+    # white-noise gradients on its output: its power depends on the pixel's position modulo 4 (each
+    # pixel sits under one or two kernel copies, at different taps): the architecture, not the photo
+    proj = model.stages[0].patch_embed.proj
+    with torch.enable_grad():
+        xi = torch.randn(16, 3, 64, 64, requires_grad=True)
+        y = proj(xi)
+        (g,) = torch.autograd.grad(y, xi, torch.randn_like(y))
+    power = g.pow(2).mean((0, 1)).numpy()  # (64, 64) expected squared gradient per pixel
+    assert _comb_ratio(power) > 5.0
+    assert _comb_ratio(destripe(power, 4)) < 1.5
+
+
+def test_smoothing_is_one_option_away_and_the_raw_map_is_kept(model, image):
+    raw = attribute(model, image, 2, "integrated_gradients", steps=8)  # default: the method's own map
+    shown = attribute(model, image, 2, "integrated_gradients", steps=8, smooth=True)
+    assert shown.extras["smoothed"] and not raw.extras["smoothed"] and "map_raw" not in raw.extras
+    np.testing.assert_allclose(shown.extras["map_raw"], raw.map_hw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(shown.map_hw, destripe_(raw.map_hw), rtol=1e-5, atol=1e-6)
+    assert not any(m.destripe for m in METHODS.values())  # not free on the measures: off by default
+    assert METHODS["integrated_gradients"].options["steps"] == 16
+
+
+def destripe_(m: np.ndarray) -> np.ndarray:
+    from sepvit_viz.attribution import destripe
+
+    return destripe(m, 4)
+
+
+def test_default_method_is_a_method():
+    from sepvit_viz.attribution import DEFAULT_METHOD
+
+    assert DEFAULT_METHOD in METHODS and DEFAULT_METHOD != "random"

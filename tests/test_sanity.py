@@ -1,0 +1,106 @@
+"""Model-randomisation sanity check: rank correlation, the cascade, and the verdict on toy methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sepvit_viz import create_model
+from sepvit_viz.sanity import PASS_BELOW, cascade_levels, cascading_randomisation, rank_data, spearman
+
+
+def test_rank_data_averages_ties():
+    np.testing.assert_allclose(rank_data(np.array([10.0, 20.0, 10.0, 5.0])), [2.5, 4.0, 2.5, 1.0])
+    np.testing.assert_allclose(rank_data(np.array([[3.0, 1.0], [2.0, 0.0]])), [4, 2, 3, 1])
+
+
+def test_spearman_by_hand():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    assert spearman(a, a**3) == pytest.approx(1.0)  # monotone: rank correlation 1
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    # ranks (1, 2, 3, 4) vs (2, 1, 4, 3): 1 - 6 * sum d^2 / (n (n^2 - 1)) = 1 - 6 * 4 / 60 = 0.6
+    assert spearman(a, np.array([2.0, 1.0, 4.0, 3.0])) == pytest.approx(0.6)
+    assert spearman(a, np.zeros(4)) == 0.0  # a constant map has no order
+    with pytest.raises(ValueError):
+        spearman(a, np.zeros(3))
+
+
+class Linear2d(nn.Module):
+    """logits = W x over the flattened image, then a second linear layer: two levels to randomise."""
+
+    def __init__(self, hw: int = 12, classes: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Linear(3 * hw * hw, 16)
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x.flatten(1)))
+
+
+def saliency(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+    """|d logit / d x| summed over channels: for this linear model it is a picture of its weights."""
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_()
+        (g,) = torch.autograd.grad(model(xg)[0, target], xg)
+    return g[0].abs().sum(0).numpy()
+
+
+def edge_map(_model: nn.Module, x: torch.Tensor, _target: int) -> np.ndarray:
+    """The photo's gradient magnitude, whatever the model: an explanation of the photo, not the model."""
+    gy, gx = torch.gradient(x[0].sum(0))
+    return (gx**2 + gy**2).sqrt().numpy()
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    torch.manual_seed(0)
+    x = torch.zeros(1, 3, 12, 12)
+    x[..., 3:9, 4:10] = 1.0  # a square: strong edges
+    return x + 0.05 * torch.randn_like(x)
+
+
+def test_edge_map_fails_and_a_model_dependent_map_passes(photo):
+    torch.manual_seed(1)
+    model = Linear2d().eval()
+    edges = cascading_randomisation(model, photo, 0, edge_map)
+    assert edges.levels == ["head", "body"]
+    assert edges.rho == pytest.approx([1.0, 1.0]) and not edges.passes  # flagged: ignores the model
+    sal = cascading_randomisation(model, photo, 0, saliency)
+    assert abs(sal.final_rho) < PASS_BELOW and sal.passes
+
+
+def test_cascade_randomises_top_down_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = create_model("sepvit_test", num_classes=5).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    names = [n for n, _ in cascade_levels(model)]
+    assert names == ["head"] + [f"stage {i}" for i in range(len(model.stages), 0, -1)]
+    seen = []
+
+    def probe(m: nn.Module, x: torch.Tensor, t: int) -> np.ndarray:
+        seen.append({k: v.clone() for k, v in m.state_dict().items()})
+        return np.zeros((4, 4))
+
+    cascading_randomisation(model, torch.zeros(1, 3, 32, 32), 0, probe, original=np.ones((4, 4)))
+    for k, v in model.state_dict().items():  # the trained model is untouched
+        torch.testing.assert_close(v, before[k])
+    # level k changes the head and stages n .. n-k+1 and nothing below them
+    n = len(model.stages)
+    for k, state in enumerate(seen):
+        changed = {
+            key.split(".")[0] + ("." + key.split(".")[1] if key.startswith("stages") else "")
+            for key in state
+            if not torch.equal(state[key], before[key])
+        }
+        expected = {"head", "norm"} | {f"stages.{i}" for i in range(n - k, n)}
+        assert changed == expected, (k, changed)
+
+
+def test_full_only_scores_one_level(photo):
+    model = Linear2d().eval()
+    r = cascading_randomisation(model, photo, 0, saliency, full_only=True)
+    assert r.levels == ["body"] and len(r.rho) == 1
+    with pytest.raises(ValueError):
+        cascading_randomisation(Linear2d().train(), photo, 0, saliency)
