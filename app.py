@@ -44,8 +44,9 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                 examples=photos.example_photos(),
                 inputs=photo,
                 label="Example photos (CC BY 2.0, see assets/examples/ATTRIBUTION.md)",
-                examples_per_page=6,
+                examples_per_page=9,
             )
+            gr.Markdown(photos.examples_caption(), elem_id="examples_caption")
             analyze_btn = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Accordion("Display", open=True):
                 cmap = gr.Dropdown(list(limits.COLORMAPS), value=limits.COLORMAPS[0], label="Colormap", elem_id="cmap")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import maps, render, views
 from .pipeline import Analysis, analyze, input_size, load_model
-from .weights import coverage_note
+from .weights import model_note
 
 __all__ = ["add_render_arguments", "main", "run_render"]
 
@@ -237,7 +237,7 @@ def run_render(args: argparse.Namespace) -> int:
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
     # the coverage caveat of the card beside the weights (the shipped checkpoint's when none was given)
-    note = coverage_note(args.checkpoint) if args.checkpoint else (None if warning else coverage_note())
+    note = model_note(args.checkpoint) if args.checkpoint else (None if warning else model_note())
     names = [b.name for b in model.iter_blocks()]
     blocks = _select_blocks(args.block, names)
     args.out.mkdir(parents=True, exist_ok=True)

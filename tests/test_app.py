@@ -63,7 +63,7 @@ def no_model(monkeypatch):
 # ------------------------------------------------------------------------------------ /analyze
 def test_example_photos_and_attribution_file_match():
     found = photos.example_photos()
-    assert 5 <= len(found) <= 8
+    assert 6 <= len(found) <= 9
     listing = (photos.EXAMPLES_DIR / "ATTRIBUTION.md").read_text()
     assert "CC BY 2.0" in listing
     listed = {line.split("|")[1].strip() for line in listing.splitlines() if line.startswith("| ") and ".jpg" in line}
@@ -439,11 +439,12 @@ def test_the_app_loads_the_shipped_checkpoint_by_default():
 
 def test_predictions_come_with_the_models_coverage_caveat(state):
     status = analyze()[1]  # the default (shipped) model; the forward is cached
-    card = json.loads(models.DEFAULT_CHECKPOINT.with_name("sepvit_lite_distilled.card.json").read_text())
+    from sepvit_viz.weights import model_note
+
     caveat = status.split("\n\n")[-1]
-    assert status.startswith("Model:") and caveat.startswith("⚠️")
-    assert " ".join(card["coverage"].split()) in caveat  # the card's text, not a second copy
-    assert "110" in caveat and "890" in caveat and "all 12 photos" in caveat
+    note = model_note(models.DEFAULT_CHECKPOINT)
+    assert status.startswith("Model:") and note and "\n" not in note
+    assert caveat == f"ⓘ {note}"  # one line, the card's own figures, not a second copy
     # the status Markdown sits right above the top-5 label in the app
     import app
 
@@ -639,3 +640,24 @@ def test_release_free_memory_runs_on_this_platform():
     from sepvit_viz.runtime import release_free_memory
 
     assert release_free_memory() is sys.platform.startswith("linux")
+
+
+def test_examples_caption_reports_the_cards_example_results(tmp_path):
+    import shutil
+
+    ckpt = tmp_path / "m.safetensors"
+    assert photos.examples_caption(ckpt) == ""  # no card
+    found = [Path(p).name for p in photos.example_photos()]
+    results = [
+        {"file": f, "class": f.split("_")[0], "student": {"right": i < 2, "top1": "x", "probability": 0.5}}
+        for i, f in enumerate(found)
+    ]
+    card = {"examples": {"results": results}}
+    (tmp_path / "m.card.json").write_text(json.dumps(card))
+    caption = photos.examples_caption(ckpt)
+    names = ", ".join(r["class"] for r in results[:2])
+    assert caption == f"The shipped model names 2 of these {len(found)} photos' classes right ({names})."
+    card["examples"]["results"] = results[1:]  # measured on other photos: nothing to say
+    (tmp_path / "m.card.json").write_text(json.dumps(card))
+    assert photos.examples_caption(ckpt) == ""
+    shutil.rmtree(tmp_path)

@@ -55,7 +55,7 @@ from ..validation import (
     validate_resolution,
     validate_steps,
 )
-from ..weights import DEFAULT_CHECKPOINT, CheckpointError, coverage_note
+from ..weights import DEFAULT_CHECKPOINT, CheckpointError, model_note
 from . import downloads
 from .cache import RESULTS, AttributionKey, ForwardKey, digest
 from .models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEntry, ModelKey
@@ -607,11 +607,12 @@ def top5(fwd: Forward) -> dict[str, float]:
 
 
 def coverage_markdown(model_key: ModelKey) -> str:
-    """The caveat shown with the top-5 classes: the model card's coverage text for the default or a bundled
-    checkpoint (:func:`sepvit_viz.weights.coverage_note`); "" for other models or a card without it."""
+    """The one line shown with the top-5 classes for the default or a bundled checkpoint: what it was
+    trained on and how it measured on held-out photos (:func:`sepvit_viz.weights.model_note`, drawn
+    from its model card); "" for other models or a checkpoint without a card."""
     path = model_key.checkpoint
-    note = coverage_note(path) if path is not None else None
-    return f"⚠️ **Read these predictions with care.** {note}" if note else ""
+    note = model_note(path) if path is not None else None
+    return f"ⓘ {note}" if note else ""
 
 
 def status_markdown(fwd: Forward) -> str:

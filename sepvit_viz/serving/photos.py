@@ -12,9 +12,9 @@ from PIL import Image
 
 from .. import imageio
 from ..limits import DECODE_SHORT_SIDE, MAX_UPLOAD_BYTES
-from ..weights import ASSETS_DIR
+from ..weights import ASSETS_DIR, DEFAULT_CHECKPOINT, card_path_for
 
-__all__ = ["EXAMPLES_DIR", "example_photos", "load_photo", "photo_input"]
+__all__ = ["EXAMPLES_DIR", "example_photos", "examples_caption", "load_photo", "photo_input"]
 
 EXAMPLES_DIR = ASSETS_DIR / "examples"
 
@@ -61,3 +61,22 @@ def load_photo(source: str | bytes | Path | Image.Image | np.ndarray) -> Image.I
 def example_photos() -> list[str]:
     """Paths of the bundled example photos (``assets/examples/*.jpg``), sorted."""
     return sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+
+
+def examples_caption(checkpoint: str | Path = DEFAULT_CHECKPOINT) -> str:
+    """One Markdown line under the example photos: which of them the checkpoint gets right, from its
+    model card's ``examples`` entry (written by ``python -m sepvit_viz.evaluate --examples``);
+    "" when the card has none or it lists other photos than the bundled ones."""
+    import json
+
+    try:
+        entry = json.loads(card_path_for(checkpoint).read_text()).get("examples") or {}
+        results = entry["results"]
+        files = sorted(r["file"] for r in results)
+        right = [r["class"] for r in results if r["student"]["right"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    if files != sorted(Path(p).name for p in example_photos()):
+        return ""  # measured on another set of photos: says nothing about these
+    names = f" ({', '.join(right)})" if right else ""
+    return f"The shipped model names {len(right)} of these {len(results)} photos' classes right{names}."
