@@ -59,7 +59,7 @@ STATE_TTL_S: Final[int] = 900
 STATE_SESSIONS: Final[int] = 64
 #: Bytes of arrays the result cache may hold, and how many results at most.
 RESULT_CACHE_BYTES: Final[int] = max(0, int(os.environ.get("SEPVIT_RESULT_CACHE_MB", "256"))) * 2**20
-RESULT_CACHE_ENTRIES: Final[int] = 16
+RESULT_CACHE_ENTRIES: Final[int] = 24  # 9 examples x (forward + attribution) stay warm, with room
 #: Models kept loaded at once (each a pool of CONCURRENCY replicas).
 MODEL_CACHE_ENTRIES: Final[int] = 4
 #: Seconds prepared download files are kept.

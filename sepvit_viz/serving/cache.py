@@ -122,5 +122,5 @@ class ResultCache:
             self._bytes = 0
 
 
-# examples (6 forwards + 6 attributions at 224 px, about 30 MB) stay warm; bounded in count and bytes
+# examples (9 forwards + 9 attributions at 224 px, about 45 MB) stay warm; bounded in count and bytes
 RESULTS = ResultCache(capacity=RESULT_CACHE_ENTRIES, max_bytes=RESULT_CACHE_BYTES)
