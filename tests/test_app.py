@@ -542,6 +542,7 @@ def test_public_space_settings():
         "compare",
         "render",
         "downloads",
+        "model_stats",
     } <= public
     assert not any(getattr(f.fn, "__name__", "") == "after_analysis" and f.api_visibility == "public" for f in fns)
 
@@ -606,6 +607,8 @@ def test_launched_app_end_to_end(client):
     )
     assert read(a).shape == read(b).shape and "GSA" in cmp_caption
     assert len(slider) == 2 and read(slider[0]).shape == read(a).shape
+    depth, depth_caption, kinds = client.predict("pwa_distance", "default", "", "", api_name="/model_stats")
+    assert "This photo lies within" in depth_caption and not_blank(read(depth)) and not_blank(read(kinds))
     files = client.predict(api_name="/downloads")
     assert any(str(f).endswith(".npz") for f in files)
 

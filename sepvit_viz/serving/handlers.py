@@ -147,8 +147,8 @@ def model_fields(choice: str | None) -> tuple[Any, Any, str]:
 
 
 def warm_up(background: bool = True) -> threading.Thread | None:
-    """Load the default model now; then compute every example photo (forward and default attribution),
-    in a background thread unless ``background`` is False, so the first visitors get them at once."""
+    """Load the default model now; then compute every example photo (forward and default attribution)
+    and the Model tab's statistics, in a background thread unless ``background`` is False, so the first visitors get them at once."""
     entry = MODELS.get(MODEL_DEFAULT)
 
     def examples() -> None:
@@ -158,6 +158,12 @@ def warm_up(background: bool = True) -> threading.Thread | None:
                 _attribution(session, entry, DEFAULT_METHOD, session.top1)
             except Exception as e:  # a broken example must not stop the app from starting
                 _log.warning("warm-up skipped %s: %s: %s", Path(path).name, type(e).__name__, e)
+        try:  # the Model tab's statistics of the default model (on the same example photos)
+            from .model_tab import reference_stats
+
+            reference_stats(entry)
+        except Exception as e:
+            _log.warning("warm-up skipped the model statistics: %s: %s", type(e).__name__, e)
 
     if not background:
         examples()
