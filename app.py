@@ -99,10 +99,10 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         elem_id="attribution_img",
                     )
                     attribution_caption = gr.Markdown(elem_id="attribution_caption")
-                    with gr.Accordion("Faithfulness: deletion / insertion scores", open=False):
+                    with gr.Accordion("Faithfulness: deletion / insertion, ROAD and a verdict", open=False):
                         with gr.Row():
                             scope = gr.Radio(["this method", "all methods"], value="this method", label="Score")
-                            steps = gr.Slider(4, 64, value=16, step=4, label="Steps")
+                            steps = gr.Slider(4, 64, value=handlers.FAITH_STEPS, step=4, label="Steps")
                             faith_btn = gr.Button("Compute scores")
                         faith_table = gr.Dataframe(headers=handlers.FAITH_HEADERS, interactive=False, label="Scores")
                         faith_plot = gr.Image(label="Curves", format="png", interactive=False)
