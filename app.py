@@ -16,7 +16,7 @@ import os
 import gradio as gr
 
 from sepvit_viz import limits
-from sepvit_viz.serving import handlers, models, photos, settings
+from sepvit_viz.serving import handlers, model_tab, models, photos, settings
 
 INTRO = """# SepViT Attention Explorer
 Upload a photo (file, drag and drop, paste, webcam) or pick an example. **SepViT**, the Separable Vision
@@ -99,10 +99,10 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         elem_id="attribution_img",
                     )
                     attribution_caption = gr.Markdown(elem_id="attribution_caption")
-                    with gr.Accordion("Faithfulness: deletion / insertion scores", open=False):
+                    with gr.Accordion("Faithfulness: deletion / insertion, ROAD and a verdict", open=False):
                         with gr.Row():
                             scope = gr.Radio(["this method", "all methods"], value="this method", label="Score")
-                            steps = gr.Slider(4, 64, value=16, step=4, label="Steps")
+                            steps = gr.Slider(4, 64, value=handlers.FAITH_STEPS, step=4, label="Steps")
                             faith_btn = gr.Button("Compute scores")
                         faith_table = gr.Dataframe(headers=handlers.FAITH_HEADERS, interactive=False, label="Scores")
                         faith_plot = gr.Image(label="Curves", format="png", interactive=False)
@@ -195,6 +195,25 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             label="GSA", format="png", interactive=False, show_label=False, elem_id="compare_b"
                         )
 
+                with gr.Tab("Model", id="model"):
+                    gr.Markdown(
+                        "What every head of every block does over the bundled example photos (median, 25-75% and "
+                        "5-95% of the photos), with the current photo's own values as black stars: is it typical?"
+                    )
+                    measure = gr.Dropdown(
+                        model_tab.MEASURE_CHOICES, value=model_tab.DEFAULT_MEASURE, label="Measure", elem_id="measure"
+                    )
+                    depth_img = gr.Image(
+                        label="Measure against depth", format="png", interactive=False, elem_id="depth_img"
+                    )
+                    depth_caption = gr.Markdown(elem_id="depth_caption")
+                    kinds_img = gr.Image(
+                        label="DSSA, GSA and global blocks by stage",
+                        format="png",
+                        interactive=False,
+                        elem_id="kinds_img",
+                    )
+
                 with gr.Tab("Downloads", id="downloads"):
                     gr.Markdown(
                         "PNG files of the current views and `sepvit_analysis.npz` with the raw arrays "
@@ -220,12 +239,18 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     )
     after_fn, after_inputs, after_outputs = page.handler(handlers.after_analysis, analysis, handlers.AFTER_ANALYSIS)
     after = dict(fn=after_fn, inputs=after_inputs, outputs=after_outputs, **PRIVATE)
-    analyze_btn.click(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze", **MODEL_WORK).success(**after)
+    # the Model tab: statistics of the chosen model (computed once per model), this photo marked
+    stats_args = dict(fn=model_tab.model_tab, inputs=[analysis, measure, model, hub_repo, hub_revision],
+                      outputs=[depth_img, depth_caption, kinds_img], **MODEL_WORK)
+    measure.input(api_name="model_stats", **stats_args)  # the public endpoint first, then the private events
+    analyze_btn.click(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze", **MODEL_WORK).success(
+        **after).success(**stats_args, **PRIVATE)
     # a new photo (upload, paste, webcam or example) is analysed at once
     photo.change(handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, trigger_mode="always_last",
-                 **PRIVATE, **MODEL_WORK).success(**after)
+                 **PRIVATE, **MODEL_WORK).success(**after).success(**stats_args, **PRIVATE)
     demo.load(handlers.model_banner, None, banner, **PRIVATE, queue=False)  # checked on every visit
-    model.input(handlers.model_fields, model, [hub_repo, hub_revision, banner], **PRIVATE, queue=False)
+    model.input(handlers.model_fields, model, [hub_repo, hub_revision, banner], **PRIVATE, queue=False).then(
+        **stats_args, **PRIVATE)
 
     # class attribution: a new class or method runs the attribution only (the forward is cached)
     explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity],

@@ -306,12 +306,37 @@ def test_global_blocks_explain_themselves(state):
 
 
 # ------------------------------------------------------------------------------------ scores, files
-def test_faithfulness_scores_one_method(state):
+def test_faithfulness_scores_one_method(state, monkeypatch):
+    from sepvit_viz import attribution
+
+    assert settings.DEFAULT_METHOD is attribution.DEFAULT_METHOD  # one constant, not a copy
+    calls = []
+    real = handlers.faithfulness_table
+
+    def spy(model, x, target, methods=None, **kw):
+        calls.append((list(methods), kw))
+        return real(model, x, target, methods, **kw)
+
+    monkeypatch.setattr(handlers, "faithfulness_table", spy)
+    handlers.explain(state, "top", "gradcam", "inferno", 0.6, progress=noop)  # Grad-CAM already computed
+    att = state.attributions[("gradcam", state.top1)]
     _, rows, plot = handlers.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
+    assert len(calls) == 1
+    methods, kw = calls[0]
+    # the light preset, and the attributions already computed are passed, not computed again
+    assert methods == ["gradcam", "random"] and kw["steps"] == 4
+    assert kw["road_fractions"] == (0.5,) and kw["sanity"] is None
+    assert kw["attributions"]["gradcam"] is att
+    assert len(handlers.FAITH_HEADERS) == len(rows[0]) and "verdict" in handlers.FAITH_HEADERS
     row = next(r for r in rows if r[0] == "Grad-CAM")
-    assert 0.0 <= row[2] <= 1.0 and 0.0 <= row[3] <= 1.0
+    assert 0.0 <= row[1] <= 1.0 and 0.0 <= row[2] <= 1.0
+    verdict = row[handlers.FAITH_HEADERS.index("verdict")]
+    assert verdict.startswith("faithful on ") and "of 6 measures" in verdict
+    assert any(r[0] == "Random" for r in rows)  # the floor is shown
     assert not_blank(plot)
-    # the table survives the next explain and is offered again after it
+    # asked again: the same table, no new scoring; the table is offered again after the next analysis
+    _, again, _ = handlers.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
+    assert again == rows and len(calls) == 1
     assert ("gradcam", state.top1) in state.curves
 
 
@@ -542,6 +567,7 @@ def test_public_space_settings():
         "compare",
         "render",
         "downloads",
+        "model_stats",
     } <= public
     assert not any(getattr(f.fn, "__name__", "") == "after_analysis" and f.api_visibility == "public" for f in fns)
 
@@ -606,6 +632,8 @@ def test_launched_app_end_to_end(client):
     )
     assert read(a).shape == read(b).shape and "GSA" in cmp_caption
     assert len(slider) == 2 and read(slider[0]).shape == read(a).shape
+    depth, depth_caption, kinds = client.predict("pwa_distance", "default", "", "", api_name="/model_stats")
+    assert "This photo lies within" in depth_caption and not_blank(read(depth)) and not_blank(read(kinds))
     files = client.predict(api_name="/downloads")
     assert any(str(f).endswith(".npz") for f in files)
 

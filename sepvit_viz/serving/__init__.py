@@ -8,6 +8,7 @@
 * :mod:`.photos`: undecoded uploads in, upright RGB photos out (clear messages for bad files).
 * :mod:`.handlers`: the Gradio handlers; they draw through :mod:`sepvit_viz.views`.
 * :mod:`.downloads`: PNG and .npz files of the current views, pruned after an hour.
+* :mod:`.model_tab`: the "Model" tab (model-level attention statistics, the current photo marked).
 
 Shared, module-level objects (the pool, the cache) hold no per-user data; per user there is one
 :class:`~.handlers.Session` in a ``gr.State``.

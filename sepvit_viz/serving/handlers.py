@@ -46,6 +46,7 @@ from ..limits import (
 from ..model import create_model
 from ..preprocess import to_tensor
 from ..runtime import release_free_memory
+from ..scorecard import Scorecard, faithfulness_table
 from ..validation import (
     SettingsError,
     UserInputError,
@@ -147,8 +148,8 @@ def model_fields(choice: str | None) -> tuple[Any, Any, str]:
 
 
 def warm_up(background: bool = True) -> threading.Thread | None:
-    """Load the default model now; then compute every example photo (forward and default attribution),
-    in a background thread unless ``background`` is False, so the first visitors get them at once."""
+    """Load the default model now; then compute every example photo (forward and default attribution)
+    and the Model tab's statistics, in a background thread unless ``background`` is False, so the first visitors get them at once."""
     entry = MODELS.get(MODEL_DEFAULT)
 
     def examples() -> None:
@@ -158,6 +159,12 @@ def warm_up(background: bool = True) -> threading.Thread | None:
                 _attribution(session, entry, DEFAULT_METHOD, session.top1)
             except Exception as e:  # a broken example must not stop the app from starting
                 _log.warning("warm-up skipped %s: %s: %s", Path(path).name, type(e).__name__, e)
+        try:  # the Model tab's statistics of the default model (on the same example photos)
+            from .model_tab import reference_stats
+
+            reference_stats(entry)
+        except Exception as e:
+            _log.warning("warm-up skipped the model statistics: %s: %s", type(e).__name__, e)
 
     if not background:
         examples()
@@ -214,13 +221,16 @@ class Session:
     """What the app keeps per user (in a ``gr.State``): the forward and what was computed from it.
 
     ``maps`` memoises every attention map drawn so far; ``attributions`` and ``curves`` hold the
-    attribution maps and deletion / insertion curves per (method, class).
+    attribution maps and deletion / insertion curves per (method, class); ``scorecards`` the
+    faithfulness tables per (methods, class, steps), ``scorecard`` the one shown last.
     """
 
     forward: Forward
     maps: pipeline.Analysis
     attributions: dict[tuple[str, int], Attribution] = field(default_factory=dict)
     curves: dict[tuple[str, int], Curves] = field(default_factory=dict)
+    scorecards: dict[tuple[tuple[str, ...], int, int], Scorecard] = field(default_factory=dict)
+    scorecard: Scorecard | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     pictures: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
 
@@ -900,25 +910,20 @@ def rerender(
 
 
 # ------------------------------------------------------------------------------------ faithfulness
-FAITH_HEADERS = ["method", "class", "deletion AUC (lower = better)", "insertion AUC (higher = better)", "seconds"]
+#: Columns of the faithfulness table (:meth:`sepvit_viz.scorecard.Scorecard.headers`: the measures,
+#: the sanity correlation, the verdict text, seconds).
+FAITH_HEADERS = Scorecard(0, [], {}, 0.0).headers()
+
+#: The panel's light preset of :func:`sepvit_viz.scorecard.faithfulness_table`: one ROAD fraction and
+#: no sanity check (the model randomisation costs a second attribution per method); steps come from
+#: the panel (default :data:`FAITH_STEPS`).
+FAITH_STEPS = 8
+FAITH_PRESET: dict[str, Any] = {"road_fractions": (0.5,), "sanity": None}
 
 
 def _faith_rows(session: Session) -> list[list[Any]]:
-    rows = []
-    for (method, tgt), c in sorted(
-        session.curves.items(), key=lambda kv: kv[1].insertion_auc - kv[1].deletion_auc, reverse=True
-    ):
-        att = session.attributions.get((method, tgt))
-        rows.append(
-            [
-                METHODS[method].label,
-                f"{session.forward.class_names[tgt]} ({tgt})",
-                round(c.deletion_auc, 4),
-                round(c.insertion_auc, 4),
-                round(att.seconds, 2) if att else None,
-            ]
-        )
-    return rows
+    """The last faithfulness table of this session (none yet: no rows)."""
+    return session.scorecard.table() if session.scorecard is not None else []
 
 
 def faithfulness(
@@ -926,30 +931,48 @@ def faithfulness(
     target: Any,
     method: str | None,
     scope: str | None = "this method",
-    steps: Any = 16,
+    steps: Any = FAITH_STEPS,
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
-    """Deletion / insertion scores of the chosen method (or every method) for the chosen class.
+    """Faithfulness of the chosen method (or every method) for the chosen class, with a verdict against
+    the random map (:func:`sepvit_viz.scorecard.faithfulness_table`, light preset :data:`FAITH_PRESET`),
+    attributions already computed reused.
 
-    Returns (state, table rows sorted by insertion - deletion, curves plot).
+    Returns (state, table rows as :data:`FAITH_HEADERS`, deletion / insertion curves plot).
     """
     with _user_errors(ran_model=True):
         session = _require(session)
         tgt = _parse_target(target, session.forward.class_names, session.top1)
         steps = validate_steps(steps, maximum=MAX_FAITHFULNESS_STEPS, what="The number of deletion / insertion steps")
         methods = list(METHODS) if scope == "all methods" else [_check_method(method)]
+        if "random" not in methods:
+            methods.append("random")  # the floor of every verdict
         entry = MODELS.entry_for(session.forward.model_key)
         x = to_tensor(Image.fromarray(session.forward.image))
+        atts = {}
         for k, m in enumerate(methods):
-            lo, hi = k / len(methods), (k + 1) / len(methods)
-            mid = lo + 0.6 * (hi - lo)
-            att = _attribution(session, entry, m, tgt, _progress_fn(progress, lo, mid))
-            if (m, tgt) not in session.curves:
-                progress(mid, desc=f"deletion / insertion: {METHODS[m].label}")
-                with entry.borrow() as model:
-                    session.curves[(m, tgt)] = deletion_insertion(
-                        model, x, att.map_hw, tgt, steps=steps, progress=_progress_fn(progress, mid, hi)
-                    )
+            lo, hi = 0.4 * k / len(methods), 0.4 * (k + 1) / len(methods)
+            atts[m] = _attribution(session, entry, m, tgt, _progress_fn(progress, lo, hi))
+        key = (tuple(methods), tgt, steps)
+        card = session.scorecards.get(key)
+        if card is None:
+            progress(0.4, desc="faithfulness measures")
+            with entry.borrow() as model:
+                card = faithfulness_table(
+                    model,
+                    x,
+                    tgt,
+                    methods,
+                    attributions=atts,
+                    steps=steps,
+                    progress=_progress_fn(progress, 0.4, 0.85),
+                    **FAITH_PRESET,
+                )
+                for m in methods:  # the curves plot (mean fill)
+                    if (m, tgt) not in session.curves:
+                        session.curves[(m, tgt)] = deletion_insertion(model, x, atts[m].map_hw, tgt, steps=steps)
+            session.scorecards[key] = card
+        session.scorecard = card
         curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods}
         return session, _faith_rows(session), views.curves(curves)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ..attribution import DEFAULT_METHOD
 from ..limits import COLORMAPS, DEFAULT_OPACITY, DEFAULT_RESOLUTION
 from .models import MODEL_DEFAULT
 
@@ -24,7 +25,6 @@ __all__ = [
     "Settings",
 ]
 
-DEFAULT_METHOD = "sepvit_relevance"
 TOP_PREDICTION = "top"
 DEFAULT_TOKEN_BLOCK = "stages.1.blocks.0"
 DEFAULT_PWA_BLOCK = "stages.1.blocks.0"

@@ -1,0 +1,76 @@
+"""The "Model" tab: model-level attention statistics of the loaded checkpoint, the current photo marked.
+
+The statistics (:func:`sepvit_viz.stats.cached_model_stats`) are computed once per model and input
+size on the bundled example photos (under 1 s for Lite at 224 px) and kept in the library's small
+cache under the pool's :class:`~.models.ModelKey`, so a new or replaced checkpoint gets its own.
+The current photo's values (its capture records, no model run) are marked on the same axes when it
+was analysed with the same model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import stats, stats_plots
+from ..limits import DEFAULT_RESOLUTION
+from ..validation import SettingsError
+from .handlers import Forward, Session, _user_errors
+from .models import MODEL_HUB, MODELS, ModelEntry
+
+__all__ = ["DEFAULT_MEASURE", "MEASURE_CHOICES", "model_tab", "reference_stats"]
+
+#: (label, name) pairs for the measure dropdown, in :data:`sepvit_viz.stats.MEASURES` order.
+MEASURE_CHOICES = [(m.label, m.name) for m in stats.MEASURES]
+DEFAULT_MEASURE = "dwa_distance"
+
+NO_PHOTO = "Analyse a photo to mark its own values on these axes."
+OTHER_MODEL = "The current photo was analysed with another model: press Analyze to mark its values here."
+
+
+def _check_measure(measure: Any) -> str:
+    measure = measure or DEFAULT_MEASURE
+    if measure not in stats.MEASURE_NAMES:
+        raise SettingsError(f"Unknown measure {measure!r}; choose one of {', '.join(stats.MEASURE_NAMES)}.")
+    return str(measure)
+
+
+def reference_stats(entry: ModelEntry, size: int = DEFAULT_RESOLUTION) -> stats.ModelStats:
+    """The statistics of ``entry``'s model on the example photos at ``size`` (computed once per model
+    and size; a replica is borrowed while the capture hooks are on)."""
+    if not stats.example_photos():
+        raise SettingsError("The app has no example photos to compute the model statistics on.")
+    with entry.borrow() as model:
+        return stats.cached_model_stats(model, key=entry.key, size=int(size), label=entry.label)
+
+
+def model_tab(
+    session: Session | None,
+    measure: str | None = DEFAULT_MEASURE,
+    model_choice: str | None = None,
+    hub_repo: str | None = "",
+    hub_revision: str | None = "",
+) -> tuple[Any, str, Any]:
+    """The Model tab: (``measure`` against depth with this photo's values marked, caption, kinds plot).
+
+    The model is the one chosen in the model dropdown (None: the current photo's model, else the
+    default). Statistics are taken at the current photo's input size when it was analysed with that
+    model, else at 224 px.
+    """
+    with _user_errors(ran_model=True):
+        measure = _check_measure(measure)
+        fwd: Forward | None = session.forward if isinstance(session, Session) else None
+        if model_choice is None and fwd is not None:
+            entry = MODELS.entry_for(fwd.model_key)
+        elif model_choice == MODEL_HUB and not (hub_repo or "").strip():
+            return None, "Enter a Hugging Face Hub repo id and press Analyze to see its statistics.", None
+        else:
+            entry = MODELS.get(model_choice, hub_repo, hub_revision)
+        same = fwd is not None and fwd.model_key == entry.key
+        ref = reference_stats(entry, fwd.resolution if same else DEFAULT_RESOLUTION)
+        picture, caption = stats_plots.model_tab_view(ref, measure, fwd.records if same else None)
+        caption = f"**{entry.label}**: {caption}"
+        if fwd is None:
+            caption += " " + NO_PHOTO
+        elif not same:
+            caption += " " + OTHER_MODEL
+        return picture, caption, stats_plots.kinds_image(ref)

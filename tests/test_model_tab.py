@@ -1,0 +1,139 @@
+"""The app's "Model" tab (``sepvit_viz.serving.model_tab``): model-level statistics of the loaded
+checkpoint on the bundled example photos, cached per model, with the current photo's values marked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from sepvit_viz import stats  # noqa: E402
+from sepvit_viz.serving import handlers, model_tab, models, photos  # noqa: E402
+
+EXAMPLES = photos.example_photos()
+
+
+def noop(*args, **kwargs):
+    return None
+
+
+def analyze(photo, **settings):
+    return handlers.analyze(photo, progress=noop, **settings)[0]
+
+
+def picture(img) -> bool:
+    img = np.asarray(img)
+    return img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and img.std() > 5
+
+
+@pytest.fixture(scope="module")
+def sessions() -> tuple[handlers.Session, handlers.Session]:
+    return analyze(EXAMPLES[0]), analyze(EXAMPLES[3])
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the statistics actually computed (not served from the cache)."""
+    calls = []
+    real = stats.model_stats
+
+    def spy(model, photos, **kw):
+        calls.append(kw.get("label"))
+        return real(model, photos, **kw)
+
+    monkeypatch.setattr(stats, "model_stats", spy)
+    stats.clear_cache()
+    yield calls
+    stats.clear_cache()
+
+
+def test_measure_choices_name_every_measure():
+    assert [v for _, v in model_tab.MEASURE_CHOICES] == list(stats.MEASURE_NAMES)
+    assert model_tab.DEFAULT_MEASURE in stats.MEASURE_NAMES
+
+
+def test_default_model_without_a_photo_gives_plots_and_a_caption():
+    depth, caption, kinds = model_tab.model_tab(None, "dwa_distance", models.MODEL_DEFAULT)
+    assert picture(depth) and picture(kinds)
+    assert "reference photo" in caption and f"{len(EXAMPLES)} reference" in caption
+    assert model_tab.NO_PHOTO in caption and "This photo lies" not in caption
+
+
+def test_the_current_photo_is_marked(sessions):
+    a, b = sessions
+    depth_none, _, _ = model_tab.model_tab(None, "pwa_distance", models.MODEL_DEFAULT)
+    depth_a, cap_a, _ = model_tab.model_tab(a, "pwa_distance", models.MODEL_DEFAULT)
+    depth_b, cap_b, _ = model_tab.model_tab(b, "pwa_distance", models.MODEL_DEFAULT)
+    # the caption names the photo's typicality over the heads that have the measure
+    for cap in (cap_a, cap_b):
+        assert "This photo lies within the 5-95% range" in cap and model_tab.NO_PHOTO not in cap
+    # marks drawn: the plot differs from the unmarked one, and between two photos
+    assert depth_a.shape == depth_none.shape and not np.array_equal(depth_a, depth_none)
+    assert not np.array_equal(depth_a, depth_b)
+    # the marks are the photo's own values
+    va, vb = stats.photo_values(a.forward.records), stats.photo_values(b.forward.records)
+    assert not np.allclose(np.nan_to_num(va), np.nan_to_num(vb))
+
+
+def test_measure_changes_the_plot_and_bad_measure_is_a_clear_error(sessions):
+    a, _ = sessions
+    d1, c1, _ = model_tab.model_tab(a, "dwa_distance", models.MODEL_DEFAULT)
+    d2, c2, _ = model_tab.model_tab(a, "token_self", models.MODEL_DEFAULT)
+    assert c1 != c2 and (d1.shape != d2.shape or not np.array_equal(d1, d2))
+    with pytest.raises(gr.Error, match="Unknown measure 'nope'"):
+        model_tab.model_tab(a, "nope", models.MODEL_DEFAULT)
+    with pytest.raises(gr.Error, match="Unknown model choice"):
+        model_tab.model_tab(a, "dwa_distance", "no-such-model")
+
+
+def test_statistics_are_cached_per_model(sessions, counted):
+    a, _ = sessions
+    model_tab.model_tab(a, "dwa_distance", models.MODEL_DEFAULT)
+    model_tab.model_tab(a, "pwa_entropy_norm", models.MODEL_DEFAULT)
+    model_tab.model_tab(None, "dwa_distance", models.MODEL_DEFAULT)
+    assert len(counted) == 1  # same model and size: computed once
+    # another model (random weights): computed for it; the photo (default model) is not marked on it
+    depth, caption, kinds = model_tab.model_tab(a, "dwa_distance", models.MODEL_RANDOM)
+    assert len(counted) == 2 and "random weights" in counted[-1]
+    assert picture(depth) and picture(kinds)
+    assert model_tab.OTHER_MODEL in caption and "This photo lies" not in caption
+    model_tab.model_tab(a, "dwa_distance", models.MODEL_RANDOM)
+    model_tab.model_tab(a, "dwa_distance", models.MODEL_DEFAULT)
+    assert len(counted) == 2
+    # a photo analysed with random weights is marked on the random model's statistics
+    r = analyze(EXAMPLES[0], model_choice=models.MODEL_RANDOM)
+    _, caption, _ = model_tab.model_tab(r, "dwa_distance", models.MODEL_RANDOM)
+    assert "This photo lies" in caption and len(counted) == 2
+
+
+def test_hub_choice_without_repo_asks_for_one_and_internal_errors_show_no_details(sessions, monkeypatch):
+    a, _ = sessions
+    depth, caption, kinds = model_tab.model_tab(a, "dwa_distance", models.MODEL_HUB, "", "")
+    assert depth is None and kinds is None and "repo id" in caption
+
+    def broken(*args, **kwargs):
+        raise ValueError("secret internal detail")
+
+    monkeypatch.setattr(model_tab.stats_plots, "model_tab_view", broken)
+    with pytest.raises(gr.Error) as err:
+        model_tab.model_tab(a, "dwa_distance", models.MODEL_DEFAULT)
+    assert "secret" not in str(err.value) and "reference" in str(err.value)
+
+
+def test_the_app_has_the_model_tab():
+    import app
+
+    public = {f.api_name for f in app.demo.fns.values() if f.api_visibility == "public"}
+    assert "model_stats" in public
+    uses = [f for f in app.demo.fns.values() if getattr(f.fn, "__name__", "") == "model_tab"]
+    assert len(uses) >= 4  # the measure, the model dropdown, after /analyze and after a new photo
+    assert all(f.concurrency_id == "model" for f in uses)
+
+
+def test_warm_up_computes_the_default_models_statistics(monkeypatch, counted):
+    monkeypatch.setattr(handlers, "example_photos", lambda: [])  # skip the example forwards here
+    assert handlers.warm_up(background=False) is None
+    assert len(counted) == 1
+    model_tab.model_tab(None, "dwa_distance", models.MODEL_DEFAULT)
+    assert len(counted) == 1
