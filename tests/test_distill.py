@@ -273,6 +273,11 @@ def test_cache_keeps_small_photos_at_their_own_size_and_caps_folders(tmp_path) -
     out = augment_groups(groups, 4, 32, scale=(1.0, 1.0), flip=False)
     red = out[:, 0].mean(dim=(1, 2)) > 0.3  # the red photo normalised: channel 0 near +0.57
     assert red.tolist() == [True, False, True, False]
+    # the two small photos (one side, one group) land each at its own position, not swapped
+    colour = out.mean(dim=(2, 3))  # (4, 3) mean colour of each output
+    own = [torch.from_numpy(cache.photo(i).astype(np.float32)).mean(dim=(0, 1)) / 127.5 - 1 for i in idx[[1, 3]]]
+    assert (colour[1] - own[0]).abs().sum() < (colour[1] - own[1]).abs().sum()
+    assert (colour[3] - own[1]).abs().sum() < (colour[3] - own[0]).abs().sum()
 
 
 def test_training_data_summary_counts_classes_and_unlabelled_photos(tmp_path) -> None:
