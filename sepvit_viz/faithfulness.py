@@ -109,19 +109,6 @@ def _scores(model: nn.Module, batch: torch.Tensor, target: int, score: str) -> t
 
 
 @torch.inference_mode()
-def _check_inputs(x: torch.Tensor, saliency_hw: np.ndarray, score: str) -> tuple[int, int]:
-    """Raise ``ValueError`` unless x is one (1, C, H, W) image, the map is (H, W) and ``score`` is known;
-    returns (H, W)."""
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"expected one image (1, C, H, W), got shape {tuple(x.shape)}")
-    H, W = x.shape[-2:]
-    if tuple(np.shape(saliency_hw)) != (H, W):
-        raise ValueError(f"attribution map {np.shape(saliency_hw)} does not match the image {(H, W)}")
-    if score not in ("prob", "logit"):
-        raise ValueError(f"score must be 'prob' or 'logit', got {score!r}")
-    return H, W
-
-
 def deletion_insertion(
     model: nn.Module,
     x: torch.Tensor,
@@ -154,7 +141,13 @@ def deletion_insertion(
     Returns:
         :class:`Curves` with both curves and their areas.
     """
-    H, W = _check_inputs(x, saliency_hw, score)
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected one image (1, C, H, W), got shape {tuple(x.shape)}")
+    H, W = x.shape[-2:]
+    if tuple(np.shape(saliency_hw)) != (H, W):
+        raise ValueError(f"attribution map {np.shape(saliency_hw)} does not match the image {(H, W)}")
+    if score not in ("prob", "logit"):
+        raise ValueError(f"score must be 'prob' or 'logit', got {score!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     base = make_baseline(x, baseline, sigma=sigma) if isinstance(baseline, str) else baseline.to(x)
@@ -367,7 +360,13 @@ def road(
     scored as it is). x: (1, C, H, W); saliency_hw: (H, W). Other arguments as
     :func:`noisy_linear_imputation` and :func:`deletion_insertion`.
     """
-    H, W = _check_inputs(x, saliency_hw, score)
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected one image (1, C, H, W), got shape {tuple(x.shape)}")
+    H, W = x.shape[-2:]
+    if tuple(np.shape(saliency_hw)) != (H, W):
+        raise ValueError(f"attribution map {np.shape(saliency_hw)} does not match the image {(H, W)}")
+    if score not in ("prob", "logit"):
+        raise ValueError(f"score must be 'prob' or 'logit', got {score!r}")
     if not fractions or not all(0.0 < f < 1.0 for f in fractions):
         raise ValueError(f"fractions must lie in (0, 1), got {fractions}")
     order = pixel_order(saliency_hw)
