@@ -1,0 +1,191 @@
+"""Publish the app as a Hugging Face Space: which files go, how binaries travel, one commit.
+
+A Space is a git repository the Hub builds and runs. Two things decide whether it deploys as it is:
+
+- **what is sent**: the app and everything it reads at run time (``app.py``, ``sepvit_viz/``,
+  ``assets/``, the requirements files, the README whose front matter configures the Space) and the
+  docs the README links to; never tests, benchmarks, training runs, caches or virtual environments.
+  Only files git tracks are sent, so nothing ignored (``.venv/``, ``runs/``) can leak;
+- **how binaries are stored**: the Hub refuses binary files in plain git. The Space gets its own
+  ``.gitattributes`` (:data:`SPACE_GITATTRIBUTES`) that routes every binary kind the project holds
+  (the checkpoint, the example photos, the docs' pictures) through the Hub's large-file storage, and
+  :func:`deploy` checks that every file it sends is either text or matched by one of those patterns.
+
+:func:`deploy` makes one commit with ``HfApi.create_commit``, which uploads large files itself.
+Command line (``--dry-run`` lists what would be sent and sends nothing)::
+
+    python -m sepvit_viz.deploy YOU/sepvit-viz [--dry-run] [--private]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+__all__ = ["LFS_PATTERNS", "SPACE_GITATTRIBUTES", "SpacePlan", "deploy", "is_binary", "main", "plan"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Top-level files and folders a Space needs (the app, what it reads, the docs the README links).
+INCLUDE: tuple[str, ...] = (
+    "README.md",
+    "CHANGELOG.md",
+    "app.py",
+    "requirements.txt",
+    "pre-requirements.txt",
+    "sepvit_viz",
+    "assets",
+    "docs",
+)
+
+#: Binary kinds routed through the Hub's large-file storage (LFS / Xet).
+LFS_PATTERNS: tuple[str, ...] = (
+    "*.safetensors",
+    "*.pt",
+    "*.bin",
+    "*.png",
+    "*.jpg",
+    "*.jpeg",
+    "*.webp",
+    "*.gif",
+)
+
+#: The Space's ``.gitattributes`` (the project's own repository keeps its files in plain git).
+SPACE_GITATTRIBUTES: str = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS)
+
+
+def is_binary(path: Path) -> bool:
+    """True when the file's first 8 KiB hold a NUL byte or are not UTF-8 (what git would call binary)."""
+    head = path.read_bytes()[:8192]
+    if b"\0" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start < len(head) - 4  # a multi-byte character cut at the 8 KiB edge is still text
+    return False
+
+
+def _lfs_matched(rel: str) -> bool:
+    name = PurePosixPath(rel).name
+    return any(fnmatch.fnmatch(name, p) for p in LFS_PATTERNS)
+
+
+def _tracked(root: Path) -> list[str]:
+    """Files git tracks under ``root`` (posix paths relative to it)."""
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True, timeout=60
+    ).stdout.decode()
+    return sorted(p for p in out.split("\0") if p)
+
+
+@dataclass(frozen=True)
+class SpacePlan:
+    """What one deploy sends: ``files`` (posix paths relative to ``root``), of which ``lfs`` go by
+    large-file storage, plus the Space's ``.gitattributes``."""
+
+    root: Path
+    files: tuple[str, ...]
+    lfs: tuple[str, ...]
+    gitattributes: str = SPACE_GITATTRIBUTES
+
+    @property
+    def nbytes(self) -> int:
+        return sum((self.root / f).stat().st_size for f in self.files)
+
+
+def plan(root: Path = ROOT, files: Sequence[str] | None = None) -> SpacePlan:
+    """The files a Space of ``root`` needs, checked: a clear ``ValueError`` when the Space could not
+    deploy as it is (no front matter, a file missing, a binary file that the Space's
+    ``.gitattributes`` would leave in plain git, a path outside ``root``).
+
+    ``files`` defaults to what git tracks in ``root``.
+    """
+    root = Path(root).resolve()
+    candidates = _tracked(root) if files is None else list(files)
+    chosen: list[str] = []
+    for rel in candidates:
+        p = PurePosixPath(rel)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"{rel!r} is outside the project")
+        if p.parts and p.parts[0] in INCLUDE and (root / rel).is_file():
+            chosen.append(rel)
+    for need in ("README.md", "app.py", "requirements.txt", "pre-requirements.txt"):
+        if need not in chosen:
+            raise ValueError(f"a Space needs {need}, which is not among the project's files")
+    front = (root / "README.md").read_text(encoding="utf-8").split("\n")
+    if front[0].strip() != "---" or "---" not in [s.strip() for s in front[1:40]]:
+        raise ValueError("README.md must start with the Space's front matter (--- ... ---)")
+    meta = front[1 : [s.strip() for s in front[1:40]].index("---") + 1]
+    for key in ("sdk: gradio", "app_file: app.py"):
+        if key not in [s.strip() for s in meta]:
+            raise ValueError(f"README.md's front matter lacks '{key}'")
+    lfs, unrouted = [], []
+    for rel in chosen:
+        if _lfs_matched(rel):
+            lfs.append(rel)
+        elif is_binary(root / rel):
+            unrouted.append(rel)
+    if unrouted:
+        raise ValueError(
+            "binary files that the Space's .gitattributes would leave in plain git (the Hub refuses "
+            f"them): {', '.join(unrouted)}; add their kind to sepvit_viz.deploy.LFS_PATTERNS"
+        )
+    return SpacePlan(root, tuple(chosen), tuple(lfs))
+
+
+def deploy(
+    repo_id: str,
+    *,
+    root: Path = ROOT,
+    api: Any = None,
+    private: bool = False,
+    message: str = "Deploy sepvit-viz",
+) -> Any:
+    """Create (or reuse) the Gradio Space ``repo_id`` and send :func:`plan` in one commit.
+
+    ``api`` is a ``huggingface_hub.HfApi`` (made here when None; it reads the token that
+    ``huggingface-cli login`` stored). Returns what ``create_commit`` returns (the commit's info).
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    space = plan(root)
+    api = api if api is not None else HfApi()
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", exist_ok=True, private=private)
+    operations = [CommitOperationAdd(".gitattributes", space.gitattributes.encode())]
+    operations += [CommitOperationAdd(rel, str(space.root / rel)) for rel in space.files]
+    return api.create_commit(repo_id, operations, commit_message=message, repo_type="space")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sepvit_viz.deploy",
+        description="Publish this project as a Hugging Face Space (run `huggingface-cli login` first).",
+    )
+    parser.add_argument("repo_id", help="the Space, as owner/name (created when missing)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be sent; send nothing")
+    parser.add_argument("--private", action="store_true", help="create the Space private")
+    args = parser.parse_args(argv)
+    try:
+        space = plan()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for rel in space.files:
+        print(("lfs  " if rel in space.lfs else "git  ") + rel)
+    print(f"{len(space.files)} files, {space.nbytes / 2**20:.1f} MB, {len(space.lfs)} by large-file storage")
+    if args.dry_run:
+        return 0
+    info = deploy(args.repo_id, private=args.private)
+    print(f"sent: {getattr(info, 'commit_url', info)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""The Space deploy recipe (sepvit_viz.deploy): what is sent, how binaries travel, one commit."""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from sepvit_viz import deploy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakeApi:
+    """Records the calls a deploy makes instead of reaching the Hub."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def create_repo(self, *args, **kwargs):
+        self.calls.append(("create_repo", args, kwargs))
+
+    def create_commit(self, *args, **kwargs):
+        self.calls.append(("create_commit", args, kwargs))
+        return "commit-info"
+
+
+def _lfs_attr(text: str, rel: str) -> bool:
+    """Whether a .gitattributes text routes ``rel`` through LFS (name patterns, as git reads them)."""
+    name = PurePosixPath(rel).name
+    for line in text.splitlines():
+        pattern, *attrs = line.split()
+        if "filter=lfs" in attrs and fnmatch.fnmatch(name, pattern):
+            return True
+    return False
+
+
+def test_plan_of_this_project_sends_the_app_and_routes_every_binary_through_lfs():
+    space = deploy.plan(ROOT)
+    files = set(space.files)
+    for need in ("app.py", "README.md", "requirements.txt", "pre-requirements.txt", "sepvit_viz/serving/handlers.py"):
+        assert need in files
+    assert "assets/sepvit_lite_distilled.safetensors" in space.lfs
+    assert any(f.startswith("assets/examples/") and f.endswith(".jpg") for f in space.lfs)
+    # what a Space never needs, and nothing git ignores
+    assert not [f for f in files if f.split("/")[0] in ("tests", "benchmarks", ".ci", "runs", ".venv")]
+    # every binary file sent is routed through LFS by the .gitattributes that is sent with it
+    for rel in files:
+        if deploy.is_binary(ROOT / rel):
+            assert _lfs_attr(space.gitattributes, rel), rel
+
+
+def test_deploy_makes_one_gradio_space_commit_with_the_gitattributes(tmp_path):
+    api = FakeApi()
+    assert deploy.deploy("me/sepvit-viz", api=api) == "commit-info"
+    (name, args, kwargs), (name2, args2, kwargs2) = api.calls
+    assert name == "create_repo" and args == ("me/sepvit-viz",)
+    assert kwargs["repo_type"] == "space" and kwargs["space_sdk"] == "gradio" and kwargs["exist_ok"]
+    assert name2 == "create_commit" and kwargs2["repo_type"] == "space"
+    ops = {op.path_in_repo: op for op in args2[1]}
+    assert set(ops) == {".gitattributes", *deploy.plan(ROOT).files}
+    assert ops[".gitattributes"].path_or_fileobj == deploy.SPACE_GITATTRIBUTES.encode()
+    assert Path(ops["app.py"].path_or_fileobj) == ROOT / "app.py"
+
+
+def _mini_project(tmp_path: Path) -> Path:
+    root = tmp_path / "p"
+    (root / "assets").mkdir(parents=True)
+    shutil.copy(ROOT / "README.md", root / "README.md")
+    for f in ("app.py", "requirements.txt", "pre-requirements.txt"):
+        (root / f).write_text("x\n")
+    (root / "assets" / "w.safetensors").write_bytes(b"\0\1\2")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root
+
+
+def _add(root: Path) -> None:
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+
+
+def test_binary_of_an_unrouted_kind_is_refused_with_its_name(tmp_path):
+    root = _mini_project(tmp_path)
+    (root / "assets" / "weights.npz").write_bytes(b"PK\3\4\0\0\xff\xfe")
+    _add(root)
+    with pytest.raises(ValueError, match=r"assets/weights\.npz"):
+        deploy.plan(root)
+    (root / "assets" / "weights.npz").unlink()
+    _add(root)
+    assert deploy.plan(root).lfs == ("assets/w.safetensors",)
+
+
+def test_ignored_and_untracked_files_are_never_sent(tmp_path):
+    root = _mini_project(tmp_path)
+    (root / ".gitignore").write_text("assets/secret.txt\n")
+    _add(root)
+    (root / "assets" / "secret.txt").write_text("token")
+    (root / "assets" / "untracked.txt").write_text("later")
+    assert set(deploy.plan(root).files) == {
+        "README.md",
+        "app.py",
+        "requirements.txt",
+        "pre-requirements.txt",
+        "assets/w.safetensors",
+    }
+
+
+def test_a_readme_without_space_front_matter_is_refused(tmp_path):
+    root = _mini_project(tmp_path)
+    (root / "README.md").write_text("# no front matter\n")
+    _add(root)
+    with pytest.raises(ValueError, match="front matter"):
+        deploy.plan(root)
+
+
+def test_paths_outside_the_project_are_refused(tmp_path):
+    root = _mini_project(tmp_path)
+    with pytest.raises(ValueError, match="outside"):
+        deploy.plan(root, files=["../etc/passwd"])
+
+
+def test_dry_run_lists_and_sends_nothing(capsys, monkeypatch):
+    monkeypatch.setattr(deploy, "deploy", lambda *a, **k: pytest.fail("a dry run must not send"))
+    assert deploy.main(["me/x", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "lfs  assets/sepvit_lite_distilled.safetensors" in out and "git  app.py" in out
