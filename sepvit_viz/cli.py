@@ -5,11 +5,14 @@
         [--cmap inferno] [--alpha 0.6] [--point Y,X] [--views tokens,pixel,...] [--figures] [--gallery]
         [--npz]
 
-Writes ``DIR/<photo>/b<block>_<view>.png`` for every selected block and view (drawn by
-:mod:`sepvit_viz.views`, the same pictures the app shows), the DSSA/GSA pairs side by side, the pooled rollout, and ``DIR/index.html`` linking everything with each photo's top-5 classes.
-One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or any
-checkpoint whose model card has a coverage text) the index and one stderr line say which classes the
-model is reliable on; stdout stays the single ``wrote ...`` line.
+Writes, per photo, ``DIR/<photo>/s<stage>_b<block>_<kind>_<view>.png`` for every selected block and
+view (:func:`picture_name`; drawn by :mod:`sepvit_viz.views`, the app's pictures, at least
+:data:`PICTURE_WIDTH` pixels wide under a line naming block, kind and view), each DSSA block beside
+the GSA block after it (:func:`pair_name`), the pooled rollout, and ``DIR/index.html`` linking every
+file with each photo's top-5 classes. A view a block does not have (PWA of a global block) writes no
+file. One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or
+any checkpoint whose model card has a coverage text) the index and one stderr line say which classes
+the model is reliable on; stdout stays the single ``wrote ...`` line.
 """
 
 from __future__ import annotations
@@ -22,16 +25,73 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
 from . import maps, render, views
+from .capture import AttentionRecord
 from .pipeline import Analysis, analyze, input_size, load_model
 from .weights import model_note
 
-__all__ = ["add_render_arguments", "main", "run_render"]
+__all__ = [
+    "PICTURE_WIDTH",
+    "add_render_arguments",
+    "block_tag",
+    "header",
+    "main",
+    "pair_name",
+    "pair_picture",
+    "picture_name",
+    "picture_scale",
+    "run_render",
+]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+#: The photo in every written picture is at least this many pixels wide: the model input upscaled by
+#: an integer factor, as in the app (window borders stay exact), but never less than this.
+PICTURE_WIDTH = 600
+#: Font size (pixels) of the line above each written picture that names its block, kind and view.
+HEADER_FONT = 16
+#: White pixels between the two halves of a DSSA/GSA pair picture.
+PAIR_GAP = 16
+
+OUTPUT_HELP = """\
+output, per photo, in DIR/<photo>/:
+  s<stage>_b<block>_<kind>_<view>.png
+      one picture per selected block and view. Stage and block are numbered from 1, as in the
+      pictures' titles ("stage 2 · block 2 · GSA" is s2_b02_gsa_..., module stages.1.blocks.1);
+      kind is dssa, gsa or global; view is tokens, pixel, composed, pwa_map or pwa_matrix.
+      Global blocks (one window, no PWA) have no pwa_map or pwa_matrix file.
+  s<stage>_b<i>_dssa_vs_b<j>_gsa.png
+      a DSSA block (left) beside the GSA block after it (right), each half labelled with its kind
+  rollout.png (pooled rollout), input.png (the crop the model saw), maps.npz (--npz),
+  ..._<view>_figure.png (--figures), ..._heads.png (--gallery)
+and DIR/index.html, linking every file with each photo's top-5 classes.
+"""
+
+#: What each per-block view shows, for the line above its picture (``{u}``: window, or group for GSA).
+VIEW_TITLES = {
+    "tokens": "{u} tokens over their {u}s",
+    "pixel": "one pixel inside its {u}",
+    "composed": "one pixel through the whole block (DWA, then PWA)",
+    "pwa_map": "{u}-to-{u} attention (PWA), one row",
+    "pwa_matrix": "{u}-to-{u} attention (PWA) matrix",
+}
+
+
+def block_tag(rec: AttentionRecord) -> str:
+    """``s2_b02_gsa`` for ``stage 2 · block 2 · GSA``: 1-based stage and block, as in the titles, and kind."""
+    return f"s{rec.stage + 1}_b{rec.index + 1:02d}_{rec.kind}"
+
+
+def picture_name(rec: AttentionRecord, view: str) -> str:
+    """File name of one block's view: ``s2_b01_dssa_tokens.png``."""
+    return f"{block_tag(rec)}_{view}.png"
+
+
+def pair_name(dssa: AttentionRecord, gsa: AttentionRecord) -> str:
+    """File name of a DSSA block beside the GSA block after it: ``s2_b01_dssa_vs_b02_gsa.png``."""
+    return f"{block_tag(dssa)}_vs_b{gsa.index + 1:02d}_{gsa.kind}.png"
 
 
 def _size(text: str) -> int | tuple[int, int]:
@@ -123,8 +183,34 @@ def _save(rgb: np.ndarray, path: Path) -> str:
     return path.name
 
 
-def _picture(a: Analysis, view: str, s: views.ViewSettings) -> np.ndarray:
-    """One ``b<block>_<view>.png`` through the view layer; a view the block lacks is a notice picture."""
+def picture_scale(size: tuple[int, int]) -> int:
+    """Picture pixels per model pixel for an (H, W) input: the app's factor, or more so the photo is at
+    least :data:`PICTURE_WIDTH` wide."""
+    return max(views.display_scale(size), -(-PICTURE_WIDTH // max(int(size[1]), 1)))
+
+
+def header(rgb: np.ndarray, text: str) -> np.ndarray:
+    """``rgb`` under a white line with ``text`` in a :data:`HEADER_FONT` px font (smaller only if it
+    would not fit the width)."""
+    w = rgb.shape[1]
+    size = HEADER_FONT
+    while size > 10 and render._font(size).getlength(text) > w - 8:
+        size -= 1
+    band = Image.new("RGB", (w, HEADER_FONT + 10), render.WHITE)
+    ImageDraw.Draw(band).text((4, band.height // 2), text, fill=render.INK, font=render._font(size), anchor="lm")
+    return np.concatenate([np.asarray(band), rgb], axis=0)
+
+
+def _view_title(rec: AttentionRecord, view: str) -> str:
+    if view == "tokens" and not rec.has_token:
+        what = "attention each pixel receives (no window tokens)"
+    else:
+        what = VIEW_TITLES[view].format(u=views.unit(rec))
+    return f"{rec.label}: {what}"  # the default font has no dash
+
+
+def _picture(a: Analysis, view: str, s: views.ViewSettings) -> np.ndarray | None:
+    """One block's view through the view layer, under its header; None for a view the block lacks."""
     draw = {
         "tokens": views.tokens,
         "pixel": views.pixel,
@@ -133,50 +219,72 @@ def _picture(a: Analysis, view: str, s: views.ViewSettings) -> np.ndarray:
         "pwa_matrix": views.pwa_matrix,
     }[view]
     try:
-        return draw(a, s).picture
+        picture = draw(a, s).picture
     except views.NoView:
-        k = s.scale or views.display_scale(a.size)
-        return views.notice("global attention block:\nno windows, no PWA", (a.size[0] * k, a.size[1] * k))
+        return None
+    return header(picture, _view_title(a.records[a.block_index(s.block)], view))
+
+
+def pair_picture(a: Analysis, pair: tuple[int, int], s: views.ViewSettings) -> np.ndarray:
+    """The DSSA block (left) beside the GSA block after it (right), each half headed by its kind."""
+    left, right, _ = views.compare(a, pair, s)
+    halves = []
+    for i, view in zip(pair, (left, right)):
+        rec = a.records[i]
+        halves.append(header(view.picture, f"{rec.kind.upper()} · stage {rec.stage + 1} · block {rec.index + 1}"))
+    return views.side_by_side(*halves, gap=PAIR_GAP)
 
 
 def _render_photo(
     a: Analysis, folder: Path, blocks: list[int], names: list[str], args: argparse.Namespace, bar: tqdm
 ) -> dict:
     """Write one photo's pictures; returns what index.html lists."""
-    s = views.ViewSettings(head=args.head, cmap=args.cmap, alpha=args.alpha, point=args.point)
+    k = picture_scale(a.size)
+    s = views.ViewSettings(head=args.head, cmap=args.cmap, alpha=args.alpha, point=args.point, scale=k)
     rows = []
     for i in blocks:
         t = s.with_(block=i)
-        has_pwa = a.records[i].pwa is not None
+        rec = a.records[i]
+        has_pwa = rec.pwa is not None
         files = []
         for view in [v for v in names if v != "rollout"]:
-            files.append((view, _save(_picture(a, view, t), folder / f"b{i:02d}_{view}.png")))
+            picture = _picture(a, view, t)
+            if picture is not None:
+                files.append((view, _save(picture, folder / picture_name(rec, view))))
         if args.figures:
             for view in [v for v in names if v not in ("rollout", "pwa_matrix")]:
                 if view == "pwa_map" and not has_pwa:
                     continue
                 fig = views.figure(a, view, t)
-                files.append((f"{view} (figure)", _save(fig, folder / f"b{i:02d}_{view}_figure.png")))
+                files.append((f"{view} (figure)", _save(fig, folder / picture_name(rec, f"{view}_figure"))))
             if "pwa_matrix" in names and has_pwa:
                 fig = views.pwa_figure(a, t)
-                files.append(("PWA matrix (figure)", _save(fig, folder / f"b{i:02d}_pwa_matrix_figure.png")))
-        if args.gallery and a.records[i].num_heads > 1:
-            files.append(("heads", _save(views.gallery(a, "tokens", t), folder / f"b{i:02d}_heads.png")))
-        rows.append((a.records[i].label, files))
+                files.append(("PWA matrix (figure)", _save(fig, folder / picture_name(rec, "pwa_matrix_figure"))))
+        if args.gallery and rec.num_heads > 1:
+            files.append(("heads", _save(views.gallery(a, "tokens", t), folder / picture_name(rec, "heads"))))
+        skipped = sorted(v for v in names if v in ("pwa_map", "pwa_matrix")) if not has_pwa else []
+        note = f"global attention (one window, no window tokens): no {' or '.join(skipped)} file" if skipped else None
+        rows.append((rec.label, files, note))
         bar.update(1)
     extra = []
     if "rollout" in names:
-        extra.append(("rollout (pooled output)", _save(views.rollout(a, s).picture, folder / "rollout.png")))
+        pic = header(views.rollout(a, s).picture, "attention rollout through every block")
+        extra.append(("rollout (pooled output)", _save(pic, folder / "rollout.png")))
     for pair in a.dssa_gsa_pairs():
         if pair[0] in blocks or pair[1] in blocks:
-            left, right, _ = views.compare(a, pair, s)
-            name = f"pair_b{pair[0]:02d}_b{pair[1]:02d}.png"
-            label = f"DSSA vs GSA, stage {a.records[pair[0]].stage + 1}"
-            extra.append((label, _save(views.side_by_side(left.picture, right.picture), folder / name)))
+            ra, rb = a.records[pair[0]], a.records[pair[1]]
+            label = f"DSSA (left) vs GSA (right), stage {ra.stage + 1}"
+            extra.append((label, _save(pair_picture(a, pair, s), folder / pair_name(ra, rb))))
     if args.npz:
         a.export_npz(str(folder / "maps.npz"), head=args.head, point=args.point)
         extra.append(("raw arrays", "maps.npz"))
     return {"rows": rows, "extra": extra}
+
+
+def _figure(src: str, caption: str) -> str:
+    """A thumbnail linking to the full-size picture, with a caption."""
+    e = html.escape
+    return f"<figure><a href='{e(src)}'><img src='{e(src)}'></a><figcaption>{e(caption)}</figcaption></figure>"
 
 
 def _write_index(out: Path, entries: list[dict], model_name: str, warning: str | None, note: str | None = None) -> Path:
@@ -203,13 +311,14 @@ def _write_index(out: Path, entries: list[dict], model_name: str, warning: str |
         parts.append(f"<img src='{e(d)}/input.png' alt='input'><ol>{top}</ol>")
         for label, src in entry["extra"]:
             if src.endswith(".png"):
-                parts.append(f"<figure><img src='{e(d)}/{e(src)}'><figcaption>{e(label)}</figcaption></figure>")
+                parts.append(_figure(f"{d}/{src}", label))
             else:
                 parts.append(f"<p><a href='{e(d)}/{e(src)}'>{e(label)}</a></p>")
-        for label, files in entry["rows"]:
-            parts.append(f"<h3>{e(label)}</h3><div>")
-            parts += [f"<figure><img src='{e(d)}/{e(f)}'><figcaption>{e(v)}</figcaption></figure>" for v, f in files]
-            parts.append("</div>")
+        for label, files, block_note in entry["rows"]:
+            parts.append(f"<h3>{e(label)}</h3>")
+            if block_note:
+                parts.append(f"<p>{e(block_note)}</p>")
+            parts += ["<div>", *(_figure(f"{d}/{f}", f"{v} · {f}") for v, f in files), "</div>"]
     path = out / "index.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
@@ -271,6 +380,11 @@ def run_render(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``render`` subcommand: ``main(["PHOTO", "--out", "DIR", ...])``."""
     parser = add_render_arguments(
-        argparse.ArgumentParser(prog="python -m sepvit_viz render", description=__doc__.split("\n\n")[0])
+        argparse.ArgumentParser(
+            prog="python -m sepvit_viz render",
+            description=__doc__.split("\n\n")[0],
+            epilog=OUTPUT_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     )
     return run_render(parser.parse_args(argv))

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import sepvit_viz
+from sepvit_viz import cli
 from sepvit_viz.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,13 +60,13 @@ def test_folder_renders_selected_blocks_and_views(folder, tmp_path):
     for d in ("cat", "cat_2"):
         names = sorted(p.name for p in (out / d).iterdir())
         assert names == [
-            "b00_pwa_matrix.png",
-            "b00_tokens.png",
-            "b02_pwa_matrix.png",
-            "b02_tokens.png",
             "input.png",
-            "pair_b01_b02.png",
             "rollout.png",
+            "s1_b01_dssa_pwa_matrix.png",
+            "s1_b01_dssa_tokens.png",
+            "s2_b01_dssa_vs_b02_gsa.png",
+            "s2_b02_gsa_pwa_matrix.png",
+            "s2_b02_gsa_tokens.png",
         ]
         assert Image.open(out / d / "input.png").size == (64, 64)
     index = out / "index.html"
@@ -74,6 +75,69 @@ def test_folder_renders_selected_blocks_and_views(folder, tmp_path):
     text = index.read_text()
     assert "RANDOM weights" in text  # sepvit_test has no trained weights: said loudly
     assert "stage 2 · block 2 · GSA" in text
+
+
+# sepvit_test at 64 px: (stage, block, kind) of its 7 blocks, 1-based as in the pictures' titles
+TEST_BLOCKS = [
+    "s1_b01_dssa",
+    "s2_b01_dssa",
+    "s2_b02_gsa",
+    "s3_b01_dssa",
+    "s3_b02_global",
+    "s4_b01_global",
+    "s4_b02_global",
+]
+WINDOW_VIEWS = ["composed", "pixel", "pwa_map", "pwa_matrix", "tokens"]
+
+
+def test_every_block_is_named_by_stage_block_and_kind_and_global_blocks_write_no_pwa(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(out), "--model", "sepvit_test", "--size", "64"]) == 0
+    model = sepvit_viz.create_model("sepvit_test")
+    table = model.block_table(img_size=(64, 64))
+    assert [f"s{b.stage + 1}_b{b.index + 1:02d}_{b.kind}" for b in table] == TEST_BLOCKS
+    expected = {"input.png", "rollout.png", "s2_b01_dssa_vs_b02_gsa.png"}
+    for tag in TEST_BLOCKS:
+        views_ = WINDOW_VIEWS if not tag.endswith("global") else ["composed", "pixel", "tokens"]
+        expected |= {f"{tag}_{v}.png" for v in views_}
+    assert {p.name for p in (out / "cat").iterdir()} == expected  # no placeholder for a view a block lacks
+    # the index links exactly the files written, and says why a global block has no PWA files
+    text = (out / "index.html").read_text()
+    assert sorted(linked_files(out / "index.html")) == sorted(
+        ["cat/input.png", *(f"cat/{n}" for n in expected - {"input.png"})]
+    )
+    assert text.count("no pwa_map or pwa_matrix file") == 3
+    # readable: every picture shows the photo at least PICTURE_WIDTH wide (the input is 64 px)
+    for name in expected - {"input.png"}:
+        assert Image.open(out / "cat" / name).size[0] >= cli.PICTURE_WIDTH, name
+    # --help names the files the same way
+    with pytest.raises(SystemExit):
+        main(["render", "--help"])
+    helptext = capsys.readouterr().out
+    assert "s<stage>_b<block>_<kind>_<view>.png" in helptext and "s<stage>_b<i>_dssa_vs_b<j>_gsa.png" in helptext
+    assert "Global blocks (one window, no PWA) have no pwa_map or pwa_matrix file" in helptext
+
+
+@pytest.mark.parametrize("size", [(224, 224), (320, 224), (224, 320), (448, 448), (64, 48), (512, 512)])
+def test_pictures_are_at_least_the_readable_width_and_the_apps_scale(size):
+    k = cli.picture_scale(size)
+    assert size[1] * k >= cli.PICTURE_WIDTH
+    assert k >= sepvit_viz.views.display_scale(size)
+    assert size[1] * (k - 1) < cli.PICTURE_WIDTH or k == sepvit_viz.views.display_scale(size)  # no bigger than needed
+
+
+def test_pair_halves_are_labelled_with_their_kind(folder, tmp_path):
+    out = tmp_path / "out"
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "1", "--views", "tokens"]
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(out), *args]) == 0
+    pair = np.asarray(Image.open(out / "cat" / "s2_b01_dssa_vs_b02_gsa.png").convert("RGB"))
+    w = (pair.shape[1] - cli.PAIR_GAP) // 2
+    halves = {"DSSA · stage 2 · block 1": pair[:, :w], "GSA · stage 2 · block 2": pair[:, w + cli.PAIR_GAP :]}
+    for text, half in halves.items():
+        band = cli.header(np.zeros((0, w, 3), np.uint8), text)  # the header line alone
+        assert band.shape[0] > 0 and (band < 128).any()  # dark text on white
+        assert np.array_equal(half[: band.shape[0]], band), text
+    assert half.shape[1] >= cli.PICTURE_WIDTH
 
 
 def test_checkpoint_single_photo_and_no_warning(folder, tmp_path):
@@ -104,7 +168,7 @@ def test_checkpoint_single_photo_and_no_warning(folder, tmp_path):
     text = (out / "index.html").read_text()
     assert "RANDOM" not in text and "class " in text  # 7 classes: generic names
     assert (out / "cat" / "maps.npz").is_file()
-    assert Image.open(out / "cat" / "b03_pixel.png").size[1] > 48
+    assert Image.open(out / "cat" / "s3_b01_dssa_pixel.png").size[0] >= cli.PICTURE_WIDTH
     assert all((out / f).is_file() for f in linked_files(out / "index.html"))
 
 
@@ -240,7 +304,7 @@ def test_python_dash_m_entry_point(folder, tmp_path):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    assert (out / "cat" / "b00_tokens.png").is_file()
+    assert (out / "cat" / "s1_b01_dssa_tokens.png").is_file()
     assert "WARNING" in run.stderr and "block" in run.stderr  # loud warning and the tqdm bar
     usage = subprocess.run([sys.executable, "-m", "sepvit_viz"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert usage.returncode == 2 and "render" in usage.stderr
