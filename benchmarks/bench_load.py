@@ -452,8 +452,10 @@ def many_sessions(url: str, photos: PhotoMaker, sessions: int, resolution: int) 
     """``sessions`` new gradio_client sessions, one analysis each at ``resolution``: what stays resident.
 
     Each session's ``gr.State`` keeps its analysis (attention of every block) until the state's
-    time-to-live or Gradio's ``state_session_capacity`` evicts it; API clients send no heartbeat, so
-    closing them frees nothing earlier.
+    time-to-live or Gradio's ``state_session_capacity`` evicts it, or the app's byte budget for
+    sessions (``SEPVIT_SESSIONS_MB``) releases it; API clients send no heartbeat, so closing them frees
+    nothing earlier. At 448 px a few analyses fill the result cache's byte budget, so the arrays
+    measured at the end are those of a full cache plus the sessions'.
     """
     from gradio_client import handle_file
 
@@ -473,9 +475,16 @@ def many_sessions(url: str, photos: PhotoMaker, sessions: int, resolution: int) 
         samples.append(_rss_mb())
     rss1 = _rss_mb()
     live, held = _analyses_held()
+    from sepvit_viz.serving import cache
+
     return {
         "live_forwards": live,
         "held_mb": held,
+        "budget_mb": cache.SESSIONS.max_bytes / 2**20,
+        "sessions_mb": cache.SESSIONS.nbytes / 2**20,
+        "released": cache.SESSIONS.released,
+        "cache_budget_mb": (cache.RESULTS.max_bytes or 0) / 2**20,
+        "cache_mb": cache.RESULTS.nbytes / 2**20,
         "sessions": sessions,
         "resolution": resolution,
         "rss0": rss0,
@@ -636,6 +645,16 @@ def _memory_md(mem: dict[str, Any]) -> str:
 
 
 def _sessions_md(sess: dict[str, Any]) -> str:
+    # the bound: the users' analyses within their budget (plus the one in use, never released) and
+    # the result cache within its own; every forward alive is held by one or both
+    largest = sess["held_mb"] / max(sess["live_forwards"], 1) if sess["live_forwards"] else 0.0
+    bound = sess["budget_mb"] + largest + sess["cache_budget_mb"]
+    ok = (
+        not sess["errors"]
+        and sess["sessions_mb"] <= sess["budget_mb"] + largest
+        and sess["cache_mb"] <= sess["cache_budget_mb"]
+        and sess["held_mb"] <= bound
+    )
     return (
         f"### New sessions, one analysis each at {sess['resolution']} px (state kept per session)\n"
         + md_table(
@@ -646,7 +665,11 @@ def _sessions_md(sess: dict[str, Any]) -> str:
                 "RSS MB per session",
                 "analyses alive",
                 "their arrays MB",
+                "sessions' arrays MB (budget)",
+                "released",
+                "result cache MB (budget)",
                 "errors",
+                "target (arrays within the budgets)",
             ],
             [
                 [
@@ -656,7 +679,11 @@ def _sessions_md(sess: dict[str, Any]) -> str:
                     fmt(sess["per_session"]),
                     sess["live_forwards"],
                     fmt(sess["held_mb"], 4),
+                    f"{sess['sessions_mb']:.0f} ({sess['budget_mb']:.0f})",
+                    sess["released"],
+                    f"{sess['cache_mb']:.0f} ({sess['cache_budget_mb']:.0f})",
                     len(sess["errors"]),
+                    _ok(ok),
                 ]
             ],
         )
@@ -813,7 +840,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="sepvit_bench_load_") as tmp:
             demo, url = _launch_in_process()
             try:
-                print(json.dumps(many_sessions(url, PhotoMaker(Path(tmp)), args.sessions_only, MAX_RESOLUTION)))
+                sess = many_sessions(url, PhotoMaker(Path(tmp)), args.sessions_only, MAX_RESOLUTION)
+                print(json.dumps(sess))
+                print(_sessions_md(sess))
             finally:
                 demo.close()
     elif args.serve:

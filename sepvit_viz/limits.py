@@ -3,7 +3,8 @@
 Pure constants, no imports beyond the standard library; :mod:`sepvit_viz.validation`,
 :mod:`sepvit_viz.imageio`, :mod:`sepvit_viz.pipeline` and the serving layer read them from here.
 The app's process-level knobs read the environment once, at import:
-``SEPVIT_CONCURRENCY`` (default 2), ``SEPVIT_QUEUE_SIZE`` (32), ``SEPVIT_RESULT_CACHE_MB`` (256).
+``SEPVIT_CONCURRENCY`` (default 2), ``SEPVIT_QUEUE_SIZE`` (32), ``SEPVIT_RESULT_CACHE_MB`` (256),
+``SEPVIT_SESSIONS`` (64), ``SEPVIT_SESSIONS_MB`` (1024).
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ QUEUE_SIZE: Final[int] = max(1, int(os.environ.get("SEPVIT_QUEUE_SIZE", "32")))
 #: Seconds a user's analysis is kept after its last update (API clients send no heartbeat).
 STATE_TTL_S: Final[int] = 900
 #: Sessions whose state Gradio keeps at most (Gradio's default is 10,000); the oldest goes first.
-STATE_SESSIONS: Final[int] = 64
+STATE_SESSIONS: Final[int] = max(1, int(os.environ.get("SEPVIT_SESSIONS", "64")))
+#: Bytes of arrays the users' kept analyses may hold together (one analysis is about 3 MB at 224 px,
+#: 45 MB at 448 px); past it the least recently used analysis is released (its user presses Analyze
+#: again).
+SESSION_BYTES: Final[int] = max(0, int(os.environ.get("SEPVIT_SESSIONS_MB", "1024"))) * 2**20
 #: Bytes of arrays the result cache may hold, and how many results at most.
 RESULT_CACHE_BYTES: Final[int] = max(0, int(os.environ.get("SEPVIT_RESULT_CACHE_MB", "256"))) * 2**20
 RESULT_CACHE_ENTRIES: Final[int] = 24  # 9 examples x (forward + attribution) stay warm, with room

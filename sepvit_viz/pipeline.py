@@ -172,6 +172,24 @@ class _Memo:
         with self._lock:
             return list(self._d)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays memoised (arrays, and arrays inside tuples, lists or objects)."""
+        with self._lock:
+            return sum(_array_bytes(v) for v in self._d.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+def _array_bytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (tuple, list)):
+        return sum(_array_bytes(v) for v in value)
+    return sum(int(v.nbytes) for v in getattr(value, "__dict__", {}).values() if isinstance(v, np.ndarray))
+
 
 @dataclass
 class Analysis:
@@ -220,6 +238,11 @@ class Analysis:
         """Bytes of the arrays this analysis holds (image, logits, every block's attention; not the memo)."""
         n = self.image.nbytes + self.logits.nbytes
         return int(n + sum(r.dwa.nbytes + (r.pwa.nbytes if r.pwa is not None else 0) for r in self.records))
+
+    @property
+    def memo_nbytes(self) -> int:
+        """Bytes of the maps memoised so far (not counted in :attr:`nbytes`)."""
+        return self._memo.nbytes
 
     @property
     def memo_keys(self) -> list[MapKey]:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from ..limits import RESULT_CACHE_BYTES, RESULT_CACHE_ENTRIES
+from ..limits import RESULT_CACHE_BYTES, RESULT_CACHE_ENTRIES, SESSION_BYTES
 from .models import ModelKey
 
-__all__ = ["RESULTS", "AttributionKey", "ForwardKey", "ResultCache", "digest", "nbytes"]
+__all__ = ["RESULTS", "SESSIONS", "AttributionKey", "ForwardKey", "ResultCache", "SessionBudget", "digest", "nbytes"]
 
 
 def digest(pixels: np.ndarray) -> str:
@@ -124,3 +125,72 @@ class ResultCache:
 
 # examples (9 forwards + 9 attributions at 224 px, about 45 MB) stay warm; bounded in count and bytes
 RESULTS = ResultCache(capacity=RESULT_CACHE_ENTRIES, max_bytes=RESULT_CACHE_BYTES)
+
+
+class Releasable(Protocol):
+    """What :class:`SessionBudget` tracks: its size in bytes, and a way to let go of its arrays."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def release(self) -> bool: ...
+
+
+class SessionBudget:
+    """The bytes of per-user analyses, bounded: past ``max_bytes`` the least recently used go first.
+
+    :meth:`touch` marks an analysis used now (tracking it when new), then asks the least recently used
+    others to :meth:`Releasable.release` their arrays until the total fits. The analysis touched is
+    never released (a user is always served their own analysis), so what is held stays under
+    ``max_bytes`` plus one analysis. An analysis that is busy (its ``release`` returns False) is
+    skipped. Only weak references are kept: one that Gradio drops (time-to-live, session capacity)
+    leaves by itself.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._live: OrderedDict[int, weakref.ref] = OrderedDict()
+        self._lock = threading.Lock()
+        self.released = 0  # analyses released so far (for the load benchmark)
+
+    def _alive(self) -> list[tuple[int, Any]]:
+        out = []
+        for k, ref in list(self._live.items()):
+            obj = ref()
+            if obj is None:
+                del self._live[k]
+            else:
+                out.append((k, obj))
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tracked analyses hold now."""
+        with self._lock:
+            return sum(obj.nbytes for _, obj in self._alive())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._alive())
+
+    def touch(self, obj: Releasable) -> None:
+        with self._lock:
+            k = id(obj)
+            ref = self._live.get(k)
+            if ref is None or ref() is not obj:
+                self._live[k] = weakref.ref(obj)
+            self._live.move_to_end(k)
+            alive = self._alive()
+            total = sum(o.nbytes for _, o in alive)
+            for key, other in alive[:-1]:  # oldest first; never the one just touched
+                if total <= self.max_bytes:
+                    break
+                size = other.nbytes
+                if other.release():
+                    del self._live[key]
+                    total -= size
+                    self.released += 1
+
+
+# users' analyses (each session's gr.State), bounded in bytes on top of Gradio's count and time-to-live
+SESSIONS = SessionBudget(SESSION_BYTES)

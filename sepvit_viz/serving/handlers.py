@@ -58,7 +58,7 @@ from ..validation import (
 )
 from ..weights import DEFAULT_CHECKPOINT, CheckpointError, model_note
 from . import downloads
-from .cache import RESULTS, AttributionKey, ForwardKey, digest
+from .cache import RESULTS, SESSIONS, AttributionKey, ForwardKey, digest, nbytes
 from .models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEntry, ModelKey
 from .photos import example_photos, load_photo
 from .settings import DEFAULT_METHOD, DEFAULT_PWA_BLOCK, DEFAULT_TOKEN_BLOCK, TOP_PREDICTION, Settings
@@ -237,6 +237,37 @@ class Session:
     #: Pictures kept per session (about 0.7 MB each at 224 px): enough that the events following one
     #: another (``/analyze``, then the secondary views) never draw a picture twice.
     MAX_PICTURES: ClassVar[int] = 6
+    #: True once :meth:`release` let go of the arrays (the memory budget, :data:`cache.SESSIONS`).
+    released: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this user's analysis holds: the forward, its maps, attributions, pictures."""
+        if self.released:
+            return 0
+        pictures = sum(
+            int(np.asarray(p).nbytes) if isinstance(p, (np.ndarray, Image.Image)) else nbytes(p)
+            for p in list(self.pictures.values())
+        )
+        extra = sum(nbytes(a) for a in list(self.attributions.values()) + list(self.curves.values()))
+        return self.forward.nbytes + self.maps.memo_nbytes + extra + pictures
+
+    def release(self) -> bool:
+        """Let go of every array (the user is asked to analyse again); False when the session is busy."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            self.released = True
+            self.forward = None  # type: ignore[assignment]  # a released session is never read (_require)
+            self.maps = None  # type: ignore[assignment]
+            self.attributions.clear()
+            self.curves.clear()
+            self.scorecards.clear()
+            self.scorecard = None
+            self.pictures.clear()
+            return True
+        finally:
+            self.lock.release()
 
     def draw(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """``make()`` once per ``key`` (a view's function name and its settings), the last few kept."""
@@ -248,15 +279,24 @@ class Session:
             self.pictures[key] = value
             while len(self.pictures) > self.MAX_PICTURES:
                 self.pictures.popitem(last=False)
-            return value
+        SESSIONS.touch(self)  # it grew: the budget may now release older analyses
+        return value
 
     @classmethod
     def of(cls, fwd: Forward) -> Session:
-        return cls(fwd, fwd.result.fresh())
+        """A new user's analysis of ``fwd``, counted in the memory budget (:data:`cache.SESSIONS`)."""
+        session = cls(fwd, fwd.result.fresh())
+        SESSIONS.touch(session)
+        return session
 
     @property
     def top1(self) -> int:
         return int(np.argmax(self.forward.probs))
+
+
+def _live(session: Any) -> bool:
+    """A user's analysis that can be read (not empty, not released by the memory budget)."""
+    return isinstance(session, Session) and not session.released
 
 
 def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int) -> Forward:
@@ -432,9 +472,19 @@ def _pwa_record(fwd: Forward, block: str) -> AttentionRecord:
     return rec
 
 
+#: What a user whose analysis the memory budget released is told.
+RELEASED_MESSAGE = (
+    "This analysis was set aside to keep the server's memory bounded (many people are using the app); "
+    "press Analyze again to redo it."
+)
+
+
 def _require(session: Session | None) -> Session:
     if not isinstance(session, Session):
         raise SettingsError("Upload a photo (or pick an example) and press Analyze first.")
+    if session.released:
+        raise SettingsError(RELEASED_MESSAGE)
+    SESSIONS.touch(session)  # used now: the last to be released
     return session
 
 
@@ -664,7 +714,7 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
     """Everything the page shows after :func:`analyze` beyond its API outputs (no model run), by name
     (:data:`AFTER_ANALYSIS`): dropdowns for this model and resolution, the (empty) faithfulness table,
     captions, the pixel view at the centre, the PWA matrix, the compare pair and reset clicks."""
-    if not isinstance(session, Session):
+    if not _live(session):
         return {}
     with _user_errors():
         fwd = session.forward
@@ -725,7 +775,7 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
 def head_update(session: Session | None, block: str | None, head: Any) -> Any:
     """Head dropdown choices for a block (keeps the head when the new block has it)."""
     num = None
-    if isinstance(session, Session):
+    if _live(session):
         try:
             num = session.forward.record(block).num_heads
         except SettingsError:
@@ -842,7 +892,7 @@ def _clicked_view(session: Session, evt: gr.SelectData | None) -> tuple[int, int
 
 def point_from_select(session: Session | None, evt: gr.SelectData) -> tuple[Any, Any]:
     """Click on the token map -> (x, y) in model-input pixels; nothing changes off the photo."""
-    yx = _clicked_view(session, evt) if isinstance(session, Session) else None
+    yx = _clicked_view(session, evt) if _live(session) else None
     return (gr.update(), gr.update()) if yx is None else (yx[1], yx[0])
 
 
@@ -853,7 +903,7 @@ def reset_window() -> int:
 
 def window_from_select(session: Session | None, block: str | None, evt: gr.SelectData) -> Any:
     """Click on the cross-window view -> index of the window (or group) under it."""
-    if not isinstance(session, Session):
+    if not _live(session):
         return gr.update()
     try:
         i = session.forward.index(block or DEFAULT_PWA_BLOCK)
@@ -892,7 +942,7 @@ def rerender(
 ) -> tuple[Any, ...]:
     """Redraw every view after a colormap / opacity change (cached attributions; no model run).
     Returns (attribution, token map, pixel view, PWA matrix, cross-window map, slider pair, DSSA, GSA)."""
-    if not isinstance(session, Session):
+    if not _live(session):
         return (gr.update(),) * 8
     with _user_errors():
         s = _view_controls(

@@ -58,7 +58,7 @@ def model_tab(
     """
     with _user_errors(ran_model=True):
         measure = _check_measure(measure)
-        fwd: Forward | None = session.forward if isinstance(session, Session) else None
+        fwd: Forward | None = session.forward if isinstance(session, Session) and not session.released else None
         if model_choice is None and fwd is not None:
             entry = MODELS.entry_for(fwd.model_key)
         elif model_choice == MODEL_HUB and not (hub_repo or "").strip():
