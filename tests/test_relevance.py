@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ from sepvit_viz.relevance import (
     unpool,
     weighted_attention,
 )
+
+
+GOLDEN = Path(__file__).with_name("golden") / "sepvit_test_relevance.npz"
 
 
 @pytest.fixture(scope="module")
@@ -332,3 +336,49 @@ def test_step7_rounds_reread_the_evidence_with_the_taken_pixels_blurred_away(mod
 def test_step7_rounds_must_be_a_positive_integer(model, rounds):
     with pytest.raises(ValueError, match="rounds"):
         sepvit_relevance(model, _image(64, 64), 0, sharp=0.1, rounds=rounds)
+
+
+# ------------------------------------------------------------------------------ golden arrays
+def golden_input() -> torch.Tensor:
+    """A deterministic (1, 3, 96, 128) input (no RNG, no file): smooth ramps with a bright square.
+
+    96 x 128 pads the stage-1 map (24 x 32 cells) to whole 7 x 7 windows."""
+    y, x = np.mgrid[0:96, 0:128].astype(np.float32)
+    img = np.stack([np.sin(x / 9.0) * np.cos(y / 13.0), (x - y) / 112.0, np.cos((x + 2 * y) / 17.0)])
+    img[:, 30:54, 70:98] = 1.5
+    return torch.from_numpy(img)[None]
+
+
+def golden_relevance() -> dict[str, np.ndarray]:
+    """The arrays the relevance golden file holds: ``sepvit_test`` (seed 0, 10 classes) on
+    :func:`golden_input`, class 3: the default map (steps 1-7) as ``attribute`` gives it, steps 1-6
+    (``sharp=None``), the stage maps and the seed."""
+    from sepvit_viz.attribution import attribute
+
+    torch.manual_seed(0)
+    model = create_model("sepvit_test", num_classes=10).eval()
+    x = golden_input()
+    out = {"attribute.map": attribute(model, x, 3, "sepvit_relevance").map_hw}
+    rel = sepvit_relevance(model, x, 3, sharp=None)
+    out["steps1-6.map"] = rel.map_hw
+    out["seed"] = rel.seed
+    for s, m in enumerate(rel.stage_maps):
+        out[f"stage{s}"] = m
+    return out
+
+
+def test_relevance_matches_the_golden_arrays():
+    """Pins the relevance maps. Regenerate only after a deliberate change of the relevance's definition:
+    ``python -c "from tests.test_relevance import write_golden; write_golden()"`` (from the repository
+    root). The file was written by the hook manager that preceded :class:`AttentionCapture`'s
+    ``keep_graph`` mode; the capture had to reproduce it."""
+    got = golden_relevance()
+    with np.load(GOLDEN) as z:
+        assert sorted(z.files) == sorted(got)
+        for k, v in got.items():
+            np.testing.assert_allclose(v, z[k], rtol=1e-5, atol=1e-9 * float(got["seed"].sum()), err_msg=k)
+
+
+def write_golden() -> None:  # pragma: no cover - a maintenance helper
+    GOLDEN.parent.mkdir(exist_ok=True)
+    np.savez_compressed(GOLDEN, **golden_relevance())
