@@ -13,7 +13,6 @@ from sepvit_viz import create_model, feature_sizes
 from sepvit_viz import maps as M
 from sepvit_viz.baselines import gaussian_blur
 from sepvit_viz.relevance import (
-    AttentionRecorder,
     modulation_weights,
     percentile_rank,
     sepvit_relevance,
@@ -22,7 +21,6 @@ from sepvit_viz.relevance import (
     unpool,
     weighted_attention,
 )
-
 
 GOLDEN = Path(__file__).with_name("golden") / "sepvit_test_relevance.npz"
 
@@ -139,15 +137,102 @@ def test_hooks_are_removed_and_fused_path_restored(model):
         torch.testing.assert_close(model(x), before)
 
 
-def test_recorder_ignores_other_threads(model):
-    x = _image(56, 56)
-    with AttentionRecorder(model) as rec:
-        worker = threading.Thread(target=lambda: model(x))
-        worker.start()
-        worker.join()
-        assert rec.records == []
-        model(x)
-        assert len(rec.records) == sum(1 + int(row.pwa_shape is not None) for row in model.block_table(56))
+def _model_state(model) -> dict[str, tuple]:
+    """Every module's attribute names and hook counts: what a call could leave behind on the model."""
+    return {
+        name: (
+            sorted(vars(m)),
+            len(m._forward_hooks),
+            len(m._forward_pre_hooks),
+            len(m._backward_hooks),
+            len(getattr(m, "_forward_hooks_with_kwargs", {})),
+        )
+        for name, m in model.named_modules()
+    }
+
+
+def test_a_forward_that_raises_leaves_no_hooks_and_no_state(model):
+    x = _image(64, 64)
+    before = _model_state(model)
+    good = sepvit_relevance(model, x, 0, sharp=None).map_hw
+    assert _model_state(model) == before
+
+    def boom(*_):
+        raise RuntimeError("boom in stage 3")
+
+    h = model.stages[2].register_forward_pre_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            sepvit_relevance(model, x, 0)
+    finally:
+        h.remove()
+    assert _taps_unwatched(model) and _model_state(model) == before
+    # nothing of the failed call lingers into the next one
+    np.testing.assert_array_equal(sepvit_relevance(model, x, 0, sharp=None).map_hw, good)
+
+
+def test_two_threads_computing_relevance_at_once_get_their_own_maps(model):
+    """Both forwards wait for each other before stage 2, so both calls' hooks are registered while
+    each thread's taps of stages 2-4 fire: each call must keep only its own thread's tensors."""
+    inputs = [_image(64, 64, seed=2), _image(56, 84, seed=3)]
+    expected = [sepvit_relevance(model, x, 1, sharp=None) for x in inputs]
+    barrier = threading.Barrier(2, timeout=30)
+
+    def meet(*_) -> None:  # returns None: a pre-hook's result would replace the stage's input
+        barrier.wait()
+
+    gate = model.stages[1].register_forward_pre_hook(meet)
+    results: list = [None, None]
+    errors: list = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = sepvit_relevance(model, inputs[i], 1, sharp=None)
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        gate.remove()
+    assert not errors, errors
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got.map_hw, want.map_hw)
+        for g, w in zip(got.stage_maps, want.stage_maps):
+            np.testing.assert_array_equal(g, w)
+        assert got.extras["blocks"] == want.extras["blocks"]
+    assert _taps_unwatched(model)
+
+
+def test_another_threads_forward_does_not_leak_into_the_relevance(model):
+    """A plain forward of another thread during the relevance's forward (while its hooks are on)."""
+    x, other = _image(64, 64), _image(96, 96, seed=5)
+    want = weighted_attention(model, x, 2)
+    done = threading.Event()
+
+    def other_forward(*_) -> None:
+        if threading.current_thread() is threading.main_thread() and not done.is_set():
+            done.set()
+            worker = threading.Thread(target=lambda: model(other))
+            worker.start()
+            worker.join(60)
+
+    gate = model.stages[1].register_forward_pre_hook(other_forward)
+    try:
+        got = weighted_attention(model, x, 2)
+    finally:
+        gate.remove()
+    assert done.is_set()
+    assert [b.name for b in got.blocks] == [b.name for b in want.blocks]
+    for g, w in zip(got.blocks, want.blocks):
+        torch.testing.assert_close(g.dwa, w.dwa, rtol=0, atol=0)
+        if w.pwa is not None:
+            torch.testing.assert_close(g.pwa, w.pwa, rtol=0, atol=0)
+    torch.testing.assert_close(got.seed, want.seed, rtol=0, atol=0)
     assert _taps_unwatched(model)
 
 
