@@ -5,8 +5,10 @@ relevance. Every method returns an :class:`Attribution` whose ``map_hw`` is an (
 the resolution of the input tensor (higher = more evidence for ``target``) and whose ``raw`` holds
 the method's own values (input-shaped (3, H, W) gradients, a stage's (H_i, W_i) Grad-CAM grid, ...).
 
-Attribution runs its own forward/backward passes with no capture hooks attached, so the model takes
-its fused attention path, on the same preprocessed tensor the maps were computed from. Call
+Attribution runs its own forward/backward passes on the same preprocessed tensor the maps were
+computed from. The generic methods attach no capture hooks, so the model takes its fused attention
+path; the SepViT relevance needs the attention probabilities' gradients, so its forward runs under a
+per-call :class:`sepvit_viz.capture.AttentionCapture` with ``keep_graph=True`` (explicit path). Call
 ``model.eval()`` first: dropout or drop-path in training mode would make every pass different.
 
 ========================  =========================================  ==============================

@@ -82,14 +82,15 @@ the modulation never lowers the relevance the attention assigned, and where that
 zero. Step 7 only permutes that map's values (same sorted values, tested), and its chunks are the
 tops of ``U * e_r`` recomputed by independent autograd on the partly blurred photo (tested).
 
-Attention with gradients needs the explicit attention path: this module registers its own forward
-hooks on every ``attn.dwa_tap`` / ``attn.pwa_tap`` for one call, keeps only its own thread's tensors
-(hooks also fire for other threads' forwards on a shared model) and removes them afterwards.
+Attention with gradients needs the explicit attention path: the forward runs under
+:class:`sepvit_viz.capture.AttentionCapture` with ``keep_graph=True``, the project's one hook manager,
+created per call: it hooks every ``attn.dwa_tap`` / ``attn.pwa_tap`` for that forward only, keeps only
+the calling thread's tensors (hooks also fire for other threads' forwards on a shared model) and
+removes the hooks afterwards, also when the forward raises. Nothing is stored on the model.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -99,12 +100,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .capture import AttentionCapture, TapTensor
 from .faithfulness import pixel_order
 from .windows import WindowGeometry, pad_mask, window_partition, window_reverse
 
 __all__ = [
     "DEFAULT_OPTIONS",
-    "AttentionRecorder",
     "Relevance",
     "Weighted",
     "WeightedBlock",
@@ -152,50 +153,6 @@ class Relevance:
     target: int
     logit: float
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Record:
-    block: nn.Module
-    kind: str  # "dwa" | "pwa"
-    probs: torch.Tensor  # DWA (1, n, h, L, L) / PWA (1, h, n, n)
-    geometry: WindowGeometry
-
-
-class AttentionRecorder:
-    """Context manager: forward hooks on every block's taps, keeping this thread's probabilities.
-
-    The recorded probability tensors stay in the autograd graph, so their gradients can be taken.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.records: list[_Record] = []
-        self._handles: list[Any] = []
-        self._thread = threading.get_ident()
-
-    def _hook(self, block: nn.Module, kind: str):
-        def hook(_module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
-            if threading.get_ident() == self._thread:
-                self.records.append(_Record(block, kind, output, args[1]))
-
-        return hook
-
-    def __enter__(self) -> AttentionRecorder:
-        self._thread = threading.get_ident()
-        self.records.clear()
-        for block in self.model.iter_blocks():
-            self._handles.append(block.attn.dwa_tap.register_forward_hook(self._hook(block, "dwa")))
-            if getattr(block.attn, "with_pwa", False):
-                self._handles.append(block.attn.pwa_tap.register_forward_hook(self._hook(block, "pwa")))
-        if not self._handles:
-            raise ValueError("the model has no attention taps to hook")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
 
 
 # ------------------------------------------------------------------------------ operators
@@ -301,32 +258,33 @@ def weighted_attention(
     reference: str = "zero",
     x_ref: torch.Tensor | None = None,
 ) -> Weighted:
-    """Steps 1 and 2: one forward and one backward pass with this call's own tap hooks.
+    """Steps 1 and 2: one forward and one backward pass under this call's own capture (``keep_graph``).
 
     ``x_ref``: the reference image (1, 3, H, W) when the caller already has it; else made from ``reference``.
     """
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_()
-        with AttentionRecorder(model) as rec:
+        with AttentionCapture(model, keep_graph=True) as cap:
             z = model.forward_features(x)  # (1, N4, C4) after the final norm
             logits = model.forward_head(z)
+        taps = cap.tensors  # every DWA and PWA firing, in forward order, still in the graph
         target = int(logits[0].argmax()) if target is None else int(target)
-        probs = [r.probs for r in rec.records]
+        probs = [t.probs for t in taps]
         grads = torch.autograd.grad(logits[0, target], [x, z, *probs], allow_unused=True)
     with torch.no_grad():
         gx = _contribution(grads[0], x.detach(), _reference_image(x, reference) if x_ref is None else x_ref)
         grads = grads[1:]
-        sizes = _stage_sizes(model, rec.records)
+        sizes = _stage_sizes(model, taps)
         seed = (grads[0][0] * z[0]).sum(-1).clamp_min(0).reshape(sizes[-1]).double()
-        by_block: dict[int, dict[str, _Record | torch.Tensor]] = {}
+        by_block: dict[int, dict[str, WindowGeometry | torch.Tensor]] = {}
         order: list[nn.Module] = []
-        for r, g in zip(rec.records, grads[1:]):
+        for r, g in zip(taps, grads[1:]):
             if id(r.block) not in by_block:
                 by_block[id(r.block)] = {}
                 order.append(r.block)
             head_dim = 1 if r.kind == "dwa" else 0
             a = r.probs[0].double()
-            abar = torch.zeros_like(a).mean(head_dim) if g is None else (g[0].double() * a).clamp_min(0).mean(head_dim)
+            abar = _weighted(a, None if g is None else g[0].double(), head_dim)
             by_block[id(r.block)][r.kind] = _row_normalised(abar)
             if r.kind == "dwa":  # every block has DWA; its geometry is the block's
                 by_block[id(r.block)]["geometry"] = r.geometry
@@ -591,7 +549,7 @@ def modulation_weights(gx: torch.Tensor, sigma: float) -> torch.Tensor:
     return 1.0 + g / mean if mean > 0 else torch.ones_like(g)
 
 
-def _stage_sizes(model: nn.Module, records: list[_Record]) -> list[tuple[int, int]]:
+def _stage_sizes(model: nn.Module, records: list[TapTensor]) -> list[tuple[int, int]]:
     """Feature-map size of every stage, read from the recorded geometries (checked for gaps)."""
     sizes: dict[int, tuple[int, int]] = {}
     for r in records:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,6 @@ from sepvit_viz import create_model, feature_sizes
 from sepvit_viz import maps as M
 from sepvit_viz.baselines import gaussian_blur
 from sepvit_viz.relevance import (
-    AttentionRecorder,
     modulation_weights,
     percentile_rank,
     sepvit_relevance,
@@ -21,6 +21,8 @@ from sepvit_viz.relevance import (
     unpool,
     weighted_attention,
 )
+
+GOLDEN = Path(__file__).with_name("golden") / "sepvit_test_relevance.npz"
 
 
 @pytest.fixture(scope="module")
@@ -135,15 +137,102 @@ def test_hooks_are_removed_and_fused_path_restored(model):
         torch.testing.assert_close(model(x), before)
 
 
-def test_recorder_ignores_other_threads(model):
-    x = _image(56, 56)
-    with AttentionRecorder(model) as rec:
-        worker = threading.Thread(target=lambda: model(x))
-        worker.start()
-        worker.join()
-        assert rec.records == []
-        model(x)
-        assert len(rec.records) == sum(1 + int(row.pwa_shape is not None) for row in model.block_table(56))
+def _model_state(model) -> dict[str, tuple]:
+    """Every module's attribute names and hook counts: what a call could leave behind on the model."""
+    return {
+        name: (
+            sorted(vars(m)),
+            len(m._forward_hooks),
+            len(m._forward_pre_hooks),
+            len(m._backward_hooks),
+            len(getattr(m, "_forward_hooks_with_kwargs", {})),
+        )
+        for name, m in model.named_modules()
+    }
+
+
+def test_a_forward_that_raises_leaves_no_hooks_and_no_state(model):
+    x = _image(64, 64)
+    before = _model_state(model)
+    good = sepvit_relevance(model, x, 0, sharp=None).map_hw
+    assert _model_state(model) == before
+
+    def boom(*_):
+        raise RuntimeError("boom in stage 3")
+
+    h = model.stages[2].register_forward_pre_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            sepvit_relevance(model, x, 0)
+    finally:
+        h.remove()
+    assert _taps_unwatched(model) and _model_state(model) == before
+    # nothing of the failed call lingers into the next one
+    np.testing.assert_array_equal(sepvit_relevance(model, x, 0, sharp=None).map_hw, good)
+
+
+def test_two_threads_computing_relevance_at_once_get_their_own_maps(model):
+    """Both forwards wait for each other before stage 2, so both calls' hooks are registered while
+    each thread's taps of stages 2-4 fire: each call must keep only its own thread's tensors."""
+    inputs = [_image(64, 64, seed=2), _image(56, 84, seed=3)]
+    expected = [sepvit_relevance(model, x, 1, sharp=None) for x in inputs]
+    barrier = threading.Barrier(2, timeout=30)
+
+    def meet(*_) -> None:  # returns None: a pre-hook's result would replace the stage's input
+        barrier.wait()
+
+    gate = model.stages[1].register_forward_pre_hook(meet)
+    results: list = [None, None]
+    errors: list = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = sepvit_relevance(model, inputs[i], 1, sharp=None)
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        gate.remove()
+    assert not errors, errors
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got.map_hw, want.map_hw)
+        for g, w in zip(got.stage_maps, want.stage_maps):
+            np.testing.assert_array_equal(g, w)
+        assert got.extras["blocks"] == want.extras["blocks"]
+    assert _taps_unwatched(model)
+
+
+def test_another_threads_forward_does_not_leak_into_the_relevance(model):
+    """A plain forward of another thread during the relevance's forward (while its hooks are on)."""
+    x, other = _image(64, 64), _image(96, 96, seed=5)
+    want = weighted_attention(model, x, 2)
+    done = threading.Event()
+
+    def other_forward(*_) -> None:
+        if threading.current_thread() is threading.main_thread() and not done.is_set():
+            done.set()
+            worker = threading.Thread(target=lambda: model(other))
+            worker.start()
+            worker.join(60)
+
+    gate = model.stages[1].register_forward_pre_hook(other_forward)
+    try:
+        got = weighted_attention(model, x, 2)
+    finally:
+        gate.remove()
+    assert done.is_set()
+    assert [b.name for b in got.blocks] == [b.name for b in want.blocks]
+    for g, w in zip(got.blocks, want.blocks):
+        torch.testing.assert_close(g.dwa, w.dwa, rtol=0, atol=0)
+        if w.pwa is not None:
+            torch.testing.assert_close(g.pwa, w.pwa, rtol=0, atol=0)
+    torch.testing.assert_close(got.seed, want.seed, rtol=0, atol=0)
     assert _taps_unwatched(model)
 
 
@@ -332,3 +421,49 @@ def test_step7_rounds_reread_the_evidence_with_the_taken_pixels_blurred_away(mod
 def test_step7_rounds_must_be_a_positive_integer(model, rounds):
     with pytest.raises(ValueError, match="rounds"):
         sepvit_relevance(model, _image(64, 64), 0, sharp=0.1, rounds=rounds)
+
+
+# ------------------------------------------------------------------------------ golden arrays
+def golden_input() -> torch.Tensor:
+    """A deterministic (1, 3, 96, 128) input (no RNG, no file): smooth ramps with a bright square.
+
+    96 x 128 pads the stage-1 map (24 x 32 cells) to whole 7 x 7 windows."""
+    y, x = np.mgrid[0:96, 0:128].astype(np.float32)
+    img = np.stack([np.sin(x / 9.0) * np.cos(y / 13.0), (x - y) / 112.0, np.cos((x + 2 * y) / 17.0)])
+    img[:, 30:54, 70:98] = 1.5
+    return torch.from_numpy(img)[None]
+
+
+def golden_relevance() -> dict[str, np.ndarray]:
+    """The arrays the relevance golden file holds: ``sepvit_test`` (seed 0, 10 classes) on
+    :func:`golden_input`, class 3: the default map (steps 1-7) as ``attribute`` gives it, steps 1-6
+    (``sharp=None``), the stage maps and the seed."""
+    from sepvit_viz.attribution import attribute
+
+    torch.manual_seed(0)
+    model = create_model("sepvit_test", num_classes=10).eval()
+    x = golden_input()
+    out = {"attribute.map": attribute(model, x, 3, "sepvit_relevance").map_hw}
+    rel = sepvit_relevance(model, x, 3, sharp=None)
+    out["steps1-6.map"] = rel.map_hw
+    out["seed"] = rel.seed
+    for s, m in enumerate(rel.stage_maps):
+        out[f"stage{s}"] = m
+    return out
+
+
+def test_relevance_matches_the_golden_arrays():
+    """Pins the relevance maps. Regenerate only after a deliberate change of the relevance's definition:
+    ``python -c "from tests.test_relevance import write_golden; write_golden()"`` (from the repository
+    root). The file was written by the hook manager that preceded :class:`AttentionCapture`'s
+    ``keep_graph`` mode; the capture had to reproduce it."""
+    got = golden_relevance()
+    with np.load(GOLDEN) as z:
+        assert sorted(z.files) == sorted(got)
+        for k, v in got.items():
+            np.testing.assert_allclose(v, z[k], rtol=1e-5, atol=1e-9 * float(got["seed"].sum()), err_msg=k)
+
+
+def write_golden() -> None:  # pragma: no cover - a maintenance helper
+    GOLDEN.parent.mkdir(exist_ok=True)
+    np.savez_compressed(GOLDEN, **golden_relevance())
