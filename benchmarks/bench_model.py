@@ -49,6 +49,7 @@ from benchmarks.common import (
     num_threads,
     time_interleaved,
 )
+from sepvit_viz.capture import AttentionCapture
 
 TITLE = "Model speed"
 
@@ -193,25 +194,6 @@ def gmacs(model: torch.nn.Module, size: int) -> float:
             for b, f in zip(model.iter_blocks(), fused):
                 b.attn.fused_attn = f
     return counter.get_total_flops() / 2e9
-
-
-class WatchAll:
-    """Forward hooks on every DWA/PWA tap that keep the probability tensors (what capture does)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.maps: list[torch.Tensor] = []
-        self.handles = []
-        for block in model.iter_blocks():
-            for tap in (block.attn.dwa_tap, getattr(block.attn, "pwa_tap", None)):
-                if tap is not None:
-                    self.handles.append(tap.register_forward_hook(self._keep))
-
-    def _keep(self, module, args, output) -> None:  # noqa: ARG002
-        self.maps.append(output)
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -543,7 +525,7 @@ def watch_overhead(s: Settings) -> str:
     explicit = ours()
     explicit.set_fused_attn(False)
     watched = ours()
-    watcher = WatchAll(watched)
+    kept: list[torch.Tensor] = []
     cond = conditions(
         threads=_modes(s),
         model="sepvit_lite",
@@ -558,17 +540,18 @@ def watch_overhead(s: Settings) -> str:
                 x = torch.randn(batch, 3, s.img, s.img)
 
                 def watched_call(x: torch.Tensor = x) -> None:
-                    watcher.maps.clear()
-                    with torch.inference_mode():
+                    # the library's one hook manager, keeping every map as a tensor (no copy)
+                    with AttentionCapture(watched, keep_graph=True) as cap, torch.inference_mode():
                         watched(x)
+                    kept[:] = [t.probs for t in cap.tensors]
 
                 t = measure(
                     mode,
                     {"fused": _forward(model, x), "explicit": _forward(explicit, x), "watched": watched_call},
                     s.watch_reps,
                 )
-                n_maps = len(watcher.maps)
-                mb = sum(m.numel() * m.element_size() for m in watcher.maps) / 2**20
+                n_maps = len(kept)
+                mb = sum(m.numel() * m.element_size() for m in kept) / 2**20
                 over = t["watched"].median / t["fused"].median - 1
                 over_x = t["watched"].median / t["explicit"].median - 1
                 rows.append(
@@ -584,7 +567,7 @@ def watch_overhead(s: Settings) -> str:
                     ]
                 )
     finally:
-        watcher.remove()
+        kept.clear()
     table = md_table(
         [
             "measured as",

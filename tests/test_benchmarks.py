@@ -75,23 +75,6 @@ def test_profile_forward_accounts_for_every_op():
     assert calls > 10 * len(blocks)  # every block runs many ops; a broken trace would count none
 
 
-def test_watch_all_keeps_every_map():
-    import torch
-
-    model = bench_model.ours("sepvit_test")
-
-    watcher = bench_model.WatchAll(model)
-    try:
-        with torch.inference_mode():
-            model(torch.randn(1, 3, 64, 64))
-    finally:
-        watcher.remove()
-    blocks = list(model.iter_blocks())
-    expected = sum(1 + (b.kind != "global") for b in blocks)
-    assert len(watcher.maps) == expected
-    assert not any(b.attn.dwa_tap.is_watched() for b in blocks)
-
-
 def test_runner_survives_failing_modules(tmp_path: Path):
     (tmp_path / "bench_good.py").write_text(
         'TITLE = "Good area"\ndef run(quick):\n    return "### good\\nConditions: x.\\n\\n| a |\\n|---|\\n| 1 |"\n'
