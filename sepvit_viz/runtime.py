@@ -18,8 +18,7 @@ import ctypes
 import ctypes.util
 import functools
 import sys
-
-import torch
+from pathlib import Path
 
 __all__ = ["cpu_has_native_bf16", "malloc_settings", "release_free_memory", "tune_malloc"]
 
@@ -90,14 +89,19 @@ def release_free_memory() -> bool:
     return True
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX).
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 natively: its flags name AVX-512 BF16 or AMX BF16.
 
-    Without it (an AVX2-only CPU) bf16 autocast is emulated and far slower than float32.
+    Without it (an AVX2-only CPU, or plain AVX-512) bf16 autocast is emulated and far slower than
+    float32. Read from the kernel's CPU flags (``cpuinfo``, Linux); where there is no such file the
+    answer is False (float32: always correct, never the slow emulated path).
     """
-    # oneDNN's own "bf16 usable" check is also true on plain AVX-512 CPUs, where bf16 is emulated
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     try:
-        return any(bool(check()) for check in checks if check is not None)
-    except (AttributeError, RuntimeError):
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
         return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False

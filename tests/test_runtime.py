@@ -175,3 +175,16 @@ def test_bf16_matmul_path_for_long_windows_matches_fused_kernel(monkeypatch):
     scale = ref.abs().max()
     assert (small - ref).abs().max() < 0.03 * scale
     assert (small - fused).abs().max() < 0.03 * scale
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    from sepvit_viz.runtime import cpu_has_native_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw\n")
+    assert not cpu_has_native_bf16(info)  # plain AVX-512: bf16 is emulated
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16(info)
+    info.write_text("flags\t\t: fpu avx2 amx_tile amx_bf16\n")
+    assert cpu_has_native_bf16(info)
+    assert not cpu_has_native_bf16(tmp_path / "missing")  # no flags file: float32, never emulated bf16
