@@ -104,7 +104,8 @@ class View:
 
     picture: (Hp, Wp, 3) uint8; caption: Markdown; heat: the (H, W) map drawn, in model-input pixels
     (None for the matrix); origin: (top, left) of the photo inside the picture; scale: picture pixels
-    per model pixel.
+    per model pixel; vrange: (vmin, vmax) of the colour scale when the view fixes it (the compare
+    pair's shared scale), else None (the map's own range).
     """
 
     picture: np.ndarray
@@ -113,6 +114,7 @@ class View:
     origin: tuple[int, int] = (0, 0)
     scale: int = 1
     size: tuple[int, int] = (0, 0)
+    vrange: tuple[float, float] | None = None
 
     def to_model(self, x: float, y: float) -> tuple[int, int] | None:
         """Picture pixel (x, y) (a click) -> model-input pixel (y, x); None off the photo (colour bar)."""
@@ -157,6 +159,7 @@ def _draw(
     box: tuple[int, int, int, int] | None = None,
     marker: tuple[int, int] | None = None,
     title: str | None = None,
+    vmin: float | None = None,
     vmax: float | None = None,
 ) -> np.ndarray:
     """:func:`render.compose_view` on the photo upscaled k x k; everything given in model-input pixels
@@ -174,7 +177,17 @@ def _draw(
         box = None if box is None else (box[0] * k, box[1] * k, box[2] * k, box[3] * k)
         marker = None if marker is None else (marker[0] * k + k // 2, marker[1] * k + k // 2)
     return render.compose_view(
-        image, heat, cmap=s.cmap, alpha=s.alpha, vmax=vmax, grid=grid, subgrid=sub, box=box, marker=marker, title=title
+        image,
+        heat,
+        cmap=s.cmap,
+        alpha=s.alpha,
+        vmin=vmin,
+        vmax=vmax,
+        grid=grid,
+        subgrid=sub,
+        box=box,
+        marker=marker,
+        title=title,
     )
 
 
@@ -306,21 +319,43 @@ def pwa_matrix(an: Analysis, s: ViewSettings) -> View:
 
 def compare(an: Analysis, pair: tuple[int, int], s: ViewSettings) -> tuple[View, View, str]:
     """Token maps of a DSSA block and the GSA block after it (same photo, head and settings):
-    (DSSA view, GSA view, caption); the two pictures have one size."""
+    (DSSA view, GSA view, caption); the two pictures have one size.
+
+    Both are drawn on ONE colour scale, 0 to the larger maximum of the two maps (``View.vrange``, the
+    same colour bar on both), so equal colours mean equal attention. Each picture is labelled inside
+    its own half of a label band (DSSA in the left half of the DSSA picture, GSA in the right half of
+    the GSA picture, :func:`render.pair_bands`): in the swipe slider, which shows the left part of one
+    and the right part of the other, the labels never splice.
+    """
     if tuple(pair) not in an.dssa_gsa_pairs():
         raise SettingsError(f"Blocks {pair} are not a DSSA block followed by a GSA block of one stage.")
-    out = []
-    for b in pair:
-        i, rec, h, k = _resolve(an, s.with_(block=b))
-        heat = an.token_map(i, h)
-        pic = _draw(an, heat, s, k, block=i, title=f"{rec.label} · {head_name(h)}")
-        out.append(View(pic, rec.label, heat, (render.TITLE_HEIGHT, 0), k, an.size))
-    ra, rb = an.records[pair[0]], an.records[pair[1]]
+    resolved = [_resolve(an, s.with_(block=b)) for b in pair]
+    heats = [an.token_map(i, h) for i, _, h, _ in resolved]
+    hi = max(float(np.max(heat)) for heat in heats)
+    vrange = (0.0, hi)
+    pics = [_draw(an, heat, s, k, block=i, vmin=0.0, vmax=hi) for heat, (i, _, _, k) in zip(heats, resolved)]
+    labels = []
+    for _, rec, h, _ in resolved:
+        u = "groups" if rec.kind == "gsa" else "windows"
+        labels.append(
+            [
+                f"{rec.kind.upper()} · stage {rec.stage + 1} · block {rec.index + 1}",
+                f"{rec.window_size}x{rec.window_size} {u} · {head_name(h)}",
+                f"shared colour scale 0 to {render._fmt(hi)}",
+            ]
+        )
+    bands = render.pair_bands(pics[0].shape[1], labels[0], labels[1])
+    out = [
+        View(np.concatenate([band, pic], axis=0), rec.label, heat, (band.shape[0], 0), k, an.size, vrange)
+        for band, pic, heat, (_, rec, _, k) in zip(bands, pics, heats, resolved)
+    ]
+    ra, rb = resolved[0][1], resolved[1][1]
     caption = (
-        f"Left: {ra.label}, each window token over its {ra.window_size}x{ra.window_size} window. "
-        f"Right: {rb.label}, each group token over its {rb.window_size}x{rb.window_size} group "
-        "(thin lines: the windows inside each group). Same photo, head and colours; the slider "
-        "swipes between them."
+        f"**Left: DSSA**, {ra.label}, each window token over its {ra.window_size}x{ra.window_size} window. "
+        f"**Right: GSA**, {rb.label}, each group token over its {rb.window_size}x{rb.window_size} group "
+        "(thin lines: the windows inside each group). Same photo and head, and **one shared colour scale**, "
+        f"0 to {render._fmt(hi)} (the larger maximum of the two maps): equal colours mean equal attention. "
+        "The slider swipes between them."
     )
     return out[0], out[1], caption
 

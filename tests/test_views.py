@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import sepvit_viz
-from sepvit_viz import maps, views
+from sepvit_viz import maps, render, views
 from sepvit_viz.pipeline import Analysis, MapKey, analyze
 from sepvit_viz.validation import SettingsError
 from sepvit_viz.views import ViewSettings
@@ -199,3 +199,25 @@ def test_views_a_block_lacks_say_so(analysis):
         views.pwa_row(analysis, ViewSettings(block=glob))
     with pytest.raises(SettingsError, match="does not exist"):
         views.pwa_row(analysis, ViewSettings(block=0, window=10_000))
+
+
+# ------------------------------------------------------------------------------------ DSSA vs GSA
+def test_compare_draws_both_sides_on_one_shared_scale_and_labels_each_half(analysis):
+    """Issue 19 item 3: one colour scale (0 to the larger maximum) for both pictures, the same colour
+    bar on both, and each side's label inside its own half of the label band (a swipe never splices)."""
+    a = analysis.fresh()
+    pair = a.dssa_gsa_pairs()[0]
+    for head in ("mean", 0):
+        left, right, caption = views.compare(a, pair, ViewSettings(head=head))
+        hi = max(float(a.token_map(i, head).max()) for i in pair)
+        assert left.vrange == right.vrange == (0.0, pytest.approx(hi))
+        assert float(left.heat.max()) != float(right.heat.max())  # the two maps differ: one scale is a choice
+        assert left.picture.shape == right.picture.shape and left.origin == right.origin
+        top, bar = left.origin[0], 54  # the colour bar strip: right of the photo
+        np.testing.assert_array_equal(left.picture[top:, -bar:], right.picture[top:, -bar:])
+        w = left.picture.shape[1]
+        ink = [(p.picture[:top] < 200).any(axis=2) for p in (left, right)]
+        assert ink[0][:, : w // 2].any() and not ink[0][:, w // 2 :].any()  # DSSA: left half only
+        assert ink[1][:, w // 2 :].any() and not ink[1][:, : w // 2].any()  # GSA: right half only
+        assert "Left: DSSA" in caption and "Right: GSA" in caption
+        assert f"one shared colour scale**, 0 to {render._fmt(hi)}" in caption
