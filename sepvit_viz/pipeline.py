@@ -390,13 +390,13 @@ class Analysis:
 
     def head_maps(self, block: int, view: str, point: tuple[int, int] | None = None) -> list[np.ndarray]:
         """One map per head for ``view`` in tokens | pixel | pwa_map | composed (pwa_map: the window
-        holding ``point``)."""
+        holding ``point``; composed: ``ComposedQuery.mixed``, the own cell left out)."""
         heads = self.record(block).num_heads
         get: dict[str, Callable[[int], np.ndarray | None]] = {
             "tokens": lambda h: self.token_map(block, h),
             "pixel": lambda h: self.pixel_query(block, point, h).heat,
             "pwa_map": lambda h: self.pwa_map(block, self.window_at(block, point), h),
-            "composed": lambda h: self.composed(block, point, h).heat,
+            "composed": lambda h: self.composed(block, point, h).mixed,
         }
         if view not in get:
             raise ValueError(f"per-head view must be one of {sorted(get)}, got {view!r}")
@@ -438,7 +438,9 @@ class Analysis:
         name = self.record(block).name
         out[f"{name}.token_map"] = self.token_map(block, head)
         out[f"{name}.pixel_query"] = self.pixel_query(block, point, head).heat
-        out[f"{name}.composed"] = self.composed(block, point, head, self_weight).heat
+        comp = self.composed(block, point, head, self_weight)
+        out[f"{name}.composed"] = comp.heat
+        out[f"{name}.composed_mixed"] = comp.mixed
         pm = self.pwa_map(block, self.window_at(block, point), head)
         if pm is not None:
             out[f"{name}.pwa_map"] = pm

@@ -243,7 +243,10 @@ def tokens(an: Analysis, s: ViewSettings) -> View:
 def pixel(an: Analysis, s: ViewSettings) -> View:
     """The pixel at ``s.point`` (None: the centre): its attention inside its window or group
     (``through="dwa"``, window outlined), or through the whole block, DWA then PWA with the shortcuts
-    counted as attention to itself with weight ``s.self_weight`` (``through="block"``)."""
+    counted as attention to itself with weight ``s.self_weight`` (``through="block"``). The whole-block
+    view shows what the block mixes in from other cells (``ComposedQuery.mixed``: the query's own cell,
+    which the shortcuts make outshine everything else, left out and the rest rescaled to sum 1); the
+    caption gives the own cell's share."""
     if s.through not in ("dwa", "block"):
         raise SettingsError(
             f"Unknown pixel view {s.through!r}; choose 'dwa' (inside its window) or 'block' (whole block)."
@@ -268,14 +271,20 @@ def pixel(an: Analysis, s: ViewSettings) -> View:
         caption = f"Pixel (x={x}, y={y}) is feature cell {q.cell} of {rec.label}, in {place} ({head_name(h)}){tok}."
         return View(pic, caption, q.heat, (render.TITLE_HEIGHT, 0), k, an.size)
     comp = an.composed(i, (y, x), h, s.self_weight)
-    title = f"pixel (x={x}, y={y}) through the whole block · {head_name(h)}"
-    pic = _draw(an, comp.heat, s, k, block=i, marker=(y, x), title=title)
+    title = f"pixel (x={x}, y={y}) · whole block, own cell left out · {head_name(h)}"
+    pic = _draw(an, comp.mixed, s, k, block=i, marker=(y, x), title=title)
+    cy, cx = comp.cell
+    stride = rec.geometry.stride
     caption = (
         f"Pixel (x={x}, y={y}) through the whole block {rec.label} ({head_name(h)}): DWA inside its {unit(rec)}, "
-        f"then PWA across {unit(rec)}s, shortcuts counted as attention to itself. "
-        f"{comp.token_mass:.1%} of its weight comes from window tokens."
+        f"then PWA across {unit(rec)}s, the shortcuts counted as attention to itself. "
+        f"Shown is what the block **mixes in from other cells**: its own {stride}x{stride}-pixel cell "
+        f"(x {cx * stride}-{(cx + 1) * stride - 1}, y {cy * stride}-{(cy + 1) * stride - 1}, marked) is left out, "
+        f"the rest rescaled to 100%. The own cell keeps {comp.self_share:.1%} of the weight on pixels "
+        f"(the shortcuts and its attention to itself); {comp.token_mass:.1%} of all its weight comes from "
+        "window tokens."
     )
-    return View(pic, caption, comp.heat, (render.TITLE_HEIGHT, 0), k, an.size)
+    return View(pic, caption, comp.mixed, (render.TITLE_HEIGHT, 0), k, an.size)
 
 
 def pwa_row(an: Analysis, s: ViewSettings) -> View:
@@ -428,7 +437,7 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
         _require_pwa(rec)
         heat = an.pwa_map(i, _window(an, i, s), h)
     elif view == "composed":
-        heat = an.composed(i, s.point, h, s.self_weight).heat
+        heat = an.composed(i, s.point, h, s.self_weight).mixed  # own cell left out, as in :func:`pixel`
     elif view == "rollout":
         head = h if isinstance(h, str) else "mean"
         heat = an.rollout(s.point, pooled=s.rollout_query == "pooled", head=head, residual=s.residual).heat
@@ -436,6 +445,8 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
     else:
         raise ValueError(f"unknown view {view!r}")
     title = "rollout over all blocks" if view == "rollout" else f"{rec.label}\n{view} · {head_name(h)}"
+    if view == "composed":
+        title += " · own cell left out"
     return render.overlay_figure(
         an.image, heat, title=title, cmap=s.cmap, alpha=s.alpha, grid=grid, subgrid=sub, box=box
     )

@@ -221,3 +221,30 @@ def test_compare_draws_both_sides_on_one_shared_scale_and_labels_each_half(analy
         assert ink[1][:, w // 2 :].any() and not ink[1][:, : w // 2].any()  # GSA: right half only
         assert "Left: DSSA" in caption and "Right: GSA" in caption
         assert f"one shared colour scale**, 0 to {render._fmt(hi)}" in caption
+
+
+# ------------------------------------------------------------------------------------ whole block
+def test_whole_block_view_of_a_real_photo_is_not_one_bright_cell():
+    """Issue 19 item 4, on the shipped checkpoint and an example photo: the whole-block view leaves the
+    query's own cell out (0 in the map, its share in the caption) and rescales the rest to sum 1; no
+    single cell then holds half of what is shown, and the colour bar starts at 0."""
+    from sepvit_viz.pipeline import load_model
+
+    model, warning = load_model("sepvit_lite")
+    if warning:
+        pytest.skip(warning)
+    photo = Path(__file__).resolve().parents[1] / "assets" / "examples" / "goldfish_435137.jpg"
+    a = analyze(model, Image.open(photo), size=224, precompute=False)
+    for blk, rec in enumerate(a.records):
+        for point in [None, (30, 190)]:
+            v = views.pixel(a, ViewSettings(block=blk, point=point, through="block"))
+            comp = a.composed(blk, point)
+            s = rec.geometry.stride
+            shown = v.heat[::s, ::s]  # one value per feature cell
+            r, c = comp.cell
+            assert shown[r, c] == 0.0, rec.label  # the own cell is left out ...
+            assert shown.sum() == pytest.approx(1.0, abs=1e-4)  # ... the rest rescaled to 100%
+            assert shown.max() <= 0.5 * shown.sum(), rec.label  # not dominated by one cell
+            raw = comp.feature
+            assert f"keeps {raw[r, c] / raw.sum():.1%}" in v.caption and "left out" in v.caption
+            assert v.heat.min() == 0.0  # the colour bar starts at 0, not at 1e-14
