@@ -187,8 +187,17 @@ def _colorbar(height: int, cmap: str, top: str, mid: str, bottom: str, width: in
 
 @lru_cache(maxsize=256)
 def _band(width: int, title: str, height: int) -> np.ndarray:
+    # a narrow picture (a portrait photo kept at its aspect) gets a smaller font, then an ellipsis
+    size = 11
+    while size > 8 and _font(size).getlength(title) > width - 8:
+        size -= 1
+    font = _font(size)
+    if font.getlength(title) > width - 8:
+        while len(title) > 1 and font.getlength(title + "…") > width - 8:
+            title = title[:-1]
+        title = title.rstrip() + "…"
     band = Image.new("RGB", (width, height), WHITE)
-    ImageDraw.Draw(band).text((4, height // 2), title, fill=INK, font=_font(11), anchor="lm")
+    ImageDraw.Draw(band).text((4, height // 2), title, fill=INK, font=font, anchor="lm")
     out = np.asarray(band)
     out.flags.writeable = False
     return out
