@@ -332,9 +332,10 @@ def compare(an: Analysis, pair: tuple[int, int], s: ViewSettings) -> tuple[View,
 
     Both are drawn on ONE colour scale, 0 to the larger maximum of the two maps (``View.vrange``, the
     same colour bar on both), so equal colours mean equal attention. Each picture is labelled inside
-    its own half of a label band (DSSA in the left half of the DSSA picture, GSA in the right half of
-    the GSA picture, :func:`render.pair_bands`): in the swipe slider, which shows the left part of one
-    and the right part of the other, the labels never splice.
+    its own half of a label band under the photo (DSSA in the left half of the DSSA picture, GSA in
+    the right half of the GSA picture, :func:`render.pair_bands`): in the swipe slider, which shows the
+    left part of one and the right part of the other, the labels never splice; under the photo, no
+    image toolbar (drawn over the top-right corner) hides them.
     """
     if tuple(pair) not in an.dssa_gsa_pairs():
         raise SettingsError(f"Blocks {pair} are not a DSSA block followed by a GSA block of one stage.")
@@ -355,7 +356,7 @@ def compare(an: Analysis, pair: tuple[int, int], s: ViewSettings) -> tuple[View,
         )
     bands = render.pair_bands(pics[0].shape[1], labels[0], labels[1])
     out = [
-        View(np.concatenate([band, pic], axis=0), rec.label, heat, (band.shape[0], 0), k, an.size, vrange)
+        View(np.concatenate([pic, band], axis=0), rec.label, heat, (0, 0), k, an.size, vrange)
         for band, pic, heat, (_, rec, _, k) in zip(bands, pics, heats, resolved)
     ]
     ra, rb = resolved[0][1], resolved[1][1]

@@ -212,11 +212,11 @@ def test_compare_draws_both_sides_on_one_shared_scale_and_labels_each_half(analy
         hi = max(float(a.token_map(i, head).max()) for i in pair)
         assert left.vrange == right.vrange == (0.0, pytest.approx(hi))
         assert float(left.heat.max()) != float(right.heat.max())  # the two maps differ: one scale is a choice
-        assert left.picture.shape == right.picture.shape and left.origin == right.origin
-        top, bar = left.origin[0], 54  # the colour bar strip: right of the photo
-        np.testing.assert_array_equal(left.picture[top:, -bar:], right.picture[top:, -bar:])
+        assert left.picture.shape == right.picture.shape and left.origin == right.origin == (0, 0)
+        h, bar = left.size[0] * left.scale, 54  # photo rows; the colour bar strip right of the photo
+        np.testing.assert_array_equal(left.picture[:h, -bar:], right.picture[:h, -bar:])
         w = left.picture.shape[1]
-        ink = [(p.picture[:top] < 200).any(axis=2) for p in (left, right)]
+        ink = [(p.picture[h:] < 200).any(axis=2) for p in (left, right)]  # the label band under the photo
         assert ink[0][:, : w // 2].any() and not ink[0][:, w // 2 :].any()  # DSSA: left half only
         assert ink[1][:, w // 2 :].any() and not ink[1][:, : w // 2].any()  # GSA: right half only
         assert "Left: DSSA" in caption and "Right: GSA" in caption
