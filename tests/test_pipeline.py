@@ -150,6 +150,9 @@ def test_keep_aspect_keeps_what_a_square_crop_loses_and_clicks_land_on_it(model)
             assert f" {w} (outlined)" in row.caption and row.heat.shape == a.size
         comp = views.pixel(a, s.with_(through="block"))
         assert comp.heat.shape == a.size and comp.heat[my, mx] == 0.0  # the own cell, left out
+    for query in ("pooled", "point"):
+        ro = views.rollout(a, ViewSettings(point=(my, mx), rollout_query=query))
+        assert ro.heat.shape == a.size and ro.heat.min() >= 0 and ro.heat[:, 100:].any()  # the right end too
 
 
 def test_one_forward_then_every_setting_rerenders_without_the_model(model, photo):
