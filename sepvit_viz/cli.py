@@ -1,7 +1,7 @@
 """``python -m sepvit_viz render``: attention pictures for a photo or a folder of photos.
 
     python -m sepvit_viz render PHOTO_OR_FOLDER --out DIR [--model NAME] [--checkpoint PATH]
-        [--size 224 | --size 320x224] [--fit crop|aspect] [--block all|0,2,stages.1.blocks.1] [--head mean|max|min|N]
+        [--size 224 | --size 320x224] [--block all|0,2,stages.1.blocks.1] [--head mean|max|min|N]
         [--cmap inferno] [--alpha 0.6] [--point Y,X] [--views tokens,pixel,...] [--figures] [--gallery]
         [--npz]
 

@@ -288,6 +288,14 @@ def test_click_on_the_cross_window_view_picks_the_window(state):
     assert "window 36" in handlers.cross_window(state, block, "mean", -1, "inferno", 0.6)[2]
 
 
+def test_a_square_photo_is_one_cached_forward_whichever_fit():
+    """A square photo gets the same model input either way: one cached forward, each status says the fit."""
+    crop, crop_status = analyze(fit="crop")[:2]
+    keep, keep_status = analyze(fit="aspect")[:2]
+    assert crop.forward.result is keep.forward.result and keep.maps.size == (224, 224)
+    assert "(centre square crop)" in crop_status and "(the photo's aspect kept)" in keep_status
+
+
 def test_a_wide_photo_keeps_its_aspect_and_clicks_land_where_they_point(tmp_path):
     """Issue 19 item 5: a 640 x 320 upload is analysed at 448 x 224 (keep aspect, the default), not
     centre-cropped to a square; a click on its pictures maps to the model pixel and window under it;

@@ -25,7 +25,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -271,7 +271,8 @@ def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int, fit: str
     key = ForwardKey(entry.key, resolution, digest(np.asarray(photo)), hw)
     hit = RESULTS.get(key)
     if hit is not None:
-        return hit
+        # a square photo has one input either way: the entry is shared, the fit asked for is said
+        return hit if hit.fit == fit else replace(hit, fit=fit)
     start = time.perf_counter()
     with entry.borrow() as model:
         result = pipeline.analyze(model, photo, size=hw, class_names=entry.class_names, precompute=False)
