@@ -67,7 +67,13 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                     limits.MAX_RESOLUTION,
                     value=limits.DEFAULT_RESOLUTION,
                     step=limits.RESOLUTION_MULTIPLE,
-                    label="Input resolution (px): larger = more windows",
+                    label="Input resolution (px; the shorter side when keeping the aspect): larger = more windows",
+                )
+                fit = gr.Radio(
+                    [("keep the photo's aspect", "aspect"), ("crop to a square", "crop")],
+                    value=limits.DEFAULT_FIT,
+                    label="Photo shape",
+                    elem_id="fit",
                 )
 
         # ------------------------------------------------------------------ outputs
@@ -225,7 +231,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     # ---------------------------------------------------------------------- events
     # fmt: off
     analyze_inputs = [photo, model, hub_repo, hub_revision, resolution, target, method, cmap, opacity,
-                      token_block, token_head, pwa_block, pwa_head, pair]
+                      token_block, token_head, pwa_block, pwa_head, pair, fit]
     analyze_outputs = [analysis, status, top5, attribution_img, token_img, pwa_row_img, compare_slider]
     # everything else a new analysis changes (dropdown choices, captions, secondary views), no model run:
     # one Settings object in, values by name out (a new control is bound here once)
@@ -233,7 +239,8 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
         model=model, hub_repo=hub_repo, hub_revision=hub_revision, resolution=resolution, target=target,
         method=method, cmap=cmap, opacity=opacity, token_block=token_block, token_head=token_head,
         pixel_view=pixel_view, x=point_x, y=point_y, pwa_block=pwa_block, pwa_head=pwa_head, window=window,
-        pair=pair, faith_table=faith_table, attribution_caption=attribution_caption, token_caption=token_caption,
+        pair=pair, fit=fit, faith_table=faith_table, attribution_caption=attribution_caption,
+        token_caption=token_caption,
         pixel_img=pixel_img, pixel_caption=pixel_caption, pwa_matrix_img=pwa_matrix_img, pwa_caption=pwa_caption,
         compare_a=compare_a, compare_b=compare_b, compare_caption=compare_caption,
     )

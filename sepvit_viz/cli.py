@@ -129,7 +129,14 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--model", default="sepvit_lite", help="model variant (default sepvit_lite)")
     p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")
-    p.add_argument("--size", type=_size, default=224, help="input size: N (square crop) or HxW (default 224)")
+    p.add_argument("--size", type=_size, default=224, help="input size: N (see --fit) or HxW (default 224)")
+    p.add_argument(
+        "--fit",
+        choices=("crop", "aspect"),
+        default="crop",
+        help="with --size N: 'crop' the centre N x N square (default) or 'aspect' keep the photo's shape, "
+        "shorter side N, longer side rounded to a multiple of 32 and at most max(N, 448)",
+    )
     p.add_argument("--block", default="all", help="'all', or comma-separated block indices (0-based) or names")
     p.add_argument("--head", type=_head, default="mean", help="head index or mean|max|min (default mean)")
     p.add_argument("--cmap", default="inferno", help="matplotlib colormap name (default inferno)")
@@ -357,7 +364,7 @@ def run_render(args: argparse.Namespace) -> int:
             entry: dict = {"photo": photo.name, "dir": d}
             try:
                 with Image.open(photo) as im:
-                    a = analyze(model, im, size=args.size, precompute=False)
+                    a = analyze(model, im, size=args.size, fit=args.fit, precompute=False)
             except (UnidentifiedImageError, OSError, ValueError) as e:
                 entry["error"] = str(e)
                 failed += 1

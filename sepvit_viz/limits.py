@@ -20,6 +20,10 @@ MIN_RESOLUTION: Final[int] = 64
 MAX_RESOLUTION: Final[int] = 448
 #: App resolutions are a multiple of the last stage's stride, so every stage's map is whole.
 RESOLUTION_MULTIPLE: Final[int] = 32
+#: How the app fits a photo to the model input by default: ``"aspect"`` (an input of the photo's own
+#: shape, the shorter side at the resolution; :func:`sepvit_viz.pipeline.fit_size`) or ``"crop"``
+#: (the centre square). A square photo gets the same input either way.
+DEFAULT_FIT: Final[str] = "aspect"
 #: Sides the library's :func:`sepvit_viz.pipeline.analyze` accepts (above 512 a global block's
 #: L x L attention grows past ~10^7 entries per head).
 INPUT_MIN_SIDE: Final[int] = 32

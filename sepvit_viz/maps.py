@@ -30,7 +30,7 @@ Views (each takes any block, any head index or a fusion ``"mean" | "max" | "min"
        ``subdivide=2`` also gives the 7x7 sub-windows of each group; :func:`dssa_gsa_pairs` finds the
        DSSA block / following GSA block pairs of a stage for side-by-side views.
     5. :func:`composed_query`: pixel-to-pixel attention of a whole DSSA/GSA block (DWA then PWA with
-       the inner shortcuts).
+       the inner shortcuts); its ``mixed`` map leaves the query's own cell out (:func:`leave_out_cell`).
     6. :func:`rollout`: attention rollout over blocks and stages of a model with no CLS token.
 """
 
@@ -58,6 +58,7 @@ __all__ = [
     "dssa_gsa_pairs",
     "fuse_heads",
     "grid_lines",
+    "leave_out_cell",
     "pixel_query",
     "pooling_matrix",
     "pwa_matrix",
@@ -350,6 +351,10 @@ class ComposedQuery:
     (learned parameters, not image content); lost_mass: the part that lands on padded positions.
     heat summed over feature cells (not image pixels) + token_mass + lost_mass = 1.
     feature: (H, W) the same weights at feature resolution.
+    mixed: (Hi, Wi) what the block mixes in from OTHER cells (:func:`leave_out_cell`): ``heat`` with
+    the query's own cell set to 0 and the rest rescaled to sum 1 over feature cells (all zero when
+    nothing comes from elsewhere); self_share: the own cell's part of the pixel weights (the two
+    shortcuts and the query's attention to itself), in [0, 1].
     """
 
     heat: np.ndarray
@@ -358,6 +363,27 @@ class ComposedQuery:
     lost_mass: float
     cell: tuple[int, int]
     window: int
+    mixed: np.ndarray
+    self_share: float
+
+
+def leave_out_cell(fmap: np.ndarray, cell: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """(H, W) non-negative weights -> (the weights with ``cell`` set to 0 and the rest rescaled to
+    sum 1, the share ``cell`` held). All zeros and share 1 (0 for an all-zero map) when no other
+    cell has weight.
+
+    The composed view's readable form: counted as attention to itself, the block's shortcuts put a
+    quarter to a half of the weight on the query's own cell, which then outshines everything the
+    block mixes in from elsewhere.
+    """
+    total = float(fmap.sum())
+    own = float(fmap[cell])
+    out = np.array(fmap, dtype=np.float64)
+    out[cell] = 0.0
+    rest = total - own
+    if rest <= 0.0 or total <= 0.0:
+        return np.zeros_like(fmap), (1.0 if total > 0.0 else 0.0)
+    return (out / rest).astype(fmap.dtype), own / total
 
 
 def _with_self(a: np.ndarray, weight: float) -> np.ndarray:
@@ -420,7 +446,17 @@ def composed_query(
     mass_head: HeadSelect = head if isinstance(head, int) else "mean"
     tok = float(fuse_heads(token, mass_head, axis=0))
     lost_m = float(fuse_heads(lost, mass_head, axis=0))
-    return ComposedQuery(to_image(fmap.astype(np.float32), geom.stride, size), fmap, tok, lost_m, cell, a)
+    mixed, share = leave_out_cell(fmap, cell)
+    return ComposedQuery(
+        to_image(fmap.astype(np.float32), geom.stride, size),
+        fmap,
+        tok,
+        lost_m,
+        cell,
+        a,
+        to_image(mixed.astype(np.float32), geom.stride, size),
+        share,
+    )
 
 
 # ----------------------------------------------------------------------------- view 6

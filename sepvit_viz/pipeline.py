@@ -41,9 +41,11 @@ from .capture import AttentionCapture, AttentionRecord
 from .imageio import to_rgb
 from .limits import INPUT_MAX_SIDE as MAX_SIDE
 from .limits import INPUT_MIN_SIDE as MIN_SIDE
+from .limits import MAX_RESOLUTION, MIN_RESOLUTION, RESOLUTION_MULTIPLE
 from .preprocess import CROP_PCT, INTERPOLATION, resize_center_crop, to_tensor
 
 __all__ = [
+    "FITS",
     "MAX_SIDE",
     "MIN_SIDE",
     "Analysis",
@@ -51,6 +53,7 @@ __all__ = [
     "Prediction",
     "analyze",
     "class_names_for",
+    "fit_size",
     "input_size",
     "load_model",
     "prepare_image",
@@ -89,12 +92,66 @@ def input_size(size: int | Sequence[int]) -> tuple[int, int]:
     return hw  # type: ignore[return-value]
 
 
-def prepare_image(image: Image.Image, size: int | Sequence[int] = 224, crop_pct: float = CROP_PCT) -> Image.Image:
+#: How a photo becomes the model input at a resolution N: ``"crop"``, the centre N x N square;
+#: ``"aspect"``, an input of the photo's own shape (:func:`fit_size`).
+Fit = Literal["aspect", "crop"]
+FITS: tuple[str, ...] = ("aspect", "crop")
+
+
+def fit_size(
+    photo_hw: Sequence[int],
+    resolution: int,
+    fit: str = "crop",
+    *,
+    max_side: int = MAX_RESOLUTION,
+    min_side: int = MIN_RESOLUTION,
+    multiple: int = RESOLUTION_MULTIPLE,
+) -> tuple[int, int]:
+    """The model input (H, W) for a photo of ``photo_hw`` = (height, width) pixels at ``resolution``.
+
+    ``fit="crop"``: (resolution, resolution). ``fit="aspect"``: the SHORTER side at ``resolution`` (so
+    objects keep the scale of the square crop the model was trained on) and the longer side
+    ``resolution`` x the photo's aspect ratio, rounded to the nearest multiple of ``multiple`` (32:
+    every stage's feature map stays whole). The longer side is at most ``max(resolution, max_side)``
+    (448 by default, the app's largest resolution); a photo more elongated than that allows gets the
+    cap on its longer side and its shorter side shrinks with the aspect (rounded, at least
+    ``min_side``, 64: the centre crop then takes the rest). A square photo, or one within rounding of
+    square, gets (resolution, resolution).
+    """
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    resolution = int(resolution)
+    if fit == "crop":
+        return resolution, resolution
+    ph, pw = (int(v) for v in photo_hw)
+    if ph <= 0 or pw <= 0:
+        raise ValueError(f"photo size must be positive, got {tuple(photo_hw)}")
+    ratio = max(ph, pw) / min(ph, pw)
+    cap = max(resolution, int(max_side))
+    short, long = float(resolution), resolution * ratio
+    if long > cap:
+        long, short = float(cap), cap / ratio
+        short = min(resolution, max(min_side, round(short / multiple) * multiple))
+    short_i = int(short)
+    long_i = max(short_i, round(long / multiple) * multiple)
+    if long_i > cap:  # the cap need not be a multiple: round down under it
+        long_i = max(short_i, cap // multiple * multiple)
+    return (long_i, short_i) if ph > pw else (short_i, long_i)
+
+
+def prepare_image(
+    image: Image.Image, size: int | Sequence[int] = 224, crop_pct: float = CROP_PCT, fit: str = "crop"
+) -> Image.Image:
     """Any PIL image -> RGB ``(height, width)`` crop the model sees (evaluation transform).
 
     A square size is exactly :func:`sepvit_viz.preprocess.resize_center_crop`; for (H, W) the image is
-    scaled (bicubic) to cover ``(H, W) / crop_pct`` keeping its aspect, then centre-cropped.
+    scaled (bicubic) to cover ``(H, W) / crop_pct`` keeping its aspect, then centre-cropped. An int
+    ``size`` with ``fit="aspect"`` first becomes :func:`fit_size` of the photo (its own shape, so the
+    centre crop takes only the ``crop_pct`` border and what rounding leaves over); an (H, W) ``size``
+    is used as given.
     """
+    if isinstance(size, (int, np.integer)):
+        size = fit_size((image.height, image.width), int(size), fit)
     h, w = input_size(size)
     image = to_rgb(image)  # transparency flattened on white (sepvit_viz.imageio's rules)
     if h == w:
@@ -413,13 +470,13 @@ class Analysis:
 
     def head_maps(self, block: int, view: str, point: tuple[int, int] | None = None) -> list[np.ndarray]:
         """One map per head for ``view`` in tokens | pixel | pwa_map | composed (pwa_map: the window
-        holding ``point``)."""
+        holding ``point``; composed: ``ComposedQuery.mixed``, the own cell left out)."""
         heads = self.record(block).num_heads
         get: dict[str, Callable[[int], np.ndarray | None]] = {
             "tokens": lambda h: self.token_map(block, h),
             "pixel": lambda h: self.pixel_query(block, point, h).heat,
             "pwa_map": lambda h: self.pwa_map(block, self.window_at(block, point), h),
-            "composed": lambda h: self.composed(block, point, h).heat,
+            "composed": lambda h: self.composed(block, point, h).mixed,
         }
         if view not in get:
             raise ValueError(f"per-head view must be one of {sorted(get)}, got {view!r}")
@@ -461,7 +518,9 @@ class Analysis:
         name = self.record(block).name
         out[f"{name}.token_map"] = self.token_map(block, head)
         out[f"{name}.pixel_query"] = self.pixel_query(block, point, head).heat
-        out[f"{name}.composed"] = self.composed(block, point, head, self_weight).heat
+        comp = self.composed(block, point, head, self_weight)
+        out[f"{name}.composed"] = comp.heat
+        out[f"{name}.composed_mixed"] = comp.mixed
         pm = self.pwa_map(block, self.window_at(block, point), head)
         if pm is not None:
             out[f"{name}.pwa_map"] = pm
@@ -478,18 +537,20 @@ def analyze(
     image: Image.Image,
     *,
     size: int | Sequence[int] = 224,
+    fit: str = "crop",
     class_names: Sequence[str] | None = None,
     precompute: bool = True,
 ) -> Analysis:
     """Run ONE forward of ``model`` on ``image`` under attention capture and wrap the result.
 
     image: any PIL image (any mode; transparency is flattened on white).
-    size: an int (square centre crop, the evaluation transform) or (height, width), each side
-        within ``MIN_SIDE..MAX_SIDE``.
+    size: an int (with ``fit="crop"`` the square centre crop, the evaluation transform; with
+        ``fit="aspect"`` an input of the photo's shape, the shorter side at ``size``:
+        :func:`fit_size`) or (height, width), each side within ``MIN_SIDE..MAX_SIDE``.
     class_names: names per class index (default: ImageNet names for 1000 classes, else ``class N``).
     precompute: compute every map of every block (mean of heads, centre) now, so the first views are instant.
     """
-    crop = prepare_image(image, size)
+    crop = prepare_image(image, size, fit=fit)
     x = to_tensor(crop)
     t0 = time.perf_counter()
     with torch.inference_mode(), AttentionCapture(model) as cap:

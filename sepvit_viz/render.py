@@ -43,6 +43,7 @@ __all__ = [
     "matrix_view",
     "overlay",
     "overlay_figure",
+    "pair_bands",
     "pwa_matrix_figure",
     "side_by_side_figure",
     "title_band",
@@ -186,8 +187,17 @@ def _colorbar(height: int, cmap: str, top: str, mid: str, bottom: str, width: in
 
 @lru_cache(maxsize=256)
 def _band(width: int, title: str, height: int) -> np.ndarray:
+    # a narrow picture (a portrait photo kept at its aspect) gets a smaller font, then an ellipsis
+    size = 11
+    while size > 8 and _font(size).getlength(title) > width - 8:
+        size -= 1
+    font = _font(size)
+    if font.getlength(title) > width - 8:
+        while len(title) > 1 and font.getlength(title + "…") > width - 8:
+            title = title[:-1]
+        title = title.rstrip() + "…"
     band = Image.new("RGB", (width, height), WHITE)
-    ImageDraw.Draw(band).text((4, height // 2), title, fill=INK, font=_font(11), anchor="lm")
+    ImageDraw.Draw(band).text((4, height // 2), title, fill=INK, font=font, anchor="lm")
     out = np.asarray(band)
     out.flags.writeable = False
     return out
@@ -196,6 +206,40 @@ def _band(width: int, title: str, height: int) -> np.ndarray:
 def title_band(rgb: np.ndarray, title: str, height: int = TITLE_HEIGHT) -> np.ndarray:
     """Stack a white band with ``title`` above an image."""
     return np.concatenate([_band(rgb.shape[1], title, height), rgb], axis=0)
+
+
+def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """Greedy word wrap of ``text`` to lines no wider than ``width`` pixels (a long word stays whole)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def pair_bands(width: int, left: Sequence[str], right: Sequence[str], size: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """Label bands for two pictures of one width shown as a swipe pair: (band of the left picture,
+    band of the right picture), both (h, width, 3) uint8 of one height.
+
+    The left picture's lines are written left-aligned inside its LEFT half only, the right picture's
+    right-aligned inside its RIGHT half only, each line wrapped to fit: a swipe that shows the left
+    part of one picture and the right part of the other never splices their labels.
+    """
+    font = _font(size)
+    half = width / 2 - 8
+    wrapped = [[w for line in lines for w in _wrap(line, font, half)] for lines in (left, right)]
+    step = size + 3
+    height = 6 + step * max(len(wrapped[0]), len(wrapped[1]), 1)
+    out = []
+    for lines, anchor, x in ((wrapped[0], "la", 4), (wrapped[1], "ra", width - 4)):
+        band = Image.new("RGB", (width, height), WHITE)
+        d = ImageDraw.Draw(band)
+        for k, line in enumerate(lines):
+            d.text((x, 4 + k * step), line, fill=INK, font=font, anchor=anchor)
+        out.append(np.asarray(band))
+    return out[0], out[1]
 
 
 def compose_view(

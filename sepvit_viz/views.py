@@ -104,7 +104,8 @@ class View:
 
     picture: (Hp, Wp, 3) uint8; caption: Markdown; heat: the (H, W) map drawn, in model-input pixels
     (None for the matrix); origin: (top, left) of the photo inside the picture; scale: picture pixels
-    per model pixel.
+    per model pixel; vrange: (vmin, vmax) of the colour scale when the view fixes it (the compare
+    pair's shared scale), else None (the map's own range).
     """
 
     picture: np.ndarray
@@ -113,6 +114,7 @@ class View:
     origin: tuple[int, int] = (0, 0)
     scale: int = 1
     size: tuple[int, int] = (0, 0)
+    vrange: tuple[float, float] | None = None
 
     def to_model(self, x: float, y: float) -> tuple[int, int] | None:
         """Picture pixel (x, y) (a click) -> model-input pixel (y, x); None off the photo (colour bar)."""
@@ -157,6 +159,7 @@ def _draw(
     box: tuple[int, int, int, int] | None = None,
     marker: tuple[int, int] | None = None,
     title: str | None = None,
+    vmin: float | None = None,
     vmax: float | None = None,
 ) -> np.ndarray:
     """:func:`render.compose_view` on the photo upscaled k x k; everything given in model-input pixels
@@ -174,7 +177,17 @@ def _draw(
         box = None if box is None else (box[0] * k, box[1] * k, box[2] * k, box[3] * k)
         marker = None if marker is None else (marker[0] * k + k // 2, marker[1] * k + k // 2)
     return render.compose_view(
-        image, heat, cmap=s.cmap, alpha=s.alpha, vmax=vmax, grid=grid, subgrid=sub, box=box, marker=marker, title=title
+        image,
+        heat,
+        cmap=s.cmap,
+        alpha=s.alpha,
+        vmin=vmin,
+        vmax=vmax,
+        grid=grid,
+        subgrid=sub,
+        box=box,
+        marker=marker,
+        title=title,
     )
 
 
@@ -230,7 +243,10 @@ def tokens(an: Analysis, s: ViewSettings) -> View:
 def pixel(an: Analysis, s: ViewSettings) -> View:
     """The pixel at ``s.point`` (None: the centre): its attention inside its window or group
     (``through="dwa"``, window outlined), or through the whole block, DWA then PWA with the shortcuts
-    counted as attention to itself with weight ``s.self_weight`` (``through="block"``)."""
+    counted as attention to itself with weight ``s.self_weight`` (``through="block"``). The whole-block
+    view shows what the block mixes in from other cells (``ComposedQuery.mixed``: the query's own cell,
+    which the shortcuts make outshine everything else, left out and the rest rescaled to sum 1); the
+    caption gives the own cell's share."""
     if s.through not in ("dwa", "block"):
         raise SettingsError(
             f"Unknown pixel view {s.through!r}; choose 'dwa' (inside its window) or 'block' (whole block)."
@@ -255,14 +271,20 @@ def pixel(an: Analysis, s: ViewSettings) -> View:
         caption = f"Pixel (x={x}, y={y}) is feature cell {q.cell} of {rec.label}, in {place} ({head_name(h)}){tok}."
         return View(pic, caption, q.heat, (render.TITLE_HEIGHT, 0), k, an.size)
     comp = an.composed(i, (y, x), h, s.self_weight)
-    title = f"pixel (x={x}, y={y}) through the whole block · {head_name(h)}"
-    pic = _draw(an, comp.heat, s, k, block=i, marker=(y, x), title=title)
+    title = f"pixel (x={x}, y={y}) · whole block, own cell left out · {head_name(h)}"
+    pic = _draw(an, comp.mixed, s, k, block=i, marker=(y, x), title=title)
+    cy, cx = comp.cell
+    stride = rec.geometry.stride
     caption = (
         f"Pixel (x={x}, y={y}) through the whole block {rec.label} ({head_name(h)}): DWA inside its {unit(rec)}, "
-        f"then PWA across {unit(rec)}s, shortcuts counted as attention to itself. "
-        f"{comp.token_mass:.1%} of its weight comes from window tokens."
+        f"then PWA across {unit(rec)}s, the shortcuts counted as attention to itself. "
+        f"Shown is what the block **mixes in from other cells**: its own {stride}x{stride}-pixel cell "
+        f"(x {cx * stride}-{(cx + 1) * stride - 1}, y {cy * stride}-{(cy + 1) * stride - 1}, marked) is left out, "
+        f"the rest rescaled to 100%. The own cell keeps {comp.self_share:.1%} of the weight on pixels "
+        f"(the shortcuts and its attention to itself); {comp.token_mass:.1%} of all its weight comes from "
+        "window tokens."
     )
-    return View(pic, caption, comp.heat, (render.TITLE_HEIGHT, 0), k, an.size)
+    return View(pic, caption, comp.mixed, (render.TITLE_HEIGHT, 0), k, an.size)
 
 
 def pwa_row(an: Analysis, s: ViewSettings) -> View:
@@ -306,21 +328,44 @@ def pwa_matrix(an: Analysis, s: ViewSettings) -> View:
 
 def compare(an: Analysis, pair: tuple[int, int], s: ViewSettings) -> tuple[View, View, str]:
     """Token maps of a DSSA block and the GSA block after it (same photo, head and settings):
-    (DSSA view, GSA view, caption); the two pictures have one size."""
+    (DSSA view, GSA view, caption); the two pictures have one size.
+
+    Both are drawn on ONE colour scale, 0 to the larger maximum of the two maps (``View.vrange``, the
+    same colour bar on both), so equal colours mean equal attention. Each picture is labelled inside
+    its own half of a label band under the photo (DSSA in the left half of the DSSA picture, GSA in
+    the right half of the GSA picture, :func:`render.pair_bands`): in the swipe slider, which shows the
+    left part of one and the right part of the other, the labels never splice; under the photo, no
+    image toolbar (drawn over the top-right corner) hides them.
+    """
     if tuple(pair) not in an.dssa_gsa_pairs():
         raise SettingsError(f"Blocks {pair} are not a DSSA block followed by a GSA block of one stage.")
-    out = []
-    for b in pair:
-        i, rec, h, k = _resolve(an, s.with_(block=b))
-        heat = an.token_map(i, h)
-        pic = _draw(an, heat, s, k, block=i, title=f"{rec.label} · {head_name(h)}")
-        out.append(View(pic, rec.label, heat, (render.TITLE_HEIGHT, 0), k, an.size))
-    ra, rb = an.records[pair[0]], an.records[pair[1]]
+    resolved = [_resolve(an, s.with_(block=b)) for b in pair]
+    heats = [an.token_map(i, h) for i, _, h, _ in resolved]
+    hi = max(float(np.max(heat)) for heat in heats)
+    vrange = (0.0, hi)
+    pics = [_draw(an, heat, s, k, block=i, vmin=0.0, vmax=hi) for heat, (i, _, _, k) in zip(heats, resolved)]
+    labels = []
+    for _, rec, h, _ in resolved:
+        u = "groups" if rec.kind == "gsa" else "windows"
+        labels.append(
+            [
+                f"{rec.kind.upper()} · stage {rec.stage + 1} · block {rec.index + 1}",
+                f"{rec.window_size}x{rec.window_size} {u} · {head_name(h)}",
+                f"shared colour scale 0 to {render._fmt(hi)}",
+            ]
+        )
+    bands = render.pair_bands(pics[0].shape[1], labels[0], labels[1])
+    out = [
+        View(np.concatenate([pic, band], axis=0), rec.label, heat, (0, 0), k, an.size, vrange)
+        for band, pic, heat, (_, rec, _, k) in zip(bands, pics, heats, resolved)
+    ]
+    ra, rb = resolved[0][1], resolved[1][1]
     caption = (
-        f"Left: {ra.label}, each window token over its {ra.window_size}x{ra.window_size} window. "
-        f"Right: {rb.label}, each group token over its {rb.window_size}x{rb.window_size} group "
-        "(thin lines: the windows inside each group). Same photo, head and colours; the slider "
-        "swipes between them."
+        f"**Left: DSSA**, {ra.label}, each window token over its {ra.window_size}x{ra.window_size} window. "
+        f"**Right: GSA**, {rb.label}, each group token over its {rb.window_size}x{rb.window_size} group "
+        "(thin lines: the windows inside each group). Same photo and head, and **one shared colour scale**, "
+        f"0 to {render._fmt(hi)} (the larger maximum of the two maps): equal colours mean equal attention. "
+        "The slider swipes between them."
     )
     return out[0], out[1], caption
 
@@ -393,7 +438,7 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
         _require_pwa(rec)
         heat = an.pwa_map(i, _window(an, i, s), h)
     elif view == "composed":
-        heat = an.composed(i, s.point, h, s.self_weight).heat
+        heat = an.composed(i, s.point, h, s.self_weight).mixed  # own cell left out, as in :func:`pixel`
     elif view == "rollout":
         head = h if isinstance(h, str) else "mean"
         heat = an.rollout(s.point, pooled=s.rollout_query == "pooled", head=head, residual=s.residual).heat
@@ -401,6 +446,8 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
     else:
         raise ValueError(f"unknown view {view!r}")
     title = "rollout over all blocks" if view == "rollout" else f"{rec.label}\n{view} · {head_name(h)}"
+    if view == "composed":
+        title += " · own cell left out"
     return render.overlay_figure(
         an.image, heat, title=title, cmap=s.cmap, alpha=s.alpha, grid=grid, subgrid=sub, box=box
     )

@@ -288,11 +288,44 @@ def test_click_on_the_cross_window_view_picks_the_window(state):
     assert "window 36" in handlers.cross_window(state, block, "mean", -1, "inferno", 0.6)[2]
 
 
+def test_a_square_photo_is_one_cached_forward_whichever_fit():
+    """A square photo gets the same model input either way: one cached forward, each status says the fit."""
+    crop, crop_status = analyze(fit="crop")[:2]
+    keep, keep_status = analyze(fit="aspect")[:2]
+    assert crop.forward.result is keep.forward.result and keep.maps.size == (224, 224)
+    assert "(centre square crop)" in crop_status and "(the photo's aspect kept)" in keep_status
+
+
+def test_a_wide_photo_keeps_its_aspect_and_clicks_land_where_they_point(tmp_path):
+    """Issue 19 item 5: a 640 x 320 upload is analysed at 448 x 224 (keep aspect, the default), not
+    centre-cropped to a square; a click on its pictures maps to the model pixel and window under it;
+    "crop" still gives the square; an unknown fit is a clear error."""
+    wide = tmp_path / "wide.png"
+    Image.open(EXAMPLE).convert("RGB").resize((640, 320)).save(wide)
+    session, status, _, attribution, tokens, cross, pair = analyze(str(wide))
+    assert session.maps.size == (224, 448) and "448 x 224 px (the photo's aspect kept)" in status
+    k = views.display_scale((224, 448))
+    assert tokens.shape[:2] == cross.shape[:2] == (224 * k, 448 * k + 54) and pair[0].shape == pair[1].shape
+    assert attribution.shape[1] == tokens.shape[1]  # the attribution overlay too covers the whole input
+    # a click near the right end (which a square crop would have cut away) is that model pixel ...
+    assert handlers.point_from_select(session, select(430 * k + k // 2, 100 * k)) == (430, 100)
+    # ... and, on the cross-window view of a DSSA block with 56 px windows (4 x 8), window 1 * 8 + 7
+    block = "stages.1.blocks.0"
+    assert session.forward.record(block).grid == (4, 8)
+    assert handlers.window_from_select(session, block, select(430 * k, 100 * k)) == 15
+    _, _, caption = handlers.pixel_query(session, block, "mean", 430, 100, "inferno", 0.6, "dwa")
+    assert "window 15" in caption
+    crop, crop_status = analyze(str(wide), fit="crop")[:2]
+    assert crop.maps.size == (224, 224) and "centre square crop" in crop_status
+    with pytest.raises(gr.Error, match="photo fit"):
+        analyze(str(wide), fit="stretch")
+
+
 def test_compare_shows_dssa_and_gsa_side_by_side(state):
     pair, a, b, caption = handlers.compare(state, None, "mean", "inferno", 0.6)
     assert pair[0] is a and pair[1] is b
     assert a.shape == b.shape and not np.array_equal(a, b)
-    assert "DSSA" in caption and "GSA" in caption and "14x14" in caption
+    assert "DSSA" in caption and "GSA" in caption and "14x14" in caption and "one shared colour scale" in caption
     with pytest.raises(gr.Error, match="not a DSSA/GSA block pair"):
         handlers.compare(state, "stages.2.blocks.1|stages.2.blocks.2", "mean", "inferno", 0.6)
 

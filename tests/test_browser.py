@@ -187,3 +187,32 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
     assert_not_blank(painted(page, "attribution_img"), "attribution after switching back")
     assert_no_error_toast(page)
     page.close()
+
+
+def test_a_wide_photo_keeps_its_aspect_and_a_click_lands_on_its_pixel(url, browser, tmp_path):
+    """Issue 19 item 5 as a person sees it: a 640 x 320 upload is analysed whole at 448 x 224 (the
+    status says so, the token map is twice as wide as tall), and a click near its right end, which a
+    square crop would have cut away, picks that model pixel."""
+    from sepvit_viz import views
+    from sepvit_viz.serving import photos
+
+    wide = tmp_path / "wide.png"
+    Image.open(photos.example_photos()[0]).convert("RGB").resize((640, 320)).save(wide)
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    page.locator("#photo input[type=file]").set_input_files(str(wide))
+    wait_text(page, "status", "448 x 224 px (the photo's aspect kept)")
+    open_tab(page, "Window tokens")
+    token = painted(page, "token_img")
+    assert_not_blank(token, "token map of the wide photo")
+    box = page.locator("#token_img img").first.evaluate(PICTURE_BOX)
+    k = views.display_scale((224, 448))
+    assert (box["nh"], box["nw"]) == (224 * k, 448 * k + 54)  # the whole input, then the colour bar
+    x, y = 430, 100
+    page.mouse.click(box["left"] + (x + 0.5) * k * box["scale"], box["top"] + (y + 0.5) * k * box["scale"])
+    wait_text(page, "pixel_caption", f"Pixel (x={x}, y={y})")
+    wait_text(page, "pixel_caption", "window 15")  # stage 2 block 1: 4 x 8 windows of 56 px: row 1, column 7
+    page.screenshot(path=tmp_path / "6_wide_photo.png", full_page=True)
+    assert_no_error_toast(page)
+    page.close()

@@ -289,6 +289,29 @@ def test_composed_query_global_block_is_the_dwa_row_with_its_shortcut():
     assert q.token_mass == 0.0 and q.lost_mass == pytest.approx(0.0, abs=1e-12)
 
 
+def test_composed_mixed_map_leaves_the_own_cell_out_and_sums_to_one():
+    """The whole-block view's readable form (issue 19 item 4): the query's own cell set to 0, the other
+    cells rescaled to sum 1, the own cell's share reported."""
+    geom = Geometry.tiled(4, 5, 3, stride=4)  # 2x2 windows, pad (2, 1)
+    dwa, pwa = random_attention(geom, 2)
+    size = (16, 20)
+    for point in [(0, 0), (5, 9), (15, 11)]:
+        q = maps.composed_query(dwa, pwa, geom, point, self_weight=0.5, image_size=size)
+        r, c = q.cell
+        share = q.feature[r, c] / q.feature.sum()
+        assert q.self_share == pytest.approx(share) and share > 0.25  # the shortcuts alone give 0.25
+        mixed = q.mixed[:: geom.stride, :: geom.stride]  # back to feature cells
+        assert mixed[r, c] == 0.0 and mixed.sum() == pytest.approx(1.0, abs=1e-6)
+        rest = q.feature.copy()
+        rest[r, c] = 0
+        np.testing.assert_allclose(mixed, rest / rest.sum(), rtol=1e-5)
+    # identity attention mixes nothing in: all zero, the own cell holds everything
+    eye_dwa = np.broadcast_to(np.eye(10), (4, 1, 10, 10)).copy()
+    q = maps.composed_query(eye_dwa, np.eye(4)[None], Geometry.tiled(6, 6, 3), (4, 1))
+    assert q.self_share == pytest.approx(1.0) and not q.mixed.any()
+    assert maps.leave_out_cell(np.zeros((2, 2)), (0, 0))[1] == 0.0
+
+
 def test_block_operator_matches_composed_rows():
     geom = Geometry.tiled(4, 5, 3)
     dwa, pwa = random_attention(geom, 1)  # one head: fusing first equals composing per head

@@ -12,7 +12,7 @@ from PIL import Image
 
 import sepvit_viz
 from sepvit_viz import maps, views
-from sepvit_viz.pipeline import analyze, class_names_for, prepare_image
+from sepvit_viz.pipeline import analyze, class_names_for, fit_size, prepare_image
 from sepvit_viz.views import ViewSettings
 
 RNG = np.random.default_rng(0)
@@ -76,6 +76,83 @@ def test_non_square_sizes_and_bounds(model, photo):
     for bad in (16, 2000, (64, 8), (1, 2, 3)):
         with pytest.raises(ValueError, match="input size"):
             analyze(model, photo, size=bad)
+
+
+# ------------------------------------------------------------------ keep aspect (issue 19 item 5)
+def test_fit_size_keeps_the_photo_shape_within_the_bound():
+    """Shorter side at the resolution, longer side by the aspect rounded to a multiple of 32, at most
+    448 (the app's largest resolution); a square or near-square photo gets the square; crop = square."""
+    assert fit_size((320, 640), 224, "aspect") == (224, 448)  # the 640 x 320 photo of the issue
+    assert fit_size((640, 320), 224, "aspect") == (448, 224)  # portrait
+    assert fit_size((480, 640), 224, "aspect") == (224, 288)  # 4:3 -> 1.29 (nearest multiple of 32)
+    assert fit_size((299, 299), 224, "aspect") == fit_size((299, 301), 224, "aspect") == (224, 224)
+    assert fit_size((320, 640), 448, "aspect") == (224, 448)  # over the bound: the longer side capped
+    assert fit_size((100, 2000), 224, "aspect") == (64, 448)  # 20:1 (the most imageio takes): at least 64
+    assert fit_size((320, 640), 224, "crop") == (224, 224)
+    with pytest.raises(ValueError, match="fit must be"):
+        fit_size((320, 640), 224, "stretch")
+    for res in range(64, 449, 32):
+        for ph, pw in [(300, 301), (480, 640), (320, 640), (1000, 300), (90, 700)]:
+            h, w = fit_size((ph, pw), res, "aspect")
+            assert h % 32 == 0 and w % 32 == 0 and max(h, w) <= 448 and min(h, w) <= res, (res, ph, pw)
+            assert (h >= w) == (ph >= pw) or h == w
+            if max(ph, pw) / min(ph, pw) * res <= 448:  # not capped: the short side is the resolution
+                assert min(h, w) == res and abs(max(h, w) - res * max(ph, pw) / min(ph, pw)) <= 16
+
+
+def marked_photo() -> Image.Image:
+    """A 160 x 320 (H x W) dark photo with a red square near its right edge (x 250-279, y 60-99)."""
+    rgb = np.full((160, 320, 3), 40, np.uint8)
+    rgb[60:100, 250:280] = (255, 0, 0)
+    return Image.fromarray(rgb)
+
+
+def red_centre(image: np.ndarray) -> tuple[int, int] | None:
+    ys, xs = np.nonzero((image[..., 0] > 200) & (image[..., 1] < 80))
+    return None if ys.size == 0 else (int(ys.mean()), int(xs.mean()))
+
+
+def test_keep_aspect_keeps_what_a_square_crop_loses_and_clicks_land_on_it(model):
+    """A 2:1 photo: the square crop loses the red square, keep-aspect keeps it where the photo has it;
+    a click on the red square of each clickable picture lands on its window, and the maps, window grid
+    and overlays cover the whole non-square input."""
+    photo = marked_photo()
+    assert red_centre(analyze(model, photo, size=64, fit="crop", precompute=False).image) is None
+    a = analyze(model, photo, size=64, fit="aspect", precompute=False)
+    assert a.size == (64, 128)
+    # the evaluation transform at the photo's shape: scale 0.457 (crop 0.875), 4 rows / 9 columns cut
+    my, mx = red_centre(a.image)
+    scale = max(64 / 160, 128 / 320) / 0.875
+    assert abs(my - (80 * scale - 4)) <= 1.5 and abs(mx - (265 * scale - 9)) <= 1.5  # pixel centres: +-0.5
+    for blk, rec in enumerate(a.records):
+        geom = rec.geometry
+        assert (geom.height * geom.stride, geom.width * geom.stride) == a.size
+        s = ViewSettings(block=blk, point=(my, mx))
+        tok = views.tokens(a, s)
+        k = tok.scale
+        assert tok.picture.shape[0] == 64 * k and tok.picture.shape[1] == 128 * k + 54  # + the colour bar
+        assert tok.heat.shape == a.size
+        clicked = tok.to_model(mx * k + k // 2, my * k + k // 2)  # (x, y) on the picture
+        assert clicked == (my, mx)
+        w = a.window_at(blk, clicked)
+        y0, x0, y1, x1 = a.window_box(blk, w)
+        assert y0 <= my < y1 and x0 <= mx < x1
+        if rec.has_token:  # window lines every window width, across the whole input
+            rows, cols = a.grid_lines(blk, False)[0]
+            step = geom.window[1] * geom.stride
+            assert list(cols) == list(range(step, 128, step)) and list(rows) == list(range(step, 64, step))
+            pix = views.pixel(a, s)
+            outside = pix.heat.copy()
+            outside[y0:y1, x0:x1] = 0
+            assert not outside.any() and pix.heat[y0:y1, x0:x1].any()
+        if rec.pwa is not None:
+            row = views.pwa_row(a, s.with_(window=None))
+            assert f" {w} (outlined)" in row.caption and row.heat.shape == a.size
+        comp = views.pixel(a, s.with_(through="block"))
+        assert comp.heat.shape == a.size and comp.heat[my, mx] == 0.0  # the own cell, left out
+    for query in ("pooled", "point"):
+        ro = views.rollout(a, ViewSettings(point=(my, mx), rollout_query=query))
+        assert ro.heat.shape == a.size and ro.heat.min() >= 0 and ro.heat[:, 100:].any()  # the right end too
 
 
 def test_one_forward_then_every_setting_rerenders_without_the_model(model, photo):

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import sepvit_viz
-from sepvit_viz import maps, views
+from sepvit_viz import maps, render, views
 from sepvit_viz.pipeline import Analysis, MapKey, analyze
 from sepvit_viz.validation import SettingsError
 from sepvit_viz.views import ViewSettings
@@ -199,3 +199,52 @@ def test_views_a_block_lacks_say_so(analysis):
         views.pwa_row(analysis, ViewSettings(block=glob))
     with pytest.raises(SettingsError, match="does not exist"):
         views.pwa_row(analysis, ViewSettings(block=0, window=10_000))
+
+
+# ------------------------------------------------------------------------------------ DSSA vs GSA
+def test_compare_draws_both_sides_on_one_shared_scale_and_labels_each_half(analysis):
+    """Issue 19 item 3: one colour scale (0 to the larger maximum) for both pictures, the same colour
+    bar on both, and each side's label inside its own half of the label band (a swipe never splices)."""
+    a = analysis.fresh()
+    pair = a.dssa_gsa_pairs()[0]
+    for head in ("mean", 0):
+        left, right, caption = views.compare(a, pair, ViewSettings(head=head))
+        hi = max(float(a.token_map(i, head).max()) for i in pair)
+        assert left.vrange == right.vrange == (0.0, pytest.approx(hi))
+        assert float(left.heat.max()) != float(right.heat.max())  # the two maps differ: one scale is a choice
+        assert left.picture.shape == right.picture.shape and left.origin == right.origin == (0, 0)
+        h, bar = left.size[0] * left.scale, 54  # photo rows; the colour bar strip right of the photo
+        np.testing.assert_array_equal(left.picture[:h, -bar:], right.picture[:h, -bar:])
+        w = left.picture.shape[1]
+        ink = [(p.picture[h:] < 200).any(axis=2) for p in (left, right)]  # the label band under the photo
+        assert ink[0][:, : w // 2].any() and not ink[0][:, w // 2 :].any()  # DSSA: left half only
+        assert ink[1][:, w // 2 :].any() and not ink[1][:, : w // 2].any()  # GSA: right half only
+        assert "Left: DSSA" in caption and "Right: GSA" in caption
+        assert f"one shared colour scale**, 0 to {render._fmt(hi)}" in caption
+
+
+# ------------------------------------------------------------------------------------ whole block
+def test_whole_block_view_of_a_real_photo_is_not_one_bright_cell():
+    """Issue 19 item 4, on the shipped checkpoint and an example photo: the whole-block view leaves the
+    query's own cell out (0 in the map, its share in the caption) and rescales the rest to sum 1; no
+    single cell then holds half of what is shown, and the colour bar starts at 0."""
+    from sepvit_viz.pipeline import load_model
+
+    model, warning = load_model("sepvit_lite")
+    if warning:
+        pytest.skip(warning)
+    photo = Path(__file__).resolve().parents[1] / "assets" / "examples" / "goldfish_435137.jpg"
+    a = analyze(model, Image.open(photo), size=224, precompute=False)
+    for blk, rec in enumerate(a.records):
+        for point in [None, (30, 190)]:
+            v = views.pixel(a, ViewSettings(block=blk, point=point, through="block"))
+            comp = a.composed(blk, point)
+            s = rec.geometry.stride
+            shown = v.heat[::s, ::s]  # one value per feature cell
+            r, c = comp.cell
+            assert shown[r, c] == 0.0, rec.label  # the own cell is left out ...
+            assert shown.sum() == pytest.approx(1.0, abs=1e-4)  # ... the rest rescaled to 100%
+            assert shown.max() <= 0.5 * shown.sum(), rec.label  # not dominated by one cell
+            raw = comp.feature
+            assert f"keeps {raw[r, c] / raw.sum():.1%}" in v.caption and "left out" in v.caption
+            assert v.heat.min() == 0.0  # the colour bar starts at 0, not at 1e-14

@@ -33,11 +33,14 @@ def digest(pixels: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class ForwardKey:
-    """One forward: which model, at which resolution, of which photo (:func:`digest` of its pixels)."""
+    """One forward: which model, at which resolution, of which photo (:func:`digest` of its pixels),
+    at which model input (height, width): the photo's fit (square crop or its own aspect) decides it,
+    and a square photo gets the same input, so the same entry, either way."""
 
     model: ModelKey
     resolution: int
     photo: str
+    input_size: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)

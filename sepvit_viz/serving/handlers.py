@@ -25,7 +25,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,6 +39,7 @@ from ..capture import AttentionRecord
 from ..faithfulness import Curves, deletion_insertion
 from ..limits import (
     COLORMAPS,
+    DEFAULT_FIT,
     DEFAULT_OPACITY,
     DEFAULT_RESOLUTION,
     MAX_FAITHFULNESS_STEPS,
@@ -50,6 +51,7 @@ from ..scorecard import Scorecard, faithfulness_table
 from ..validation import (
     SettingsError,
     UserInputError,
+    choose,
     resolve_class,
     validate_head,
     validate_opacity,
@@ -155,7 +157,7 @@ def warm_up(background: bool = True) -> threading.Thread | None:
     def examples() -> None:
         for path in example_photos():
             try:
-                session = Session.of(run_forward(entry, load_photo(path), DEFAULT_RESOLUTION))
+                session = Session.of(run_forward(entry, load_photo(path), DEFAULT_RESOLUTION, DEFAULT_FIT))
                 _attribution(session, entry, DEFAULT_METHOD, session.top1)
             except Exception as e:  # a broken example must not stop the app from starting
                 _log.warning("warm-up skipped %s: %s: %s", Path(path).name, type(e).__name__, e)
@@ -191,6 +193,7 @@ class Forward:
     result: pipeline.Analysis
     probs: np.ndarray
     seconds: float
+    fit: str = "crop"
 
     @property
     def image(self) -> np.ndarray:
@@ -299,15 +302,20 @@ def _live(session: Any) -> bool:
     return isinstance(session, Session) and not session.released
 
 
-def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int) -> Forward:
-    """One forward under capture (:func:`sepvit_viz.pipeline.analyze`), cached by model, size and photo."""
-    key = ForwardKey(entry.key, resolution, digest(np.asarray(photo)))
+def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int, fit: str = "crop") -> Forward:
+    """One forward under capture (:func:`sepvit_viz.pipeline.analyze`), cached by model, size and photo.
+
+    ``fit``: ``"crop"`` (the centre square) or ``"aspect"`` (an input of the photo's shape, the shorter
+    side at ``resolution``: :func:`sepvit_viz.pipeline.fit_size`)."""
+    hw = pipeline.fit_size((photo.height, photo.width), resolution, fit)
+    key = ForwardKey(entry.key, resolution, digest(np.asarray(photo)), hw)
     hit = RESULTS.get(key)
     if hit is not None:
-        return hit
+        # a square photo has one input either way: the entry is shared, the fit asked for is said
+        return hit if hit.fit == fit else replace(hit, fit=fit)
     start = time.perf_counter()
     with entry.borrow() as model:
-        result = pipeline.analyze(model, photo, size=resolution, class_names=entry.class_names, precompute=False)
+        result = pipeline.analyze(model, photo, size=hw, class_names=entry.class_names, precompute=False)
     fwd = Forward(
         entry.key,
         entry.label,
@@ -317,6 +325,7 @@ def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int) -> Forwa
         result,
         result.probs.astype(np.float32),
         time.perf_counter() - start,
+        fit,
     )
     RESULTS.put(key, fwd)
     return fwd
@@ -601,9 +610,12 @@ def analyze(
     pwa_block: str | None = DEFAULT_PWA_BLOCK,
     pwa_head: Any = "mean",
     pair: str | None = None,
+    fit: str | None = DEFAULT_FIT,
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
-    """The main endpoint: a photo in; the top-5 classes and the main views out.
+    """The main endpoint: a photo in; the top-5 classes and the main views out. ``fit``: ``"aspect"``
+    (default: the model input takes the photo's shape, the shorter side at ``resolution``) or
+    ``"crop"`` (the centre square).
 
     Returns (session state, status Markdown, top-5 ``{label: p}``, attribution overlay, window-token
     map, cross-window map, compare (DSSA, GSA) pair for the image slider).
@@ -622,11 +634,13 @@ def analyze(
         pwa_block=pwa_block or None,
         pwa_head=pwa_head,
         pair=pair,
+        fit=fit,
     )
     with _user_errors(ran_model=True):
         if photo is None:
             raise SettingsError("Upload a photo (or pick an example) first.")
         res = validate_resolution(DEFAULT_RESOLUTION if s.resolution is None else s.resolution)
+        fit = choose(s.fit, pipeline.FITS, "Photo fit")
         method = _check_method(s.method)
         _check_cmap(s.cmap)
         validate_opacity(s.opacity)
@@ -635,7 +649,7 @@ def analyze(
         progress(0.08, desc="Loading the model")
         entry = MODELS.get(s.model, s.hub_repo, s.hub_revision)
         progress(0.15, desc=f"SepViT forward at {res} px")
-        session = Session.of(run_forward(entry, image, res))
+        session = Session.of(run_forward(entry, image, res, fit))
         fwd = session.forward
         _parse_target(s.target, fwd.class_names, session.top1)
         # check every setting before the slow part
@@ -678,8 +692,10 @@ def coverage_markdown(model_key: ModelKey) -> str:
 def status_markdown(fwd: Forward) -> str:
     """One line on the model and input, the model's warning if it has one, and its coverage caveat (the
     status sits right above the top-5 classes)."""
+    h, w = fwd.result.size
+    how = "the photo's aspect kept" if fwd.fit == "aspect" else "centre square crop"
     line = (
-        f"Model: **{fwd.model_label}** · input {fwd.resolution} x {fwd.resolution} px (centre crop) · "
+        f"Model: **{fwd.model_label}** · input {w} x {h} px ({how}) · "
         f"forward with attention capture {fwd.seconds * 1000:.0f} ms"
     )
     caveat = coverage_markdown(fwd.model_key)

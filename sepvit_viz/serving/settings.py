@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..attribution import DEFAULT_METHOD
-from ..limits import COLORMAPS, DEFAULT_OPACITY, DEFAULT_RESOLUTION
+from ..limits import COLORMAPS, DEFAULT_FIT, DEFAULT_OPACITY, DEFAULT_RESOLUTION
 from .models import MODEL_DEFAULT
 
 __all__ = [
@@ -36,6 +36,7 @@ class Settings:
 
     x, y: the clicked pixel in model-input pixels and window: the clicked window (raster index);
     -1 means "nothing clicked yet" (the centre). pair: ``"dssa_block|gsa_block"``; None = the first.
+    fit: ``"aspect"`` (the photo's shape, shorter side at the resolution) or ``"crop"`` (centre square).
     """
 
     model: str = MODEL_DEFAULT
@@ -55,6 +56,7 @@ class Settings:
     pwa_head: Any = "mean"
     window: Any = -1
     pair: str | None = None
+    fit: str = DEFAULT_FIT
 
     @classmethod
     def of(cls, **values: Any) -> Settings:
