@@ -17,6 +17,7 @@ import gradio as gr
 
 from sepvit_viz import limits
 from sepvit_viz.serving import handlers, model_tab, models, photos, settings
+from sepvit_viz.serving.page import FAITH_TABLE, LAUNCH_STYLE, MAP_CLASS
 
 INTRO = """# SepViT Attention Explorer
 Upload a photo (file, drag and drop, paste, webcam) or pick an example. **SepViT**, the Separable Vision
@@ -30,6 +31,8 @@ MODEL_WORK = dict(concurrency_id="model", concurrency_limit=limits.CONCURRENCY)
 # events that only redraw from the cached analysis
 DRAWING = dict(concurrency_id="draw", concurrency_limit=4, show_progress="minimal")
 PRIVATE = dict(api_visibility="private")
+# pictures of maps and plots: Gradio's image toolbar goes above them, not over their colour bars
+MAP = [MAP_CLASS]
 
 with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
     analysis = gr.State(None, time_to_live=limits.STATE_TTL_S)
@@ -87,7 +90,8 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             handlers.target_choices(),
                             value=settings.TOP_PREDICTION,
                             label="Class to explain",
-                            info="type to search",
+                            info="click, then type to search (names or indices)",
+                            elem_id="target",
                             filterable=True,
                             allow_custom_value=True,
                         )
@@ -103,6 +107,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         interactive=False,
                         show_label=False,
                         elem_id="attribution_img",
+                        elem_classes=MAP,
                     )
                     attribution_caption = gr.Markdown(elem_id="attribution_caption")
                     with gr.Accordion("Faithfulness: deletion / insertion, ROAD and a verdict", open=False):
@@ -110,8 +115,17 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             scope = gr.Radio(["this method", "all methods"], value="this method", label="Score")
                             steps = gr.Slider(4, 64, value=handlers.FAITH_STEPS, step=4, label="Steps")
                             faith_btn = gr.Button("Compute scores")
-                        faith_table = gr.Dataframe(headers=handlers.FAITH_HEADERS, interactive=False, label="Scores")
-                        faith_plot = gr.Image(label="Curves", format="png", interactive=False)
+                        faith_table = gr.Dataframe(
+                            headers=handlers.FAITH_HEADERS,
+                            column_widths=handlers.FAITH_WIDTHS,
+                            wrap=True,
+                            interactive=False,
+                            label=handlers.FAITH_LABEL,
+                            elem_id=FAITH_TABLE,
+                        )
+                        faith_plot = gr.Image(
+                            label="Curves", format="png", interactive=False, elem_id="faith_plot", elem_classes=MAP
+                        )
 
                 with gr.Tab("Window tokens", id="tokens"):
                     with gr.Row():
@@ -129,6 +143,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             interactive=False,
                             show_label=False,
                             elem_id="token_img",
+                            elem_classes=MAP,
                         )
                         pixel_img = gr.Image(
                             label="The clicked pixel's attention in its window",
@@ -136,6 +151,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             interactive=False,
                             show_label=False,
                             elem_id="pixel_img",
+                            elem_classes=MAP,
                         )
                     pixel_view = gr.Radio(
                         [
@@ -166,6 +182,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             interactive=False,
                             show_label=False,
                             elem_id="pwa_row_img",
+                            elem_classes=MAP,
                         )
                         pwa_matrix_img = gr.Image(
                             label="PWA matrix",
@@ -173,6 +190,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             interactive=False,
                             show_label=False,
                             elem_id="pwa_matrix_img",
+                            elem_classes=MAP,
                         )
                     pwa_caption = gr.Markdown(elem_id="pwa_caption")
                     window = gr.Number(value=-1, visible=False, label="window", precision=0)
@@ -195,10 +213,20 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             compare_caption = gr.Markdown(elem_id="compare_caption")
                     with gr.Row():
                         compare_a = gr.Image(
-                            label="DSSA", format="png", interactive=False, show_label=False, elem_id="compare_a"
+                            label="DSSA",
+                            format="png",
+                            interactive=False,
+                            show_label=False,
+                            elem_id="compare_a",
+                            elem_classes=MAP,
                         )
                         compare_b = gr.Image(
-                            label="GSA", format="png", interactive=False, show_label=False, elem_id="compare_b"
+                            label="GSA",
+                            format="png",
+                            interactive=False,
+                            show_label=False,
+                            elem_id="compare_b",
+                            elem_classes=MAP,
                         )
 
                 with gr.Tab("Model", id="model"):
@@ -210,7 +238,11 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         model_tab.MEASURE_CHOICES, value=model_tab.DEFAULT_MEASURE, label="Measure", elem_id="measure"
                     )
                     depth_img = gr.Image(
-                        label="Measure against depth", format="png", interactive=False, elem_id="depth_img"
+                        label="Measure against depth",
+                        format="png",
+                        interactive=False,
+                        elem_id="depth_img",
+                        elem_classes=MAP,
                     )
                     depth_caption = gr.Markdown(elem_id="depth_caption")
                     kinds_img = gr.Image(
@@ -218,6 +250,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         format="png",
                         interactive=False,
                         elem_id="kinds_img",
+                        elem_classes=MAP,
                     )
 
                 with gr.Tab("Downloads", id="downloads"):
@@ -250,18 +283,25 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     stats_args = dict(fn=model_tab.model_tab, inputs=[analysis, measure, model, hub_repo, hub_revision],
                       outputs=[depth_img, depth_caption, kinds_img], **MODEL_WORK)
     measure.input(api_name="model_stats", **stats_args)  # the public endpoint first, then the private events
-    analyze_btn.click(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze", **MODEL_WORK).success(
-        **after).success(**stats_args, **PRIVATE)
+    # the model is loaded first, by an event without outputs: a model that cannot be loaded (an
+    # unreachable Hub repo) says so once and leaves the last analysis on the page untouched
+    load_args = dict(fn=handlers.load_model, inputs=[model, hub_repo, hub_revision], outputs=None,
+                     show_progress="hidden", **PRIVATE, **MODEL_WORK)
+    analyze_btn.click(**load_args).success(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze",
+                                           **MODEL_WORK).success(**after).success(**stats_args, **PRIVATE)
     # a new photo (upload, paste, webcam or example) is analysed at once
-    photo.change(handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, trigger_mode="always_last",
-                 **PRIVATE, **MODEL_WORK).success(**after).success(**stats_args, **PRIVATE)
+    photo.change(**load_args, trigger_mode="always_last").success(
+        handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, **PRIVATE, **MODEL_WORK).success(
+        **after).success(**stats_args, **PRIVATE)
     demo.load(handlers.model_banner, None, banner, **PRIVATE, queue=False)  # checked on every visit
     model.input(handlers.model_fields, model, [hub_repo, hub_revision, banner], **PRIVATE, queue=False).then(
         **stats_args, **PRIVATE)
 
     # class attribution: a new class or method runs the attribution only (the forward is cached)
+    # (progress on the picture only: over the caption its text would overlap the old caption)
     explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity],
-                        outputs=[analysis, attribution_img, attribution_caption], **MODEL_WORK)
+                        outputs=[analysis, attribution_img, attribution_caption], show_progress_on=attribution_img,
+                        **MODEL_WORK)
     method.input(api_name="explain", **explain_args)
     target.input(**explain_args, **PRIVATE)
     faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps], [analysis, faith_table, faith_plot],
@@ -327,6 +367,7 @@ def main() -> None:
         show_error=False,
         state_session_capacity=limits.STATE_SESSIONS,  # Gradio keeps up to 10,000 sessions' state by default
         theme=gr.themes.Soft(),
+        **LAUNCH_STYLE,  # the toolbar above the pictures, the class box's search
     )
 
 

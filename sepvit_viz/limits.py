@@ -71,5 +71,8 @@ RESULT_CACHE_BYTES: Final[int] = max(0, int(os.environ.get("SEPVIT_RESULT_CACHE_
 RESULT_CACHE_ENTRIES: Final[int] = 24  # 9 examples x (forward + attribution) stay warm, with room
 #: Models kept loaded at once (each a pool of CONCURRENCY replicas).
 MODEL_CACHE_ENTRIES: Final[int] = 4
+#: Seconds to wait for the Hugging Face Hub before saying it cannot be reached (one request, no
+#: retries: huggingface_hub's own backoff waits about 24 s for a file that is not cached).
+HUB_TIMEOUT_S: Final[float] = 5.0
 #: Seconds prepared download files are kept.
 DOWNLOAD_TTL_S: Final[int] = 3600

@@ -8,9 +8,9 @@
 Every function reads maps from a :class:`sepvit_viz.pipeline.Analysis` (memoised there) and draws
 them with :mod:`sepvit_viz.render`; nothing here runs the model or keeps state. Pictures show the
 model input upscaled by an integer factor (:func:`display_scale`, 2 at 224 px; ``ViewSettings.scale``
-overrides it), so window borders stay exact. The clickable views (:func:`tokens`, :func:`pwa_row`) have
-no title band: their photo starts at the picture's top-left corner and :meth:`View.to_model` inverts
-the scaling. A view a block does not have (PWA of a global block) raises :class:`NoView`, whose message
+overrides it), so window borders stay exact. Every map view has a title band
+(:data:`sepvit_viz.render.TITLE_HEIGHT` pixels): the photo starts below it at the left edge
+(``View.origin``), and :meth:`View.to_model` inverts the band and the scaling of a click. A view a block does not have (PWA of a global block) raises :class:`NoView`, whose message
 is written for the person who asked.
 
 Coordinates: points are ``(y, x)`` model-input pixels, windows raster indices into the block's window
@@ -46,6 +46,7 @@ __all__ = [
     "attribution",
     "compare",
     "curves",
+    "curves_figure",
     "display_scale",
     "figure",
     "gallery",
@@ -135,7 +136,8 @@ def head_name(head: maps.HeadSelect) -> str:
 
 
 def unit(rec: AttentionRecord) -> str:
-    """What a block's windows are called: ``"group"`` for GSA, ``"window"`` otherwise."""
+    """What a block's windows are called: ``"group"`` for GSA, ``"window"`` otherwise (and its token:
+    ``f"{unit(rec)} token"``, the group token of a GSA block)."""
     return "group" if rec.kind == "gsa" else "window"
 
 
@@ -219,25 +221,28 @@ def _window(an: Analysis, i: int, s: ViewSettings) -> int:
 
 # ------------------------------------------------------------------------------------ views
 def tokens(an: Analysis, s: ViewSettings) -> View:
-    """Every window token's attention over its window, tiled over the photo, with the window grid
-    (clickable: no title band; ``s.point`` is marked when given). Global blocks: the mean attention
-    each pixel receives."""
+    """Every window token's attention over its window (GSA: every group token's over its group),
+    tiled over the photo, with the window grid (``s.point`` is marked when given). Global blocks: the
+    mean attention each pixel receives."""
     i, rec, h, k = _resolve(an, s)
     heat = an.token_map(i, h)
     self_vals = an.token_self(i, h)
+    u = unit(rec)
     if self_vals is not None:
         caption = (
-            f"{rec.label}: each window token's attention over the pixels of its {unit(rec)} ({head_name(h)}). "
-            f"Window tokens keep {float(np.mean(self_vals)):.1%} of their attention on themselves on average. "
-            "Click the photo to pick a pixel."
+            f"{rec.label}: each {u} token's attention over the pixels of its {u} ({head_name(h)}). "
+            f"{u.capitalize()} tokens keep {float(np.mean(self_vals)):.1%} of their attention on themselves on "
+            "average. Click the photo to pick a pixel."
         )
+        title = f"{u} tokens over their {u}s · {rec.label} · {head_name(h)}"
     else:
         caption = (
             f"{rec.label}: this block has no window tokens (one global window); shown is the mean "
             f"attention each pixel receives ({head_name(h)}). Click the photo to pick a pixel."
         )
-    pic = _draw(an, heat, s, k, block=i, marker=s.point)
-    return View(pic, caption, heat, (0, 0), k, an.size)
+        title = f"attention each pixel receives · {rec.label} · {head_name(h)}"
+    pic = _draw(an, heat, s, k, block=i, marker=s.point, title=title)
+    return View(pic, caption, heat, (render.TITLE_HEIGHT, 0), k, an.size)
 
 
 def pixel(an: Analysis, s: ViewSettings) -> View:
@@ -266,7 +271,11 @@ def pixel(an: Analysis, s: ViewSettings) -> View:
             marker=(y, x),
             title=f"pixel (x={x}, y={y}) in {where} · {head_name(h)}",
         )
-        tok = "" if q.token_weight is None else f"; it gives {q.token_weight:.1%} of its attention to its window token"
+        tok = (
+            ""
+            if q.token_weight is None
+            else f"; it gives {q.token_weight:.1%} of its attention to its {unit(rec)} token"
+        )
         place = "the global window" if not rec.has_token else f"{unit(rec)} {q.window}"
         caption = f"Pixel (x={x}, y={y}) is feature cell {q.cell} of {rec.label}, in {place} ({head_name(h)}){tok}."
         return View(pic, caption, q.heat, (render.TITLE_HEIGHT, 0), k, an.size)
@@ -282,14 +291,14 @@ def pixel(an: Analysis, s: ViewSettings) -> View:
         f"(x {cx * stride}-{(cx + 1) * stride - 1}, y {cy * stride}-{(cy + 1) * stride - 1}, marked) is left out, "
         f"the rest rescaled to 100%. The own cell keeps {comp.self_share:.1%} of the weight on pixels "
         f"(the shortcuts and its attention to itself); {comp.token_mass:.1%} of all its weight comes from "
-        "window tokens."
+        f"{unit(rec)} tokens."
     )
     return View(pic, caption, comp.mixed, (render.TITLE_HEIGHT, 0), k, an.size)
 
 
 def pwa_row(an: Analysis, s: ViewSettings) -> View:
     """One window's PWA row (``s.window``; None: the window holding ``s.point``) as a heat map over
-    the window grid, the window outlined (clickable: no title band)."""
+    the window grid, the window outlined."""
     i, rec, h, k = _resolve(an, s)
     _require_pwa(rec)
     w = _window(an, i, s)
@@ -302,8 +311,9 @@ def pwa_row(an: Analysis, s: ViewSettings) -> View:
         f"Matrix: rows = query {u}s, columns = key {u}s ({n} x {n}, raster order). "
         f"Click the photo to pick another {u}."
     )
-    pic = _draw(an, heat, s, k, block=i, box=an.window_box(i, w))
-    return View(pic, caption, heat, (0, 0), k, an.size)
+    title = f"PWA: {u} {w} over all {u}s · {rec.label} · {head_name(h)}"
+    pic = _draw(an, heat, s, k, block=i, box=an.window_box(i, w), title=title)
+    return View(pic, caption, heat, (render.TITLE_HEIGHT, 0), k, an.size)
 
 
 def pwa_matrix(an: Analysis, s: ViewSettings) -> View:
@@ -480,20 +490,33 @@ def gallery(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
     )
 
 
-def curves(scores: Mapping[str, Curves]) -> np.ndarray:
-    """Deletion and insertion curves of several methods side by side: (H, W, 3) uint8 (Figure API, Agg)."""
-    fig = Figure(figsize=(8, 3.2), dpi=100)
-    canvas = FigureCanvasAgg(fig)
+def curves_figure(scores: Mapping[str, Curves]) -> Figure:
+    """The figure behind :func:`curves`: deletion and insertion axes side by side, one legend for
+    both below them (outside the curves), each method with both of its AUCs."""
+    rows = -(-len(scores) // 3)  # legend rows of up to three methods
+    fig = Figure(figsize=(8, 3.0 + 0.22 * rows), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
     ax_d, ax_i = fig.subplots(1, 2, sharey=True)
     for label, c in scores.items():
-        ax_d.plot(c.fractions, c.deletion, label=f"{label} ({c.deletion_auc:.3f})")
-        ax_i.plot(c.fractions, c.insertion, label=f"{label} ({c.insertion_auc:.3f})")
-    ax_d.set_title("deletion (lower AUC = better)")
-    ax_i.set_title("insertion (higher AUC = better)")
+        (line,) = ax_d.plot(c.fractions, c.deletion)
+        ax_i.plot(c.fractions, c.insertion, color=line.get_color())
+        line.set_label(f"{label}: {c.deletion_auc:.3f} / {c.insertion_auc:.3f}")
+    ax_d.set_title("deletion (lower AUC = better)", fontsize=10)
+    ax_i.set_title("insertion (higher AUC = better)", fontsize=10)
     for ax in (ax_d, ax_i):
         ax.set_xlabel("fraction of pixels")
-        ax.legend(fontsize=7)
     ax_d.set_ylabel("class probability")
-    fig.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    if scores:
+        fig.legend(
+            loc="outside lower center",
+            ncols=min(3, len(scores)),
+            fontsize=7,
+            title="AUC: deletion / insertion",
+            title_fontsize=7,
+        )
+    return fig
+
+
+def curves(scores: Mapping[str, Curves]) -> np.ndarray:
+    """Deletion and insertion curves of several methods side by side: (H, W, 3) uint8 (Figure API, Agg)."""
+    return render.figure_to_rgb(curves_figure(scores))

@@ -386,12 +386,21 @@ def from_official(state_dict: Mapping[str, Any], config: Mapping[str, Any] | Sep
 
 
 def load_from_hub(
-    repo_id: str, filename: str = "model.safetensors", revision: str | None = None, cache_dir: str | None = None
+    repo_id: str,
+    filename: str = "model.safetensors",
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    timeout: float | None = None,
 ) -> SepViT:
     """Download a checkpoint from the Hugging Face Hub (needs network) and build its model.
 
-    ``revision`` pins a branch, tag or commit hash. Only safetensors files are accepted.
+    ``revision`` pins a branch, tag or commit hash. Only safetensors files are accepted. A file not
+    in the local cache is first asked for with one request of at most ``timeout`` seconds
+    (:data:`sepvit_viz.limits.HUB_TIMEOUT_S`), so an unreachable Hub fails in seconds instead of
+    after huggingface_hub's retries. Every failure is a :class:`CheckpointError` with one plain
+    sentence (unreachable, switched off, no such repo, revision or file, gated).
     """
+    from .limits import HUB_TIMEOUT_S
     from .validation import HUB_REPO_RE, HUB_REVISION_RE
 
     if not HUB_REPO_RE.fullmatch(repo_id or ""):
@@ -402,15 +411,43 @@ def load_from_hub(
         raise CheckpointError("only .safetensors files are loaded from the Hub")
     if revision is not None and not HUB_REVISION_RE.fullmatch(revision):
         raise CheckpointError(f"invalid revision {revision!r}")
-    from huggingface_hub import hf_hub_download
+    import huggingface_hub as hf
+    from huggingface_hub import constants
 
+    timeout = HUB_TIMEOUT_S if timeout is None else float(timeout)
     try:
-        local = hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache_dir)
-    except Exception as e:  # offline, missing repo/file, auth: one clear message
-        raise CheckpointError(
-            f"could not download {filename} from {repo_id} (revision {revision or 'main'}): {type(e).__name__}: {e}"
-        ) from None
+        cached = hf.try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+        if not isinstance(cached, str) and not constants.HF_HUB_OFFLINE:
+            # one HEAD request, no retries: fails fast when the Hub cannot be reached
+            hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, revision=revision), timeout=timeout)
+        local = hf.hf_hub_download(
+            repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache_dir, etag_timeout=timeout
+        )
+    except Exception as e:  # offline, missing repo/file, auth: one plain sentence
+        raise CheckpointError(_hub_problem(e, repo_id, filename, revision, timeout)) from None
     return load_checkpoint(local)
+
+
+def _hub_problem(e: BaseException, repo_id: str, filename: str, revision: str | None, timeout: float) -> str:
+    """One sentence for a failed Hub download (never the library's exception name or its wording)."""
+    from huggingface_hub import constants
+    from huggingface_hub import errors as hf
+
+    where = f"{repo_id} (revision {revision or 'main'})"
+    if constants.HF_HUB_OFFLINE or isinstance(e, hf.OfflineModeIsEnabled):
+        return f"downloads from the Hugging Face Hub are switched off on this server (HF_HUB_OFFLINE) and {where} is not in its cache"
+    if isinstance(e, hf.GatedRepoError):
+        return f"{repo_id} is a gated repo: this server has no access to it"
+    if isinstance(e, hf.RepositoryNotFoundError):
+        return f"there is no repo {repo_id} on the Hugging Face Hub (or it is private)"
+    if isinstance(e, hf.RevisionNotFoundError):
+        return f"{repo_id} has no revision {revision!r}"
+    if isinstance(e, hf.LocalEntryNotFoundError) or not isinstance(e, hf.HfHubHTTPError | hf.EntryNotFoundError):
+        return f"the Hugging Face Hub cannot be reached from this server (no answer within {timeout:g} s)"
+    if isinstance(e, hf.EntryNotFoundError):
+        return f"{where} has no file {filename}"
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    return f"the Hugging Face Hub refused {filename} of {where}" + (f" (HTTP {status})" if status else "")
 
 
 def variant_config(name: str) -> SepViTConfig:

@@ -19,6 +19,7 @@ def app_url() -> Iterator[str]:
     """Launch ``app.demo`` on 127.0.0.1 with the public settings; yields its URL, closes it after."""
     import app
     from sepvit_viz import limits
+    from sepvit_viz.serving import page
 
     port = free_port()
     app.demo.launch(
@@ -28,6 +29,7 @@ def app_url() -> Iterator[str]:
         quiet=True,
         max_file_size=limits.MAX_UPLOAD_BYTES,
         show_error=False,
+        **page.LAUNCH_STYLE,
     )
     try:
         yield f"http://127.0.0.1:{port}/"

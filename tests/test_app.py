@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from sepvit_viz import limits, maps, views  # noqa: E402
+from sepvit_viz import limits, maps, render, views  # noqa: E402
 from sepvit_viz.serving import cache, handlers, models, photos, settings  # noqa: E402
 
 EXAMPLE = photos.example_photos()[0]
@@ -86,9 +87,9 @@ def test_analyze_returns_top5_and_the_main_views(state):
     assert probs[0] == pytest.approx(float(an.forward.probs[best]), rel=1e-5)
     for img in (attribution, tokens, cross, *pair):
         assert img.dtype == np.uint8 and not_blank(img)
-    # clickable views are drawn at model-input height (colour bar on the right, no title band)
+    # clickable views: the photo k times larger below a title band (colour bar on the right)
     k = views.display_scale(limits.DEFAULT_RESOLUTION)
-    assert k == 2 and tokens.shape[0] == cross.shape[0] == k * limits.DEFAULT_RESOLUTION
+    assert k == 2 and tokens.shape[0] == cross.shape[0] == k * limits.DEFAULT_RESOLUTION + render.TITLE_HEIGHT
     # the slider needs two pictures of one size
     assert pair[0].shape == pair[1].shape
 
@@ -256,7 +257,9 @@ def select(x, y):
 
 def test_click_on_the_token_map_is_a_model_pixel(state):
     k = views.display_scale(limits.DEFAULT_RESOLUTION)  # pictures show the photo k times larger
-    assert handlers.point_from_select(state, select(37 * k + 1, 150 * k)) == (37, 150)
+    top = render.TITLE_HEIGHT  # the photo starts below the title band
+    assert handlers.point_from_select(state, select(37 * k + 1, top + 150 * k)) == (37, 150)
+    assert all(isinstance(v, dict) for v in handlers.point_from_select(state, select(37 * k, top - 2)))  # the title
     # the colour bar right of the photo is not a pixel: nothing changes
     x_bar = k * limits.DEFAULT_RESOLUTION + 10
     assert all(isinstance(v, dict) for v in handlers.point_from_select(state, select(x_bar, 20)))
@@ -277,7 +280,8 @@ def test_pixel_query_follows_the_click(state):
 def test_click_on_the_cross_window_view_picks_the_window(state):
     block = "stages.0.blocks.0"  # 8 x 8 windows of 28 px
     k = views.display_scale(limits.DEFAULT_RESOLUTION)
-    assert handlers.window_from_select(state, block, select((3 * 28 + 5) * k, (2 * 28 + 5) * k)) == 2 * 8 + 3
+    top = render.TITLE_HEIGHT
+    assert handlers.window_from_select(state, block, select((3 * 28 + 5) * k, top + (2 * 28 + 5) * k)) == 2 * 8 + 3
     assert isinstance(handlers.window_from_select(state, block, select(k * limits.DEFAULT_RESOLUTION + 3, 5)), dict)
     mat, row_a, cap = handlers.cross_window(state, block, "mean", 19, "inferno", 0.6)
     _, row_b, _ = handlers.cross_window(state, block, "mean", 40, "inferno", 0.6)
@@ -371,6 +375,71 @@ def test_faithfulness_scores_one_method(state, monkeypatch):
     _, again, _ = handlers.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
     assert again == rows and len(calls) == 1
     assert ("gradcam", state.top1) in state.curves
+
+
+def test_typed_class_text_finds_its_class(state):
+    """Text left in the class search box (no option picked): part of exactly one class name is that
+    class; part of several names says which (issue 19, item 1; the page selects the box's text on a
+    click so typing replaces it, tested in the browser)."""
+    names = state.forward.class_names
+    assert handlers._parse_target("iguana", names, 0) == names.index("common iguana")
+    assert handlers._parse_target("39: common iguana", names, 0) == 39
+    assert handlers._parse_target("top", names, 7) == 7
+    with pytest.raises(handlers.SettingsError, match=r"part of 8 class names \(.*Persian cat"):
+        handlers._parse_target("cat", names, 0)
+    _, _, caption = handlers.explain(state, "IGUANA", "saliency", "inferno", 0.6, progress=noop)
+    assert "common iguana" in caption
+
+
+def test_every_map_view_has_a_title_and_gsa_has_group_tokens(state):
+    """Issue 19, item 9: the window-token map (and the cross-window map) carry a title band like the
+    other views; a GSA block's tokens are group tokens in every caption."""
+    pictures = {
+        "tokens": handlers.window_tokens(state, "stages.1.blocks.0", "mean", "inferno", 0.6)[0],
+        "cross-window": handlers.cross_window(state, "stages.1.blocks.0", "mean", -1, "inferno", 0.6)[1],
+        "pixel": handlers.window_tokens(state, "stages.1.blocks.0", "mean", "inferno", 0.6)[2],
+    }
+    for what, pic in pictures.items():
+        band = pic[: render.TITLE_HEIGHT].mean(axis=2)
+        assert (band > 250).mean() > 0.6 and (band < 100).sum() > 50, f"{what}: no title band"
+    _, tok_caption, _, pix_caption = handlers.window_tokens(state, "stages.1.blocks.1", "mean", "inferno", 0.6)
+    _, _, block_caption = handlers.pixel_query(state, "stages.1.blocks.1", "mean", 30, 30, "inferno", 0.6, "block")
+    for caption in (tok_caption, pix_caption, block_caption):
+        assert "GSA" in tok_caption and "group token" in caption and "window token" not in caption, caption
+    _, dssa_caption, _, _ = handlers.window_tokens(state, "stages.1.blocks.0", "mean", "inferno", 0.6)
+    assert "window token" in dssa_caption and "group token" not in dssa_caption
+
+
+def test_attribution_progress_stays_off_the_caption():
+    """Issue 19, item 9: while an attribution runs, its progress shows on the picture only (over the
+    caption its text overlapped the old caption)."""
+    import app
+
+    explains = [d for d in app.demo.fns.values() if d.name == "explain"]
+    assert explains
+    for dep in explains:
+        assert [c.elem_id for c in dep.show_progress_on] == ["attribution_img"]
+
+
+def test_curve_legends_lie_outside_the_curves():
+    """Issue 19, item 6: one legend below both plots, inside the figure, over no curve."""
+    from sepvit_viz.attribution import METHODS
+    from sepvit_viz.faithfulness import Curves
+
+    f = np.linspace(0, 1, 9)
+    for n in (2, len(METHODS)):
+        scores = {
+            m.label: Curves(f, np.exp(-(i + 1) * f), 1 - np.exp(-(i + 1) * f), 0.1, 0.9, 0)
+            for i, m in enumerate(list(METHODS.values())[:n])
+        }
+        fig = views.curves_figure(scores)
+        fig.canvas.draw()
+        (legend,) = fig.legends
+        box = legend.get_window_extent()
+        assert len(legend.get_texts()) == n
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent()), n
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0, n
 
 
 def test_downloads_hold_the_views_and_the_arrays(state):
@@ -531,6 +600,44 @@ def test_hub_checkpoint_errors_are_clear(monkeypatch):
         analyze(model_choice="/etc/passwd")
 
 
+def test_an_unreachable_hub_fails_fast_with_one_message_and_keeps_the_analysis(monkeypatch):
+    """Issue 19, item 7: no network here; huggingface_hub answers as it does when the Hub cannot be
+    reached. The model is loaded in an event of its own, with no outputs, ahead of the analysis."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    asked = []
+
+    def unreachable(*args, **kwargs):
+        asked.append(kwargs)
+        raise LocalEntryNotFoundError(
+            "An error happened while trying to locate the file on the Hub and we cannot find the requested "
+            "files in the local cache."
+        )
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    start = time.perf_counter()
+    with pytest.raises(gr.Error) as info:
+        handlers.load_model(models.MODEL_HUB, "someone/unreachable-model", "")
+    assert time.perf_counter() - start < 2.0
+    assert asked and asked[0]["timeout"] == limits.HUB_TIMEOUT_S  # one request, bounded; no retries
+    msg = info.value.message
+    assert "someone/unreachable-model" in msg and "cannot be reached" in msg and "unchanged" in msg, msg
+    for raw in ("LocalEntryNotFoundError", "locate the file", "Traceback"):
+        assert raw not in msg, msg
+    assert info.value.print_exception is False
+    # in the page: /analyze (and the new-photo analysis) run only after the model loaded, by an event
+    # without outputs, so a failed load leaves every output of the last analysis as it was
+    import app
+
+    fns = app.demo.fns
+    for dep in (d for d in fns.values() if d.name in ("analyze", "analyze_new_photo")):
+        before = fns[dep.trigger_after]
+        assert before.name == "load_model" and before.outputs == [] and dep.trigger_only_on_success
+
+
 def test_model_fields_show_the_hub_boxes_only_for_the_hub():
     repo, rev, _ = handlers.model_fields(models.MODEL_HUB)
     assert repo["visible"] is True and rev["visible"] is True
@@ -574,6 +681,9 @@ def test_main_binds_where_spaces_expect(monkeypatch):
     app.main()
     assert seen["server_name"] == "0.0.0.0" and seen["server_port"] == 8123 and seen["warm"]
     assert seen["max_file_size"] == limits.MAX_UPLOAD_BYTES and seen["show_error"] is False
+    from sepvit_viz.serving import page
+
+    assert seen["css"] == page.CSS and seen["js"] == page.JS  # the toolbar's row, the class box's search
     monkeypatch.delenv("PORT")
     monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.1")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
@@ -629,6 +739,44 @@ def test_result_cache_is_bounded_in_count_and_bytes(state):
     assert cache.RESULTS.max_bytes == limits.RESULT_CACHE_BYTES > 0
 
 
+# ------------------------------------------------------------------------------------ server log
+def _log_lines(caplog) -> list:
+    return [r for r in caplog.records if r.name.startswith("sepvit_viz")]
+
+
+def test_user_errors_are_one_log_line_and_faults_keep_their_traceback(state, monkeypatch, caplog):
+    """Issue 19, item 8: a bad file, no photo, an unknown class are one line in the server log and
+    Gradio prints no traceback for them (``print_exception`` off); a real fault keeps its traceback."""
+    from types import SimpleNamespace
+
+    caplog.set_level("INFO", logger="sepvit_viz")
+    user_mistakes = {
+        "no photo": lambda: analyze(photo=None),
+        "bad file": lambda: analyze(photo=b"this is not an image at all"),
+        "unknown class": lambda: handlers.explain(state, "no such class", "saliency", "inferno", 0.6, progress=noop),
+        "lost upload": lambda: photos._raw_upload(SimpleNamespace(url=None, path=None)),
+    }
+    for what, call in user_mistakes.items():
+        caplog.clear()
+        with pytest.raises(gr.Error) as info:
+            call()
+        assert info.value.print_exception is False, what
+        lines = _log_lines(caplog)
+        assert len(lines) == 1 and lines[0].exc_info is None, (what, [r.getMessage() for r in lines])
+        assert info.value.message in lines[0].getMessage() and "\n" not in lines[0].getMessage(), what
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal check failed")
+
+    monkeypatch.setattr(handlers, "_token_views", broken)
+    caplog.clear()
+    with pytest.raises(gr.Error, match="Something went wrong") as info:
+        handlers.window_tokens(state, "stages.1.blocks.0", "mean", "inferno", 0.6)
+    assert info.value.print_exception is False  # the log line below has the traceback, once
+    (line,) = _log_lines(caplog)
+    assert line.exc_info and isinstance(line.exc_info[1], ValueError)
+
+
 # ------------------------------------------------------------------------------------ launched app
 @pytest.fixture(scope="module")
 def client(app_url):
@@ -679,6 +827,18 @@ def test_launched_app_reports_bad_settings_clearly(client):
         msg = str(info.value)
         assert match in msg and "Traceback" not in msg, msg
     assert "Model:" in client.predict(handle_file(EXAMPLE), api_name="/analyze")[0]
+
+
+@pytest.mark.slow
+def test_launched_app_logs_user_errors_without_a_traceback(client, capfd):
+    """What the server prints for a user's mistakes: no traceback (issue 19, item 8)."""
+    capfd.readouterr()
+    with pytest.raises(Exception, match="no class named"):
+        client.predict(handle_file(EXAMPLE), target="unicorn", api_name="/analyze")
+    with pytest.raises(Exception, match="Upload a photo"):
+        client.predict(None, api_name="/analyze")
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out, printed.err[-3000:]
 
 
 def test_model_handlers_hand_freed_memory_back(monkeypatch):

@@ -108,15 +108,17 @@ def wait_text(page, elem_id: str, needle: str) -> None:
 def click_model_pixel(page, elem_id: str, x: int, y: int) -> None:
     """Click the picture of ``elem_id`` where it shows model-input pixel (x, y).
 
-    Pictures show the photo ``display_scale`` times larger, from their top-left corner.
+    Pictures show the photo ``display_scale`` times larger, from the left edge below the title band.
     """
-    from sepvit_viz import limits, views
+    from sepvit_viz import limits, render, views
 
     k = views.display_scale(limits.DEFAULT_RESOLUTION)
     img = page.locator(f"#{elem_id} img").first
     box = img.evaluate(PICTURE_BOX)
-    # aim at the centre of the k x k picture pixels of (x, y): mouse positions are whole CSS pixels
-    page.mouse.click(box["left"] + (x + 0.5) * k * box["scale"], box["top"] + (y + 0.5) * k * box["scale"])
+    # aim at the centre of the k x k picture pixels of (x, y), below the title band: mouse positions
+    # are whole CSS pixels
+    top = box["top"] + render.TITLE_HEIGHT * box["scale"]
+    page.mouse.click(box["left"] + (x + 0.5) * k * box["scale"], top + (y + 0.5) * k * box["scale"])
 
 
 def open_tab(page, name: str) -> None:
@@ -193,7 +195,7 @@ def test_a_wide_photo_keeps_its_aspect_and_a_click_lands_on_its_pixel(url, brows
     """Issue 19 item 5 as a person sees it: a 640 x 320 upload is analysed whole at 448 x 224 (the
     status says so, the token map is twice as wide as tall), and a click near its right end, which a
     square crop would have cut away, picks that model pixel."""
-    from sepvit_viz import views
+    from sepvit_viz import render, views
     from sepvit_viz.serving import photos
 
     wide = tmp_path / "wide.png"
@@ -208,11 +210,193 @@ def test_a_wide_photo_keeps_its_aspect_and_a_click_lands_on_its_pixel(url, brows
     assert_not_blank(token, "token map of the wide photo")
     box = page.locator("#token_img img").first.evaluate(PICTURE_BOX)
     k = views.display_scale((224, 448))
-    assert (box["nh"], box["nw"]) == (224 * k, 448 * k + 54)  # the whole input, then the colour bar
+    # the title band, then the whole input; the colour bar beside it
+    assert (box["nh"], box["nw"]) == (render.TITLE_HEIGHT + 224 * k, 448 * k + 54)
     x, y = 430, 100
-    page.mouse.click(box["left"] + (x + 0.5) * k * box["scale"], box["top"] + (y + 0.5) * k * box["scale"])
+    top = box["top"] + render.TITLE_HEIGHT * box["scale"]
+    page.mouse.click(box["left"] + (x + 0.5) * k * box["scale"], top + (y + 0.5) * k * box["scale"])
     wait_text(page, "pixel_caption", f"Pixel (x={x}, y={y})")
     wait_text(page, "pixel_caption", "window 15")  # stage 2 block 1: 4 x 8 windows of 56 px: row 1, column 7
     page.screenshot(path=tmp_path / "6_wide_photo.png", full_page=True)
     assert_no_error_toast(page)
+    page.close()
+
+
+# ------------------------------------------------------------------------------------ issue 19
+# what a first-time user tripped over, looked at as a person would at 1400 x 1000
+
+#: Boxes (CSS pixels) of a picture as painted and of Gradio's toolbar over its component.
+TOOLBAR_AND_PICTURE = """(id) => {
+    const c = document.getElementById(id);
+    const img = c.querySelector('img');
+    const r = img.getBoundingClientRect();
+    const s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+    const w = img.naturalWidth * s, h = img.naturalHeight * s;
+    const t = c.querySelector('.icon-button-wrapper');
+    const tb = t ? t.getBoundingClientRect() : null;
+    return {picture: {left: r.left + (r.width - w) / 2, top: r.top + (r.height - h) / 2, width: w, height: h,
+                      scale: s, nw: img.naturalWidth},
+            toolbar: tb && tb.width > 0 ? {left: tb.left, top: tb.top, width: tb.width, height: tb.height} : null};
+}"""
+
+#: Every header cell of a table and every box that scrolls or clips it sideways.
+TABLE_FIT = """(id) => {
+    const root = document.getElementById(id);
+    const outer = root.getBoundingClientRect();
+    const clipped = [];
+    for (const el of root.querySelectorAll('*')) {
+        // Gradio's hidden sizing rows measure unwrapped text: not seen, not clipped
+        if (!el.checkVisibility({visibilityProperty: true}) || el.closest('.sizing-body')) continue;
+        const ox = getComputedStyle(el).overflowX;
+        if (['auto', 'scroll', 'hidden', 'clip'].includes(ox) && el.scrollWidth > el.clientWidth + 1) {
+            clipped.push(el.className + ' ' + el.scrollWidth + '>' + el.clientWidth);
+        }
+    }
+    const cells = [...root.querySelectorAll('thead th')].map(th => {
+        const b = th.getBoundingClientRect();
+        const range = document.createRange();
+        range.selectNodeContents(th);
+        const t = range.getBoundingClientRect();
+        return {text: th.innerText.trim(), left: b.left, right: b.right, text_left: t.left, text_right: t.right,
+                width: b.width};
+    });
+    return {left: outer.left, right: outer.right, clipped, cells};
+}"""
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return not (
+        a["left"] + a["width"] <= b["left"]
+        or b["left"] + b["width"] <= a["left"]
+        or a["top"] + a["height"] <= b["top"]
+        or b["top"] + b["height"] <= a["top"]
+    )
+
+
+def assert_toolbar_clear(page, elem_id: str, colour_bar: bool = True) -> None:
+    """Gradio's toolbar covers nothing of the picture: not the top value of its colour bar, which
+    :func:`sepvit_viz.render.colorbar_strip` writes at the picture's top right, nor a plot's title."""
+    painted(page, elem_id)
+    boxes = page.evaluate(TOOLBAR_AND_PICTURE, elem_id)
+    pic, tool = boxes["picture"], boxes["toolbar"]
+    if tool is None:
+        return
+    if colour_bar:  # its top label: the strip's right 54 - 17 picture pixels, 14 high under the title band
+        from sepvit_viz import render
+
+        k = pic["scale"]
+        label = {
+            "left": pic["left"] + (pic["nw"] - 54 + 17) * k,
+            "top": pic["top"] + render.TITLE_HEIGHT * k,
+            "width": 37 * k,
+            "height": 14 * k,
+        }
+        assert not overlap(tool, label), f"{elem_id}: the toolbar {tool} covers the colour bar's top value {label}"
+    assert not overlap(tool, pic), f"{elem_id}: the toolbar {tool} lies over the picture {pic}"
+
+
+def test_first_time_user(url, browser, tmp_path, monkeypatch):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    page.locator("#photo input[type=file]").wait_for(state="attached")
+    from sepvit_viz.serving import photos
+
+    page.locator("#photo input[type=file]").set_input_files(photos.example_photos()[2])
+    wait_text(page, "status", "Model:")
+    wait_text(page, "attribution_caption", "for class")
+
+    # 1. typing in the class box searches (it replaced "Top prediction"), picking explains that class
+    box = page.locator("#target input")
+    box.click()
+    page.wait_for_timeout(300)
+    page.keyboard.type("iguana")
+    assert box.input_value() == "iguana"
+    options = page.locator('[data-testid="dropdown-option"]')
+    options.first.wait_for(state="visible")
+    assert "common iguana" in options.all_inner_texts()[0]
+    page.screenshot(path=tmp_path / "19_1_class_search.png")
+    options.first.click()
+    wait_text(page, "attribution_caption", "common iguana")
+    assert_no_error_toast(page)
+
+    # 9. while Integrated Gradients runs, its progress shows on the picture, not over the caption
+    page.locator("#method input").click()
+    page.locator("#method input").fill("Integrated")
+    page.keyboard.press("Enter")
+    states = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "Integrated Gradients" not in text_of(page, "attribution_caption"):
+        states.append(
+            page.evaluate(
+                """() => ['attribution_img', 'attribution_caption'].map(id => {
+                    const t = document.querySelector('#' + id + ' [data-testid="status-tracker"]');
+                    return !!t && !t.classList.contains('hide') && t.innerText.trim().length > 0;
+                })"""
+            )
+        )
+        if states[-1][0] and len(states) % 5 == 1:
+            page.screenshot(path=tmp_path / "19_9_progress.png")
+        page.wait_for_timeout(100)
+    assert any(img for img, _ in states), "no progress seen on the picture"
+    assert not any(caption for _, caption in states), "progress drawn over the caption"
+
+    # 2. the toolbar covers no number of a map (nor the curves' titles)
+    assert_toolbar_clear(page, "attribution_img")
+
+    # 6. the faithfulness table fits: every header whole, nothing clipped sideways; the curves' legend
+    # is below them (tested on the figure in test_app.py) and the toolbar off the picture
+    page.get_by_text("Faithfulness: deletion").click()
+    page.get_by_role("button", name="Compute scores").click()
+    wait_text(page, "faith_table", "faithful on")
+    page.locator("#faith_plot").scroll_into_view_if_needed()
+    page.screenshot(path=tmp_path / "19_6_faithfulness.png", full_page=True)
+    fit = page.evaluate(TABLE_FIT, "faith_table")
+    from sepvit_viz.serving import handlers
+
+    assert [c["text"] for c in fit["cells"]] == handlers.FAITH_HEADERS
+    assert not fit["clipped"], fit["clipped"]
+    for c in fit["cells"]:
+        assert fit["left"] - 0.5 <= c["left"] and c["right"] <= fit["right"] + 0.5, c
+        assert c["left"] - 0.5 <= c["text_left"] and c["text_right"] <= c["right"] + 0.5, c
+    assert_toolbar_clear(page, "faith_plot", colour_bar=False)  # the insertion curve's title
+
+    for tab, pictures in (
+        ("Window tokens", ("token_img", "pixel_img")),
+        ("Cross-window attention", ("pwa_row_img", "pwa_matrix_img")),
+    ):
+        open_tab(page, tab)
+        for elem in pictures:
+            assert_toolbar_clear(page, elem)
+        page.screenshot(path=tmp_path / f"19_2_{pictures[0]}.png")
+
+    # 7. an unreachable Hub repo: one clear message at once; the last analysis stays, nothing marked failed
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def unreachable(*args, **kwargs):
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    open_tab(page, "Class attribution")
+    status_before, caption_before = text_of(page, "status"), text_of(page, "attribution_caption")
+    page.get_by_text("Model and input size").click()
+    page.get_by_label("Model").click()
+    page.get_by_role("option", name="Hugging Face Hub checkpoint…").click()
+    page.get_by_label("Hub repo id").fill("someone/unreachable-model")
+    start = time.monotonic()
+    page.locator("#analyze").click()
+    toast = page.locator('[data-testid="toast-body"]')
+    toast.first.wait_for(state="visible", timeout=30_000)
+    assert time.monotonic() - start < 15
+    message = toast.first.inner_text()
+    assert "cannot be reached" in message and "LocalEntryNotFoundError" not in message, message
+    page.wait_for_timeout(1000)
+    page.screenshot(path=tmp_path / "19_7_hub.png")
+    for elem in ("status", "top5", "attribution_img", "token_img", "pwa_row_img"):
+        badges = page.locator(f'#{elem} [data-testid="status-tracker"] .error')
+        assert badges.count() == 0, f"{elem} is marked as failed"
+    assert text_of(page, "status") == status_before and text_of(page, "attribution_caption") == caption_before
     page.close()

@@ -162,7 +162,8 @@ def test_a_click_becomes_the_window_under_it(analysis):
     first = views.pwa_row(a, ViewSettings(block=blk, **GRAY))
     for w in range(a.records[blk].geometry.num_windows):
         y0, x0, y1, x1 = a.window_box(blk, w)
-        click = ((x0 + x1) // 2 * first.scale, (y0 + y1) // 2 * first.scale)  # (x, y) on the picture
+        top, left = first.origin  # the photo starts below the title band
+        click = (left + (x0 + x1) // 2 * first.scale, top + (y0 + y1) // 2 * first.scale)  # (x, y) on the picture
         chosen = a.window_at(blk, first.to_model(*click))
         assert chosen == w
         assert brightest_window(views.pwa_row(a, ViewSettings(block=blk, window=chosen, **GRAY)), a, blk) == w

@@ -9,6 +9,8 @@
 * :mod:`.handlers`: the Gradio handlers; they draw through :mod:`sepvit_viz.views`.
 * :mod:`.downloads`: PNG and .npz files of the current views, pruned after an hour.
 * :mod:`.model_tab`: the "Model" tab (model-level attention statistics, the current photo marked).
+* :mod:`.errors`: errors meant for users (one log line, no traceback).
+* :mod:`.page`: the CSS and the script the page is launched with (``page.LAUNCH_STYLE``).
 
 Shared, module-level objects (the pool, the cache) hold no per-user data; per user there is one
 :class:`~.handlers.Session` in a ``gr.State``.

@@ -33,7 +33,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import maps, pipeline, views
+from .. import maps, pipeline, render, views
 from ..attribution import METHODS, Attribution, attribute
 from ..capture import AttentionRecord
 from ..faithfulness import Curves, deletion_insertion
@@ -47,7 +47,7 @@ from ..limits import (
 from ..model import create_model
 from ..preprocess import to_tensor
 from ..runtime import release_free_memory
-from ..scorecard import Scorecard, faithfulness_table
+from ..scorecard import MEASURES, Scorecard, faithfulness_table
 from ..validation import (
     SettingsError,
     UserInputError,
@@ -61,6 +61,7 @@ from ..validation import (
 from ..weights import DEFAULT_CHECKPOINT, CheckpointError, model_note
 from . import downloads
 from .cache import RESULTS, SESSIONS, AttributionKey, ForwardKey, digest, nbytes
+from .errors import user_error
 from .models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEntry, ModelKey
 from .photos import example_photos, load_photo
 from .settings import DEFAULT_METHOD, DEFAULT_PWA_BLOCK, DEFAULT_TOKEN_BLOCK, TOP_PREDICTION, Settings
@@ -77,6 +78,7 @@ __all__ = [
     "cross_window",
     "explain",
     "faithfulness",
+    "load_model",
     "pixel_query",
     "prepare_downloads",
     "rerender",
@@ -105,24 +107,28 @@ def _user_errors(ran_model: bool = False) -> Iterator[None]:
     """Turn errors into ``gr.Error`` (message only, never a traceback).
 
     Only errors written for users show their text: :class:`UserInputError` (bad photo, impossible
-    setting) and :class:`CheckpointError` (a checkpoint that does not fit). Anything else, a plain
-    ``ValueError`` from a library's argument check included, is a bug: it is logged here with its
-    traceback and a short reference, and the user gets :data:`INTERNAL_ERROR_MESSAGE`.
+    setting) and :class:`CheckpointError` (a checkpoint that does not fit, an unreachable Hub). They
+    are expected: the server log gets one line each (:func:`.errors.user_error`). Anything else, a
+    plain ``ValueError`` from a library's argument check included, is a bug: it is logged here with
+    its traceback and a short reference, and the user gets :data:`INTERNAL_ERROR_MESSAGE`.
     """
     try:
         yield
-    except gr.Error:
+    except gr.Error as e:
+        if e.print_exception:  # made elsewhere for the user: one log line, no traceback either
+            raise user_error(e.message) from None
         raise
     except UserInputError as e:  # bad photo or impossible setting: the message is for the user
-        raise gr.Error(str(e)) from None
+        raise user_error(str(e)) from None
     except CheckpointError as e:
-        raise gr.Error(f"Could not load the model: {e}") from None
+        raise user_error(f"Could not load the model: {e}") from None
     except MemoryError:
-        raise gr.Error("Not enough memory for this request; try a lower resolution.") from None
+        raise user_error("Not enough memory for this request; try a lower resolution.") from None
     except Exception:  # unexpected (ValueError from an internal check included): log it, say nothing of it
         ref = uuid.uuid4().hex[:8]
         _log.exception("internal error in a request handler (reference %s)", ref)
-        raise gr.Error(INTERNAL_ERROR_MESSAGE.format(ref=ref)) from None
+        # the traceback is in the log line above; Gradio's own would only show this re-raise
+        raise gr.Error(INTERNAL_ERROR_MESSAGE.format(ref=ref), print_exception=False) from None
     finally:
         if ran_model and MALLOC_TRIM:
             release_free_memory()
@@ -147,6 +153,20 @@ def model_fields(choice: str | None) -> tuple[Any, Any, str]:
     """Show the Hub repo / revision boxes only for the Hub choice; refresh the banner."""
     hub = choice == MODEL_HUB
     return gr.update(visible=hub), gr.update(visible=hub), model_banner(choice if not hub else MODEL_DEFAULT)
+
+
+def load_model(choice: str | None = MODEL_DEFAULT, repo: str | None = "", revision: str | None = "") -> None:
+    """Load the chosen model before a new analysis (an event with no outputs, ahead of :func:`analyze`).
+
+    A model that cannot be loaded (an unreachable Hub, a missing repo) stops the analysis here with
+    one message, so the page keeps the last good analysis as it is: no output of :func:`analyze`
+    is touched, none is marked as failed.
+    """
+    with _user_errors():
+        try:
+            MODELS.get(choice, repo, revision)
+        except (SettingsError, CheckpointError) as e:
+            raise SettingsError(f"{e} The analysis shown is unchanged.") from None
 
 
 def warm_up(background: bool = True) -> threading.Thread | None:
@@ -417,7 +437,20 @@ def _parse_target(target: Any, class_names: Sequence[str], top1: int) -> int:
         m = re.fullmatch(r"\s*(\d+):.*", target)  # a dropdown label "123: name"
         if m:
             target = m.group(1)
-    return resolve_class(target, class_names)
+    try:
+        return resolve_class(target, class_names)
+    except SettingsError:
+        # text typed into the search box and left there: a part of exactly one class name is that class
+        text = target.strip().lower() if isinstance(target, str) else ""
+        hits = [i for i, name in enumerate(class_names) if text and text in name.lower()]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            some = ", ".join(f"{i}: {class_names[i]}" for i in hits[:5]) + (", ..." if len(hits) > 5 else "")
+            raise SettingsError(
+                f"{target.strip()!r} is part of {len(hits)} class names ({some}); pick one from the list."
+            ) from None
+        raise
 
 
 def _check_method(method: Any) -> str:
@@ -901,8 +934,8 @@ def _clicked_view(session: Session, evt: gr.SelectData | None) -> tuple[int, int
     """Model-input (y, x) of a click on a clickable view (token map, cross-window map); None off the photo."""
     if evt is None or not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:
         return None
-    k = views.display_scale(session.maps.size)
-    probe = views.View(np.zeros((1, 1, 3), np.uint8), "", None, (0, 0), k, session.maps.size)
+    k = views.display_scale(session.maps.size)  # both clickable views: the photo below a title band
+    probe = views.View(np.zeros((1, 1, 3), np.uint8), "", None, (render.TITLE_HEIGHT, 0), k, session.maps.size)
     return probe.to_model(float(evt.index[0]), float(evt.index[1]))
 
 
@@ -976,9 +1009,16 @@ def rerender(
 
 
 # ------------------------------------------------------------------------------------ faithfulness
-#: Columns of the faithfulness table (:meth:`sepvit_viz.scorecard.Scorecard.headers`: the measures,
-#: the sanity correlation, the verdict text, seconds).
-FAITH_HEADERS = Scorecard(0, [], {}, 0.0).headers()
+#: Columns of the faithfulness table: the method, the six untuned measures of
+#: :data:`sepvit_viz.scorecard.MEASURES` (↓ lower is better, ↑ higher is better), the verdict text,
+#: seconds. Short enough that the whole table fits its panel on a 1400 px wide window
+#: (:data:`FAITH_WIDTHS`); the light preset runs no sanity check, so its (empty) column is left out.
+FAITH_HEADERS = ["method", *(m.label + (" ↓" if m.lower_is_better else " ↑") for m in MEASURES), "verdict", "seconds"]
+#: Width of each column of :data:`FAITH_HEADERS` (headers wrap inside them).
+FAITH_WIDTHS = ["13%", *["10%"] * len(MEASURES), "17%", "10%"]
+#: The table's label: what the arrows mean.
+FAITH_LABEL = "Scores (↓ lower is better, ↑ higher is better)"
+_SANITY_COLUMN = Scorecard(0, [], {}, 0.0).headers().index("sanity |rank corr.|")
 
 #: The panel's light preset of :func:`sepvit_viz.scorecard.faithfulness_table`: one ROAD fraction and
 #: no sanity check (the model randomisation costs a second attribution per method); steps come from
@@ -988,8 +1028,10 @@ FAITH_PRESET: dict[str, Any] = {"road_fractions": (0.5,), "sanity": None}
 
 
 def _faith_rows(session: Session) -> list[list[Any]]:
-    """The last faithfulness table of this session (none yet: no rows)."""
-    return session.scorecard.table() if session.scorecard is not None else []
+    """The last faithfulness table of this session as :data:`FAITH_HEADERS` (none yet: no rows)."""
+    if session.scorecard is None:
+        return []
+    return [row[:_SANITY_COLUMN] + row[_SANITY_COLUMN + 1 :] for row in session.scorecard.table()]
 
 
 def faithfulness(

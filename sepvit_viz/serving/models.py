@@ -189,8 +189,7 @@ class ModelStore:
                     model = load_from_hub(repo, revision=rev)
                 except CheckpointError as e:
                     raise SettingsError(
-                        f"Could not load {repo} from the Hugging Face Hub (it may be unreachable from this "
-                        f"server, or the repo has no model.safetensors): {e}"
+                        f"Could not load {repo} from the Hugging Face Hub: {str(e).rstrip('.')}."
                     ) from None
                 return model, f"{repo}@{rev or 'main'} (Hugging Face Hub)", None
 

@@ -13,6 +13,7 @@ from PIL import Image
 from .. import imageio
 from ..limits import DECODE_SHORT_SIDE, MAX_UPLOAD_BYTES
 from ..weights import ASSETS_DIR, DEFAULT_CHECKPOINT, card_path_for
+from .errors import user_error
 
 __all__ = ["EXAMPLES_DIR", "example_photos", "examples_caption", "load_photo", "photo_input"]
 
@@ -42,13 +43,13 @@ def _raw_upload(payload: Any) -> str | bytes | None:
     if url and url.startswith("data:"):
         # bound the encoded size before decoding anything (base64 is 4/3 of the bytes)
         if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 1024:
-            raise gr.Error(f"The photo is larger than {MAX_UPLOAD_BYTES // 2**20} MB.")
+            raise user_error(f"The photo is larger than {MAX_UPLOAD_BYTES // 2**20} MB.")
         try:
             return base64.b64decode(url.split(",", 1)[1], validate=False)
         except (ValueError, IndexError):
-            raise gr.Error("The photo could not be read (bad data URL).") from None
+            raise user_error("The photo could not be read (bad data URL).") from None
     if getattr(payload, "path", None) is None:
-        raise gr.Error("No photo received; please upload it again.")
+        raise user_error("No photo received; please upload it again.")
     return str(payload.path)
 
 
