@@ -263,7 +263,7 @@ def test_fit_aspect_keeps_the_photo_shape(folder, tmp_path):
     """``--fit aspect`` (issue 19 item 5): the 90 x 70 photo at ``--size 64`` is analysed at 96 x 64
     (shorter side 64, longer side 64 x 1.29 rounded to a multiple of 32), its pictures drawn at that
     shape; a point in the right part, which the square crop cuts away, is a valid query."""
-    from sepvit_viz.views import display_scale
+    from sepvit_viz import cli
 
     common = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "tokens,pixel,composed"]
     out = tmp_path / "aspect"
@@ -272,9 +272,10 @@ def test_fit_aspect_keeps_the_photo_shape(folder, tmp_path):
         == 0
     )
     assert Image.open(out / "cat" / "input.png").size == (96, 64)
-    k = display_scale((64, 96))
-    sizes = {Image.open(p).size for p in (out / "cat").glob("*.png") if p.name != "input.png"}
-    assert (96 * k + 54, 64 * k) in sizes  # the token map: photo k times larger, then the colour bar
+    k = cli.picture_scale((64, 96))
+    token = Image.open(out / "cat" / "s1_b01_dssa_tokens.png")
+    # the token map: the photo k times larger beside its colour bar, under the header and title bands
+    assert token.size[0] == 96 * k + 54 and token.size[1] > 64 * k
     crop = tmp_path / "crop"
     assert main(["render", str(folder / "cat.jpg"), "--out", str(crop), *common, "--fit", "crop"]) == 0
     assert Image.open(crop / "cat" / "input.png").size == (64, 64)
