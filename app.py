@@ -207,6 +207,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                                 interactive=False,
                                 show_label=False,
                                 max_height=640,
+                                buttons=[],  # no toolbar over its colour bar: the panels below have one
                                 elem_id="compare_slider",
                             )
                         with gr.Column(scale=2):

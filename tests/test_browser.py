@@ -369,6 +369,19 @@ def test_first_time_user(url, browser, tmp_path, monkeypatch):
         for elem in pictures:
             assert_toolbar_clear(page, elem)
         page.screenshot(path=tmp_path / f"19_2_{pictures[0]}.png")
+    open_tab(page, "Compare DSSA vs GSA")
+    for elem in ("compare_a", "compare_b"):
+        assert_toolbar_clear(page, elem)
+    # the swipe slider has no toolbar at all (the two panels carry download and fullscreen)
+    painted(page, "compare_a")
+    assert (
+        page.evaluate(
+            "() => [...document.querySelectorAll('#compare_slider .icon-button-wrapper')]"
+            ".filter(t => t.getBoundingClientRect().width > 0).length"
+        )
+        == 0
+    ), "the swipe slider's toolbar is back over its colour bar"
+    page.screenshot(path=tmp_path / "19_2_compare.png")
 
     # 7. an unreachable Hub repo: one clear message at once; the last analysis stays, nothing marked failed
     import huggingface_hub
