@@ -207,8 +207,9 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                                 interactive=False,
                                 show_label=False,
                                 max_height=640,
-                                buttons=[],  # no toolbar over its colour bar: the panels below have one
+                                buttons=[],  # download and fullscreen are on the two panels below
                                 elem_id="compare_slider",
+                                elem_classes=MAP,  # its reset button gets a row above the picture
                             )
                         with gr.Column(scale=2):
                             compare_caption = gr.Markdown(elem_id="compare_caption")

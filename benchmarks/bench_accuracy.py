@@ -1,6 +1,6 @@
 """Held-out accuracy of the shipped distilled checkpoint against the teacher (issue 17's bar).
 
-Uses the same code as ``python -m sepvit_viz.evaluate DIR ... --teacher``: 1000-way top-1 at 224
+Uses the same code as ``python -m sepvit_viz.training.evaluate DIR ... --teacher``: 1000-way top-1 at 224
 (bicubic, centre crop 0.875, mean = std = 0.5), student fp32, teacher bf16 where the CPU has it
 natively. The photos live outside the project: ``../shared/data/val/`` and, for tiny-imagenet and
 imagewoof, the extracted extra photos named by ``SEPVIT_EXTRA_DATA`` (``OUT`` of
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.common import conditions
-from sepvit_viz.evaluate import TARGETS  # the issue's bar: (student top-1, agreement) per held-out folder
+from sepvit_viz.training.evaluate import TARGETS  # the issue's bar: (student top-1, agreement) per held-out folder
 
 TITLE = "Accuracy of the distilled checkpoint"
 
@@ -37,8 +37,8 @@ def val_dirs() -> list[Path]:
 def run(quick: bool) -> str:
     import torch
 
-    from sepvit_viz.evaluate import evaluate_dirs, markdown_table
-    from sepvit_viz.weights import DEFAULT_CHECKPOINT, load_checkpoint
+    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, load_checkpoint
+    from sepvit_viz.training.evaluate import evaluate_dirs, markdown_table
 
     head = "### held-out top-1 at 224\n\n"
     dirs = val_dirs()
@@ -47,7 +47,7 @@ def run(quick: bool) -> str:
     if not dirs:
         return head + f"Skipped: the held-out photos (`{VAL_ROOT}`) are not on this machine.\n"
     try:
-        from sepvit_viz.teacher import create_teacher
+        from sepvit_viz.training.teacher import create_teacher
 
         teacher = create_teacher().to(memory_format=torch.channels_last)
     except ImportError:

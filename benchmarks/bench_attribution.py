@@ -9,11 +9,11 @@ Three tables (markdown), each with its conditions:
    Integrated Gradients (target < 1.5 GB), and its rise over the same process before the call.
 3. **Faithfulness scorecard** over labelled photos (``<root>/<wnid>/*.jpg``, labels from
    ``imagenet_classes.tsv``) that played no part in any tuning (``docs/attribution.md``): for every
-   method, the six untuned measures of :mod:`sepvit_viz.scorecard` (deletion and insertion with the
+   method, the six untuned measures of :mod:`sepvit_viz.explain.scorecard` (deletion and insertion with the
    image-mean and the noise fill, ROAD most- and least-relevant first), the model-randomisation
    sanity check (Spearman with the fully random model's map; ``--sanity cascade`` gives every
    level), the mean rank over the six measures and a readable verdict. Rows ", destriped" score the
-   same attribution through the stripe filter (what :func:`sepvit_viz.attribution.destripe` costs).
+   same attribution through the stripe filter (what :func:`sepvit_viz.explain.attribution.destripe` costs).
    The class explained is the model's top prediction (``--target label``: the true class).
 
 Usage::
@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import conditions, fmt, md_table, num_threads, time_interleaved  # noqa: E402
 
 from sepvit_viz import create_model  # noqa: E402
-from sepvit_viz.attribution import attribute, destripe  # noqa: E402
+from sepvit_viz.explain.attribution import attribute, destripe  # noqa: E402
 from sepvit_viz.preprocess import preprocess  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "val" / "imagenette"  # the speed photo
@@ -82,7 +82,7 @@ BF16_IG = "Integrated Gradients (16, black, bf16 autocast)"
 def load_model(args: argparse.Namespace) -> torch.nn.Module:
     path = Path(args.checkpoint) if args.checkpoint else None
     if path is not None and path.exists():
-        from sepvit_viz.weights import load_checkpoint
+        from sepvit_viz.model.weights import load_checkpoint
 
         model = load_checkpoint(path)
         print(f"model: {path} ({model.config.name})")
@@ -179,7 +179,7 @@ def bench_speed(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespac
 
 def bench_panel(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace) -> list[list[str]]:
     """Wall and CPU seconds of one ``scorecard.faithfulness_table`` call (every method) per setting."""
-    from sepvit_viz.scorecard import faithfulness_table
+    from sepvit_viz.explain.scorecard import faithfulness_table
 
     with torch.no_grad():
         target = int(model(x).argmax())
@@ -256,7 +256,7 @@ def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ faithfulness
 #: (row label, method, options, map): the scorecard rows. ``map`` is "own" (what ``attribute``
 #: returns by default: the method's own map) or "destriped" (the same attribution filtered by
-#: :func:`sepvit_viz.attribution.destripe`, ``smooth=True``: what the stripe filter costs), for the
+#: :func:`sepvit_viz.explain.attribution.destripe`, ``smooth=True``: what the stripe filter costs), for the
 #: three methods whose stripes were reported.
 SCORE_ROWS: list[tuple[str, str, dict[str, Any], str]] = [
     ("Saliency", "saliency", {}, "own"),
@@ -290,8 +290,8 @@ def score_photo(model: torch.nn.Module, x: torch.Tensor, target: int, args: argp
     """Every scorecard row on one photo: {row label: {"scores": {...}, "rho": [...], "levels": [...], "sec": s}}."""
     from dataclasses import replace
 
-    from sepvit_viz.sanity import cascading_randomisation
-    from sepvit_viz.scorecard import score_method
+    from sepvit_viz.explain.sanity import cascading_randomisation
+    from sepvit_viz.explain.scorecard import score_method
 
     out: dict[str, Any] = {}
     cache: dict[tuple[str, str], Any] = {}
@@ -377,8 +377,8 @@ def _cascade_markdown(photos: list[dict[str, Any]]) -> str:
 
 def scorecard_markdown(results: list[dict[str, Any]], tuned: bool = False) -> str:
     """The methods x measures table (means over photos), the verdicts and the sanity correlations."""
-    from sepvit_viz.sanity import PASS_BELOW
-    from sepvit_viz.scorecard import MEASURES, TUNED_MEASURES, verdict
+    from sepvit_viz.explain.sanity import PASS_BELOW
+    from sepvit_viz.explain.scorecard import MEASURES, TUNED_MEASURES, verdict
 
     every = [p for r in results for p in r["per_photo"]]
     photos = [p for p in every if "scores" in next(iter(p["rows"].values()))]

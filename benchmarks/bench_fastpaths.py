@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_fastpaths.py [--batches 1,16] [--repeats 12]
 
 A private torch op may stay in the library only as an opt-in that gains at least 10% somewhere
-(``sepvit_viz.layers.ONEDNN_LINEAR``). Interleaved repeats on one thread (CPU time of the calling
+(``sepvit_viz.model.layers.ONEDNN_LINEAR``). Interleaved repeats on one thread (CPU time of the calling
 thread, robust on a shared machine); prints a Markdown table.
 """
 
@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sepvit_viz import create_model, layers  # noqa: E402
-from sepvit_viz.weights import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
+from sepvit_viz import create_model  # noqa: E402
+from sepvit_viz.model import layers  # noqa: E402
+from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 
 
 def measure(batch: int, repeats: int) -> tuple[float, float]:

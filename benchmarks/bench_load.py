@@ -509,7 +509,7 @@ def ig_child(resolution: int) -> None:
     import torch
     from PIL import Image
 
-    from sepvit_viz.attribution import attribute, method_options
+    from sepvit_viz.explain.attribution import attribute, method_options
     from sepvit_viz.preprocess import preprocess
     from sepvit_viz.serving import models, photos
 

@@ -11,7 +11,7 @@ Areas (each prints its conditions and a markdown table of medians and same-run r
    (GEMMs, convolutions, attention products, softmax, norms, copies, element-wise, the rest), for
    both models.
 1c. **Compiled**: the same two models eager and under ``torch.compile`` with weight freezing
-   (``sepvit_viz.inference.compile_for_inference``), both batch sizes, compile time included.
+   (``sepvit_viz.model.inference.compile_for_inference``), both batch sizes, compile time included.
 2. **Watching overhead**: forward hooks on every ``dwa_tap``/``pwa_tap`` that keep the probability
    tensors vs no hooks (target <= 10%).
 3. **bfloat16**: ``torch.autocast("cpu", dtype=torch.bfloat16)`` (also with channels_last input)
@@ -49,7 +49,7 @@ from benchmarks.common import (
     num_threads,
     time_interleaved,
 )
-from sepvit_viz.capture import AttentionCapture
+from sepvit_viz.viz.capture import AttentionCapture
 
 TITLE = "Model speed"
 
@@ -440,7 +440,7 @@ COMPILED_LABELS = {
 
 def _compiled(model: torch.nn.Module, inputs: list[torch.Tensor]) -> tuple[torch.nn.Module, float]:
     """``compile_for_inference(model)``, compiled now for every input shape; with the seconds it took."""
-    from sepvit_viz.inference import compile_for_inference
+    from sepvit_viz.model.inference import compile_for_inference
 
     compiled = compile_for_inference(model)
     t0 = time.perf_counter()
@@ -456,7 +456,7 @@ def compiled_comparison(s: Settings, vp_factory: Callable[[], torch.nn.Module | 
     Inductor's CPU kernels take their thread count when they are generated, so every timing mode
     compiles afresh under its own thread setting.
     """
-    title = "### Compiled inference: `sepvit_viz.inference.compile_for_inference` (torch.compile, freezing)"
+    title = "### Compiled inference: `sepvit_viz.model.inference.compile_for_inference` (torch.compile, freezing)"
     if s is QUICK:
         return f"{title}\nSkipped in quick mode: compiling takes minutes (tests/test_runtime.py checks its logits)."
     import torch._dynamo
@@ -601,7 +601,7 @@ def _bf16_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 def bf16_agreement(limit: int) -> str:
     """Top-1 agreement of bf16 autocast with fp32 on held-out photos, with the trained checkpoint."""
-    from sepvit_viz.weights import DEFAULT_CHECKPOINT
+    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT
 
     if not limit:
         return "bf16 top-1 agreement with float32: skipped in quick mode."
@@ -609,7 +609,7 @@ def bf16_agreement(limit: int) -> str:
         return f"bf16 top-1 agreement with float32: no trained weights yet (`{DEFAULT_CHECKPOINT.name}` missing)."
     if not VAL_DIR.is_dir():
         return f"bf16 top-1 agreement with float32: held-out photos not found ({VAL_DIR})."
-    from sepvit_viz.data import load_eval_set, normalize_uint8
+    from sepvit_viz.training.data import load_eval_set, normalize_uint8
 
     model = sepvit_viz.create_model("sepvit_lite", pretrained=True).eval()
     imgs, _, _ = load_eval_set(VAL_DIR, size=224, limit=limit)

@@ -11,7 +11,7 @@ and CPU time of the calling thread on 1 thread (the work itself, robust on a sha
 - forward under capture: the same with every tap hooked (explicit attention + copies to numpy);
 - full analysis: ``analyze(model, photo)`` (crop, forward under capture, every map of every block at
   the default settings, pooled rollout) plus the default pictures (``pictures()``: the 6 views of
-  :mod:`sepvit_viz.views` at model-input size, ``scale=1``);
+  :mod:`sepvit_viz.viz.views` at model-input size, ``scale=1``);
 - maps + pictures: the same from the captured records, without crop and forward;
 - re-render, style: colormap and opacity change (maps cached, 6 pictures redrawn);
 - re-render, new query: block, head and clicked point change together (maps recomputed, 6 pictures).
@@ -37,11 +37,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import CPU_1T, WALL_2T, Mode, conditions, fmt, md_table, num_threads, time_interleaved  # noqa: E402
-from sepvit_viz import views  # noqa: E402
-from sepvit_viz.capture import AttentionCapture  # noqa: E402
-from sepvit_viz.pipeline import Analysis, analyze, load_model, prepare_image  # noqa: E402
 from sepvit_viz.preprocess import to_tensor  # noqa: E402
-from sepvit_viz.views import ViewSettings  # noqa: E402
+from sepvit_viz.viz import views  # noqa: E402
+from sepvit_viz.viz.capture import AttentionCapture  # noqa: E402
+from sepvit_viz.viz.pipeline import Analysis, analyze, load_model, prepare_image  # noqa: E402
+from sepvit_viz.viz.views import ViewSettings  # noqa: E402
 
 TITLE = "Attention pipeline: analysis and re-render"
 CMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo")

@@ -6,7 +6,7 @@
 Two tables:
 
 1. **Streaming runs**: each row is a fresh child process that loads the model and runs
-   :func:`sepvit_viz.stats.compute_stats` (decode, crop, batched float32 forward under attention
+   :func:`sepvit_viz.stats.measures.compute_stats` (decode, crop, batched float32 forward under attention
    capture, measures) on the first N photos of the folder: wall time of the statistics, time per
    photo, and peak resident memory (``ru_maxrss``) before and after, so that a peak which does not
    grow with N shows the streaming (the maps of one batch at a time). Rows: batch 1 against the batch,
@@ -50,8 +50,8 @@ args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 import torch
 torch.set_num_threads(args["threads"])
-from sepvit_viz import stats
-from sepvit_viz.stats_cli import load_for_stats
+from sepvit_viz.stats import measures as stats
+from sepvit_viz.stats.cli import load_for_stats
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     model, _ = load_for_stats(args["model"], None)
@@ -65,7 +65,7 @@ after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 report = None
 if args.get("report"):
     import tempfile
-    from sepvit_viz.stats_plots import write_report
+    from sepvit_viz.stats.plots import write_report
     t3 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         write_report([res], d)
@@ -155,9 +155,9 @@ def streaming_table(
 def breakdown_table(model_name: str, photos: Path, size: int, batch: int, reps: int) -> str:
     import torch
 
-    from sepvit_viz import stats
-    from sepvit_viz.capture import AttentionCapture
-    from sepvit_viz.stats_cli import load_for_stats
+    from sepvit_viz.stats import measures as stats
+    from sepvit_viz.stats.cli import load_for_stats
+    from sepvit_viz.viz.capture import AttentionCapture
 
     model, _ = load_for_stats(model_name, None)
     paths = stats.list_photos([photos], batch)

@@ -85,7 +85,7 @@ def conditions(**extra: object) -> str:
     threads = extra.pop("threads", torch.get_num_threads())
     bits = [f"CPU: {cpu_model()}", f"torch {torch.__version__}", f"threads: {threads}"]
     bits += [f"{k.replace('_', ' ')} {v}" for k, v in extra.items()]
-    from sepvit_viz.runtime import malloc_settings
+    from sepvit_viz.model.runtime import malloc_settings
 
     bits.append(f"glibc malloc {malloc_settings()}")
     bits.append(f"load avg (1 min) at start {load_average()}")

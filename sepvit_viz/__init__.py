@@ -6,9 +6,9 @@ Importable without Gradio::
     model = sepvit_viz.create_model("sepvit_lite", pretrained=True).eval()
 """
 
-from .config import VARIANTS, SepViTConfig
-from .model import BlockInfo, SepViT, create_model, feature_sizes, list_models
-from .weights import (
+from sepvit_viz.model.config import VARIANTS, SepViTConfig
+from sepvit_viz.model.sepvit import BlockInfo, SepViT, create_model, feature_sizes, list_models
+from sepvit_viz.model.weights import (
     CheckpointError,
     checkpoint_filter_fn,
     from_official,
@@ -16,7 +16,7 @@ from .weights import (
     load_from_hub,
     save_checkpoint,
 )
-from .windows import WindowGeometry
+from sepvit_viz.model.windows import WindowGeometry
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("sepvit_viz.cli", "attention pictures of a photo or a folder of photos (PNGs + index.html)"),
-    "stats": ("sepvit_viz.stats_cli", "per block and head statistics over many photos (CSV, plots, index.html)"),
+    "stats": ("sepvit_viz.stats.cli", "per block and head statistics over many photos (CSV, plots, index.html)"),
 }
 
 

@@ -6,7 +6,7 @@
         [--npz]
 
 Writes, per photo, ``DIR/<photo>/s<stage>_b<block>_<kind>_<view>.png`` for every selected block and
-view (:func:`picture_name`; drawn by :mod:`sepvit_viz.views`, the app's pictures, at least
+view (:func:`picture_name`; drawn by :mod:`sepvit_viz.viz.views`, the app's pictures, at least
 :data:`PICTURE_WIDTH` pixels wide under a line naming block, kind and view), each DSSA block beside
 the GSA block after it (:func:`pair_name`), the pooled rollout, and ``DIR/index.html`` linking every
 file with each photo's top-5 classes. A view a block does not have (PWA of a global block) writes no
@@ -28,10 +28,10 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
-from . import maps, render, views
-from .capture import AttentionRecord
-from .pipeline import Analysis, analyze, input_size, load_model
-from .weights import model_note
+from sepvit_viz.model.weights import model_note
+from sepvit_viz.viz import maps, render, views
+from sepvit_viz.viz.capture import AttentionRecord
+from sepvit_viz.viz.pipeline import Analysis, analyze, input_size, load_model
 
 __all__ = [
     "PICTURE_WIDTH",

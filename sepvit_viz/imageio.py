@@ -50,8 +50,8 @@ from PIL import (  # importing a plugin registers its decoder; Image.open(format
     WebPImagePlugin,  # noqa: F401
 )
 
-from . import limits
-from .validation import UserInputError
+from sepvit_viz import limits
+from sepvit_viz.validation import UserInputError
 
 __all__ = [
     "ALLOWED_FORMATS",

@@ -1,7 +1,7 @@
 """One home for the bounds and defaults every entry point shares (library, CLI, app).
 
 Pure constants, no imports beyond the standard library; :mod:`sepvit_viz.validation`,
-:mod:`sepvit_viz.imageio`, :mod:`sepvit_viz.pipeline` and the serving layer read them from here.
+:mod:`sepvit_viz.imageio`, :mod:`sepvit_viz.viz.pipeline` and the serving layer read them from here.
 The app's process-level knobs read the environment once, at import:
 ``SEPVIT_CONCURRENCY`` (default 2), ``SEPVIT_QUEUE_SIZE`` (32), ``SEPVIT_RESULT_CACHE_MB`` (256),
 ``SEPVIT_SESSIONS`` (64), ``SEPVIT_SESSIONS_MB`` (1024).
@@ -21,10 +21,10 @@ MAX_RESOLUTION: Final[int] = 448
 #: App resolutions are a multiple of the last stage's stride, so every stage's map is whole.
 RESOLUTION_MULTIPLE: Final[int] = 32
 #: How the app fits a photo to the model input by default: ``"aspect"`` (an input of the photo's own
-#: shape, the shorter side at the resolution; :func:`sepvit_viz.pipeline.fit_size`) or ``"crop"``
+#: shape, the shorter side at the resolution; :func:`sepvit_viz.viz.pipeline.fit_size`) or ``"crop"``
 #: (the centre square). A square photo gets the same input either way.
 DEFAULT_FIT: Final[str] = "aspect"
-#: Sides the library's :func:`sepvit_viz.pipeline.analyze` accepts (above 512 a global block's
+#: Sides the library's :func:`sepvit_viz.viz.pipeline.analyze` accepts (above 512 a global block's
 #: L x L attention grows past ~10^7 entries per head).
 INPUT_MIN_SIDE: Final[int] = 32
 INPUT_MAX_SIDE: Final[int] = 512

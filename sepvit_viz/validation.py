@@ -23,17 +23,17 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
-from .limits import (  # one home for the bounds; re-exported here
+from sepvit_viz.limits import (  # one home for the bounds; re-exported here
     DEFAULT_RESOLUTION,
     MAX_RESOLUTION,
     MAX_STEPS,
     MIN_RESOLUTION,
     RESOLUTION_MULTIPLE,
 )
-from .maps import FUSIONS  # head fusions accepted wherever a head index is
+from sepvit_viz.viz.maps import FUSIONS  # head fusions accepted wherever a head index is
 
 if TYPE_CHECKING:
-    from .config import SepViTConfig
+    from sepvit_viz.model.config import SepViTConfig
 
 __all__ = [
     "DEFAULT_RESOLUTION",

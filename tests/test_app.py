@@ -25,8 +25,9 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from sepvit_viz import limits, maps, render, views  # noqa: E402
+from sepvit_viz import limits  # noqa: E402
 from sepvit_viz.serving import cache, handlers, models, photos, settings  # noqa: E402
+from sepvit_viz.viz import maps, render, views  # noqa: E402
 
 EXAMPLE = photos.example_photos()[0]
 
@@ -309,14 +310,15 @@ def test_a_wide_photo_keeps_its_aspect_and_clicks_land_where_they_point(tmp_path
     session, status, _, attribution, tokens, cross, pair = analyze(str(wide))
     assert session.maps.size == (224, 448) and "448 x 224 px (the photo's aspect kept)" in status
     k = views.display_scale((224, 448))
-    assert tokens.shape[:2] == cross.shape[:2] == (224 * k, 448 * k + 54) and pair[0].shape == pair[1].shape
+    top = render.TITLE_HEIGHT  # the title band above the photo
+    assert tokens.shape[:2] == cross.shape[:2] == (top + 224 * k, 448 * k + 54) and pair[0].shape == pair[1].shape
     assert attribution.shape[1] == tokens.shape[1]  # the attribution overlay too covers the whole input
     # a click near the right end (which a square crop would have cut away) is that model pixel ...
-    assert handlers.point_from_select(session, select(430 * k + k // 2, 100 * k)) == (430, 100)
+    assert handlers.point_from_select(session, select(430 * k + k // 2, top + 100 * k)) == (430, 100)
     # ... and, on the cross-window view of a DSSA block with 56 px windows (4 x 8), window 1 * 8 + 7
     block = "stages.1.blocks.0"
     assert session.forward.record(block).grid == (4, 8)
-    assert handlers.window_from_select(session, block, select(430 * k, 100 * k)) == 15
+    assert handlers.window_from_select(session, block, select(430 * k, top + 100 * k)) == 15
     _, _, caption = handlers.pixel_query(session, block, "mean", 430, 100, "inferno", 0.6, "dwa")
     assert "window 15" in caption
     crop, crop_status = analyze(str(wide), fit="crop")[:2]
@@ -344,7 +346,7 @@ def test_global_blocks_explain_themselves(state):
 
 # ------------------------------------------------------------------------------------ scores, files
 def test_faithfulness_scores_one_method(state, monkeypatch):
-    from sepvit_viz import attribution
+    from sepvit_viz.explain import attribution
 
     assert settings.DEFAULT_METHOD is attribution.DEFAULT_METHOD  # one constant, not a copy
     calls = []
@@ -423,8 +425,8 @@ def test_attribution_progress_stays_off_the_caption():
 
 def test_curve_legends_lie_outside_the_curves():
     """Issue 19, item 6: one legend below both plots, inside the figure, over no curve."""
-    from sepvit_viz.attribution import METHODS
-    from sepvit_viz.faithfulness import Curves
+    from sepvit_viz.explain.attribution import METHODS
+    from sepvit_viz.explain.faithfulness import Curves
 
     f = np.linspace(0, 1, 9)
     for n in (2, len(METHODS)):
@@ -548,7 +550,7 @@ def test_missing_default_checkpoint_gives_random_weights_and_a_warning(monkeypat
 
 
 def test_the_app_loads_the_shipped_checkpoint_by_default():
-    from sepvit_viz.weights import read_checkpoint
+    from sepvit_viz.model.weights import read_checkpoint
 
     shipped = Path(__file__).resolve().parents[1] / "assets" / "sepvit_lite_distilled.safetensors"
     assert shipped == models.DEFAULT_CHECKPOINT and shipped.is_file()
@@ -566,7 +568,7 @@ def test_the_app_loads_the_shipped_checkpoint_by_default():
 
 def test_predictions_come_with_the_models_coverage_caveat(state):
     status = analyze()[1]  # the default (shipped) model; the forward is cached
-    from sepvit_viz.weights import model_note
+    from sepvit_viz.model.weights import model_note
 
     caveat = status.split("\n\n")[-1]
     note = model_note(models.DEFAULT_CHECKPOINT)
@@ -858,7 +860,7 @@ def test_model_handlers_hand_freed_memory_back(monkeypatch):
 def test_release_free_memory_runs_on_this_platform():
     import sys
 
-    from sepvit_viz.runtime import release_free_memory
+    from sepvit_viz.model.runtime import release_free_memory
 
     assert release_free_memory() is sys.platform.startswith("linux")
 

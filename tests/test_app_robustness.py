@@ -156,7 +156,14 @@ def test_odd_but_valid_images_are_analysed(files, name):
     state, _, top5, attribution, *_ = analyze(str(files / name))
     assert len(top5) == 5
     assert attribution.ndim == 3 and attribution.shape[2] == 3 and attribution.std() > 0
-    assert state.forward.image.shape == (limits.DEFAULT_RESOLUTION, limits.DEFAULT_RESOLUTION, 3)
+    # the app keeps the photo's aspect (as the photo is shown: EXIF orientation applied)
+    from PIL import ImageOps
+
+    from sepvit_viz.viz.pipeline import fit_size
+
+    with Image.open(files / name) as im:
+        w, h = ImageOps.exif_transpose(im).size
+    assert state.forward.image.shape == (*fit_size((h, w), limits.DEFAULT_RESOLUTION, "aspect"), 3)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +208,7 @@ SECRET = "shape (7, 3) != (9, 3) in /srv/app/secret_module.py"
 @pytest.mark.parametrize(
     ("target", "exc"),
     [
-        ("sepvit_viz.pipeline.analyze", ValueError),  # a library's internal argument check
+        ("sepvit_viz.viz.pipeline.analyze", ValueError),  # a library's internal argument check
         ("sepvit_viz.serving.handlers.attribute", ValueError),
         ("sepvit_viz.imageio.load_image", ValueError),  # a bug in the decoder path, not a bad file
         ("sepvit_viz.serving.handlers.attribute", RuntimeError),
@@ -233,7 +240,8 @@ def test_internal_errors_do_not_leak_their_text(files, tmp_path, monkeypatch, ca
 )
 def test_user_facing_errors_keep_their_text(files, monkeypatch, exc_name, shown):
     """The narrowing keeps the messages written for users (settings, images, checkpoints)."""
-    from sepvit_viz import validation, weights
+    from sepvit_viz import validation
+    from sepvit_viz.model import weights
 
     exc = getattr(validation, exc_name, None) or getattr(weights, exc_name)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sepvit_viz import create_model, feature_sizes
-from sepvit_viz.attribution import (
+from sepvit_viz.explain.attribution import (
     METHODS,
     attribute,
     list_methods,
@@ -15,7 +15,7 @@ from sepvit_viz.attribution import (
     occlusion_window,
     stage_forward_with_tap,
 )
-from sepvit_viz.baselines import make_baseline
+from sepvit_viz.explain.baselines import make_baseline
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def _comb_ratio(m: np.ndarray, stride: int = 4) -> float:
 
 
 def test_destripe_removes_the_stride_comb_and_keeps_smooth_maps():
-    from sepvit_viz.attribution import destripe
+    from sepvit_viz.explain.attribution import destripe
 
     n = 64
     yy, xx = np.mgrid[:n, :n].astype(np.float64)
@@ -227,7 +227,7 @@ def test_destripe_removes_the_stride_comb_and_keeps_smooth_maps():
 
 
 def test_saliency_stripes_come_from_the_stride4_patch_embedding(model):
-    from sepvit_viz.attribution import destripe
+    from sepvit_viz.explain.attribution import destripe
 
     # the cause: a strided convolution's input gradient repeats the kernel every 4 px, whatever the photo
     torch.manual_seed(3)
@@ -260,12 +260,12 @@ def test_smoothing_is_one_option_away_and_the_raw_map_is_kept(model, image):
 
 
 def destripe_(m: np.ndarray) -> np.ndarray:
-    from sepvit_viz.attribution import destripe
+    from sepvit_viz.explain.attribution import destripe
 
     return destripe(m, 4)
 
 
 def test_default_method_is_a_method():
-    from sepvit_viz.attribution import DEFAULT_METHOD
+    from sepvit_viz.explain.attribution import DEFAULT_METHOD
 
     assert DEFAULT_METHOD in METHODS and DEFAULT_METHOD != "random"

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import sepvit_viz
-from sepvit_viz.capture import AttentionCapture, CaptureError, capture_forward
+from sepvit_viz.viz.capture import AttentionCapture, CaptureError, capture_forward
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_sepvit_mini.safetensors"
 
@@ -175,7 +175,7 @@ def test_keep_graph_mode_keeps_the_probabilities_in_the_autograd_graph():
     """One hook manager for maps and gradients: with keep_graph the taps' tensors stay differentiable
     and every DWA and PWA firing is kept, in model order, from this thread only."""
     import sepvit_viz
-    from sepvit_viz.capture import AttentionCapture
+    from sepvit_viz.viz.capture import AttentionCapture
 
     torch.manual_seed(0)
     model = sepvit_viz.create_model("sepvit_test").eval()

@@ -122,8 +122,10 @@ def test_every_block_is_named_by_stage_block_and_kind_and_global_blocks_write_no
 def test_pictures_are_at_least_the_readable_width_and_the_apps_scale(size):
     k = cli.picture_scale(size)
     assert size[1] * k >= cli.PICTURE_WIDTH
-    assert k >= sepvit_viz.views.display_scale(size)
-    assert size[1] * (k - 1) < cli.PICTURE_WIDTH or k == sepvit_viz.views.display_scale(size)  # no bigger than needed
+    assert k >= sepvit_viz.viz.views.display_scale(size)
+    assert size[1] * (k - 1) < cli.PICTURE_WIDTH or k == sepvit_viz.viz.views.display_scale(
+        size
+    )  # no bigger than needed
 
 
 def test_pair_halves_are_labelled_with_their_kind(folder, tmp_path):
@@ -207,9 +209,9 @@ def test_shipped_checkpoint_is_fp16_with_its_config_and_the_cli_default():
 
     from safetensors import safe_open
 
-    from sepvit_viz import weights
     from sepvit_viz.cli import add_render_arguments
-    from sepvit_viz.pipeline import load_model
+    from sepvit_viz.model import weights
+    from sepvit_viz.viz.pipeline import load_model
 
     assert SHIPPED.is_file() and weights.DEFAULT_CHECKPOINT == SHIPPED
     assert weights.default_checkpoint_for("sepvit_lite") == SHIPPED
@@ -238,7 +240,7 @@ def test_predictions_come_with_the_coverage_note_and_outputs_stay_parseable(fold
     rc_npz = main(["render", str(folder / "cat.png"), "--out", str(tmp_path / "o2"), "--size", "64", "--npz"])
     assert rc == rc_npz == 0
     captured = capsys.readouterr()
-    from sepvit_viz.weights import model_note
+    from sepvit_viz.model.weights import model_note
 
     note = model_note(SHIPPED)  # the one line drawn from the shipped card
     assert note and "\n" not in note

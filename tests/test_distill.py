@@ -1,4 +1,4 @@
-"""Distillation loop (sepvit_viz.distill) on a handful of synthetic photos with the tiny student."""
+"""Distillation loop (sepvit_viz.training.distill) on a handful of synthetic photos with the tiny student."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sepvit_viz.data import PhotoCache, augment_batch, augment_groups, build_cache, mixup
-from sepvit_viz.distill import (
+from sepvit_viz.training.data import PhotoCache, augment_batch, augment_groups, build_cache, mixup
+from sepvit_viz.training.distill import (
     DistillConfig,
     Distiller,
     build_parser,
@@ -281,7 +281,7 @@ def test_cache_keeps_small_photos_at_their_own_size_and_caps_folders(tmp_path) -
 
 
 def test_training_data_summary_counts_classes_and_unlabelled_photos(tmp_path) -> None:
-    from sepvit_viz.data import coverage_text, training_data_summary
+    from sepvit_viz.training.data import coverage_text, training_data_summary
 
     a, b = tmp_path / "a", tmp_path / "b"
     files = [a / "n01440764" / f"{i}.jpg" for i in range(120)] + [a / "n02102040" / "x.jpg"]
@@ -302,7 +302,7 @@ def test_training_data_summary_counts_classes_and_unlabelled_photos(tmp_path) ->
 def test_no_held_out_folders_and_a_given_teacher_file(photo_dirs, tmp_path, teacher_available) -> None:
     # the GPU runs train with no held-out folders (evaluated afterwards) and a half-precision copy
     # of the teacher that is small enough to travel
-    from sepvit_viz.teacher import create_teacher, teacher_checkpoint_path
+    from sepvit_viz.training.teacher import create_teacher, teacher_checkpoint_path
 
     state = torch.load(teacher_checkpoint_path(), map_location="cpu", weights_only=True)
     half = tmp_path / "teacher_half.pth"
@@ -371,8 +371,8 @@ def test_command_line_run_and_resume(photo_dirs, tmp_path, teacher_available) ->
 
 def test_evaluate_prints_a_table(photo_dirs, tmp_path, capsys) -> None:
     from sepvit_viz import create_model, save_checkpoint
-    from sepvit_viz.evaluate import evaluate_dirs, markdown_table
-    from sepvit_viz.evaluate import main as evaluate_main
+    from sepvit_viz.training.evaluate import evaluate_dirs, markdown_table
+    from sepvit_viz.training.evaluate import main as evaluate_main
 
     _, val = photo_dirs
     torch.manual_seed(0)
@@ -380,7 +380,7 @@ def test_evaluate_prints_a_table(photo_dirs, tmp_path, capsys) -> None:
     rows = evaluate_dirs(model, [val])
     assert rows[0]["photos"] == 4 and 0.0 <= rows[0]["student_top1"] <= 1.0
     # The student's top-1 is the fraction of photos whose prediction equals the folder's class.
-    from sepvit_viz.data import labelled_images, load_eval_set, normalize_uint8
+    from sepvit_viz.training.data import labelled_images, load_eval_set, normalize_uint8
 
     imgs, labels, _ = load_eval_set(val)
     with torch.no_grad():
@@ -484,7 +484,7 @@ def test_sigterm_saves_and_exits_cleanly_with_a_resume_line(photo_dirs, tmp_path
     argv = _cli(photo_dirs, tmp_path, "sig", "--steps", "100000", "--log-every", "1")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sepvit_viz.distill", *argv], stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "sepvit_viz.training.distill", *argv], stderr=subprocess.PIPE, text=True, env=env
     )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
@@ -502,7 +502,7 @@ def test_sigterm_saves_and_exits_cleanly_with_a_resume_line(photo_dirs, tmp_path
     assert rc == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     stop = [line for line in err.splitlines() if "stopped by SIGTERM" in line]
-    assert len(stop) == 1 and "resume with: python -m sepvit_viz.distill --resume --name sig" in stop[0], err
+    assert len(stop) == 1 and "resume with: python -m sepvit_viz.training.distill --resume --name sig" in stop[0], err
     run_dir = tmp_path / "runs" / "sig"
     state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=True)
     assert state["step"] >= 1
@@ -510,7 +510,7 @@ def test_sigterm_saves_and_exits_cleanly_with_a_resume_line(photo_dirs, tmp_path
     assert card["status"].startswith("intermediate") and card["steps"] == state["step"]
     assert card["stop_reason"].startswith("stopped by SIGTERM")
     # the printed command continues the run (here for one more step)
-    resume = stop[0].split("resume with: python -m sepvit_viz.distill ")[1].split()
+    resume = stop[0].split("resume with: python -m sepvit_viz.training.distill ")[1].split()
     assert main([*resume, "--steps", str(state["step"] + 1)]) == 0
     assert torch.load(run_dir / "state.pt", map_location="cpu", weights_only=True)["step"] == state["step"] + 1
 
@@ -567,13 +567,13 @@ def test_a_schedule_ending_below_224_trains_but_warns(photo_dirs, tmp_path, teac
     # tiny tests use one) but logged as a warning, and the card records the resolution it really ended at
     assert final_resolution("0:128,0.7:224") == 224
     assert final_resolution("0:160,1.0:224") == 160  # training stops at progress 1: that point never comes
-    with caplog.at_level(logging.WARNING, logger="sepvit_viz.distill"):
+    with caplog.at_level(logging.WARNING, logger="sepvit_viz.training.distill"):
         dist = Distiller(_config(photo_dirs, tmp_path / "low", val_dirs=[], res_schedule="0:64,1:224"))
     assert "trains last at 64 px, not the 224 px" in caplog.text
     assert dist.model_card(final=False)["resolution"]["final"] == 64
     assert dist.train_step()["res"] == 64
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="sepvit_viz.distill"):
+    with caplog.at_level(logging.WARNING, logger="sepvit_viz.training.distill"):
         Distiller(_config(photo_dirs, tmp_path / "ok", val_dirs=[], res_schedule="0:64,0.5:224"))
     assert "trains last at" not in caplog.text
 
@@ -631,7 +631,7 @@ def test_unreadable_photos_are_left_out_of_the_cache_and_named(tmp_path) -> None
 
 
 def test_held_out_folders_may_not_overlap_training_folders(photo_dirs, tmp_path) -> None:
-    from sepvit_viz.distill import check_held_out_apart
+    from sepvit_viz.training.distill import check_held_out_apart
 
     train, val = photo_dirs
     check_held_out_apart([train], [val])  # apart: fine

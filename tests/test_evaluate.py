@@ -1,4 +1,4 @@
-"""``python -m sepvit_viz.evaluate``: folder checks, the teacher (agreement) path, targets and verdicts in the
+"""``python -m sepvit_viz.training.evaluate``: folder checks, the teacher (agreement) path, targets and verdicts in the
 model card, and the card's coverage text.
 
 Models are small stand-ins with known predictions (a fixed-logit module), so every number is known
@@ -18,9 +18,9 @@ import pytest
 import torch
 from torch import nn
 
-from sepvit_viz import evaluate
-from sepvit_viz.data import wnid_to_index
-from sepvit_viz.weights import DEFAULT_CHECKPOINT
+from sepvit_viz.model.weights import DEFAULT_CHECKPOINT
+from sepvit_viz.training import evaluate
+from sepvit_viz.training.data import wnid_to_index
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "val"
@@ -92,7 +92,7 @@ def test_python_dash_m_reports_a_bad_folder_without_a_traceback(tmp_path):
     (tmp_path / "cats").mkdir()
     shutil.copy(a_photo(), tmp_path / "cats" / "a.jpg")
     run = subprocess.run(
-        [sys.executable, "-m", "sepvit_viz.evaluate", str(tmp_path)],
+        [sys.executable, "-m", "sepvit_viz.training.evaluate", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -118,7 +118,7 @@ def test_teacher_top1_and_agreement_through_evaluate_dirs(tmp_path):
     assert [c["shape"] for c in other.calls] == [(3, 3, 224, 224), (1, 3, 224, 224)]
     assert all(c["channels_last"] and c["bf16"] for c in other.calls)
     # by default bf16 only where this CPU computes it natively
-    from sepvit_viz.runtime import cpu_has_native_bf16
+    from sepvit_viz.model.runtime import cpu_has_native_bf16
 
     other.calls.clear()
     evaluate.evaluate_dirs(student, [d], teacher=other, batch_size=4)
@@ -130,12 +130,12 @@ def test_teacher_top1_and_agreement_through_evaluate_dirs(tmp_path):
 
 def run_main_with_stand_ins(monkeypatch, tmp_path, dirs, *extra):
     """``evaluate.main`` with ``--teacher``: the student and the teacher are fixed-logit stand-ins."""
-    import sepvit_viz.teacher
-    import sepvit_viz.weights
+    import sepvit_viz.model.weights
+    import sepvit_viz.training.teacher
 
     tench = wnid_to_index()[TENCH]
-    monkeypatch.setattr(sepvit_viz.weights, "load_checkpoint", lambda path: FixedLogits(tench))
-    monkeypatch.setattr(sepvit_viz.teacher, "create_teacher", lambda: FixedLogits(tench))
+    monkeypatch.setattr(sepvit_viz.model.weights, "load_checkpoint", lambda path: FixedLogits(tench))
+    monkeypatch.setattr(sepvit_viz.training.teacher, "create_teacher", lambda: FixedLogits(tench))
     ckpt = tmp_path / "student.safetensors"  # never opened: load_checkpoint is the stand-in
     return evaluate.main([*map(str, dirs), "--checkpoint", str(ckpt), "--teacher", *extra]), ckpt
 
@@ -223,7 +223,7 @@ def test_the_shipped_card_states_its_coverage():
     card_text = " ".join(card["coverage"].split())
     assert text == card_text  # the card's own words, whitespace collapsed, nothing added
     # generated, not written by hand: the text is what the training-data summary computes
-    from sepvit_viz.data import coverage_text
+    from sepvit_viz.training.data import coverage_text
 
     assert card_text == coverage_text(card["training_data"])
     assert f"{card['training_data']['classes_with_at_least_100_photos']} of the 1000" in text
@@ -262,9 +262,9 @@ def test_examples_are_scored_against_the_classes_their_attribution_lists(monkeyp
     assert rows[1]["student"]["top1"] == "goldfish" and rows[0]["class"] == "church"
 
     # through the command line: the card records how many the student gets right
-    import sepvit_viz.weights
+    import sepvit_viz.model.weights
 
-    monkeypatch.setattr(sepvit_viz.weights, "load_checkpoint", lambda path: FixedLogits(497))
+    monkeypatch.setattr(sepvit_viz.model.weights, "load_checkpoint", lambda path: FixedLogits(497))
     ckpt = tmp_path / "m.safetensors"
     assert evaluate.main(["--examples", str(folder), "--checkpoint", str(ckpt), "--update-card"]) == 0
     card = json.loads(evaluate.card_path_for(ckpt).read_text())

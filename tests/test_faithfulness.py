@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from sepvit_viz.baselines import gaussian_blur, make_baseline
-from sepvit_viz.faithfulness import (
+from sepvit_viz.explain.baselines import gaussian_blur, make_baseline
+from sepvit_viz.explain.faithfulness import (
     auc,
     curves_for,
     deletion_insertion,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sepvit_viz import maps
-from sepvit_viz.maps import BlockAttention, Geometry
+from sepvit_viz.viz import maps
+from sepvit_viz.viz.maps import BlockAttention, Geometry
 
 RNG = np.random.default_rng(0)
 
@@ -38,7 +38,7 @@ def cell_of(geom: Geometry, window: int, pixel: int) -> tuple[int, int]:
 
 # ------------------------------------------------------------------ geometry and coordinates
 def test_geometry_mirror_matches_model_geometry():
-    from sepvit_viz.windows import window_geometry
+    from sepvit_viz.model.windows import window_geometry
 
     for h, w, win in [(5, 6, 3), (56, 56, 7), (29, 15, 14), (7, 7, None)]:
         mine = Geometry.tiled(h, w, win, stride=8)

@@ -9,8 +9,8 @@ import torch
 
 import sepvit_viz
 from sepvit_viz import SepViTConfig, create_model, feature_sizes, list_models
-from sepvit_viz.attention import AttentionTap
-from sepvit_viz.windows import window_geometry, window_partition, window_reverse
+from sepvit_viz.model.attention import AttentionTap
+from sepvit_viz.model.windows import window_geometry, window_partition, window_reverse
 
 torch.set_num_threads(1)
 
@@ -205,8 +205,8 @@ def test_token_grid_mapping_rule():
 
 def test_padded_pixels_do_not_reach_other_windows_through_pwa():
     """PWA mixes pixel p of every window; where p is padding in one window it must add nothing."""
-    from sepvit_viz.attention import SeparableAttention
-    from sepvit_viz.windows import pad_mask
+    from sepvit_viz.model.attention import SeparableAttention
+    from sepvit_viz.model.windows import pad_mask
 
     torch.manual_seed(0)
     geom = window_geometry(10, 13, 7, True)  # 2x2 windows, 4 padded rows and 1 padded column
@@ -230,7 +230,7 @@ def test_padded_pixels_do_not_reach_other_windows_through_pwa():
 def test_single_head_pwa_matches_the_general_formula_in_float32_and_under_autocast():
     """One head takes a single batched GEMM; it must equal the per-head einsum of the other heads'
     path, and under bf16 autocast keep the shortcut in float32 as that path does."""
-    from sepvit_viz.attention import SeparableAttention
+    from sepvit_viz.model.attention import SeparableAttention
 
     torch.manual_seed(0)
     geom = window_geometry(14, 21, 7, True)
@@ -253,7 +253,7 @@ def test_single_head_pwa_matches_the_general_formula_in_float32_and_under_autoca
 
 
 def test_fused_window_copies_equal_partition_concat_and_reverse_add():
-    from sepvit_viz.windows import add_windows_back, windows_with_tokens
+    from sepvit_viz.model.windows import add_windows_back, windows_with_tokens
 
     torch.manual_seed(0)
     for H, W in ((14, 21), (10, 13)):  # whole windows, then padding at the bottom and right
@@ -387,7 +387,7 @@ def test_taps_are_the_only_visualisation_seam():
 
 
 def test_bf16_inference_path_tracks_float32(tiny):
-    from sepvit_viz.inference import predict
+    from sepvit_viz.model.inference import predict
 
     torch.manual_seed(3)
     x = torch.randn(4, 3, 96, 96)

@@ -8,8 +8,8 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from sepvit_viz import stats  # noqa: E402
 from sepvit_viz.serving import handlers, model_tab, models, photos  # noqa: E402
+from sepvit_viz.stats import measures as stats  # noqa: E402
 
 EXAMPLES = photos.example_photos()
 

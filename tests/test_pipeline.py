@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 import sepvit_viz
-from sepvit_viz import maps, views
-from sepvit_viz.pipeline import analyze, class_names_for, fit_size, prepare_image
-from sepvit_viz.views import ViewSettings
+from sepvit_viz.viz import maps, views
+from sepvit_viz.viz.pipeline import analyze, class_names_for, fit_size, prepare_image
+from sepvit_viz.viz.views import ViewSettings
 
 RNG = np.random.default_rng(0)
 
@@ -130,9 +130,10 @@ def test_keep_aspect_keeps_what_a_square_crop_loses_and_clicks_land_on_it(model)
         s = ViewSettings(block=blk, point=(my, mx))
         tok = views.tokens(a, s)
         k = tok.scale
-        assert tok.picture.shape[0] == 64 * k and tok.picture.shape[1] == 128 * k + 54  # + the colour bar
+        top = tok.origin[0]  # the title band above the photo
+        assert tok.picture.shape[0] == top + 64 * k and tok.picture.shape[1] == 128 * k + 54  # + the colour bar
         assert tok.heat.shape == a.size
-        clicked = tok.to_model(mx * k + k // 2, my * k + k // 2)  # (x, y) on the picture
+        clicked = tok.to_model(mx * k + k // 2, top + my * k + k // 2)  # (x, y) on the picture
         assert clicked == (my, mx)
         w = a.window_at(blk, clicked)
         y0, x0, y1, x1 = a.window_box(blk, w)

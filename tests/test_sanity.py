@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sepvit_viz import create_model
-from sepvit_viz.sanity import PASS_BELOW, cascade_levels, cascading_randomisation, rank_data, spearman
+from sepvit_viz.explain.sanity import PASS_BELOW, cascade_levels, cascading_randomisation, rank_data, spearman
 
 
 def test_rank_data_averages_ties():

@@ -8,9 +8,9 @@ import torch
 from test_faithfulness import TemplateModel, _template_photo
 
 from sepvit_viz import create_model
-from sepvit_viz.attribution import list_methods
-from sepvit_viz.faithfulness import deletion_insertion, random_map, road
-from sepvit_viz.scorecard import MEASURES, faithfulness_table, verdict
+from sepvit_viz.explain.attribution import list_methods
+from sepvit_viz.explain.faithfulness import deletion_insertion, random_map, road
+from sepvit_viz.explain.scorecard import MEASURES, faithfulness_table, verdict
 
 
 def _scores(model, x, m):

@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 
 import sepvit_viz
-from sepvit_viz import stats, stats_plots
 from sepvit_viz.__main__ import main
-from sepvit_viz.capture import capture_forward
-from sepvit_viz.maps import Geometry
+from sepvit_viz.stats import measures as stats
+from sepvit_viz.stats import plots as stats_plots
+from sepvit_viz.viz.capture import capture_forward
+from sepvit_viz.viz.maps import Geometry
 
 RNG = np.random.default_rng(0)
 M = {name: i for i, name in enumerate(stats.MEASURE_NAMES)}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sepvit_viz.preprocess import preprocess
-from sepvit_viz.teacher import EfficientNetLite, create_teacher, fuse_batchnorm, same_padding
+from sepvit_viz.training.teacher import EfficientNetLite, create_teacher, fuse_batchnorm, same_padding
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "examples"
 

@@ -143,7 +143,7 @@ def test_real_checkpoint_configs_pass_the_budget(name):
 
 
 def test_hostile_checkpoint_config_is_refused_before_building():
-    from sepvit_viz.config import SepViTConfig
+    from sepvit_viz.model.config import SepViTConfig
 
     huge = SepViTConfig(embed_dims=(1024, 2048, 4096, 4096), num_heads=(8, 16, 32, 32), depths=(1, 2, 24, 2))
     problem = checkpoint_config_problem(huge, file_numel=1_000)

@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 import sepvit_viz
-from sepvit_viz import maps, render, views
-from sepvit_viz.pipeline import Analysis, MapKey, analyze
 from sepvit_viz.validation import SettingsError
-from sepvit_viz.views import ViewSettings
+from sepvit_viz.viz import maps, render, views
+from sepvit_viz.viz.pipeline import Analysis, MapKey, analyze
+from sepvit_viz.viz.views import ViewSettings
 
 GOLDEN = Path(__file__).with_name("golden") / "sepvit_test_maps.npz"
 GRAY = dict(cmap="gray", alpha=1.0)  # picture brightness == heat, for reading maps off pictures
@@ -229,7 +229,7 @@ def test_whole_block_view_of_a_real_photo_is_not_one_bright_cell():
     """Issue 19 item 4, on the shipped checkpoint and an example photo: the whole-block view leaves the
     query's own cell out (0 in the map, its share in the caption) and rescales the rest to sum 1; no
     single cell then holds half of what is shown, and the colour bar starts at 0."""
-    from sepvit_viz.pipeline import load_model
+    from sepvit_viz.viz.pipeline import load_model
 
     model, warning = load_model("sepvit_lite")
     if warning:

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import sepvit_viz
-from sepvit_viz.weights import CheckpointError, load_state_dict_file, load_weights_into
+from sepvit_viz.model.weights import CheckpointError, load_state_dict_file, load_weights_into
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_sepvit_mini.safetensors"
 
@@ -195,7 +195,7 @@ def test_window_tokens_cannot_amplify_a_small_file_into_a_big_model(tmp_path):
     """Window tokens are resized from the file's grid to the model's: a file of a few tiny token
     tensors whose config asks for a huge token grid (reference 2048 px, window 1) must be refused
     before anything is allocated, and tokens whose channels differ must never reach the resize."""
-    from sepvit_viz.config import SepViTConfig
+    from sepvit_viz.model.config import SepViTConfig
 
     cfg = SepViTConfig(
         embed_dims=(64, 64, 64, 64),
@@ -225,7 +225,7 @@ def test_window_tokens_cannot_amplify_a_small_file_into_a_big_model(tmp_path):
 
 
 def test_hostile_config_metadata_is_refused_before_allocating(tmp_path):
-    from sepvit_viz.config import SepViTConfig
+    from sepvit_viz.model.config import SepViTConfig
 
     path = tmp_path / "huge.safetensors"
     huge = SepViTConfig(embed_dims=(1024, 2048, 4096, 4096), num_heads=(8, 16, 32, 32), depths=(1, 2, 24, 2))
@@ -237,7 +237,7 @@ def test_hostile_config_metadata_is_refused_before_allocating(tmp_path):
 def test_model_note_is_one_line_drawn_from_the_card(tmp_path):
     import json
 
-    from sepvit_viz.weights import card_path_for, model_note
+    from sepvit_viz.model.weights import card_path_for, model_note
 
     ckpt = tmp_path / "m.safetensors"
     assert model_note(ckpt) is None  # no card, nothing to say

@@ -6,7 +6,7 @@
 * :mod:`.cache`: the result cache (bounded LRU under typed keys: :class:`~.cache.ForwardKey`,
   :class:`~.cache.AttributionKey`).
 * :mod:`.photos`: undecoded uploads in, upright RGB photos out (clear messages for bad files).
-* :mod:`.handlers`: the Gradio handlers; they draw through :mod:`sepvit_viz.views`.
+* :mod:`.handlers`: the Gradio handlers; they draw through :mod:`sepvit_viz.viz.views`.
 * :mod:`.downloads`: PNG and .npz files of the current views, pruned after an hour.
 * :mod:`.model_tab`: the "Model" tab (model-level attention statistics, the current photo marked).
 * :mod:`.errors`: errors meant for users (one log line, no traceback).

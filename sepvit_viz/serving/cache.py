@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..limits import RESULT_CACHE_BYTES, RESULT_CACHE_ENTRIES, SESSION_BYTES
-from .models import ModelKey
+from sepvit_viz.limits import RESULT_CACHE_BYTES, RESULT_CACHE_ENTRIES, SESSION_BYTES
+from sepvit_viz.serving.models import ModelKey
 
 __all__ = ["RESULTS", "SESSIONS", "AttributionKey", "ForwardKey", "ResultCache", "SessionBudget", "digest", "nbytes"]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import render
-from ..limits import DOWNLOAD_TTL_S
+from sepvit_viz.limits import DOWNLOAD_TTL_S
+from sepvit_viz.viz import render
 
 __all__ = ["DOWNLOAD_ROOT", "prune", "write_files"]
 

@@ -2,10 +2,10 @@
 
 Every handler takes component values (plus the per-user :class:`Session` held in a ``gr.State``)
 and returns display-ready values: RGB uint8 arrays, ``{class name: probability}`` dicts, Markdown,
-table rows, file paths. Pictures and captions come from :mod:`sepvit_viz.views` (the CLI draws
+table rows, file paths. Pictures and captions come from :mod:`sepvit_viz.viz.views` (the CLI draws
 through the same functions). The public API endpoints keep their positional parameters; inside,
 each builds one :class:`~sepvit_viz.serving.settings.Settings`. Library errors meant for users
-(:class:`~sepvit_viz.validation.UserInputError`, :class:`~sepvit_viz.weights.CheckpointError`)
+(:class:`~sepvit_viz.validation.UserInputError`, :class:`~sepvit_viz.model.weights.CheckpointError`)
 become :class:`gradio.Error` with their message; anything else is logged with a reference and the
 user gets :data:`INTERNAL_ERROR_MESSAGE`.
 
@@ -33,22 +33,27 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import maps, pipeline, render, views
-from ..attribution import METHODS, Attribution, attribute
-from ..capture import AttentionRecord
-from ..faithfulness import Curves, deletion_insertion
-from ..limits import (
+from sepvit_viz.explain.attribution import METHODS, Attribution, attribute
+from sepvit_viz.explain.faithfulness import Curves, deletion_insertion
+from sepvit_viz.explain.scorecard import MEASURES, Scorecard, faithfulness_table
+from sepvit_viz.limits import (
     COLORMAPS,
     DEFAULT_FIT,
     DEFAULT_OPACITY,
     DEFAULT_RESOLUTION,
     MAX_FAITHFULNESS_STEPS,
 )
-from ..model import create_model
-from ..preprocess import to_tensor
-from ..runtime import release_free_memory
-from ..scorecard import MEASURES, Scorecard, faithfulness_table
-from ..validation import (
+from sepvit_viz.model.runtime import release_free_memory
+from sepvit_viz.model.sepvit import create_model
+from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, CheckpointError, model_note
+from sepvit_viz.preprocess import to_tensor
+from sepvit_viz.serving import downloads
+from sepvit_viz.serving.cache import RESULTS, SESSIONS, AttributionKey, ForwardKey, digest, nbytes
+from sepvit_viz.serving.errors import user_error
+from sepvit_viz.serving.models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEntry, ModelKey
+from sepvit_viz.serving.photos import example_photos, load_photo
+from sepvit_viz.serving.settings import DEFAULT_METHOD, DEFAULT_PWA_BLOCK, DEFAULT_TOKEN_BLOCK, TOP_PREDICTION, Settings
+from sepvit_viz.validation import (
     SettingsError,
     UserInputError,
     choose,
@@ -58,13 +63,8 @@ from ..validation import (
     validate_resolution,
     validate_steps,
 )
-from ..weights import DEFAULT_CHECKPOINT, CheckpointError, model_note
-from . import downloads
-from .cache import RESULTS, SESSIONS, AttributionKey, ForwardKey, digest, nbytes
-from .errors import user_error
-from .models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEntry, ModelKey
-from .photos import example_photos, load_photo
-from .settings import DEFAULT_METHOD, DEFAULT_PWA_BLOCK, DEFAULT_TOKEN_BLOCK, TOP_PREDICTION, Settings
+from sepvit_viz.viz import maps, pipeline, render, views
+from sepvit_viz.viz.capture import AttentionRecord
 
 __all__ = [
     "FAITH_HEADERS",
@@ -182,7 +182,7 @@ def warm_up(background: bool = True) -> threading.Thread | None:
             except Exception as e:  # a broken example must not stop the app from starting
                 _log.warning("warm-up skipped %s: %s: %s", Path(path).name, type(e).__name__, e)
         try:  # the Model tab's statistics of the default model (on the same example photos)
-            from .model_tab import reference_stats
+            from sepvit_viz.serving.model_tab import reference_stats
 
             reference_stats(entry)
         except Exception as e:
@@ -201,7 +201,7 @@ def warm_up(background: bool = True) -> threading.Thread | None:
 class Forward:
     """One forward of one photo under attention capture (deterministic: shared by the result cache).
 
-    ``result`` is the pipeline's :class:`sepvit_viz.pipeline.Analysis`; only its arrays are read
+    ``result`` is the pipeline's :class:`sepvit_viz.viz.pipeline.Analysis`; only its arrays are read
     from here, never its memo (each session gets a copy with its own memo, ``result.fresh()``).
     """
 
@@ -323,10 +323,10 @@ def _live(session: Any) -> bool:
 
 
 def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int, fit: str = "crop") -> Forward:
-    """One forward under capture (:func:`sepvit_viz.pipeline.analyze`), cached by model, size and photo.
+    """One forward under capture (:func:`sepvit_viz.viz.pipeline.analyze`), cached by model, size and photo.
 
     ``fit``: ``"crop"`` (the centre square) or ``"aspect"`` (an input of the photo's shape, the shorter
-    side at ``resolution``: :func:`sepvit_viz.pipeline.fit_size`)."""
+    side at ``resolution``: :func:`sepvit_viz.viz.pipeline.fit_size`)."""
     hw = pipeline.fit_size((photo.height, photo.width), resolution, fit)
     key = ForwardKey(entry.key, resolution, digest(np.asarray(photo)), hw)
     hit = RESULTS.get(key)
@@ -715,7 +715,7 @@ def top5(fwd: Forward) -> dict[str, float]:
 
 def coverage_markdown(model_key: ModelKey) -> str:
     """The one line shown with the top-5 classes for the default or a bundled checkpoint: what it was
-    trained on and how it measured on held-out photos (:func:`sepvit_viz.weights.model_note`, drawn
+    trained on and how it measured on held-out photos (:func:`sepvit_viz.model.weights.model_note`, drawn
     from its model card); "" for other models or a checkpoint without a card."""
     path = model_key.checkpoint
     note = model_note(path) if path is not None else None
@@ -1010,7 +1010,7 @@ def rerender(
 
 # ------------------------------------------------------------------------------------ faithfulness
 #: Columns of the faithfulness table: the method, the six untuned measures of
-#: :data:`sepvit_viz.scorecard.MEASURES` (↓ lower is better, ↑ higher is better), the verdict text,
+#: :data:`sepvit_viz.explain.scorecard.MEASURES` (↓ lower is better, ↑ higher is better), the verdict text,
 #: seconds. Short enough that the whole table fits its panel on a 1400 px wide window
 #: (:data:`FAITH_WIDTHS`); the light preset runs no sanity check, so its (empty) column is left out.
 FAITH_HEADERS = ["method", *(m.label + (" ↓" if m.lower_is_better else " ↑") for m in MEASURES), "verdict", "seconds"]
@@ -1020,7 +1020,7 @@ FAITH_WIDTHS = ["13%", *["10%"] * len(MEASURES), "17%", "10%"]
 FAITH_LABEL = "Scores (↓ lower is better, ↑ higher is better)"
 _SANITY_COLUMN = Scorecard(0, [], {}, 0.0).headers().index("sanity |rank corr.|")
 
-#: The panel's light preset of :func:`sepvit_viz.scorecard.faithfulness_table`: one ROAD fraction and
+#: The panel's light preset of :func:`sepvit_viz.explain.scorecard.faithfulness_table`: one ROAD fraction and
 #: no sanity check (the model randomisation costs a second attribution per method); steps come from
 #: the panel (default :data:`FAITH_STEPS`).
 FAITH_STEPS = 8
@@ -1043,7 +1043,7 @@ def faithfulness(
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
     """Faithfulness of the chosen method (or every method) for the chosen class, with a verdict against
-    the random map (:func:`sepvit_viz.scorecard.faithfulness_table`, light preset :data:`FAITH_PRESET`),
+    the random map (:func:`sepvit_viz.explain.scorecard.faithfulness_table`, light preset :data:`FAITH_PRESET`),
     attributions already computed reused.
 
     Returns (state, table rows as :data:`FAITH_HEADERS`, deletion / insertion curves plot).

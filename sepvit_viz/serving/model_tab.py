@@ -1,6 +1,6 @@
 """The "Model" tab: model-level attention statistics of the loaded checkpoint, the current photo marked.
 
-The statistics (:func:`sepvit_viz.stats.cached_model_stats`) are computed once per model and input
+The statistics (:func:`sepvit_viz.stats.measures.cached_model_stats`) are computed once per model and input
 size on the bundled example photos (under 1 s for Lite at 224 px) and kept in the library's small
 cache under the pool's :class:`~.models.ModelKey`, so a new or replaced checkpoint gets its own.
 The current photo's values (its capture records, no model run) are marked on the same axes when it
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import stats, stats_plots
-from ..limits import DEFAULT_RESOLUTION
-from ..validation import SettingsError
-from .handlers import Forward, Session, _user_errors
-from .models import MODEL_HUB, MODELS, ModelEntry
+from sepvit_viz.limits import DEFAULT_RESOLUTION
+from sepvit_viz.serving.handlers import Forward, Session, _user_errors
+from sepvit_viz.serving.models import MODEL_HUB, MODELS, ModelEntry
+from sepvit_viz.stats import measures as stats
+from sepvit_viz.stats import plots as stats_plots
+from sepvit_viz.validation import SettingsError
 
 __all__ = ["DEFAULT_MEASURE", "MEASURE_CHOICES", "model_tab", "reference_stats"]
 
-#: (label, name) pairs for the measure dropdown, in :data:`sepvit_viz.stats.MEASURES` order.
+#: (label, name) pairs for the measure dropdown, in :data:`sepvit_viz.stats.measures.MEASURES` order.
 MEASURE_CHOICES = [(m.label, m.name) for m in stats.MEASURES]
 DEFAULT_MEASURE = "dwa_distance"
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from .. import pipeline
-from ..limits import CONCURRENCY, MODEL_CACHE_ENTRIES
-from ..model import SepViT, create_model
-from ..validation import HUB_REPO_RE, HUB_REVISION_RE, SettingsError
-from ..weights import ASSETS_DIR, DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, load_from_hub
+from sepvit_viz.limits import CONCURRENCY, MODEL_CACHE_ENTRIES
+from sepvit_viz.model.sepvit import SepViT, create_model
+from sepvit_viz.model.weights import ASSETS_DIR, DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, load_from_hub
+from sepvit_viz.validation import HUB_REPO_RE, HUB_REVISION_RE, SettingsError
+from sepvit_viz.viz import pipeline
 
 __all__ = [
     "MODELS",

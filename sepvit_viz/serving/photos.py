@@ -10,10 +10,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import imageio
-from ..limits import DECODE_SHORT_SIDE, MAX_UPLOAD_BYTES
-from ..weights import ASSETS_DIR, DEFAULT_CHECKPOINT, card_path_for
-from .errors import user_error
+from sepvit_viz import imageio
+from sepvit_viz.limits import DECODE_SHORT_SIDE, MAX_UPLOAD_BYTES
+from sepvit_viz.model.weights import ASSETS_DIR, DEFAULT_CHECKPOINT, card_path_for
+from sepvit_viz.serving.errors import user_error
 
 __all__ = ["EXAMPLES_DIR", "example_photos", "examples_caption", "load_photo", "photo_input"]
 
@@ -66,7 +66,7 @@ def example_photos() -> list[str]:
 
 def examples_caption(checkpoint: str | Path = DEFAULT_CHECKPOINT) -> str:
     """One Markdown line under the example photos: which of them the checkpoint gets right, from its
-    model card's ``examples`` entry (written by ``python -m sepvit_viz.evaluate --examples``);
+    model card's ``examples`` entry (written by ``python -m sepvit_viz.training.evaluate --examples``);
     "" when the card has none or it lists other photos than the bundled ones."""
     import json
 

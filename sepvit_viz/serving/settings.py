@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..attribution import DEFAULT_METHOD
-from ..limits import COLORMAPS, DEFAULT_FIT, DEFAULT_OPACITY, DEFAULT_RESOLUTION
-from .models import MODEL_DEFAULT
+from sepvit_viz.explain.attribution import DEFAULT_METHOD
+from sepvit_viz.limits import COLORMAPS, DEFAULT_FIT, DEFAULT_OPACITY, DEFAULT_RESOLUTION
+from sepvit_viz.serving.models import MODEL_DEFAULT
 
 __all__ = [
     "DEFAULT_METHOD",

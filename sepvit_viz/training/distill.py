@@ -1,4 +1,4 @@
-"""Distil EfficientNet-Lite0 into SepViT on a CPU or a GPU: ``python -m sepvit_viz.distill --help``.
+"""Distil EfficientNet-Lite0 into SepViT on a CPU or a GPU: ``python -m sepvit_viz.training.distill --help``.
 
 Function matching (Beyer et al., "Knowledge distillation: A good teacher is patient and
 consistent", 2022): teacher and student see the SAME augmented view (random resized crop, flip,
@@ -10,7 +10,7 @@ The schedule (warm-up + cosine learning rate, resolution) is a function of progr
 elapsed wall time over ``--time-budget-min``, or step over ``--steps``. Full state (weights,
 optimiser, progress, data order, random generator) is saved to ``runs/<name>/state.pt`` every few
 minutes and on exit; ``--resume`` continues exactly where it stopped, schedule included. The student is
-written with ``sepvit_viz.weights.save_checkpoint`` plus a JSON model card beside it, by default
+written with ``sepvit_viz.model.weights.save_checkpoint`` plus a JSON model card beside it, by default
 ``runs/<name>/<model>_distilled.safetensors`` (shipping it is an explicit ``--out assets/...`` or a copy).
 SIGTERM or Ctrl-C saves state and checkpoint and exits with 128 + the signal number (143, 130), no traceback.
 
@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepvit_viz.data import (
+from sepvit_viz.model.weights import ASSETS_DIR, card_path_for
+from sepvit_viz.training.data import (
     PhotoCache,
     augment_groups,
     build_cache,
@@ -51,11 +52,10 @@ from sepvit_viz.data import (
     normalize_uint8,
     training_data_summary,
 )
-from sepvit_viz.weights import ASSETS_DIR, card_path_for
 
 __all__ = ["DistillConfig", "Distiller", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -261,11 +261,11 @@ class Distiller:
     """Owns the teacher, student, optimiser, data and progress of one run."""
 
     def __init__(self, cfg: DistillConfig, log: logging.Logger | None = None):
-        from sepvit_viz.model import create_model
-        from sepvit_viz.teacher import create_teacher
+        from sepvit_viz.model.sepvit import create_model
+        from sepvit_viz.training.teacher import create_teacher
 
         self.cfg = cfg
-        self.log = log or logging.getLogger("sepvit_viz.distill")
+        self.log = log or logging.getLogger("sepvit_viz.training.distill")
         # checked before the teacher and the photo cache are built (the cache can take minutes)
         self.dir_weights = check_dir_weights(cfg.dir_weights, cfg.train_dirs)
         check_held_out_apart(cfg.train_dirs, cfg.val_dirs)
@@ -293,7 +293,7 @@ class Distiller:
         # the card of the checkpoint this run starts from: its lineage continues in this run's card
         self.parent_card: dict[str, Any] | None = None
         if cfg.init_from:
-            from sepvit_viz.weights import load_checkpoint
+            from sepvit_viz.model.weights import load_checkpoint
 
             self.student.load_state_dict(load_checkpoint(cfg.init_from).state_dict(), strict=True)
             parent = card_path_for(cfg.init_from)
@@ -400,7 +400,7 @@ class Distiller:
         (emulated bf16 on an AVX2-only CPU made a training step 20-30x slower than float32)."""
         if self.cfg.bf16 is not None:
             return self.cfg.bf16
-        from sepvit_viz.runtime import cpu_has_native_bf16
+        from sepvit_viz.model.runtime import cpu_has_native_bf16
 
         return self.device.type != "cpu" or cpu_has_native_bf16()
 
@@ -431,7 +431,7 @@ class Distiller:
     def feature_loss(self, tokens: torch.Tensor, teacher_feats: torch.Tensor, res: int) -> torch.Tensor:
         """MSE between projected student tokens (B, N, C4) and the teacher's map pooled to the
         student's (h, w) grid, each position standardised over channels (B, 1280, 7, 7)."""
-        from sepvit_viz.model import feature_sizes
+        from sepvit_viz.model.sepvit import feature_sizes
 
         h, w = feature_sizes(res, res)[-1]
         target = F.adaptive_avg_pool2d(teacher_feats, (h, w)).flatten(2).transpose(1, 2)
@@ -560,7 +560,7 @@ class Distiller:
 
     def export(self, final: bool = False) -> None:
         """Write the student checkpoint (safetensors, fp16 if configured) and its model card."""
-        from sepvit_viz.weights import save_checkpoint
+        from sepvit_viz.model.weights import save_checkpoint
 
         out = Path(self.cfg.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -707,7 +707,7 @@ def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     d = DistillConfig()
     p = argparse.ArgumentParser(
-        prog="python -m sepvit_viz.distill",
+        prog="python -m sepvit_viz.training.distill",
         description="Distil EfficientNet-Lite0 into SepViT (function matching) on the CPU or a GPU; resumable.",
     )
     a = p.add_argument
@@ -811,7 +811,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[DistillConfig, dict[str,
 
 
 def setup_logging(run_dir: Path) -> logging.Logger:
-    log = logging.getLogger("sepvit_viz.distill")
+    log = logging.getLogger("sepvit_viz.training.distill")
     log.setLevel(logging.INFO)
     log.handlers.clear()
     fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
@@ -949,7 +949,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
 
 def resume_command(cfg: DistillConfig) -> str:
     """The command line that continues this run (its saved config supplies everything else)."""
-    cmd = ["python", "-m", "sepvit_viz.distill", "--resume", "--name", cfg.name]
+    cmd = ["python", "-m", "sepvit_viz.training.distill", "--resume", "--name", cfg.name]
     if cfg.runs_dir != DistillConfig.runs_dir:
         cmd += ["--runs-dir", cfg.runs_dir]
     return shlex.join(cmd)
@@ -970,7 +970,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 (signal h
 def main(argv: list[str] | None = None) -> int:
     """Returns 0 when the budget is spent, 128 + the signal number (143 SIGTERM, 130 Ctrl-C) when a
     signal stopped the run (state and checkpoint saved, no traceback)."""
-    from sepvit_viz.runtime import tune_malloc
+    from sepvit_viz.model.runtime import tune_malloc
 
     tune_malloc()
     args = build_parser().parse_args(argv)

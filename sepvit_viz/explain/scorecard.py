@@ -23,7 +23,7 @@ Verdicts:
 * **faithful on a measure** when the method's mean beats the random map's (the floor) by more than
   two standard errors of the per-photo paired difference (one photo: simply beats it);
 * **passes the sanity check** when the mean absolute Spearman correlation between its map and the
-  map on the fully randomised model is below :data:`sepvit_viz.sanity.PASS_BELOW` (0.3).
+  map on the fully randomised model is below :data:`sepvit_viz.explain.sanity.PASS_BELOW` (0.3).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .faithfulness import deletion_insertion, road
-from .sanity import PASS_BELOW, SanityResult, cascading_randomisation
+from sepvit_viz.explain.faithfulness import deletion_insertion, road
+from sepvit_viz.explain.sanity import PASS_BELOW, SanityResult, cascading_randomisation
 
 __all__ = [
     "MEASURES",
@@ -169,8 +169,8 @@ def score_method(
 
     Args:
         model: classifier in eval mode; x: (1, 3, H, W) preprocessed photo; target: class index.
-        method, options: as :func:`sepvit_viz.attribution.attribute`.
-        attribution: an already computed :class:`~sepvit_viz.attribution.Attribution` of this method
+        method, options: as :func:`sepvit_viz.explain.attribution.attribute`.
+        attribution: an already computed :class:`~sepvit_viz.explain.attribution.Attribution` of this method
             and target on ``x`` (skips recomputing it).
         steps: deletion / insertion steps; road_fractions: ROAD's removal shares (None: defaults).
         sanity: ``"full"`` (fully randomised model only: one more attribution), ``"cascade"`` (head,
@@ -178,7 +178,7 @@ def score_method(
         tuned: also compute the blurred-fill curves (:data:`TUNED_MEASURES`), for reference.
         progress: optional ``progress(fraction, desc)``.
     """
-    from .attribution import METHODS, attribute
+    from sepvit_viz.explain.attribution import METHODS, attribute
 
     opts = dict(options or {})
 
@@ -260,12 +260,12 @@ def faithfulness_table(
     """Score ``methods`` (default: every method) on one photo, with a verdict per method.
 
     The app's faithfulness panel calls this. ``options``: method -> attribution options;
-    ``attributions``: method -> an :class:`~sepvit_viz.attribution.Attribution` already computed for
+    ``attributions``: method -> an :class:`~sepvit_viz.explain.attribution.Attribution` already computed for
     this photo and ``target`` (reused, not recomputed). The ``random`` map is always scored (the
     floor of every verdict). ``progress(fraction, desc)`` is called as each method advances.
     One photo gives indicative verdicts only: the benchmark's are over many photos.
     """
-    from .attribution import list_methods
+    from sepvit_viz.explain.attribution import list_methods
 
     t0 = time.perf_counter()
     names = list(methods or list_methods())

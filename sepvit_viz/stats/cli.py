@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .stats import StatsInputError, compute_stats, list_photos
+from sepvit_viz.stats.measures import StatsInputError, compute_stats, list_photos
 
 __all__ = ["add_stats_arguments", "load_for_stats", "main", "run_stats"]
 
@@ -73,7 +73,7 @@ def load_for_stats(name: str, checkpoint: str | None, like: object | None = None
     import torch
 
     import sepvit_viz
-    from sepvit_viz.weights import CheckpointError, load_checkpoint
+    from sepvit_viz.model.weights import CheckpointError, load_checkpoint
 
     if name not in sepvit_viz.list_models():
         raise StatsInputError(f"unknown model {name!r}; choose one of {', '.join(sepvit_viz.list_models())}")
@@ -104,7 +104,7 @@ def load_for_stats(name: str, checkpoint: str | None, like: object | None = None
 
 def run_stats(args: argparse.Namespace) -> int:
     try:
-        from .validation import SettingsError, validate_resolution
+        from sepvit_viz.validation import SettingsError, validate_resolution
 
         try:
             size = validate_resolution(args.size)
@@ -149,7 +149,7 @@ def run_stats(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing written (1,000 photos take a few minutes: rerun, or use --limit)", file=sys.stderr)
         return 130
-    from .stats_plots import write_report
+    from sepvit_viz.stats.plots import write_report
 
     notes = [f"WARNING: {warning}"] if warning else []
     notes.append(f"Sources: {', '.join(str(s) for s in args.sources)}; model {args.model}.")

@@ -1,20 +1,20 @@
 """The one view layer: (analysis, settings) -> (picture, caption), for the app and the CLI alike.
 
-    from sepvit_viz import views
+    from sepvit_viz.viz import views
     s = views.ViewSettings(block="stages.1.blocks.0", head="max", window=5)
     v = views.pwa_row(analysis, s)      # View: picture (Hp, Wp, 3) uint8, caption (Markdown), heat (H, W)
     v.to_model(x, y)                    # a click on the picture -> (y, x) model-input pixel, or None
 
-Every function reads maps from a :class:`sepvit_viz.pipeline.Analysis` (memoised there) and draws
-them with :mod:`sepvit_viz.render`; nothing here runs the model or keeps state. Pictures show the
+Every function reads maps from a :class:`sepvit_viz.viz.pipeline.Analysis` (memoised there) and draws
+them with :mod:`sepvit_viz.viz.render`; nothing here runs the model or keeps state. Pictures show the
 model input upscaled by an integer factor (:func:`display_scale`, 2 at 224 px; ``ViewSettings.scale``
 overrides it), so window borders stay exact. Every map view has a title band
-(:data:`sepvit_viz.render.TITLE_HEIGHT` pixels): the photo starts below it at the left edge
+(:data:`sepvit_viz.viz.render.TITLE_HEIGHT` pixels): the photo starts below it at the left edge
 (``View.origin``), and :meth:`View.to_model` inverts the band and the scaling of a click. A view a block does not have (PWA of a global block) raises :class:`NoView`, whose message
 is written for the person who asked.
 
 Coordinates: points are ``(y, x)`` model-input pixels, windows raster indices into the block's window
-grid (a click becomes a window index once, with :meth:`sepvit_viz.pipeline.Analysis.window_at`, and
+grid (a click becomes a window index once, with :meth:`sepvit_viz.viz.pipeline.Analysis.window_at`, and
 stays one).
 """
 
@@ -29,14 +29,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from . import maps, render
-from .capture import AttentionRecord
-from .limits import DEFAULT_OPACITY, DISPLAY_SIDE
-from .pipeline import Analysis
-from .validation import SettingsError
+from sepvit_viz.limits import DEFAULT_OPACITY, DISPLAY_SIDE
+from sepvit_viz.validation import SettingsError
+from sepvit_viz.viz import maps, render
+from sepvit_viz.viz.capture import AttentionRecord
+from sepvit_viz.viz.pipeline import Analysis
 
 if TYPE_CHECKING:
-    from .faithfulness import Curves
+    from sepvit_viz.explain.faithfulness import Curves
 
 __all__ = [
     "CLI_VIEWS",
@@ -62,7 +62,7 @@ __all__ = [
     "unit",
 ]
 
-#: The per-block views the CLI writes (``b<block>_<view>.png``), in order.
+#: The per-block views the CLI writes (``s<stage>_b<block>_<kind>_<view>.png``), in order.
 CLI_VIEWS = ("tokens", "pixel", "pwa_matrix", "pwa_map", "composed", "rollout")
 
 

@@ -22,8 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .config import VARIANTS, SepViTConfig
-from .model import SepViT
+from sepvit_viz.model.config import VARIANTS, SepViTConfig
+from sepvit_viz.model.sepvit import SepViT
 
 __all__ = [
     "ASSETS_DIR",
@@ -43,7 +43,7 @@ __all__ = [
     "save_checkpoint",
 ]
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_CHECKPOINT = ASSETS_DIR / "sepvit_lite_distilled.safetensors"
 FORMAT_TAG = "sepvit_viz/1"
 
@@ -76,8 +76,8 @@ def model_note(checkpoint: str | Path | None = None) -> str | None:
     """One line on what the checkpoint (default: the shipped one) was trained on and how it measured
     on held-out photos, drawn from its model card; None without a card.
 
-    Cards written by ``sepvit_viz.distill`` carry a training-data summary and, after
-    ``sepvit_viz.evaluate --update-card``, held-out results with the teacher's beside them; an older
+    Cards written by ``sepvit_viz.training.distill`` carry a training-data summary and, after
+    ``sepvit_viz.training.evaluate --update-card``, held-out results with the teacher's beside them; an older
     card without the summary gives its coverage text instead.
     """
     checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
@@ -271,7 +271,7 @@ def _refuse_hostile_config(config: SepViTConfig, tensors: Mapping[str, torch.Ten
     so a model somewhat larger than the file is allowed, but not one that would amplify a small file
     into a large allocation.
     """
-    from .validation import checkpoint_config_problem, estimate_parameters, window_token_count
+    from sepvit_viz.validation import checkpoint_config_problem, estimate_parameters, window_token_count
 
     caps = checkpoint_config_problem(config, file_numel=2**62)  # the range check alone
     if caps is not None:
@@ -400,8 +400,8 @@ def load_from_hub(
     after huggingface_hub's retries. Every failure is a :class:`CheckpointError` with one plain
     sentence (unreachable, switched off, no such repo, revision or file, gated).
     """
-    from .limits import HUB_TIMEOUT_S
-    from .validation import HUB_REPO_RE, HUB_REVISION_RE
+    from sepvit_viz.limits import HUB_TIMEOUT_S
+    from sepvit_viz.validation import HUB_REPO_RE, HUB_REVISION_RE
 
     if not HUB_REPO_RE.fullmatch(repo_id or ""):
         raise CheckpointError(f"invalid Hub repo id {repo_id!r}: expected 'owner/name'")

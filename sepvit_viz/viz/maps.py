@@ -1,7 +1,7 @@
 """Attention maps of SepViT as pure numpy functions, in image coordinates.
 
 Everything here takes plain arrays for ONE image (drop the batch axis of a capture record first) and
-a :class:`sepvit_viz.geometry.WindowGeometry` (``height, width, window, grid, pad, has_token, stride``),
+a :class:`sepvit_viz.viz.geometry.WindowGeometry` (``height, width, window, grid, pad, has_token, stride``),
 and returns arrays. No torch, no model.
 
 Axis letters: n windows (raster order, ``a`` = query window, ``b`` = key window), h heads, L tokens of
@@ -42,7 +42,7 @@ from typing import Literal
 
 import numpy as np
 
-from .geometry import WindowGeometry
+from sepvit_viz.viz.geometry import WindowGeometry
 
 __all__ = [
     "BlockAttention",
@@ -79,7 +79,7 @@ HeadSelect = int | Literal["mean", "max", "min"]
 FUSIONS = ("mean", "max", "min")
 
 
-#: The window geometry maps read (:class:`sepvit_viz.geometry.WindowGeometry`, torch-free); the
+#: The window geometry maps read (:class:`sepvit_viz.viz.geometry.WindowGeometry`, torch-free); the
 #: old names stay as aliases.
 Geometry = WindowGeometry
 GeometryLike = WindowGeometry

@@ -1,6 +1,6 @@
 r"""SepViT-aware relevance: class-specific, gradient-weighted relevance through DWA and PWA.
 
-Generic attribution methods see SepViT as a black box; attention rollout (:func:`sepvit_viz.maps.rollout`)
+Generic attribution methods see SepViT as a black box; attention rollout (:func:`sepvit_viz.viz.maps.rollout`)
 sees its attention but not the class. This relevance follows the class evidence *through the
 network's own token mixing*: Chefer et al.'s gradient-weighted attention ("Generic Attention-model
 Explainability", ICCV 2021) carried through the project's SepViT rollout, with a class seed from
@@ -15,14 +15,14 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    (n, n) per head) with gradient G = dy_c / dA becomes ``Abar = mean_heads (G * A)^+`` (only where
    attention raised the class score), normalised per query row: ``Ahat = Abar / (Abar 1)``. A row
    with no positive entry keeps its relevance (identity row).
-3. **Per block**, exactly :func:`sepvit_viz.maps.block_operator` on these maps: each inner shortcut
+3. **Per block**, exactly :func:`sepvit_viz.viz.maps.block_operator` on these maps: each inner shortcut
    counts as attention to itself, ``Ahat' = (1 - s) Ahat + s I`` (``self_weight`` s = 0.5) for DWA and
    for PWA, and query (a, p) -> key (b, q) weighs ``C = Ahat'_pw[a, b] m_b[p] Ahat'_dw[b][p, q] m_b[q]``
    (m = real-pixel mask; the window-token column is dropped: its input is a learned parameter, not
    the photo). With the outer residual, ``R = rho I + (1 - rho) diag(C 1)^-1 C`` (``residual`` rho =
    0.5). A global block has its one DWA map. MLPs mix no tokens; the positional conv is identity.
 4. **Between stages** the patch embedding is the rollout's pooling matrix
-   (:func:`sepvit_viz.maps.pooling_matrix`: a stage-(s+1) cell draws from its 3 x 3 footprint on
+   (:func:`sepvit_viz.viz.maps.pooling_matrix`: a stage-(s+1) cell draws from its 3 x 3 footprint on
    stage s with tent weights (1/2, 1, 1/2) per axis, clipped and renormalised), applied separably.
 5. Relevance flows from outputs (queries) to inputs (keys): ``u <- u R`` block by block, from the
    seed at the last block back to the first block's input (H_1, W_1), then to pixels: bilinear
@@ -38,14 +38,14 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    ``w = 1 + g / mean(g)``, ``g = blur_sigma(max(0, e))`` (:func:`modulation_weights`; ``modulation``
    gamma = 2, ``sigma`` = 1 px): where the attention relevance is equal, pixels that carry more
    positive evidence come first. ``modulation = 0`` leaves step 5's map unchanged. The blurred
-   reference is also the deletion/insertion baseline (:mod:`sepvit_viz.faithfulness`): a pixel's
+   reference is also the deletion/insertion baseline (:mod:`sepvit_viz.explain.faithfulness`): a pixel's
    ``e`` is what blurring it away removes to first order.
 
    Chosen with the blurred-fill curves (the tuning measure, see step 7): there the modulation lifted
    insertion above every generic method; sharper modulation (smaller ``sigma``) traded insertion for
    deletion. ``e`` carries the stride-4 gradient comb of the patch embedding, which is where
    this map's stripes come from; ``attribute(..., "sepvit_relevance", smooth=True)`` filters them
-   (:func:`sepvit_viz.attribution.destripe`), at a measured cost (``docs/attribution.md``).
+   (:func:`sepvit_viz.explain.attribution.destripe`), at a measured cost (``docs/attribution.md``).
 
 7. **Two-scale pixel order, read along the removal path** (``sharp`` = delta, default 0.03;
    ``rounds`` = R, default 2; ``sharp=None`` skips the step). Step 6's map M is smooth at the scale
@@ -72,7 +72,7 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    untuned measures (mean and noise fills, ROAD) and the model-randomisation sanity check, on photos
    used for no tuning, are in ``docs/attribution.md`` and ``benchmarks/bench_attribution.py``.
 
-So the stage maps are ``seed @ R_rollout`` where ``R_rollout`` is :func:`sepvit_viz.maps.rollout_matrix`
+So the stage maps are ``seed @ R_rollout`` where ``R_rollout`` is :func:`sepvit_viz.viz.maps.rollout_matrix`
 built from the gradient-weighted maps (a test checks exactly this). Properties (tested): class
 specific; non-negative; every factor is row-stochastic, so the stage maps conserve the seed's total
 (``stage_maps[s].sum() == seed.sum()``); with ``residual = 1`` it is the seed pooled down to stage 1
@@ -83,7 +83,7 @@ zero. Step 7 only permutes that map's values (same sorted values, tested), and i
 tops of ``U * e_r`` recomputed by independent autograd on the partly blurred photo (tested).
 
 Attention with gradients needs the explicit attention path: the forward runs under
-:class:`sepvit_viz.capture.AttentionCapture` with ``keep_graph=True``, the project's one hook manager,
+:class:`sepvit_viz.viz.capture.AttentionCapture` with ``keep_graph=True``, the project's one hook manager,
 created per call: it hooks every ``attn.dwa_tap`` / ``attn.pwa_tap`` for that forward only, keeps only
 the calling thread's tensors (hooks also fire for other threads' forwards on a shared model) and
 removes the hooks afterwards, also when the forward raises. Nothing is stored on the model.
@@ -100,9 +100,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import AttentionCapture, TapTensor
-from .faithfulness import pixel_order
-from .windows import WindowGeometry, pad_mask, window_partition, window_reverse
+from sepvit_viz.explain.faithfulness import pixel_order
+from sepvit_viz.model.windows import WindowGeometry, pad_mask, window_partition, window_reverse
+from sepvit_viz.viz.capture import AttentionCapture, TapTensor
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -160,7 +160,7 @@ def _pool_axis(n_dst: int, n_src: int, dtype: torch.dtype) -> torch.Tensor:
     """(n_dst, n_src) row-stochastic footprints of a kernel-3, stride-2, padding-1 conv along one axis.
 
     Tent taps (1/2, 1, 1/2), clipped at the borders and renormalised: with stride 2 every source
-    cell is then covered equally (the rollout's convention, :func:`sepvit_viz.maps.pooling_matrix`).
+    cell is then covered equally (the rollout's convention, :func:`sepvit_viz.viz.maps.pooling_matrix`).
     """
     m = torch.zeros(n_dst, n_src, dtype=dtype)
     for i in range(n_dst):
@@ -299,7 +299,7 @@ def weighted_attention(
 
 def _reference_image(x: torch.Tensor, reference: str) -> torch.Tensor:
     """Step 6's reference for ``x`` (1, 3, H, W): zeros, or the photo blurred with sigma 10 px."""
-    from .baselines import DEFAULT_BLUR_SIGMA, gaussian_blur
+    from sepvit_viz.explain.baselines import DEFAULT_BLUR_SIGMA, gaussian_blur
 
     x = x.detach()
     return torch.zeros_like(x) if reference == "zero" else gaussian_blur(x, DEFAULT_BLUR_SIGMA)
@@ -445,7 +445,7 @@ def sepvit_relevance(
 def percentile_rank(m: torch.Tensor) -> torch.Tensor:
     """Map -> same-shape ranks in (0, 1]: 1 for the largest value, 1/N for the smallest.
 
-    The order is :func:`sepvit_viz.faithfulness.pixel_order` (ties by raster index), the one the
+    The order is :func:`sepvit_viz.explain.faithfulness.pixel_order` (ties by raster index), the one the
     deletion and insertion curves use.
     """
     return _ranks(_order(m), m)
@@ -541,7 +541,7 @@ def modulation_weights(gx: torch.Tensor, sigma: float) -> torch.Tensor:
     like an average pixel doubles its relevance, one that contributed nothing keeps it. ``w >= 1`` and
     ``mean(w) = 2`` exactly; a map with no positive contribution gives ``w = 1`` everywhere.
     """
-    from .baselines import gaussian_blur
+    from sepvit_viz.explain.baselines import gaussian_blur
 
     g = gx.clamp_min(0).float()[None, None]
     g = gaussian_blur(g, sigma)[0, 0] if sigma > 0 else g[0, 0]

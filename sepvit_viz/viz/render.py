@@ -11,7 +11,7 @@ Two tiers, both pure functions of arrays:
   :func:`head_gallery`, :func:`side_by_side_figure`. Each builds, draws and clears its own figure.
 
 Colours come from matplotlib colormaps (any name in ``matplotlib.colormaps``). Images are
-(H, W, 3) uint8; heat maps are (H, W) floats of the same size (see :mod:`sepvit_viz.maps`).
+(H, W, 3) uint8; heat maps are (H, W) floats of the same size (see :mod:`sepvit_viz.viz.maps`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Window geometry: how one block tiles one feature map into windows (no torch, no numpy).
 
-The one home of this arithmetic: the model (:mod:`sepvit_viz.windows`, which re-exports it), the
-capture records and the numpy maps (:mod:`sepvit_viz.maps`) all use :class:`WindowGeometry`.
+The one home of this arithmetic: the model (:mod:`sepvit_viz.model.windows`, which re-exports it), the
+capture records and the numpy maps (:mod:`sepvit_viz.viz.maps`) all use :class:`WindowGeometry`.
 Axis letters: H/W feature-map rows/cols, n windows (= gh * gw, raster order), P pixels of one window
 (= wh * ww, raster order).
 """

@@ -1,6 +1,6 @@
 """Pure tensor helpers on window geometry: padding, partition into windows and back.
 
-:class:`WindowGeometry` and :func:`window_geometry` live in the torch-free :mod:`sepvit_viz.geometry`
+:class:`WindowGeometry` and :func:`window_geometry` live in the torch-free :mod:`sepvit_viz.viz.geometry`
 (re-exported here).
 
 Axis letters used in shapes: B batch, H/W feature-map rows/cols, C channels, n windows
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .geometry import WindowGeometry, window_geometry
+from sepvit_viz.viz.geometry import WindowGeometry, window_geometry
 
 __all__ = [
     "WindowGeometry",

@@ -1,6 +1,6 @@
 """Model-level attention statistics: what every block and head does across many photos.
 
-    from sepvit_viz import stats
+    from sepvit_viz.stats import measures as stats
     result = stats.model_stats(model, photo_paths, size=224, batch_size=8)   # streams the photos
     result.summary()["p50"]            # (rows, measures): median over photos of every head's value
     stats.cached_model_stats(model)    # the bundled example photos, cached by the weights' fingerprint
@@ -18,8 +18,8 @@ Three layers, from pure to I/O:
    decoded once), :func:`model_stats`, and for the app :func:`cached_model_stats`,
    :func:`model_fingerprint`, :func:`photo_values`, :func:`photo_ranks`, :func:`typicality_caption`.
 
-Attention comes from :class:`sepvit_viz.capture.AttentionCapture` (the model's named taps); the
-model knows nothing about statistics. Shapes (axis letters as in :mod:`sepvit_viz.maps`): B images,
+Attention comes from :class:`sepvit_viz.viz.capture.AttentionCapture` (the model's named taps); the
+model knows nothing about statistics. Shapes (axis letters as in :mod:`sepvit_viz.viz.maps`): B images,
 n windows (raster order), h heads, L tokens of one window (index 0 = window token when the block has
 one, then the window's P = wh * ww pixels in raster order; a global block has L = P = H * W), M
 measures.
@@ -68,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from .maps import GeometryLike
+from sepvit_viz.viz.maps import GeometryLike
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -440,8 +440,8 @@ def list_photos(sources: Iterable[str | Path], limit: int | None = None) -> list
 
 def _load(path: Path, size: int) -> np.ndarray:
     """One photo -> (3, size, size) float32, the evaluation transform; raises ImageInputError."""
-    from .imageio import load_image
-    from .preprocess import CROP_PCT, preprocess
+    from sepvit_viz.imageio import load_image
+    from sepvit_viz.preprocess import CROP_PCT, preprocess
 
     # a JPEG is decoded straight at the scale the crop needs (Image.draft): 4-8x less decoding work
     image = load_image(path, max_short_side=math.ceil(size / CROP_PCT))
@@ -456,7 +456,7 @@ def _batches(
     One thread decodes the next batch while the caller runs the current one (Pillow releases the
     GIL while decoding, so this overlaps with the forward).
     """
-    from .imageio import ImageInputError
+    from sepvit_viz.imageio import ImageInputError
 
     def load_batch(chunk: Sequence[Path]) -> tuple[list[np.ndarray], list[Path], list[tuple[Path, str]]]:
         arrays, ok, bad = [], [], []
@@ -521,7 +521,7 @@ def compute_stats(
     """
     import torch
 
-    from .capture import AttentionCapture
+    from sepvit_viz.viz.capture import AttentionCapture
 
     _check_models(models)
     if batch_size < 1:
@@ -611,7 +611,7 @@ def typicality_caption(stats: ModelStats, values: np.ndarray, measure: str, low:
 
 def example_photos() -> list[Path]:
     """The bundled example photos (``assets/examples``), sorted."""
-    folder = Path(__file__).resolve().parent.parent / "assets" / "examples"
+    folder = Path(__file__).resolve().parents[2] / "assets" / "examples"
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 

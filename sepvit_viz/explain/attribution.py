@@ -1,6 +1,6 @@
 """Class attributions with one verb: ``attribute(model, x, target, method, **options)``.
 
-Captum is the engine for the generic methods; :mod:`sepvit_viz.relevance` adds the SepViT-aware
+Captum is the engine for the generic methods; :mod:`sepvit_viz.explain.relevance` adds the SepViT-aware
 relevance. Every method returns an :class:`Attribution` whose ``map_hw`` is an (H, W) float32 map at
 the resolution of the input tensor (higher = more evidence for ``target``) and whose ``raw`` holds
 the method's own values (input-shaped (3, H, W) gradients, a stage's (H_i, W_i) Grad-CAM grid, ...).
@@ -8,7 +8,7 @@ the method's own values (input-shaped (3, H, W) gradients, a stage's (H_i, W_i) 
 Attribution runs its own forward/backward passes on the same preprocessed tensor the maps were
 computed from. The generic methods attach no capture hooks, so the model takes its fused attention
 path; the SepViT relevance needs the attention probabilities' gradients, so its forward runs under a
-per-call :class:`sepvit_viz.capture.AttentionCapture` with ``keep_graph=True`` (explicit path). Call
+per-call :class:`sepvit_viz.viz.capture.AttentionCapture` with ``keep_graph=True`` (explicit path). Call
 ``model.eval()`` first: dropout or drop-path in training mode would make every pass different.
 
 ========================  =========================================  ==============================
@@ -26,7 +26,7 @@ occlusion                 logit drop when one stage-1 attention      mean over c
                           window (28 x 28 px) is replaced
 gradcam                   Grad-CAM on a stage's NCHW output          bilinear upsampling
 sepvit_relevance          gradient-weighted DWA/PWA relevance        bilinear upsampling
-                          (:mod:`sepvit_viz.relevance`)
+                          (:mod:`sepvit_viz.explain.relevance`)
 random                    uniform noise: the faithfulness floor      as is
 ========================  =========================================  ==============================
 
@@ -60,10 +60,10 @@ from captum.attr import (
 )
 from torch import nn
 
-from .baselines import BASELINES, DEFAULT_BLUR_SIGMA, make_baseline
-from .faithfulness import random_map
-from .relevance import DEFAULT_OPTIONS as RELEVANCE_OPTIONS
-from .relevance import sepvit_relevance
+from sepvit_viz.explain.baselines import BASELINES, DEFAULT_BLUR_SIGMA, make_baseline
+from sepvit_viz.explain.faithfulness import random_map
+from sepvit_viz.explain.relevance import DEFAULT_OPTIONS as RELEVANCE_OPTIONS
+from sepvit_viz.explain.relevance import sepvit_relevance
 
 __all__ = [
     "DEFAULT_METHOD",

@@ -1,4 +1,4 @@
-"""Held-out accuracy of the shipped SepViT: ``python -m sepvit_viz.evaluate DIR [DIR ...] [--teacher]``.
+"""Held-out accuracy of the shipped SepViT: ``python -m sepvit_viz.training.evaluate DIR [DIR ...] [--teacher]``.
 
 Each DIR holds photos in folders named by WordNet id. Prints a markdown table with, per DIR, the
 number of photos and the student's 1000-way top-1 at 224 (evaluation transform: bicubic, centre crop
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sepvit_viz.data import labelled_images, load_eval_set, normalize_uint8
-from sepvit_viz.weights import card_path_for, coverage_note
+from sepvit_viz.model.weights import card_path_for, coverage_note
+from sepvit_viz.training.data import labelled_images, load_eval_set, normalize_uint8
 
 __all__ = [
     "TARGETS",
@@ -56,7 +56,7 @@ TARGETS_SOURCE = "issue 17"
 
 def check_eval_dir(root: str | Path) -> None:
     """Raise ``ValueError`` with a one-line message unless ``root`` holds photos in WordNet-id subfolders
-    (the checks of :func:`sepvit_viz.data.labelled_images`, run before any model is loaded)."""
+    (the checks of :func:`sepvit_viz.training.data.labelled_images`, run before any model is loaded)."""
     labelled_images(root)
 
 
@@ -100,7 +100,7 @@ def evaluate_dirs(
     else in float32 (emulated bf16 is ~20x slower; the two agree on all but a few photos in a thousand).
     """
     if teacher_bf16 is None:
-        from sepvit_viz.runtime import cpu_has_native_bf16
+        from sepvit_viz.model.runtime import cpu_has_native_bf16
 
         teacher_bf16 = cpu_has_native_bf16()
     rows = []
@@ -148,11 +148,11 @@ def evaluate_examples(
     top-1 class and probability at 224 px with the evaluation transform."""
     from PIL import Image
 
-    from sepvit_viz.data import imagenet_class_names
     from sepvit_viz.preprocess import resize_center_crop
+    from sepvit_viz.training.data import imagenet_class_names
 
     if teacher_bf16 is None:
-        from sepvit_viz.runtime import cpu_has_native_bf16
+        from sepvit_viz.model.runtime import cpu_has_native_bf16
 
         teacher_bf16 = cpu_has_native_bf16()
     names = imagenet_class_names()
@@ -276,12 +276,12 @@ def update_card(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sepvit_viz.runtime import tune_malloc
-    from sepvit_viz.weights import DEFAULT_CHECKPOINT, load_checkpoint
+    from sepvit_viz.model.runtime import tune_malloc
+    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, load_checkpoint
 
     tune_malloc()
 
-    p = argparse.ArgumentParser(prog="python -m sepvit_viz.evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m sepvit_viz.training.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("dirs", nargs="*", help="folders of photos in WordNet-id subfolders (e.g. DIR/n01440764/*.jpg)")
     p.add_argument(
         "--examples",
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_checkpoint(args.checkpoint).float().eval()
     teacher = None
     if args.teacher:
-        from sepvit_viz.teacher import create_teacher
+        from sepvit_viz.training.teacher import create_teacher
 
         teacher = create_teacher().to(memory_format=torch.channels_last)
     t0 = time.time()
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
     if args.update_card:
         card_path = card_path_for(args.checkpoint)
-        from sepvit_viz.runtime import cpu_has_native_bf16
+        from sepvit_viz.model.runtime import cpu_has_native_bf16
 
         if rows:
             update_card(card_path, rows, bf16=args.bf16, limit=args.limit, teacher_bf16=cpu_has_native_bf16())

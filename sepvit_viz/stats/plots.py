@@ -1,6 +1,6 @@
-"""Plots and files of the model-level statistics (:mod:`sepvit_viz.stats`).
+"""Plots and files of the model-level statistics (:mod:`sepvit_viz.stats.measures`).
 
-Pure functions of :class:`~sepvit_viz.stats.ModelStats`: figures are built with matplotlib's ``Figure``
+Pure functions of :class:`~sepvit_viz.stats.measures.ModelStats`: figures are built with matplotlib's ``Figure``
 API on the Agg canvas (pyplot is never imported: no global figure registry, safe in a server).
 
 * :func:`depth_figure`: one measure against depth, one dot per head (its median over photos) with
@@ -28,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .stats import MEASURE_NAMES, MEASURES, PERCENTILES, ModelStats
+from sepvit_viz.stats.measures import MEASURE_NAMES, MEASURES, PERCENTILES, ModelStats
 
 __all__ = [
     "CSV_STATS",
@@ -89,7 +89,7 @@ def figure_png(fig: Figure) -> bytes:
 
 
 def _figure_rgb(fig: Figure) -> np.ndarray:
-    from .render import figure_to_rgb
+    from sepvit_viz.viz.render import figure_to_rgb
 
     return figure_to_rgb(fig)
 
@@ -128,8 +128,8 @@ def depth_figure(
 
     Args:
         stats: one :class:`ModelStats`, or several (e.g. trained and random weights) on one plot.
-        measure: a name of :data:`sepvit_viz.stats.MEASURE_NAMES`.
-        marks: one photo's values, (rows, M) from :func:`sepvit_viz.stats.photo_values` or (rows,)
+        measure: a name of :data:`sepvit_viz.stats.measures.MEASURE_NAMES`.
+        marks: one photo's values, (rows, M) from :func:`sepvit_viz.stats.measures.photo_values` or (rows,)
             for this measure, rows as the first checkpoint's; drawn as black stars on its heads.
         mark_label: the legend entry of the marks.
 
@@ -328,7 +328,7 @@ def model_tab_view(
     Raises:
         ValueError: an unknown measure, or records of a model with other blocks or heads.
     """
-    from .stats import head_rows, photo_values, typicality_caption
+    from sepvit_viz.stats.measures import head_rows, photo_values, typicality_caption
 
     items = _as_list(stats)
     first = items[0]

@@ -49,7 +49,7 @@ __all__ = [
     "wnid_to_index",
 ]
 
-CLASSES_TSV = Path(__file__).resolve().parent.parent / "assets" / "imagenet_classes.tsv"
+CLASSES_TSV = Path(__file__).resolve().parents[2] / "assets" / "imagenet_classes.tsv"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
 

@@ -1,19 +1,19 @@
 """Photo in, :class:`Analysis` out: ONE forward under capture, then memoised maps (no drawing).
 
-    from sepvit_viz.pipeline import analyze, load_model
-    from sepvit_viz import views
+    from sepvit_viz.viz.pipeline import analyze, load_model
+    from sepvit_viz.viz import views
     model, warning = load_model("sepvit_lite")          # warning: None, or why weights are random
     result = analyze(model, pil_image, size=224)        # one forward under capture
     result.top5                                         # [Prediction(index, name, prob), ...]
     view = views.tokens(result, views.ViewSettings(block=3, head="max"))   # (picture, caption)
 
-``analyze`` runs the model once under :class:`~sepvit_viz.capture.AttentionCapture` and returns an
+``analyze`` runs the model once under :class:`~sepvit_viz.viz.capture.AttentionCapture` and returns an
 :class:`Analysis` holding the captured attention, the image exactly as the model saw it and the top-5
-classes. Every map of :mod:`sepvit_viz.maps` is then a cheap numpy computation on the stored
+classes. Every map of :mod:`sepvit_viz.viz.maps` is then a cheap numpy computation on the stored
 attention, memoised under a typed key that holds every argument the map depends on (block, head,
 feature cell or window index, shortcut weights), so changing a setting never shows a stale map.
 An Analysis is independent of the model (keep one per user/session); ``analyze`` is safe to call from
-several threads on one shared model. Pictures are drawn by :mod:`sepvit_viz.views`, never here.
+several threads on one shared model. Pictures are drawn by :mod:`sepvit_viz.viz.views`, never here.
 
 Conventions: blocks are indexed 0..len(records)-1 in model order (``Analysis.block_index`` also
 takes a name); points are ``(row, col)`` = ``(y, x)`` pixels of ``Analysis.image`` (the model's
@@ -36,13 +36,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import maps, render
-from .capture import AttentionCapture, AttentionRecord
-from .imageio import to_rgb
-from .limits import INPUT_MAX_SIDE as MAX_SIDE
-from .limits import INPUT_MIN_SIDE as MIN_SIDE
-from .limits import MAX_RESOLUTION, MIN_RESOLUTION, RESOLUTION_MULTIPLE
-from .preprocess import CROP_PCT, INTERPOLATION, resize_center_crop, to_tensor
+from sepvit_viz.imageio import to_rgb
+from sepvit_viz.limits import INPUT_MAX_SIDE as MAX_SIDE
+from sepvit_viz.limits import INPUT_MIN_SIDE as MIN_SIDE
+from sepvit_viz.limits import MAX_RESOLUTION, MIN_RESOLUTION, RESOLUTION_MULTIPLE
+from sepvit_viz.preprocess import CROP_PCT, INTERPOLATION, resize_center_crop, to_tensor
+from sepvit_viz.viz import maps, render
+from sepvit_viz.viz.capture import AttentionCapture, AttentionRecord
 
 __all__ = [
     "FITS",
@@ -168,7 +168,7 @@ def class_names_for(num_classes: int) -> list[str]:
     """ImageNet names for a 1000-way head (``assets/imagenet_classes.tsv``), else ``class N``."""
     if num_classes == 1000:
         try:
-            from .data import imagenet_class_names
+            from sepvit_viz.training.data import imagenet_class_names
 
             names = imagenet_class_names()
             if len(names) == 1000:
@@ -187,7 +187,7 @@ def load_model(name: str = "sepvit_lite", checkpoint: str | None = None) -> tupl
     the warning says so (every view still works, but the maps mean nothing).
     """
     import sepvit_viz
-    from sepvit_viz.weights import CheckpointError, load_checkpoint
+    from sepvit_viz.model.weights import CheckpointError, load_checkpoint
 
     if checkpoint:
         try:

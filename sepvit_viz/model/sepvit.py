@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SeparableAttention
-from .config import VARIANTS, SepViTConfig
-from .geometry import block_label
-from .layers import DropPath, Linear, Mlp, OverlapPatchEmbed, PosConv
-from .windows import WindowGeometry, add_windows_back, pad_mask, window_geometry, windows_with_tokens
+from sepvit_viz.model.attention import SeparableAttention
+from sepvit_viz.model.config import VARIANTS, SepViTConfig
+from sepvit_viz.model.layers import DropPath, Linear, Mlp, OverlapPatchEmbed, PosConv
+from sepvit_viz.model.windows import WindowGeometry, add_windows_back, pad_mask, window_geometry, windows_with_tokens
+from sepvit_viz.viz.geometry import block_label
 
 __all__ = ["BlockInfo", "SepViT", "SepViTBlock", "SepViTStage", "create_model", "feature_sizes", "list_models"]
 
@@ -70,7 +70,7 @@ class BlockInfo:
     @property
     def label(self) -> str:
         """Human-readable name, e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)`` (the capture records'
-        label: :func:`sepvit_viz.geometry.block_label`)."""
+        label: :func:`sepvit_viz.viz.geometry.block_label`)."""
         return block_label(self.stage, self.index, self.kind, self.window_size, self.grid, self.feature_size)
 
 
@@ -397,7 +397,7 @@ def create_model(
         cfg = cfg.replace(**overrides)
     model = SepViT(cfg)
     if pretrained or checkpoint_path:
-        from .weights import default_checkpoint_for, load_weights_into
+        from sepvit_viz.model.weights import default_checkpoint_for, load_weights_into
 
         path = checkpoint_path or default_checkpoint_for(name)
         load_weights_into(model, path, new_head_if_classes_differ=num_classes is not None)

@@ -14,7 +14,7 @@ is the trapezoid rule over ``f`` in [0, 1] (Petsiuk et al., RISE, BMVC 2018). A 
 its channels. The default fill is the photo's mean colour. The blurred fill (``baseline="blurred"``)
 is the reference the SepViT relevance's step 7 reads along its removal path, so curves with that fill
 favour it by construction: it is the relevance's *tuning* measure (``docs/attribution.md``), and
-:mod:`sepvit_viz.scorecard` never counts it in a verdict.
+:mod:`sepvit_viz.explain.scorecard` never counts it in a verdict.
 
 :func:`road` removes pixels by noisy linear imputation instead (ROAD, Rong et al., ICML 2022), which
 leaves no sharp mask edge whose shape could carry the class.
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .baselines import DEFAULT_BLUR_SIGMA, make_baseline
+from sepvit_viz.explain.baselines import DEFAULT_BLUR_SIGMA, make_baseline
 
 __all__ = [
     "ROAD_FRACTIONS",
@@ -190,7 +190,7 @@ def deletion_insertion(
 
 
 def curves_for(model: nn.Module, x: torch.Tensor, attribution: Any, **kwargs: Any) -> Curves:
-    """Curves of an :class:`sepvit_viz.attribution.Attribution` (its ``map_hw`` and ``target``) on ``x``.
+    """Curves of an :class:`sepvit_viz.explain.attribution.Attribution` (its ``map_hw`` and ``target``) on ``x``.
 
     ``kwargs`` go to :func:`deletion_insertion` (``steps``, ``baseline``, ``batch_size``, ``progress``, ...).
     """

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .preprocess import MEAN, STD
+from sepvit_viz.preprocess import MEAN, STD
 
 __all__ = ["BASELINES", "DEFAULT_BLUR_SIGMA", "gaussian_blur", "make_baseline"]
 

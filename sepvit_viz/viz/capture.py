@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .geometry import block_label
-from .maps import BlockAttention
-from .windows import WindowGeometry
+from sepvit_viz.model.windows import WindowGeometry
+from sepvit_viz.viz.geometry import block_label
+from sepvit_viz.viz.maps import BlockAttention
 
 __all__ = [
     "AttentionCapture",
@@ -90,11 +90,11 @@ class AttentionRecord:
 
     @property
     def label(self) -> str:
-        """e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)`` (:func:`sepvit_viz.geometry.block_label`)."""
+        """e.g. ``stage 2 · block 2 · GSA (w=14, 2x2 groups)`` (:func:`sepvit_viz.viz.geometry.block_label`)."""
         return block_label(self.stage, self.index, self.kind, self.window_size, self.grid, self.feature_size)
 
     def image(self, i: int = 0) -> BlockAttention:
-        """Image ``i`` of the batch as the per-image arrays that :mod:`sepvit_viz.maps` takes."""
+        """Image ``i`` of the batch as the per-image arrays that :mod:`sepvit_viz.viz.maps` takes."""
         return BlockAttention(
             self.dwa[i], None if self.pwa is None else self.pwa[i], self.geometry, self.stage, self.name, self.kind
         )

@@ -1,6 +1,6 @@
 """Depthwise separable self-attention (DWA + PWA) with named probability taps.
 
-Shapes (axis letters as in :mod:`sepvit_viz.windows`): B batch, n windows, L = P (+1 with the window
+Shapes (axis letters as in :mod:`sepvit_viz.model.windows`): B batch, n windows, L = P (+1 with the window
 token) tokens of one window, h heads, d = C / h channels per head.
 
 The model knows nothing about visualisation: attention probabilities simply pass through two
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Linear
-from .windows import WindowGeometry
+from sepvit_viz.model.layers import Linear
+from sepvit_viz.model.windows import WindowGeometry
 
 __all__ = ["AttentionTap", "SeparableAttention"]
 
