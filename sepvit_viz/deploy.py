@@ -62,7 +62,8 @@ SPACE_GITATTRIBUTES: str = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" 
 
 def is_binary(path: Path) -> bool:
     """True when the file's first 8 KiB hold a NUL byte or are not UTF-8 (what git would call binary)."""
-    head = path.read_bytes()[:8192]
+    with open(path, "rb") as f:  # the head only: a checkpoint is megabytes
+        head = f.read(8192)
     if b"\0" in head:
         return True
     try:

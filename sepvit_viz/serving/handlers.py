@@ -268,10 +268,8 @@ class Session:
         """Bytes of the arrays this user's analysis holds: the forward, its maps, attributions, pictures."""
         if self.released:
             return 0
-        pictures = sum(
-            int(np.asarray(p).nbytes) if isinstance(p, (np.ndarray, Image.Image)) else nbytes(p)
-            for p in list(self.pictures.values())
-        )
+        # counted in place: this runs on every draw (the budget's touch), so nothing is converted
+        pictures = sum(pipeline.array_nbytes(p) for p in list(self.pictures.values()))
         extra = sum(nbytes(a) for a in list(self.attributions.values()) + list(self.curves.values()))
         return self.forward.nbytes + self.maps.memo_nbytes + extra + pictures
 

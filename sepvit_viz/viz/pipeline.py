@@ -52,6 +52,7 @@ __all__ = [
     "MapKey",
     "Prediction",
     "analyze",
+    "array_nbytes",
     "class_names_for",
     "fit_size",
     "input_size",
@@ -233,18 +234,22 @@ class _Memo:
     def nbytes(self) -> int:
         """Bytes of the arrays memoised (arrays, and arrays inside tuples, lists or objects)."""
         with self._lock:
-            return sum(_array_bytes(v) for v in self._d.values())
+            return sum(array_nbytes(v) for v in self._d.values())
 
     def clear(self) -> None:
         with self._lock:
             self._d.clear()
 
 
-def _array_bytes(value: Any) -> int:
+def array_nbytes(value: Any) -> int:
+    """Bytes of the arrays a value holds, without copying any: an array, a PIL image (width x height x
+    bands), arrays inside tuples or lists, or the array attributes of an object."""
     if isinstance(value, np.ndarray):
         return int(value.nbytes)
+    if isinstance(value, Image.Image):
+        return value.width * value.height * len(value.getbands())
     if isinstance(value, (tuple, list)):
-        return sum(_array_bytes(v) for v in value)
+        return sum(array_nbytes(v) for v in value)
     return sum(int(v.nbytes) for v in getattr(value, "__dict__", {}).values() if isinstance(v, np.ndarray))
 
 
