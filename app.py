@@ -101,6 +101,12 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             label="Attribution method",
                             elem_id="method",
                         )
+                    smooth = gr.Checkbox(
+                        value=False,
+                        label="Smooth the stride-4 stripes (display only)",
+                        info="a 7 px tent filter; the scores and downloaded arrays use the raw map",
+                        elem_id="smooth",
+                    )
                     attribution_img = gr.Image(
                         label="Attribution",
                         format="png",
@@ -266,7 +272,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     # ---------------------------------------------------------------------- events
     # fmt: off
     analyze_inputs = [photo, model, hub_repo, hub_revision, resolution, target, method, cmap, opacity,
-                      token_block, token_head, pwa_block, pwa_head, pair, fit]
+                      token_block, token_head, pwa_block, pwa_head, pair, fit, smooth]
     analyze_outputs = [analysis, status, top5, attribution_img, token_img, pwa_row_img, compare_slider]
     # everything else a new analysis changes (dropdown choices, captions, secondary views), no model run:
     # one Settings object in, values by name out (a new control is bound here once)
@@ -274,7 +280,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
         model=model, hub_repo=hub_repo, hub_revision=hub_revision, resolution=resolution, target=target,
         method=method, cmap=cmap, opacity=opacity, token_block=token_block, token_head=token_head,
         pixel_view=pixel_view, x=point_x, y=point_y, pwa_block=pwa_block, pwa_head=pwa_head, window=window,
-        pair=pair, fit=fit, faith_table=faith_table, attribution_caption=attribution_caption,
+        pair=pair, fit=fit, smooth=smooth, faith_table=faith_table, attribution_caption=attribution_caption,
         token_caption=token_caption,
         pixel_img=pixel_img, pixel_caption=pixel_caption, pwa_matrix_img=pwa_matrix_img, pwa_caption=pwa_caption,
         compare_a=compare_a, compare_b=compare_b, compare_caption=compare_caption,
@@ -301,11 +307,12 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
 
     # class attribution: a new class or method runs the attribution only (the forward is cached)
     # (progress on the picture only: over the caption its text would overlap the old caption)
-    explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity],
+    explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity, smooth],
                         outputs=[analysis, attribution_img, attribution_caption], show_progress_on=attribution_img,
                         **MODEL_WORK)
     method.input(api_name="explain", **explain_args)
     target.input(**explain_args, **PRIVATE)
+    smooth.input(**explain_args, **PRIVATE)
     faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps], [analysis, faith_table, faith_plot],
                     api_name="faithfulness", **MODEL_WORK)
 
@@ -341,7 +348,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     render_args = dict(
         fn=handlers.rerender,
         inputs=[analysis, target, method, cmap, opacity, token_block, token_head, point_x, point_y, pwa_block,
-                pwa_head, window, pair, pixel_view],
+                pwa_head, window, pair, pixel_view, smooth],
         outputs=[attribution_img, token_img, pixel_img, pwa_matrix_img, pwa_row_img, compare_slider, compare_a,
                  compare_b],
         **DRAWING,
@@ -352,7 +359,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     downloads_btn.click(
         handlers.prepare_downloads,
         [analysis, target, method, cmap, opacity, token_block, token_head, point_x, point_y, pwa_block, pwa_head,
-         window, pair, pixel_view],
+         window, pair, pixel_view, smooth],
         downloads, api_name="downloads", **DRAWING)
     # fmt: on
 
