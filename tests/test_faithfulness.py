@@ -371,19 +371,29 @@ def test_batched_imputation_stops_each_image_on_its_own():
     holes = torch.zeros(3, 1, 32, 32, dtype=torch.bool)
     holes[0, 0, 10:12, 10:12] = True  # tiny: converges in a few iterations
     holes[1, 0, 2:30, 3:29] = True  # large: needs many
-    holes[2, 0, ::2, ::3] = True
+    holes[2, 0, 1:31, 1:31] = True  # larger still, cut by one known row
+    holes[2, 0, 16, :] = False
     for iters in (3, 30, 500):
-        batch = noisy_linear_imputation(x, holes, noise=0.1, seed=[7, 8, 9], max_iter=iters, tol=1e-5)
+        # a loose tol: an image that went on iterating past its own stop would differ visibly
+        batch = noisy_linear_imputation(x, holes, noise=0.1, seed=[7, 8, 9], max_iter=iters, tol=3e-2)
         for b in range(3):
-            alone = noisy_linear_imputation(x[b : b + 1], holes[b, 0], noise=0.1, seed=7 + b, max_iter=iters, tol=1e-5)
+            alone = noisy_linear_imputation(x[b : b + 1], holes[b, 0], noise=0.1, seed=7 + b, max_iter=iters, tol=3e-2)
             torch.testing.assert_close(batch[b : b + 1], alone, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="seeds"):
         noisy_linear_imputation(x, holes, seed=[1, 2])
 
 
 def test_measures_accept_a_map_that_requires_grad():
-    """The shared input checks detach a tensor map (the scorecard may hand one over)."""
-    model = TemplateModel()
+    """The shared input checks detach a tensor map (the scorecard may hand one over), and every measure
+    scores under inference mode (no graph is built, whatever the map)."""
+    modes = []
+
+    class Recording(TemplateModel):
+        def forward(self, x):
+            modes.append(torch.is_inference_mode_enabled())
+            return super().forward(x)
+
+    model = Recording()
     x = _template_photo(0)
     m = torch.rand(32, 32, requires_grad=True)
     a = deletion_insertion(model, x, m, 0, steps=4)
@@ -398,3 +408,4 @@ def test_measures_accept_a_map_that_requires_grad():
             deletion_insertion(model, x, bad, 0)
     with pytest.raises(ValueError, match="score"):
         road(model, x, m, 0, score="logits")
+    assert modes and all(modes)
