@@ -209,8 +209,9 @@ def test_gradient_shap_estimates_what_captum_estimates(model, image):
             .attribute(image, baselines=dist, n_samples=64, stdevs=ours.extras["noise_std"], target=2)
             .detach()
         )
-    theirs = (total / 4)[0].sum(0).numpy()
-    assert np.corrcoef(ours.map_hw.ravel(), theirs.ravel())[0, 1] > 0.9
+    theirs = (total / 4)[0].numpy()
+    # measured 0.996; leaving out the baseline in (x' - b) gives 0.966
+    assert np.corrcoef(ours.raw.ravel(), theirs.ravel())[0, 1] > 0.99
     # and the estimate moves with the draws far less than its signal: a second seed correlates as well
     second = attribute(model, image, 2, "gradient_shap", samples=256, batch_size=64, seed=5).map_hw
     assert np.corrcoef(ours.map_hw.ravel(), second.ravel())[0, 1] > 0.9
