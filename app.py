@@ -120,6 +120,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         with gr.Row():
                             scope = gr.Radio(["this method", "all methods"], value="this method", label="Score")
                             steps = gr.Slider(4, 64, value=handlers.FAITH_STEPS, step=4, label="Steps")
+                            sanity = gr.Checkbox(False, label="Sanity check (one more attribution per method)")
                             faith_btn = gr.Button("Compute scores")
                         faith_table = gr.Dataframe(
                             headers=handlers.FAITH_HEADERS,
@@ -313,7 +314,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     method.input(api_name="explain", **explain_args)
     target.input(**explain_args, **PRIVATE)
     smooth.input(**explain_args, **PRIVATE)
-    faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps], [analysis, faith_table, faith_plot],
+    faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps, sanity], [analysis, faith_table, faith_plot],
                     api_name="faithfulness", **MODEL_WORK)
 
     # window tokens: block / head / view redraw; a click on the token map picks a pixel

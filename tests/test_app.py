@@ -427,6 +427,41 @@ def test_faithfulness_scores_one_method(state, monkeypatch):
     assert ("gradcam", state.top1) in state.curves
 
 
+def test_faithfulness_panel_progress_per_method_and_the_sanity_option(state, monkeypatch):
+    """The panel's progress advances per method and per measure (every method named, fractions
+    monotone to 1); the sanity check runs only when asked (one more attribution per method), and its
+    result is in the verdict; the plotted curves are the table's own (no second computation)."""
+    calls = []
+    real = handlers.faithfulness_table
+
+    def spy(model, x, target, methods=None, **kw):
+        calls.append(kw["sanity"])
+        return real(model, x, target, methods, **kw)
+
+    monkeypatch.setattr(handlers, "faithfulness_table", spy)
+    seen: list[tuple[float, str]] = []
+
+    def progress(frac, desc=None):
+        seen.append((float(frac), desc or ""))
+
+    session = analyze()[0]
+    _, rows, _ = handlers.faithfulness(session, "top", "saliency", "this method", 4, progress=progress)
+    fracs = [f for f, _ in seen]
+    assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0)
+    for label in ("Saliency", "Random"):
+        descs = " | ".join(d for _, d in seen if d.startswith(label))
+        for measure in ("attribution", "deletion / insertion", "ROAD"):
+            assert measure in descs, (label, descs)
+    assert calls == [None] and all("sanity" not in r[-2] for r in rows)
+    card = state_card = session.scorecard
+    assert session.curves[("saliency", session.top1)] is card.rows[0].curves["mean"]
+    seen.clear()
+    _, rows, _ = handlers.faithfulness(session, "top", "saliency", "this method", 4, True, progress=progress)
+    assert calls == [None, "full"] and session.scorecard is not state_card
+    assert all("sanity check" in r[-2] for r in rows)
+    assert any("sanity check" in d for _, d in seen)
+
+
 def test_typed_class_text_finds_its_class(state):
     """Text left in the class search box (no option picked): part of exactly one class name is that
     class; part of several names says which (issue 19, item 1; the page selects the box's text on a

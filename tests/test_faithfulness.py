@@ -14,6 +14,7 @@ from sepvit_viz.explain.faithfulness import (
     auc,
     curves_for,
     deletion_insertion,
+    deletion_insertion_fills,
     noisy_linear_imputation,
     pixel_order,
     random_map,
@@ -146,7 +147,8 @@ def test_inference_tensors_and_progress():
         x = torch.randn(1, 3, 6, 6)
     seen: list[float] = []
     deletion_insertion(SumModel(), x, random_map(6, 6), 0, steps=6, batch_size=4, progress=lambda f, d: seen.append(f))
-    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 4  # 14 images in batches of 4
+    # 14 curve points, 12 images (x and the fill, the curves' shared end points, once each): 3 batches of 4
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 3
 
 
 def test_curves_for_an_attribution_object():
@@ -268,3 +270,142 @@ def test_untuned_fills_rank_the_one_region_the_model_reads(fill):
     good = deletion_insertion(model, x, right, 0, steps=8, baseline=fill)
     rand = deletion_insertion(model, x, random_map(32, 32, seed=2), 0, steps=8, baseline=fill)
     assert good.deletion_auc < rand.deletion_auc and good.insertion_auc > rand.insertion_auc
+
+
+# ------------------------------------------------------------------------------ batched == one at a time
+class _Counting(nn.Module):
+    """Wraps a model and counts the images it is asked to score."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += x.shape[0]
+        return self.model(x)
+
+
+def _reference_curve(model, x, smap, target, base, steps):
+    """Deletion and insertion written out independently: one image per forward, the pixel order by hand."""
+    H, W = x.shape[-2:]
+    flat = np.asarray(smap, dtype=np.float64).ravel()
+    order = sorted(range(H * W), key=lambda p: (-flat[p], p))  # most attributed first, ties by raster index
+    dele, ins = [], []
+    for i in range(steps + 1):
+        k = round(i / steps * H * W)
+        top = torch.zeros(H * W)
+        top[order[:k]] = 1.0
+        top = top.view(1, 1, H, W)
+        with torch.no_grad():
+            d = model(x * (1 - top) + base * top).softmax(-1)[0, target]
+            n = model(base * (1 - top) + x * top).softmax(-1)[0, target]
+        dele.append(float(d))
+        ins.append(float(n))
+    return np.array(dele), np.array(ins)
+
+
+def test_batched_curves_of_several_fills_equal_one_image_at_a_time():
+    """The panel's batched curves (every fill in shared batches, the end points evaluated once and
+    shared between maps) equal an independent one-image-per-forward reference on a tiny SepViT."""
+    from sepvit_viz import create_model
+
+    torch.manual_seed(0)
+    model = _Counting(create_model("sepvit_test", num_classes=6).eval())
+    x = torch.randn(1, 3, 32, 32)
+    tensor_fill = torch.randn(1, 3, 32, 32)
+    maps = [random_map(32, 32, seed=5), np.random.default_rng(2).normal(size=(32, 32)).round(1)]  # the second has ties
+    fills = ("mean", "noise", tensor_fill)
+    steps, shared = 6, {}
+    for n, smap in enumerate(maps):
+        model.images = 0
+        got = deletion_insertion_fills(model, x, smap, 4, fills=fills, steps=steps, batch_size=5, shared=shared)
+        # forwards: 2 (S - 1) interior points per fill, plus x, the named fills (first map only: shared
+        # afterwards) and the tensor fill (never shared)
+        assert model.images == len(fills) * 2 * (steps - 1) + (1 + 2 if n == 0 else 0) + 1
+        for fill, c in zip(fills, got):
+            base = make_baseline(x, fill) if isinstance(fill, str) else tensor_fill
+            d, i = _reference_curve(model.model, x, smap, 4, base, steps)
+            np.testing.assert_allclose(c.deletion, d, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(c.insertion, i, rtol=1e-5, atol=1e-6)
+            assert c.deletion_auc == pytest.approx(auc(c.fractions, d), abs=1e-6)
+            assert c.insertion_auc == pytest.approx(auc(c.fractions, i), abs=1e-6)
+    assert set(shared) == {"x", ("fill", "mean"), ("fill", "noise")}
+    # the one-fill verb is the same computation
+    one = deletion_insertion(model.model, x, maps[0], 4, steps=steps, baseline="noise", batch_size=1)
+    np.testing.assert_allclose(
+        one.deletion,
+        _reference_curve(model.model, x, maps[0], 4, make_baseline(x, "noise"), steps)[0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_batched_road_equals_one_mask_at_a_time():
+    """ROAD's masks imputed and scored in batches give the one-at-a-time scores: every image keeps its
+    own noise seed and its own CG stopping (the masks converge at different iterations here)."""
+    from sepvit_viz import create_model
+
+    torch.manual_seed(0)
+    model = create_model("sepvit_test", num_classes=6).eval()
+    x = gaussian_blur(torch.randn(1, 3, 40, 40), 2.0) * 2
+    smap = random_map(40, 40, seed=3)
+    fractions = (0.05, 0.4, 0.9)
+    for max_iter in (20, 400):  # 400: every system converges to tol, each at its own iteration
+        got = road(model, x, smap, 2, fractions=fractions, batch_size=4, max_iter=max_iter)
+        order = pixel_order(smap)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        rank = torch.from_numpy(rank).view(40, 40)
+        ks = [round(f * 1600) for f in fractions]
+        masks = [rank < k for k in ks] + [rank >= 1600 - k for k in ks]
+        ref = []
+        for i, mask in enumerate(masks):
+            xi = noisy_linear_imputation(x, mask, seed=i, max_iter=max_iter)
+            with torch.no_grad():
+                ref.append(float(model(xi).softmax(-1)[0, 2]))
+        np.testing.assert_allclose(np.r_[got.morf, got.lerf], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_batched_imputation_stops_each_image_on_its_own():
+    x = _ramp(32, 32).expand(3, -1, -1, -1).clone() + 0.3 * torch.randn(3, 3, 32, 32)
+    holes = torch.zeros(3, 1, 32, 32, dtype=torch.bool)
+    holes[0, 0, 10:12, 10:12] = True  # tiny: converges in a few iterations
+    holes[1, 0, 2:30, 3:29] = True  # large: needs many
+    holes[2, 0, 1:31, 1:31] = True  # larger still, cut by one known row
+    holes[2, 0, 16, :] = False
+    for iters in (3, 30, 500):
+        # a loose tol: an image that went on iterating past its own stop would differ visibly
+        batch = noisy_linear_imputation(x, holes, noise=0.1, seed=[7, 8, 9], max_iter=iters, tol=3e-2)
+        for b in range(3):
+            alone = noisy_linear_imputation(x[b : b + 1], holes[b, 0], noise=0.1, seed=7 + b, max_iter=iters, tol=3e-2)
+            torch.testing.assert_close(batch[b : b + 1], alone, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="seeds"):
+        noisy_linear_imputation(x, holes, seed=[1, 2])
+
+
+def test_measures_accept_a_map_that_requires_grad():
+    """The shared input checks detach a tensor map (the scorecard may hand one over), and every measure
+    scores under inference mode (no graph is built, whatever the map)."""
+    modes = []
+
+    class Recording(TemplateModel):
+        def forward(self, x):
+            modes.append(torch.is_inference_mode_enabled())
+            return super().forward(x)
+
+    model = Recording()
+    x = _template_photo(0)
+    m = torch.rand(32, 32, requires_grad=True)
+    a = deletion_insertion(model, x, m, 0, steps=4)
+    b = deletion_insertion(model, x, m.detach().numpy(), 0, steps=4)
+    np.testing.assert_array_equal(a.deletion, b.deletion)
+    r = road(model, x, m, 0, fractions=(0.5,))
+    assert r.morf_mean == road(model, x, m.detach().numpy(), 0, fractions=(0.5,)).morf_mean
+    for bad in (np.zeros((3, 3)), torch.zeros(3, 3)):
+        with pytest.raises(ValueError, match="does not match"):
+            road(model, x, bad, 0)
+        with pytest.raises(ValueError, match="does not match"):
+            deletion_insertion(model, x, bad, 0)
+    with pytest.raises(ValueError, match="score"):
+        road(model, x, m, 0, score="logits")
+    assert modes and all(modes)

@@ -8,7 +8,7 @@ import torch
 from test_faithfulness import TemplateModel, _template_photo
 
 from sepvit_viz import create_model
-from sepvit_viz.explain.attribution import list_methods
+from sepvit_viz.explain.attribution import METHODS, attribute, list_methods
 from sepvit_viz.explain.faithfulness import deletion_insertion, random_map, road
 from sepvit_viz.explain.scorecard import MEASURES, faithfulness_table, verdict
 
@@ -77,3 +77,60 @@ def test_faithfulness_table_for_one_photo_with_progress():
     assert "sanity check" in card.verdicts["saliency"].text
     assert card.rows[-1].sanity.final_rho == pytest.approx(1.0)  # a random map ignores the model
     assert set(list_methods()) >= {r.method for r in card.rows}
+
+
+def test_panel_scores_equal_one_measure_at_a_time_and_progress_names_every_method_and_measure():
+    """The panel's batched, shared computation (end points once for all methods, ROAD's masks in
+    batches, the randomised model built once) gives the scores of each measure computed on its own,
+    one image per forward; progress advances through every method and each of its measures."""
+    from sepvit_viz.explain.sanity import cascading_randomisation
+
+    torch.manual_seed(0)
+    net = create_model("sepvit_test", num_classes=5).eval()
+    x = torch.randn(1, 3, 32, 32)
+    methods, steps, fractions = ["saliency", "gradcam", "occlusion"], 5, (0.3, 0.6)
+    seen: list[tuple[float, str]] = []
+    card = faithfulness_table(
+        net, x, 1, methods, steps=steps, road_fractions=fractions, progress=lambda f, d: seen.append((f, d))
+    )
+    for row in card.rows:
+        for fill, dkey, ikey in (("mean", "del_mean", "ins_mean"), ("noise", "del_noise", "ins_noise")):
+            ref = deletion_insertion(net, x, row.map_hw, 1, steps=steps, baseline=fill, batch_size=1)
+            assert row.scores[dkey] == pytest.approx(ref.deletion_auc, rel=1e-5, abs=1e-7)
+            assert row.scores[ikey] == pytest.approx(ref.insertion_auc, rel=1e-5, abs=1e-7)
+            np.testing.assert_allclose(row.curves[fill].deletion, ref.deletion, rtol=1e-5, atol=1e-7)
+        r = road(net, x, row.map_hw, 1, fractions=fractions, batch_size=1)
+        assert row.scores["road_morf"] == pytest.approx(r.morf_mean, rel=1e-5, abs=1e-7)
+        assert row.scores["road_lerf"] == pytest.approx(r.lerf_mean, rel=1e-5, abs=1e-7)
+        # the randomised model built once for all methods is the one each check would build alone
+        alone = cascading_randomisation(
+            net, x, 1, lambda m, xx, t, name=row.method: attribute(m, xx, t, name).map_hw, full_only=True
+        )
+        assert row.sanity.final_rho == pytest.approx(alone.final_rho, abs=1e-6)
+    # progress: monotone to 1, every method named in order, each of its measures reported
+    fracs = [f for f, _ in seen]
+    assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0)
+    labels = [METHODS[m].label for m in [*methods, "random"]]
+    firsts = [next(i for i, (_, d) in enumerate(seen) if d.startswith(label + ":")) for label in labels]
+    assert firsts == sorted(firsts)
+    for label in labels:
+        descs = " | ".join(d for _, d in seen if d.startswith(label + ":"))
+        for measure in ("attribution", "deletion / insertion", "ROAD", "sanity check"):
+            assert measure in descs, (label, descs)
+
+
+def test_panel_forwards_are_shared_between_methods():
+    """Without the sanity check, the measures cost F (2 S - 2) + 2 K forwards per method plus the
+    shared end points (x and the two fills) once for the whole panel."""
+    torch.manual_seed(0)
+    net = create_model("sepvit_test", num_classes=5).eval()
+    x = torch.randn(1, 3, 32, 32)
+    atts = {m: attribute(net, x, 1, m) for m in ("saliency", "gradcam", "random")}
+    images = []
+    net.register_forward_pre_hook(lambda _m, args: images.append(args[0].shape[0]))
+    steps, fractions = 6, (0.5,)
+    faithfulness_table(
+        net, x, 1, ["saliency", "gradcam"], attributions=atts, steps=steps, road_fractions=fractions, sanity=None
+    )
+    per_method = 2 * (2 * steps - 2) + 2 * len(fractions)
+    assert sum(images) == 3 * per_method + 3

@@ -49,7 +49,6 @@ from typing import Any
 import numpy as np
 import torch
 from captum.attr import (
-    GradientShap,
     InputXGradient,
     IntegratedGradients,
     LayerAttribution,
@@ -465,25 +464,40 @@ def _smoothgrad(model, x, target, opts, progress):
 
 
 def _gradient_shap(model, x, target, opts, progress):
+    """Expected gradients (Captum's ``GradientShap`` estimator), with its random draws made here.
+
+    For each of ``samples`` draws: a baseline b picked uniformly from {black, blurred, noise}, an
+    input with Gaussian noise x' = x + e, a point p = a x' + (1 - a) b with a ~ U(0, 1); the
+    attribution is the mean over draws of grad_p logit_c * (x' - b) (Captum's GradientShap: NoiseTunnel
+    over InputBaselineXGradient). Why not Captum's own: it draws the baselines and a from NumPy's
+    global generator, so two calls with the same ``seed`` differed, and each chunk drew anew, so the
+    map depended on ``batch_size``. Here every draw comes from one generator seeded with ``seed``,
+    sample by sample in a fixed order, so the map is reproducible and the same for any batch size
+    (tested); the chunks bound memory.
+    """
     samples, bs = int(opts["samples"]), int(opts["batch_size"])
     if samples < 1 or bs < 1:
         raise ValueError("samples and batch_size must be >= 1")
     sigma, seed = float(opts["sigma"]), int(opts["seed"])
-    dist = torch.cat([make_baseline(x, k, sigma=sigma, seed=seed) for k in ("black", "blurred", "noise")])
-    std = float(opts["noise"]) * float(x.detach().max() - x.detach().min())
+    xd = x.detach()
+    dist = torch.cat([make_baseline(xd, k, sigma=sigma, seed=seed) for k in ("black", "blurred", "noise")])
+    std = float(opts["noise"]) * float(xd.max() - xd.min())
     fwd = _Counter(model, samples, "GradientSHAP", progress)
-    explainer = GradientShap(fwd)
-    # GradientShap evaluates all its samples in one batch: run bounded chunks and average them
-    # (the result is an expectation over samples, so equal-weighted chunks give the same estimator)
-    total = torch.zeros_like(x)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        done = 0
-        while done < samples:
-            n = min(bs, samples - done)
-            total += n * explainer.attribute(x, baselines=dist, n_samples=n, stdevs=std, target=target)
-            done += n
-    raw = (total / samples)[0]
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    which = torch.randint(len(dist), (samples,), generator=gen)
+    alpha = torch.rand(samples, generator=gen, dtype=torch.float64).to(x.dtype)
+    total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
+    for start in range(0, samples, bs):
+        n = min(bs, samples - start)
+        # the noise one sample at a time: the same draws whatever the chunking
+        noise = torch.cat([torch.randn(x.shape, generator=gen, dtype=x.dtype) for _ in range(n)]).to(x.device)
+        noisy = xd + noise * std
+        base = dist[which[start : start + n]]
+        a = alpha[start : start + n].to(x.device).view(-1, 1, 1, 1)
+        points = (a * noisy + (1.0 - a) * base).requires_grad_()
+        (grads,) = torch.autograd.grad(fwd(points)[:, target].sum(), points)
+        total += (grads * (noisy - base)).double().sum(0)
+    raw = (total / samples).to(x.dtype)
     return _np(raw), _reduce(raw, "sum"), {"noise_std": std}
 
 

@@ -22,7 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["PASS_BELOW", "SanityResult", "cascade_levels", "cascading_randomisation", "rank_data", "spearman"]
+__all__ = [
+    "PASS_BELOW",
+    "SanityResult",
+    "cascade_levels",
+    "cascading_randomisation",
+    "fully_randomised",
+    "rank_data",
+    "spearman",
+]
 
 #: A method passes the sanity check when mean |Spearman rho| with the fully random model is below this.
 PASS_BELOW: float = 0.3
@@ -98,6 +106,21 @@ def _randomised(model: nn.Module, seed: int) -> Iterator[tuple[str, nn.Module]]:
         yield name, rand
 
 
+def fully_randomised(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with every level re-initialised: the cascade's last model, built once.
+
+    The same weights as the last level :func:`cascading_randomisation` scores with the same ``seed``
+    (the levels are drawn in the same order from the same seeds), so a caller scoring several methods
+    on one model (the scorecard) builds it once and passes it as ``randomised=``.
+    """
+    last = None
+    for _, rand in _randomised(model, seed):
+        last = rand
+    if last is None:
+        raise ValueError("the model has no level to randomise")
+    return last
+
+
 @dataclass(frozen=True)
 class SanityResult:
     """Cascading randomisation of one explanation on one photo.
@@ -133,6 +156,7 @@ def cascading_randomisation(
     original: np.ndarray | None = None,
     seed: int = 0,
     full_only: bool = False,
+    randomised: nn.Module | None = None,
     progress: Progress | None = None,
 ) -> SanityResult:
     """Run ``explain(model, x, target) -> (H, W) map`` on the trained model and on its cascade.
@@ -141,12 +165,19 @@ def cascading_randomisation(
     original: the trained model's map when the caller has it (saves one call).
     full_only: skip the intermediate levels and score only the fully randomised model (one call
         instead of one per level; ``levels`` then holds only the last name).
+    randomised: with ``full_only``, the fully randomised model already built by
+        :func:`fully_randomised` (same ``seed``): it is used instead of re-initialising a new copy.
     """
     if model.training:
         raise ValueError("put the model in eval mode (model.eval()) first")
     ref = explain(model, x, target) if original is None else np.asarray(original)
     levels, rho, maps = [], [], []
     names = [n for n, _ in cascade_levels(model)]
+    if full_only and randomised is not None:
+        m = np.asarray(explain(randomised, x, target), dtype=np.float64)
+        if progress is not None:
+            progress(1.0, f"sanity check: randomised down to {names[-1]}")
+        return SanityResult([names[-1]], [spearman(ref, m)], [m.astype(np.float32)])
     for k, (name, rand) in enumerate(_randomised(model, seed)):
         if full_only and k < len(names) - 1:
             continue

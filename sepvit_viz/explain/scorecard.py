@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sepvit_viz.explain.faithfulness import deletion_insertion, road
-from sepvit_viz.explain.sanity import PASS_BELOW, SanityResult, cascading_randomisation
+from sepvit_viz.explain.faithfulness import Curves, deletion_insertion_fills, road
+from sepvit_viz.explain.sanity import PASS_BELOW, SanityResult, cascading_randomisation, fully_randomised
 
 __all__ = [
     "MEASURES",
@@ -90,6 +90,9 @@ class MethodScores:
         sanity: the cascading randomisation result, or None when not run.
         seconds: wall time of the attribution itself (not of the measures).
         map_hw: the (H, W) map scored.
+        curves: fill name (``"mean"``, ``"noise"``, ``"blurred"``) -> the deletion / insertion
+            :class:`~sepvit_viz.explain.faithfulness.Curves` behind the areas (the app plots the mean
+            fill's without computing them again).
     """
 
     method: str
@@ -98,6 +101,7 @@ class MethodScores:
     sanity: SanityResult | None
     seconds: float
     map_hw: np.ndarray = field(repr=False)
+    curves: dict[str, Curves] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,7 @@ def score_method(
     sanity: str | None = "full",
     tuned: bool = False,
     batch_size: int = 16,
+    shared: dict[Any, Any] | None = None,
     progress: Progress | None = None,
 ) -> MethodScores:
     """Every measure of :data:`MEASURES` (and the sanity check) for one method on one photo.
@@ -176,11 +181,22 @@ def score_method(
         sanity: ``"full"`` (fully randomised model only: one more attribution), ``"cascade"`` (head,
             then every stage: one per level) or None.
         tuned: also compute the blurred-fill curves (:data:`TUNED_MEASURES`), for reference.
-        progress: optional ``progress(fraction, desc)``.
+        batch_size: images per forward pass of the measures.
+        shared: a dict kept by the caller across the methods of **one** (model, x, target): the
+            curves' end points (``x``, the fills) are scored once for all of them, and with
+            ``sanity="full"`` the fully randomised model is built once (key ``"randomised"``).
+        progress: optional ``progress(fraction, desc)``, called after the attribution and after each
+            measure.
+
+    Cost (forwards, besides the attribution): ``F (2 steps - 2)`` for the ``F`` fills' curves (plus
+    ``1 + F`` end points when not already in ``shared``), ``2 K`` imputations and forwards for ROAD's
+    ``K`` shares, in batches of ``batch_size``; the sanity check is one more attribution (``"full"``)
+    or five (``"cascade"``).
     """
     from sepvit_viz.explain.attribution import METHODS, attribute
 
     opts = dict(options or {})
+    shared = {} if shared is None else shared
 
     def report(frac: float, desc: str) -> None:
         if progress is not None:
@@ -189,19 +205,30 @@ def score_method(
     if attribution is None:
         attribution = attribute(model, x, target, method, **opts)
     map_hw = attribution.map_hw
-    report(0.2, "attribution")
+    last = 0.6 if sanity is not None else 1.0  # the share of this method's progress before the sanity check
+    report(0.2 * last, "attribution")
     scores: dict[str, float] = {}
     fills = [("mean", "del_mean", "ins_mean"), ("noise", "del_noise", "ins_noise")]
     if tuned:
         fills.append(("blurred", "del_blur", "ins_blur"))
-    for k, (fill, dkey, ikey) in enumerate(fills):
-        c = deletion_insertion(model, x, map_hw, target, steps=steps, baseline=fill, batch_size=batch_size)
+    # every fill's curves in shared batches; the end points shared with the other methods
+    curves = deletion_insertion_fills(
+        model,
+        x,
+        map_hw,
+        target,
+        fills=[f for f, _, _ in fills],
+        steps=steps,
+        batch_size=batch_size,
+        shared=shared.setdefault("curves", {}),
+    )
+    for (_, dkey, ikey), c in zip(fills, curves):
         scores[dkey], scores[ikey] = c.deletion_auc, c.insertion_auc
-        report(0.2 + 0.3 * (k + 1) / len(fills), f"deletion / insertion ({fill})")
+    report(0.75 * last, "deletion / insertion (" + ", ".join(f for f, _, _ in fills) + " fills)")
     kw = {} if road_fractions is None else {"fractions": road_fractions}
-    r = road(model, x, map_hw, target, **kw)
+    r = road(model, x, map_hw, target, batch_size=batch_size, **kw)
     scores["road_morf"], scores["road_lerf"] = r.morf_mean, r.lerf_mean
-    report(0.7, "ROAD")
+    report(last, "ROAD")
     result = None
     if sanity is not None:
         if sanity not in ("full", "cascade"):
@@ -210,9 +237,24 @@ def score_method(
         def explain(m: nn.Module, xx: torch.Tensor, t: int) -> np.ndarray:
             return attribute(m, xx, t, method, **opts).map_hw
 
-        result = cascading_randomisation(model, x, target, explain, original=map_hw, full_only=sanity == "full")
+        rand = None
+        if sanity == "full":
+            if "randomised" not in shared:
+                shared["randomised"] = fully_randomised(model)
+            rand = shared["randomised"]
+        result = cascading_randomisation(
+            model, x, target, explain, original=map_hw, full_only=sanity == "full", randomised=rand
+        )
         report(1.0, "sanity check")
-    return MethodScores(method, METHODS[method].label, scores, result, float(attribution.seconds), map_hw)
+    return MethodScores(
+        method,
+        METHODS[method].label,
+        scores,
+        result,
+        float(attribution.seconds),
+        map_hw,
+        {f: c for (f, _, _), c in zip(fills, curves)},
+    )
 
 
 @dataclass
@@ -264,6 +306,11 @@ def faithfulness_table(
     this photo and ``target`` (reused, not recomputed). The ``random`` map is always scored (the
     floor of every verdict). ``progress(fraction, desc)`` is called as each method advances.
     One photo gives indicative verdicts only: the benchmark's are over many photos.
+
+    Cost: the attributions not given in ``attributions``, then per method the measures of
+    :func:`score_method` (the curves' end points and the randomised model are shared by all the
+    methods); ``sanity=None`` skips the one cost that grows with the attribution (a second
+    attribution per method, on the randomised model).
     """
     from sepvit_viz.explain.attribution import list_methods
 
@@ -272,6 +319,7 @@ def faithfulness_table(
     if "random" not in names:
         names.append("random")
     rows = []
+    shared: dict[Any, Any] = {}  # one photo, one target: end points and the randomised model, built once
     for i, name in enumerate(names):
         lo, hi = i / len(names), (i + 1) / len(names)
 
@@ -290,6 +338,7 @@ def faithfulness_table(
                 steps=steps,
                 road_fractions=road_fractions,
                 sanity=sanity,
+                shared=shared,
                 progress=sub,
             )
         )

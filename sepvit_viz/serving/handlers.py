@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from sepvit_viz.explain.attribution import METHODS, Attribution, attribute, destripe
-from sepvit_viz.explain.faithfulness import Curves, deletion_insertion
+from sepvit_viz.explain.faithfulness import Curves
 from sepvit_viz.explain.scorecard import MEASURES, Scorecard, faithfulness_table
 from sepvit_viz.limits import (
     COLORMAPS,
@@ -1035,8 +1035,9 @@ FAITH_LABEL = "Scores (↓ lower is better, ↑ higher is better)"
 _SANITY_COLUMN = Scorecard(0, [], {}, 0.0).headers().index("sanity |rank corr.|")
 
 #: The panel's light preset of :func:`sepvit_viz.explain.scorecard.faithfulness_table`: one ROAD fraction and
-#: no sanity check (the model randomisation costs a second attribution per method); steps come from
-#: the panel (default :data:`FAITH_STEPS`).
+#: no sanity check by default (the model randomisation costs a second attribution per method, about
+#: as much again as the attributions themselves: the panel's "sanity check" box asks for it); steps
+#: come from the panel (default :data:`FAITH_STEPS`).
 FAITH_STEPS = 8
 FAITH_PRESET: dict[str, Any] = {"road_fractions": (0.5,), "sanity": None}
 
@@ -1054,12 +1055,15 @@ def faithfulness(
     method: str | None,
     scope: str | None = "this method",
     steps: Any = FAITH_STEPS,
+    sanity: Any = False,
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
     """Faithfulness of the chosen method (or every method) for the chosen class, with a verdict against
     the random map (:func:`sepvit_viz.explain.scorecard.faithfulness_table`, light preset :data:`FAITH_PRESET`),
-    attributions already computed reused.
+    attributions already computed reused; ``sanity`` true adds the model-randomisation check (one
+    more attribution per method; its result is in the verdict text).
 
+    Progress: each attribution still to compute, then each method's measures.
     Returns (state, table rows as :data:`FAITH_HEADERS`, deletion / insertion curves plot).
     """
     with _user_errors(ran_model=True):
@@ -1071,14 +1075,18 @@ def faithfulness(
             methods.append("random")  # the floor of every verdict
         entry = MODELS.entry_for(session.forward.model_key)
         x = to_tensor(Image.fromarray(session.forward.image))
-        atts = {}
-        for k, m in enumerate(methods):
-            lo, hi = 0.4 * k / len(methods), 0.4 * (k + 1) / len(methods)
-            atts[m] = _attribution(session, entry, m, tgt, _progress_fn(progress, lo, hi))
-        key = (tuple(methods), tgt, steps)
+        preset = {**FAITH_PRESET, "sanity": "full" if sanity else FAITH_PRESET["sanity"]}
+        key = (tuple(methods), tgt, steps, preset["sanity"])
         card = session.scorecards.get(key)
         if card is None:
-            progress(0.4, desc="faithfulness measures")
+            # progress in proportion to the work left: the attributions not yet computed, then the measures
+            todo = [m for m in methods if (m, tgt) not in session.attributions]
+            split = 0.5 * len(todo) / len(methods)
+            for k, m in enumerate(todo):
+                lo, hi = split * k / len(todo), split * (k + 1) / len(todo)
+                _attribution(session, entry, m, tgt, _progress_fn(progress, lo, hi))
+            atts = {m: _attribution(session, entry, m, tgt) for m in methods}
+            progress(split, desc="faithfulness measures")
             with entry.borrow() as model:
                 card = faithfulness_table(
                     model,
@@ -1087,13 +1095,12 @@ def faithfulness(
                     methods,
                     attributions=atts,
                     steps=steps,
-                    progress=_progress_fn(progress, 0.4, 0.85),
-                    **FAITH_PRESET,
+                    progress=_progress_fn(progress, split, 1.0),
+                    **preset,
                 )
-                for m in methods:  # the curves plot (mean fill)
-                    if (m, tgt) not in session.curves:
-                        session.curves[(m, tgt)] = deletion_insertion(model, x, atts[m].map_hw, tgt, steps=steps)
             session.scorecards[key] = card
+        for row in card.rows:  # the curves plot (mean fill): the table's own curves, not computed again
+            session.curves.setdefault((row.method, tgt), row.curves["mean"])
         session.scorecard = card
         curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods}
         return session, _faith_rows(session), views.curves(curves)
