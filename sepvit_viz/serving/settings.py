@@ -37,6 +37,7 @@ class Settings:
     x, y: the clicked pixel in model-input pixels and window: the clicked window (raster index);
     -1 means "nothing clicked yet" (the centre). pair: ``"dssa_block|gsa_block"``; None = the first.
     fit: ``"aspect"`` (the photo's shape, shorter side at the resolution) or ``"crop"`` (centre square).
+    tab: the id of the tab the page shows (``handlers.TABS``; the first, ``"tokens"``, at the start).
     """
 
     model: str = MODEL_DEFAULT
@@ -57,6 +58,7 @@ class Settings:
     window: Any = -1
     pair: str | None = None
     fit: str = DEFAULT_FIT
+    tab: str = "tokens"
 
     @classmethod
     def of(cls, **values: Any) -> Settings:
