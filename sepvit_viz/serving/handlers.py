@@ -609,6 +609,12 @@ def _pwa_views(session: Session, s: Settings) -> tuple[views.View, views.View]:
 
 
 def _compare_views(session: Session, s: Settings) -> tuple[views.View, views.View, str]:
+    a, b, vs = _compare_settings(session, s)
+    return session.draw(("compare", a, b, vs), lambda: views.compare(session.maps, (a, b), vs))
+
+
+def _compare_settings(session: Session, s: Settings) -> tuple[int, int, views.ViewSettings]:
+    """(DSSA block index, GSA block index, view settings) of the compare tab; the pair and head checked."""
     fwd = session.forward
     pair = s.pair
     valid = [v for _, v in pair_choices(fwd.records)]
@@ -624,8 +630,7 @@ def _compare_views(session: Session, s: Settings) -> tuple[views.View, views.Vie
     a, b = (fwd.index(n) for n in pair.split("|"))
     vs = _view_settings(session, s.with_(x=-1, y=-1, window=-1), fwd.records[a].name, "mean")
     heads = [_parse_head(s.token_head, fwd.records[i].num_heads) for i in (a, b)]  # checked on both blocks
-    vs = vs.with_(head=heads[0])
-    return session.draw(("compare", a, b, vs), lambda: views.compare(session.maps, (a, b), vs))
+    return a, b, vs.with_(head=heads[0])
 
 
 # ------------------------------------------------------------------------------------ endpoints
@@ -694,8 +699,10 @@ def analyze(
         fwd = session.forward
         # every setting is checked here, so that a wrong one fails the call, not a later view
         _parse_target(s.target, fwd.class_names, session.top1)
-        fwd.record(s.token_block)
-        _pwa_record(fwd, s.pwa_block)
+        _view_settings(session, s, s.token_block, s.token_head)
+        _pwa_settings(session, s)
+        if s.pair or pair_choices(fwd.records):
+            _compare_settings(session, s)
         progress(0.9, desc="Drawing the window tokens")
         tok, pix = _token_views(session, s)
         return session, status_markdown(fwd), top5(fwd), tok.picture, pix.picture
