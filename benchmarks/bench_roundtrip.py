@@ -5,8 +5,11 @@
 Launches ``app.demo`` on loopback and calls ``/analyze`` through ``gradio_client`` with a different
 photo each time (random crops of the bundled examples, so the result cache cannot answer): upload,
 forward under capture, the pictures of the page's first tab (window tokens: the token map and the
-pixel view, all the page shows after an analysis), download of the answer. That round trip is what
-the issue's target (300 ms at 224 px) is about.
+pixel view, all the page shows after an analysis), the answer's message; the client is made with
+``download_files=False``, so the two JPEG files (about 35 kB each) are not fetched, as a browser
+would over loopback. That round trip is what the issue's target (300 ms at 224 px) is about. The
+client's own work is in it too: gradio_client builds an httpx client per request (loading the
+certificate store each time), a cost a browser does not have.
 
 The page fires two private events after it (``after_analysis``: captions and dropdowns, nothing
 drawn; ``show_tab_after_analysis``: nothing on the first tab) that ``gradio_client`` cannot call; they
