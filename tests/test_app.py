@@ -102,6 +102,15 @@ def test_analyze_returns_top5_and_the_first_tabs_pictures(state):
     assert pair[0].shape == pair[1].shape
 
 
+def test_analyze_draws_the_pixel_view_the_page_asks_for(state):
+    """The pixel view returned by /analyze follows the page's radio (``pixel_view``), as the token tab's
+    own endpoint draws it."""
+    dwa, block = (analyze(pixel_view=v)[4] for v in ("dwa", "block"))
+    assert not np.array_equal(dwa, block)
+    tab = handlers.window_tokens(state, settings.DEFAULT_TOKEN_BLOCK, "mean", "inferno", 0.6, -1, -1, "block")
+    assert np.array_equal(block, tab[2])
+
+
 def test_clearing_the_photo_changes_nothing(state):
     out = handlers.analyze_new_photo(
         None,

@@ -177,6 +177,8 @@ def test_odd_but_valid_images_are_analysed(files, name):
         ({"resolution": 20_000}, "between"),
         ({"resolution": -224}, "between"),
         ({"method": "telepathy"}, "Unknown attribution method"),
+        ({"pixel_view": "telepathy"}, "Unknown pixel view"),
+        ({"pair": "stages.0.blocks.0|stages.9.blocks.1"}, "not a DSSA/GSA block pair"),
         ({"cmap": "rainbow-unicorn"}, "Unknown colormap"),
         ({"opacity": 7}, "between 0 and 1"),
         ({"target": "golden retreiver"}, "Did you mean 'golden retriever'"),
