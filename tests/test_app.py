@@ -286,6 +286,10 @@ def test_settings_binding_reads_and_writes_by_name():
     assert inputs == {state, cmap, head} and outputs == {table}  # outputs are not read back as settings
     assert fn({state: "S", cmap: "magma", head: "1"}) == {table: ("S", "magma", "1", limits.DEFAULT_RESOLUTION)}
     assert fn.__name__ == "<lambda>"
+    # nothing to change (no analysis yet, the first tab after /analyze): Gradio's "skip", not an empty
+    # dict, which it would read as one value for several outputs
+    fn, _, _ = page.handler(lambda st, s: {}, state, ["faith_table", "cmap"])
+    assert fn({state: None}) == gr.skip()
     assert settings.Settings.of(cmap=None, pair=None).cmap == limits.COLORMAPS[0]  # an empty component: default
     with pytest.raises(TypeError, match="colour"):
         settings.Settings.of(colour="red")
