@@ -261,6 +261,11 @@ def test_the_page_starts_on_the_token_tab_and_draws_each_tab_when_shown():
     from sepvit_viz.serving import model_tab
 
     assert model_tab.model_tab_if_shown("tokens", None) == (gr.skip(),) * 3
+    # before any analysis (a tab clicked first) the page's bound handlers change nothing, as Gradio
+    # accepts it for several outputs
+    for f in fns:
+        if f.name in ("after_analysis", "show_tab", "show_tab_after_analysis"):
+            assert len(f.outputs) > 1 and f.fn({}) == gr.skip(), f.name
 
 
 def test_maps_over_the_photo_go_as_jpeg_plots_as_png():
