@@ -128,6 +128,12 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             label="Attribution method",
                             elem_id="method",
                         )
+                    smooth = gr.Checkbox(
+                        value=False,
+                        label="Smooth the stride-4 stripes (display only)",
+                        info="a 7 px tent filter; the scores and downloaded arrays use the raw map",
+                        elem_id="smooth",
+                    )
                     attribution_img = map_image("attribution_img", "Attribution")
                     attribution_caption = gr.Markdown(elem_id="attribution_caption")
                     with gr.Accordion("Faithfulness: deletion / insertion, ROAD and a verdict", open=False):
@@ -209,7 +215,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     # ---------------------------------------------------------------------- events
     # fmt: off
     analyze_inputs = [photo, model, hub_repo, hub_revision, resolution, target, method, cmap, opacity,
-                      token_block, token_head, pwa_block, pwa_head, pair, fit, pixel_view]
+                      token_block, token_head, pwa_block, pwa_head, pair, fit, smooth, pixel_view]
     # the first tab's pictures only (handlers.TABS[0]); the other tabs are drawn when shown
     analyze_outputs = [analysis, status, top5, token_img, pixel_img]
     # everything else a new analysis changes (dropdown choices, captions, the other tabs emptied), no
@@ -218,7 +224,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
         model=model, hub_repo=hub_repo, hub_revision=hub_revision, resolution=resolution, target=target,
         method=method, cmap=cmap, opacity=opacity, token_block=token_block, token_head=token_head,
         pixel_view=pixel_view, x=point_x, y=point_y, pwa_block=pwa_block, pwa_head=pwa_head, window=window,
-        pair=pair, fit=fit, tab=shown_tab, faith_table=faith_table,
+        pair=pair, fit=fit, smooth=smooth, tab=shown_tab, faith_table=faith_table,
         token_img=token_img, token_caption=token_caption, pixel_img=pixel_img, pixel_caption=pixel_caption,
         attribution_img=attribution_img, attribution_caption=attribution_caption,
         pwa_matrix_img=pwa_matrix_img, pwa_row_img=pwa_row_img, pwa_caption=pwa_caption,
@@ -263,11 +269,12 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
 
     # class attribution: a new class or method runs the attribution only (the forward is cached)
     # (progress on the picture only: over the caption its text would overlap the old caption)
-    explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity],
+    explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity, smooth],
                         outputs=[analysis, attribution_img, attribution_caption], show_progress_on=attribution_img,
                         **MODEL_WORK)
     method.input(api_name="explain", **explain_args)
     target.input(**explain_args, **PRIVATE)
+    smooth.input(**explain_args, **PRIVATE)
     faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps], [analysis, faith_table, faith_plot],
                     api_name="faithfulness", **MODEL_WORK)
 
@@ -303,7 +310,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     render_args = dict(
         fn=handlers.rerender,
         inputs=[analysis, target, method, cmap, opacity, token_block, token_head, point_x, point_y, pwa_block,
-                pwa_head, window, pair, pixel_view],
+                pwa_head, window, pair, pixel_view, smooth],
         outputs=[attribution_img, token_img, pixel_img, pwa_matrix_img, pwa_row_img, compare_slider, compare_a,
                  compare_b],
         **DRAWING,
@@ -314,7 +321,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     downloads_btn.click(
         handlers.prepare_downloads,
         [analysis, target, method, cmap, opacity, token_block, token_head, point_x, point_y, pwa_block, pwa_head,
-         window, pair, pixel_view],
+         window, pair, pixel_view, smooth],
         downloads, api_name="downloads", **DRAWING)
     # fmt: on
 

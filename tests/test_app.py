@@ -359,6 +359,54 @@ def test_a_new_method_runs_only_the_attribution(state, monkeypatch):
     assert len(calls) == 1
 
 
+def test_smoothing_is_display_only_and_removes_the_stride_comb(state, no_model):
+    """The checkbox shows destripe(raw map); the stored attribution (scored, downloaded) stays raw."""
+    from sepvit_viz.explain.attribution import destripe
+
+    method = settings.DEFAULT_METHOD
+    att = state.attributions[(method, state.top1)]  # computed when the fixture showed the attribution tab
+    raw_before = att.map_hw.copy()
+    s = settings.Settings(method=method)
+    raw_view = handlers._attribution_view(state, s)
+    smooth_view = handlers._attribution_view(state, s.with_(smooth=True))
+    stride = state.maps.records[0].geometry.stride
+    assert stride == 4
+    np.testing.assert_allclose(smooth_view.heat, np.maximum(destripe(raw_before, stride), 0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(raw_view.heat, np.maximum(raw_before, 0))
+    np.testing.assert_array_equal(att.map_hw, raw_before)  # the stored map is untouched
+    assert not np.array_equal(raw_view.picture, smooth_view.picture)
+
+    def comb(m: np.ndarray) -> float:  # power at 1/4 cycle per pixel over its neighbouring frequencies
+        p = np.abs(np.fft.rfft(m - m.mean(axis=1, keepdims=True), axis=1)).mean(axis=0) ** 2
+        q = m.shape[1] // 4  # rfft bin k is k / W cycles per pixel
+        return float(p[q] / np.median(p[q - 6 : q + 7]))
+
+    assert comb(smooth_view.heat) < comb(raw_view.heat)
+    _, img, caption = handlers.explain(state, "top", method, "inferno", 0.6, True, progress=noop)
+    assert "Smoothed for display" in caption and "raw map" in caption
+    np.testing.assert_array_equal(img, smooth_view.picture)
+    _, img, caption = handlers.explain(state, "top", method, "inferno", 0.6, False, progress=noop)
+    assert "Smoothed" not in caption
+    np.testing.assert_array_equal(img, raw_view.picture)
+
+
+def test_smoothing_setting_reaches_render_downloads_and_rejects_nonsense(state, tmp_path, monkeypatch):
+    method = settings.DEFAULT_METHOD
+    args = ("top", method, "inferno", 0.6, None, "mean", -1, -1, None, "mean", -1, None, "dwa")
+    raw = handlers.rerender(state, *args)[0]
+    smooth = handlers.rerender(state, *args, True)[0]
+    assert not np.array_equal(raw, smooth)
+    np.testing.assert_array_equal(smooth, handlers._attribution_view(state, settings.Settings(smooth=True)).picture)
+    files = handlers.prepare_downloads(state, *args, True)
+    npz = next(f for f in files if f.endswith(".npz"))
+    with np.load(npz) as z:  # the arrays stay raw whatever is shown
+        np.testing.assert_array_equal(
+            z[f"attribution.{method}.{state.top1}"], state.attributions[(method, state.top1)].map_hw
+        )
+    with pytest.raises(gr.Error, match="Smoothing must be true or false"):
+        handlers.explain(state, "top", method, "inferno", 0.6, "yes please", progress=noop)
+
+
 # ------------------------------------------------------------------------------------ clicks
 def select(x, y):
     return gr.SelectData(None, {"index": [x, y], "value": None})

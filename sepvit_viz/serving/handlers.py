@@ -33,7 +33,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from sepvit_viz.explain.attribution import METHODS, Attribution, attribute
+from sepvit_viz.explain.attribution import METHODS, Attribution, attribute, destripe
 from sepvit_viz.explain.faithfulness import Curves, deletion_insertion
 from sepvit_viz.explain.scorecard import MEASURES, Scorecard, faithfulness_table
 from sepvit_viz.limits import (
@@ -553,18 +553,30 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
     target = _parse_target(s.target, fwd.class_names, session.top1)
     att = _attribution(session, None, method, target, progress)
     vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, "mean")
+    smooth = _check_smooth(s.smooth)
     return session.draw(
-        ("attribution", method, target, vs.cmap, vs.alpha),
+        ("attribution", method, target, vs.cmap, vs.alpha, smooth),
         lambda: views.attribution(
             session.maps,
-            att.map_hw,
+            # display only: the stored attribution (scored, downloaded) stays the raw map
+            destripe(att.map_hw, session.maps.records[0].geometry.stride) if smooth else att.map_hw,
             vs,
             method_label=METHODS[method].label,
             target=target,
             class_name=fwd.class_names[target],
             seconds=att.seconds,
+            smoothed=smooth,
         ),
     )
+
+
+def _check_smooth(value: Any) -> bool:
+    """The "smooth the stripes" checkbox: a bool (None, an empty component, is off)."""
+    if value is None:
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise SettingsError(f"Smoothing must be true or false, got {value!r}.")
 
 
 def _has_attribution(session: Session, s: Settings) -> bool:
@@ -650,12 +662,15 @@ def analyze(
     pwa_head: Any = "mean",
     pair: str | None = None,
     fit: str | None = DEFAULT_FIT,
+    smooth: Any = False,
     pixel_view: str | None = "dwa",
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
     """The main endpoint: a photo in; the top-5 classes and the first tab's pictures out. ``fit``:
     ``"aspect"`` (default: the model input takes the photo's shape, the shorter side at
-    ``resolution``) or ``"crop"`` (the centre square).
+    ``resolution``) or ``"crop"`` (the centre square). ``smooth``: show the attribution destriped
+    (display only; the attribution is drawn when its tab is shown). ``pixel_view``: the pixel view's
+    kind (``"dwa"``: in its window; ``"block"``: through the whole block, DWA then PWA).
 
     Returns (session state, status Markdown, top-5 ``{label: p}``, window-token map, pixel view at
     the centre): what the page's first tab (Window tokens) shows, and nothing else is drawn or
@@ -679,6 +694,7 @@ def analyze(
         pwa_head=pwa_head,
         pair=pair,
         fit=fit,
+        smooth=smooth,
         pixel_view=pixel_view or None,
     )
     with _user_errors(ran_model=True):
@@ -690,6 +706,7 @@ def analyze(
         _check_method(s.method)
         _check_cmap(s.cmap)
         validate_opacity(s.opacity)
+        _check_smooth(s.smooth)
         progress(0.02, desc="Reading the photo")
         image = load_photo(photo)
         progress(0.08, desc="Loading the model")
@@ -928,13 +945,14 @@ def explain(
     method: str | None,
     cmap: str | None,
     opacity: Any,
+    smooth: Any = False,
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
-    """Attribution overlay for a chosen class and method (the model runs only for a new pair).
-    Returns (session, picture, caption)."""
+    """Attribution overlay for a chosen class and method (the model runs only for a new pair);
+    ``smooth`` shows it destriped (display only). Returns (session, picture, caption)."""
     with _user_errors(ran_model=True):
         session = _require(session)
-        s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity)
+        s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity, smooth=smooth)
         method = _check_method(s.method)
         progress(0.0, desc=f"{METHODS[method].label}")
         view = _attribution_view(session, s, _progress_fn(progress, 0.0, 1.0))
@@ -1043,7 +1061,7 @@ def window_from_select(session: Session | None, block: str | None, evt: gr.Selec
 def _view_controls(*values: Any) -> Settings:
     """Settings from the positional values of the ``/render`` and ``/downloads`` endpoints."""
     names = ("target", "method", "cmap", "opacity", "token_block", "token_head", "x", "y", "pwa_block")
-    names += ("pwa_head", "window", "pair", "pixel_view")
+    names += ("pwa_head", "window", "pair", "pixel_view", "smooth")
     given = dict(zip(names, values))
     for k in ("token_block", "pwa_block", "pixel_view"):
         given[k] = given[k] or None  # "" from an empty component: the default
@@ -1065,15 +1083,15 @@ def rerender(
     window: Any,
     pair: str | None,
     view: str | None = "dwa",
+    smooth: Any = False,
 ) -> tuple[Any, ...]:
     """Redraw every view after a colormap / opacity change (cached attributions; no model run).
     Returns (attribution, token map, pixel view, PWA matrix, cross-window map, slider pair, DSSA, GSA)."""
     if not _live(session):
         return (gr.update(),) * 8
     with _user_errors():
-        s = _view_controls(
-            target, method, cmap, opacity, token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view
-        )
+        tab_controls = (token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view)
+        s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)
         att = _attribution_view(session, s).picture if _has_attribution(session, s) else gr.update()
         tok, pix = _token_views(session, s)
         mat, row = _pwa_views(session, s)
@@ -1178,18 +1196,19 @@ def prepare_downloads(
     window: Any,
     pair: str | None,
     view: str | None = "dwa",
+    smooth: Any = False,
 ) -> list[str]:
     """PNG files of the current views and ``sepvit_analysis.npz`` with the raw arrays.
 
     The .npz holds the model input, logits and probabilities, every block's DWA (and PWA) attention,
-    the maps of the current token-tab settings and every attribution map computed so far.
+    the maps of the current token-tab settings and every attribution map computed so far (raw: the
+    ``smooth`` display setting changes the PNG only).
     """
     with _user_errors():
         session = _require(session)
         fwd = session.forward
-        s = _view_controls(
-            target, method, cmap, opacity, token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view
-        )
+        tab_controls = (token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view)
+        s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)
         pictures: dict[str, np.ndarray] = {"input": fwd.image}
         if _has_attribution(session, s):
             m, t = _check_method(s.method), _parse_target(s.target, fwd.class_names, session.top1)

@@ -39,6 +39,8 @@ class Settings:
     x, y: the clicked pixel in model-input pixels and window: the clicked window (raster index);
     -1 means "nothing clicked yet" (the centre). pair: ``"dssa_block|gsa_block"``; None = the first.
     fit: ``"aspect"`` (the photo's shape, shorter side at the resolution) or ``"crop"`` (centre square).
+    smooth: show the attribution through :func:`sepvit_viz.explain.attribution.destripe` (display
+    only: scores and the downloaded arrays keep the raw map).
     tab: the id of the tab the page shows (``handlers.TABS``; the first, ``"tokens"``, at the start).
     """
 
@@ -60,6 +62,7 @@ class Settings:
     window: Any = -1
     pair: str | None = None
     fit: str = DEFAULT_FIT
+    smooth: Any = False
     tab: str = "tokens"
 
     @classmethod

@@ -415,19 +415,28 @@ def attribution(
     target: int,
     class_name: str,
     seconds: float,
+    smoothed: bool = False,
 ) -> View:
     """A class attribution (H, W) over the photo. Signed maps show their positive part; the colour bar
-    tops out at the 99.5th percentile, so a few extreme pixels do not wash out the rest."""
+    tops out at the 99.5th percentile, so a few extreme pixels do not wash out the rest. ``smoothed``:
+    ``heat`` was destriped for display (said in the title and caption)."""
     k = s.scale or display_scale(an.size)
     signed = bool(heat.min() < 0)
     shown = np.maximum(heat, 0) if signed else heat
     hi = float(np.percentile(shown, 99.5))
     hi = hi if hi > float(shown.min()) else None
-    title = f"{method_label} · {class_name} ({target})"
+    title = f"{method_label} · {class_name} ({target})" + (" · smoothed" if smoothed else "")
     pic = _draw(an, shown, s, k, title=title, vmax=hi)
     caption = (
         f"**{method_label}** for class **{class_name}** ({target}), p = {an.probs[target]:.3f}; "
-        f"{seconds:.2f} s." + (" Positive evidence shown (negative values clipped)." if signed else "")
+        f"{seconds:.2f} s."
+        + (" Positive evidence shown (negative values clipped)." if signed else "")
+        + (
+            " Smoothed for display (7 px tent: the stride-4 stripes of the patch embedding removed); "
+            "scores and downloaded arrays use the raw map."
+            if smoothed
+            else ""
+        )
     )
     return View(pic, caption, shown, (render.TITLE_HEIGHT, 0), k, an.size)
 
