@@ -74,14 +74,22 @@ def _blank(pic: np.ndarray) -> bool:
 
 def painted(page, elem_id: str, seconds: float = 20.0) -> np.ndarray:
     """``shown`` once the browser has painted a picture there: right after a caption changes, the
-    new image may still be loading (an empty element). A picture still blank after ``seconds`` is
-    returned as it is, for the assertion to report."""
+    new image may still be loading (an empty element, or one replaced while it is looked at). A
+    picture still blank after ``seconds`` is returned as it is, for the assertion to report."""
+    from playwright.sync_api import Error as PlaywrightError
+
     deadline = time.monotonic() + seconds
-    pic = shown(page, elem_id)
-    while _blank(pic) and time.monotonic() < deadline:
+    while True:
+        try:
+            pic = shown(page, elem_id)
+        except PlaywrightError:  # the <img> was replaced while the new picture loaded: look again
+            if time.monotonic() >= deadline:
+                raise
+            page.wait_for_timeout(250)
+            continue
+        if not _blank(pic) or time.monotonic() >= deadline:
+            return pic
         page.wait_for_timeout(250)
-        pic = shown(page, elem_id)
-    return pic
 
 
 def assert_not_blank(pic: np.ndarray, what: str) -> None:
