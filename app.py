@@ -17,7 +17,7 @@ import gradio as gr
 
 from sepvit_viz import limits
 from sepvit_viz.serving import handlers, model_tab, models, photos, settings
-from sepvit_viz.serving.page import FAITH_TABLE, LAUNCH_STYLE, MAP_CLASS
+from sepvit_viz.serving.page import FAITH_TABLE, LAUNCH_STYLE, MAP_CLASS, PHOTO_FORMAT, map_image
 
 INTRO = """# SepViT Attention Explorer
 Upload a photo (file, drag and drop, paste, webcam) or pick an example. **SepViT**, the Separable Vision
@@ -36,6 +36,7 @@ MAP = [MAP_CLASS]
 
 with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
     analysis = gr.State(None, time_to_live=limits.STATE_TTL_S)
+    shown_tab = gr.State(handlers.TABS[0])  # the tab the page shows: a new analysis draws it
     gr.Markdown(INTRO)
     banner = gr.Markdown(elem_id="banner")
 
@@ -83,8 +84,34 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
         with gr.Column(scale=5):
             status = gr.Markdown(elem_id="status")
             top5 = gr.Label(num_top_classes=5, label="Top-5 classes", elem_id="top5")
-            with gr.Tabs():
-                with gr.Tab("Class attribution", id="attribution"):
+            # the first tab is what /analyze returns; every other tab is drawn when it is shown
+            with gr.Tabs(selected=handlers.TABS[0]):
+                with gr.Tab("Window tokens", id="tokens") as tokens_tab:
+                    with gr.Row():
+                        token_block = gr.Dropdown(
+                            handlers.block_choices(handlers.default_block_table()),
+                            value=settings.DEFAULT_TOKEN_BLOCK,
+                            label="Stage and block",
+                            elem_id="token_block",
+                        )
+                        token_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head")
+                    with gr.Row():
+                        token_img = map_image("token_img", "Window tokens over their windows (click a pixel)")
+                        pixel_img = map_image("pixel_img", "The clicked pixel's attention in its window")
+                    pixel_view = gr.Radio(
+                        [
+                            ("this pixel's attention in its window (DWA)", "dwa"),
+                            ("through the whole block (DWA, then PWA)", "block"),
+                        ],
+                        value="dwa",
+                        label="Right picture",
+                    )
+                    token_caption = gr.Markdown(elem_id="token_caption")
+                    pixel_caption = gr.Markdown(elem_id="pixel_caption")
+                    point_x = gr.Number(value=-1, visible=False, label="x", precision=0)
+                    point_y = gr.Number(value=-1, visible=False, label="y", precision=0)
+
+                with gr.Tab("Class attribution", id="attribution") as attribution_tab:
                     with gr.Row():
                         target = gr.Dropdown(
                             handlers.target_choices(),
@@ -107,14 +134,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         info="a 7 px tent filter; the scores and downloaded arrays use the raw map",
                         elem_id="smooth",
                     )
-                    attribution_img = gr.Image(
-                        label="Attribution",
-                        format="png",
-                        interactive=False,
-                        show_label=False,
-                        elem_id="attribution_img",
-                        elem_classes=MAP,
-                    )
+                    attribution_img = map_image("attribution_img", "Attribution")
                     attribution_caption = gr.Markdown(elem_id="attribution_caption")
                     with gr.Accordion("Faithfulness: deletion / insertion, ROAD and a verdict", open=False):
                         with gr.Row():
@@ -130,50 +150,9 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             label=handlers.FAITH_LABEL,
                             elem_id=FAITH_TABLE,
                         )
-                        faith_plot = gr.Image(
-                            label="Curves", format="png", interactive=False, elem_id="faith_plot", elem_classes=MAP
-                        )
+                        faith_plot = map_image("faith_plot", "Curves", photo=False, show_label=True)
 
-                with gr.Tab("Window tokens", id="tokens"):
-                    with gr.Row():
-                        token_block = gr.Dropdown(
-                            handlers.block_choices(handlers.default_block_table()),
-                            value=settings.DEFAULT_TOKEN_BLOCK,
-                            label="Stage and block",
-                            elem_id="token_block",
-                        )
-                        token_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head")
-                    with gr.Row():
-                        token_img = gr.Image(
-                            label="Window tokens over their windows (click a pixel)",
-                            format="png",
-                            interactive=False,
-                            show_label=False,
-                            elem_id="token_img",
-                            elem_classes=MAP,
-                        )
-                        pixel_img = gr.Image(
-                            label="The clicked pixel's attention in its window",
-                            format="png",
-                            interactive=False,
-                            show_label=False,
-                            elem_id="pixel_img",
-                            elem_classes=MAP,
-                        )
-                    pixel_view = gr.Radio(
-                        [
-                            ("this pixel's attention in its window (DWA)", "dwa"),
-                            ("through the whole block (DWA, then PWA)", "block"),
-                        ],
-                        value="dwa",
-                        label="Right picture",
-                    )
-                    token_caption = gr.Markdown(elem_id="token_caption")
-                    pixel_caption = gr.Markdown(elem_id="pixel_caption")
-                    point_x = gr.Number(value=-1, visible=False, label="x", precision=0)
-                    point_y = gr.Number(value=-1, visible=False, label="y", precision=0)
-
-                with gr.Tab("Cross-window attention", id="pwa"):
+                with gr.Tab("Cross-window attention", id="pwa") as pwa_tab:
                     with gr.Row():
                         pwa_block = gr.Dropdown(
                             handlers.block_choices(handlers.default_block_table(), pwa_only=True),
@@ -183,26 +162,14 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         )
                         pwa_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head")
                     with gr.Row():
-                        pwa_row_img = gr.Image(
-                            label="One window's attention over all windows (click a window)",
-                            format="png",
-                            interactive=False,
-                            show_label=False,
-                            elem_id="pwa_row_img",
-                            elem_classes=MAP,
+                        pwa_row_img = map_image(
+                            "pwa_row_img", "One window's attention over all windows (click a window)"
                         )
-                        pwa_matrix_img = gr.Image(
-                            label="PWA matrix",
-                            format="png",
-                            interactive=False,
-                            show_label=False,
-                            elem_id="pwa_matrix_img",
-                            elem_classes=MAP,
-                        )
+                        pwa_matrix_img = map_image("pwa_matrix_img", "PWA matrix", photo=False)
                     pwa_caption = gr.Markdown(elem_id="pwa_caption")
                     window = gr.Number(value=-1, visible=False, label="window", precision=0)
 
-                with gr.Tab("Compare DSSA vs GSA", id="compare"):
+                with gr.Tab("Compare DSSA vs GSA", id="compare") as compare_tab:
                     pair = gr.Dropdown(
                         handlers.pair_choices(handlers.default_block_table()), label="Block pair", elem_id="pair"
                     )
@@ -210,7 +177,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         with gr.Column(scale=3):
                             compare_slider = gr.ImageSlider(
                                 label="Swipe: DSSA | GSA",
-                                format="png",
+                                format=PHOTO_FORMAT,
                                 interactive=False,
                                 show_label=False,
                                 max_height=640,
@@ -221,24 +188,10 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                         with gr.Column(scale=2):
                             compare_caption = gr.Markdown(elem_id="compare_caption")
                     with gr.Row():
-                        compare_a = gr.Image(
-                            label="DSSA",
-                            format="png",
-                            interactive=False,
-                            show_label=False,
-                            elem_id="compare_a",
-                            elem_classes=MAP,
-                        )
-                        compare_b = gr.Image(
-                            label="GSA",
-                            format="png",
-                            interactive=False,
-                            show_label=False,
-                            elem_id="compare_b",
-                            elem_classes=MAP,
-                        )
+                        compare_a = map_image("compare_a", "DSSA")
+                        compare_b = map_image("compare_b", "GSA")
 
-                with gr.Tab("Model", id="model"):
+                with gr.Tab("Model", id="model") as model_tab_:
                     gr.Markdown(
                         "What every head of every block does over the bundled example photos (median, 25-75% and "
                         "5-95% of the photos), with the current photo's own values as black stars: is it typical?"
@@ -246,23 +199,13 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                     measure = gr.Dropdown(
                         model_tab.MEASURE_CHOICES, value=model_tab.DEFAULT_MEASURE, label="Measure", elem_id="measure"
                     )
-                    depth_img = gr.Image(
-                        label="Measure against depth",
-                        format="png",
-                        interactive=False,
-                        elem_id="depth_img",
-                        elem_classes=MAP,
-                    )
+                    depth_img = map_image("depth_img", "Measure against depth", photo=False, show_label=True)
                     depth_caption = gr.Markdown(elem_id="depth_caption")
-                    kinds_img = gr.Image(
-                        label="DSSA, GSA and global blocks by stage",
-                        format="png",
-                        interactive=False,
-                        elem_id="kinds_img",
-                        elem_classes=MAP,
+                    kinds_img = map_image(
+                        "kinds_img", "DSSA, GSA and global blocks by stage", photo=False, show_label=True
                     )
 
-                with gr.Tab("Downloads", id="downloads"):
+                with gr.Tab("Downloads", id="downloads") as downloads_tab:
                     gr.Markdown(
                         "PNG files of the current views and `sepvit_analysis.npz` with the raw arrays "
                         "(probabilities, every block's DWA / PWA attention, the attribution maps)."
@@ -273,38 +216,57 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     # ---------------------------------------------------------------------- events
     # fmt: off
     analyze_inputs = [photo, model, hub_repo, hub_revision, resolution, target, method, cmap, opacity,
-                      token_block, token_head, pwa_block, pwa_head, pair, fit, smooth]
-    analyze_outputs = [analysis, status, top5, attribution_img, token_img, pwa_row_img, compare_slider]
-    # everything else a new analysis changes (dropdown choices, captions, secondary views), no model run:
-    # one Settings object in, values by name out (a new control is bound here once)
+                      token_block, token_head, pwa_block, pwa_head, pair, fit, smooth, pixel_view]
+    # the first tab's pictures only (handlers.TABS[0]); the other tabs are drawn when shown
+    analyze_outputs = [analysis, status, top5, token_img, pixel_img]
+    # everything else a new analysis changes (dropdown choices, captions, the other tabs emptied), no
+    # model run: one Settings object in, values by name out (a new control is bound here once)
     page = settings.Binding(
         model=model, hub_repo=hub_repo, hub_revision=hub_revision, resolution=resolution, target=target,
         method=method, cmap=cmap, opacity=opacity, token_block=token_block, token_head=token_head,
         pixel_view=pixel_view, x=point_x, y=point_y, pwa_block=pwa_block, pwa_head=pwa_head, window=window,
-        pair=pair, fit=fit, smooth=smooth, faith_table=faith_table, attribution_caption=attribution_caption,
-        token_caption=token_caption,
-        pixel_img=pixel_img, pixel_caption=pixel_caption, pwa_matrix_img=pwa_matrix_img, pwa_caption=pwa_caption,
-        compare_a=compare_a, compare_b=compare_b, compare_caption=compare_caption,
+        pair=pair, fit=fit, smooth=smooth, tab=shown_tab, faith_table=faith_table,
+        token_img=token_img, token_caption=token_caption, pixel_img=pixel_img, pixel_caption=pixel_caption,
+        attribution_img=attribution_img, attribution_caption=attribution_caption,
+        pwa_matrix_img=pwa_matrix_img, pwa_row_img=pwa_row_img, pwa_caption=pwa_caption,
+        compare_slider=compare_slider, compare_a=compare_a, compare_b=compare_b, compare_caption=compare_caption,
     )
     after_fn, after_inputs, after_outputs = page.handler(handlers.after_analysis, analysis, handlers.AFTER_ANALYSIS)
     after = dict(fn=after_fn, inputs=after_inputs, outputs=after_outputs, **PRIVATE)
+    # the shown tab's views (drawn from the analysis; the attribution tab may run its attribution)
+    tab_views = [name for names in handlers.TAB_VIEWS.values() for name in names]
+    show_fn, show_inputs, show_outputs = page.handler(handlers.show_tab, analysis, tab_views)
+    show = dict(fn=show_fn, inputs=show_inputs, outputs=show_outputs, **PRIVATE)
+    shown_fn, _, _ = page.handler(handlers.show_tab_after_analysis, analysis, tab_views)
+    show_after = dict(show, fn=shown_fn, show_progress_on=attribution_img, **MODEL_WORK)
     # the Model tab: statistics of the chosen model (computed once per model), this photo marked
     stats_args = dict(fn=model_tab.model_tab, inputs=[analysis, measure, model, hub_repo, hub_revision],
                       outputs=[depth_img, depth_caption, kinds_img], **MODEL_WORK)
     measure.input(api_name="model_stats", **stats_args)  # the public endpoint first, then the private events
+    # after a new analysis, only while the Model tab is shown
+    stats_after = dict(stats_args, fn=model_tab.model_tab_if_shown, inputs=[shown_tab, *stats_args["inputs"]],
+                       **PRIVATE)
     # the model is loaded first, by an event without outputs: a model that cannot be loaded (an
     # unreachable Hub repo) says so once and leaves the last analysis on the page untouched
     load_args = dict(fn=handlers.load_model, inputs=[model, hub_repo, hub_revision], outputs=None,
                      show_progress="hidden", **PRIVATE, **MODEL_WORK)
     analyze_btn.click(**load_args).success(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze",
-                                           **MODEL_WORK).success(**after).success(**stats_args, **PRIVATE)
+                                           **MODEL_WORK).success(**after).success(**show_after).success(**stats_after)
     # a new photo (upload, paste, webcam or example) is analysed at once
     photo.change(**load_args, trigger_mode="always_last").success(
         handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, **PRIVATE, **MODEL_WORK).success(
-        **after).success(**stats_args, **PRIVATE)
+        **after).success(**show_after).success(**stats_after)
+    # a tab that is selected is drawn from the analysis (never a forward); the page remembers it
+    for tab_id, tab in (("tokens", tokens_tab), ("pwa", pwa_tab), ("compare", compare_tab)):
+        tab.select(handlers.tab_marker(tab_id), None, shown_tab, **PRIVATE, queue=False).then(**show, **DRAWING)
+    attribution_tab.select(handlers.tab_marker("attribution"), None, shown_tab, **PRIVATE, queue=False).then(
+        **show, show_progress_on=attribution_img, **MODEL_WORK)
+    model_tab_.select(handlers.tab_marker("model"), None, shown_tab, **PRIVATE, queue=False).then(
+        **stats_args, **PRIVATE)
+    downloads_tab.select(handlers.tab_marker("downloads"), None, shown_tab, **PRIVATE, queue=False)
     demo.load(handlers.model_banner, None, banner, **PRIVATE, queue=False)  # checked on every visit
     model.input(handlers.model_fields, model, [hub_repo, hub_revision, banner], **PRIVATE, queue=False).then(
-        **stats_args, **PRIVATE)
+        **stats_after)
 
     # class attribution: a new class or method runs the attribution only (the forward is cached)
     # (progress on the picture only: over the caption its text would overlap the old caption)

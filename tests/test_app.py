@@ -48,7 +48,10 @@ def not_blank(img: np.ndarray) -> bool:
 
 @pytest.fixture(scope="module")
 def state() -> handlers.Session:
-    return analyze()[0]
+    """An analysis of the example whose user has opened the attribution tab (its attribution computed)."""
+    session = analyze()[0]
+    handlers.show_tab(session, settings.Settings(tab="attribution"))
+    return session
 
 
 @pytest.fixture
@@ -72,10 +75,10 @@ def test_example_photos_and_attribution_file_match():
     assert listed == {Path(p).name for p in found}
 
 
-def test_analyze_returns_top5_and_the_main_views(state):
+def test_analyze_returns_top5_and_the_first_tabs_pictures(state):
     out = analyze()
-    assert len(out) == 7
-    an, status, top5, attribution, tokens, cross, pair = out
+    assert len(out) == handlers.ANALYZE_OUTPUTS == 5
+    an, status, top5, tokens, pixel = out
     assert isinstance(an, handlers.Session)
     assert "Model:" in status and "224 x 224" in status
     # five classes with readable names, most likely first, matching the model's probabilities
@@ -86,13 +89,26 @@ def test_analyze_returns_top5_and_the_main_views(state):
     best = int(np.argmax(an.forward.probs))
     assert next(iter(top5)) == f"{names[best]} ({best})"
     assert probs[0] == pytest.approx(float(an.forward.probs[best]), rel=1e-5)
-    for img in (attribution, tokens, cross, *pair):
+    for img in (tokens, pixel):
         assert img.dtype == np.uint8 and not_blank(img)
     # clickable views: the photo k times larger below a title band (colour bar on the right)
     k = views.display_scale(limits.DEFAULT_RESOLUTION)
-    assert k == 2 and tokens.shape[0] == cross.shape[0] == k * limits.DEFAULT_RESOLUTION + render.TITLE_HEIGHT
-    # the slider needs two pictures of one size
+    assert k == 2 and tokens.shape[0] == k * limits.DEFAULT_RESOLUTION + render.TITLE_HEIGHT
+    # the other tabs come from the session when shown: the cross-window map at the same scale, the
+    # slider's two pictures of one size
+    views_ = {tab: handlers.show_tab(an, settings.Settings(tab=tab)) for tab in ("pwa", "compare")}
+    assert views_["pwa"]["pwa_row_img"].shape == tokens.shape
+    pair = views_["compare"]["compare_slider"]
     assert pair[0].shape == pair[1].shape
+
+
+def test_analyze_draws_the_pixel_view_the_page_asks_for(state):
+    """The pixel view returned by /analyze follows the page's radio (``pixel_view``), as the token tab's
+    own endpoint draws it."""
+    dwa, block = (analyze(pixel_view=v)[4] for v in ("dwa", "block"))
+    assert not np.array_equal(dwa, block)
+    tab = handlers.window_tokens(state, settings.DEFAULT_TOKEN_BLOCK, "mean", "inferno", 0.6, -1, -1, "block")
+    assert np.array_equal(block, tab[2])
 
 
 def test_clearing_the_photo_changes_nothing(state):
@@ -114,7 +130,7 @@ def test_clearing_the_photo_changes_nothing(state):
         state,
         progress=noop,
     )
-    assert out[0] is state and len(out) == 7
+    assert out[0] is state and len(out) == handlers.ANALYZE_OUTPUTS
     assert all(isinstance(o, dict) and o.get("__type__") == "update" for o in out[1:])
 
 
@@ -156,13 +172,17 @@ def test_after_analysis_updates_controls_without_the_model(state, no_model):
     assert [v for _, v in token_head["choices"]][:3] == ["mean", "max", "min"]
     assert pair["value"] == "stages.1.blocks.0|stages.1.blocks.1"
     assert len(target["choices"]) == 1001
-    for name in ("pixel_img", "pwa_matrix_img", "compare_a", "compare_b"):
-        assert not_blank(out[name]), name
+    assert "window token" in out["token_caption"] and "Pixel" in out["pixel_caption"]
+    # the other tabs' pictures belonged to the last photo: emptied, drawn again when shown
+    for name in ("attribution_img", "pwa_matrix_img", "pwa_row_img", "compare_slider", "compare_a", "compare_b"):
+        assert out[name] is None, name
+    assert out["attribution_caption"] == out["pwa_caption"] == out["compare_caption"] == ""
     assert (out["x"], out["y"], out["window"]) == (-1, -1, -1)
 
 
 def test_analyze_and_the_secondary_views_draw_each_picture_once(monkeypatch):
-    """/analyze draws what it returns; the private event after it reuses those pictures."""
+    """/analyze draws only the first tab's pictures (and runs no attribution); the events after it draw
+    nothing; each other tab is drawn once, when it is shown, and showing it again draws nothing."""
     calls: dict[str, int] = {}
     for name in ("tokens", "pixel", "pwa_row", "pwa_matrix", "compare", "attribution"):
         real = getattr(views, name)
@@ -172,10 +192,94 @@ def test_analyze_and_the_secondary_views_draw_each_picture_once(monkeypatch):
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(views, name, counted)
+    attributions = []
+    real_attribute = handlers.attribute
+    monkeypatch.setattr(handlers, "attribute", lambda *a, **k: attributions.append(1) or real_attribute(*a, **k))
+    cache.RESULTS.clear()  # the attribution of this photo is not cached either
     session = analyze()[0]
-    assert calls == {"attribution": 1, "tokens": 1, "pwa_row": 1, "compare": 1}
-    handlers.after_analysis(session, settings.Settings())
-    assert calls == {"attribution": 1, "tokens": 1, "pwa_row": 1, "compare": 1, "pixel": 1, "pwa_matrix": 1}
+    assert calls == {"tokens": 1, "pixel": 1} and not attributions
+    s = settings.Settings()
+    handlers.after_analysis(session, s)
+    assert handlers.show_tab_after_analysis(session, s) == {}  # the first tab came with /analyze
+    assert calls == {"tokens": 1, "pixel": 1} and not attributions
+    for tab in handlers.TABS:
+        handlers.show_tab(session, s.with_(tab=tab))
+    drawn_once = {"tokens": 1, "pixel": 1, "attribution": 1, "pwa_row": 1, "pwa_matrix": 1, "compare": 1}
+    assert calls == drawn_once and len(attributions) == 1
+    for tab in handlers.TABS:  # back and forth between tabs: the session's pictures
+        handlers.show_tab(session, s.with_(tab=tab))
+    assert calls == drawn_once and len(attributions) == 1
+
+
+def test_a_shown_tab_is_drawn_from_the_analysis_without_a_forward(monkeypatch):
+    """Each tab's views come from the session: the forward never runs again, whichever tab is shown
+    (the attribution tab runs only its attribution); after a new analysis, the shown tab is drawn by the
+    event that follows it, unless it is the first (/analyze returned it)."""
+    session = analyze(_fresh_photo(seed=3))[0]
+    forwards = []
+    monkeypatch.setattr(handlers.pipeline, "analyze", lambda *a, **k: forwards.append(1))
+    names = {tab: set(views_) for tab, views_ in handlers.TAB_VIEWS.items()}
+    for tab in handlers.TABS:
+        out = handlers.show_tab(session, settings.Settings(tab=tab))
+        assert set(out) == names.get(tab, set()), tab
+        for name, value in out.items():
+            if name.endswith("_img"):
+                assert not_blank(value), name
+        after = handlers.show_tab_after_analysis(session, settings.Settings(tab=tab))
+        assert after == ({} if tab == handlers.TABS[0] else out), tab
+    assert not forwards
+    assert handlers.show_tab(None, settings.Settings(tab="pwa")) == {}  # nothing analysed yet: nothing drawn
+
+
+def _fresh_photo(seed: int) -> Image.Image:
+    """A photo no cache has seen (a random crop of an example)."""
+    src = Image.open(EXAMPLE).convert("RGB")
+    side = min(src.size) * 3 // 4
+    rng = np.random.default_rng(seed)
+    x0, y0 = (int(rng.integers(0, v - side + 1)) for v in src.size)
+    return src.crop((x0, y0, x0 + side, y0 + side))
+
+
+def test_the_page_starts_on_the_token_tab_and_draws_each_tab_when_shown():
+    """app.py: the first tab is handlers.TABS[0]; each tab's select event remembers it (the shown tab)
+    and draws its views from the analysis; the events after a new analysis draw the shown tab and the
+    Model tab's plots only while it is shown."""
+    import app
+
+    assert app.shown_tab.value == handlers.TABS[0] == "tokens"
+    fns = list(app.demo.fns.values())
+    marks = {f.name: f for f in fns if f.name.startswith("show_") and f.name != "show_tab"}
+    assert set(marks) >= {f"show_{tab}" for tab in handlers.TABS}
+    for tab in handlers.TABS:
+        mark = marks[f"show_{tab}"]
+        assert mark.fn() == tab and mark.outputs == [app.shown_tab] and mark.api_visibility == "private"
+    by_id = app.demo.fns
+    drawing = [f for f in fns if f.name == "show_tab"]
+    assert len(drawing) == 4 and all(by_id[f.trigger_after].name.startswith("show_") for f in drawing)
+    after = [f for f in fns if f.name == "show_tab_after_analysis"]
+    assert len(after) == 2 and all(by_id[f.trigger_after].name == "after_analysis" for f in after)
+    from sepvit_viz.serving import model_tab
+
+    assert model_tab.model_tab_if_shown("tokens", None) == (gr.skip(),) * 3
+    # before any analysis (a tab clicked first) the page's bound handlers change nothing, as Gradio
+    # accepts it for several outputs
+    for f in fns:
+        if f.name in ("after_analysis", "show_tab", "show_tab_after_analysis"):
+            assert len(f.outputs) > 1 and f.fn({}) == gr.skip(), f.name
+
+
+def test_maps_over_the_photo_go_as_jpeg_plots_as_png():
+    """Gradio encodes the maps drawn over the photo as JPEG (about 100x faster than PNG), the plots and
+    the PWA matrix as PNG; the Downloads tab's files stay PNG."""
+    import app
+    from sepvit_viz.serving import page
+
+    photo_maps = ("token_img", "pixel_img", "attribution_img", "pwa_row_img", "compare_a", "compare_b")
+    plots = ("pwa_matrix_img", "faith_plot", "depth_img", "kinds_img")
+    formats = {b.elem_id: getattr(b, "format", None) for b in app.demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert page.PHOTO_FORMAT == "jpeg" and page.PLOT_FORMAT == "png"
+    assert {formats[name] for name in photo_maps} | {formats["compare_slider"]} == {"jpeg"}
+    assert {formats[name] for name in plots} == {"png"}
 
 
 def test_settings_binding_reads_and_writes_by_name():
@@ -187,6 +291,10 @@ def test_settings_binding_reads_and_writes_by_name():
     assert inputs == {state, cmap, head} and outputs == {table}  # outputs are not read back as settings
     assert fn({state: "S", cmap: "magma", head: "1"}) == {table: ("S", "magma", "1", limits.DEFAULT_RESOLUTION)}
     assert fn.__name__ == "<lambda>"
+    # nothing to change (no analysis yet, the first tab after /analyze): Gradio's "skip", not an empty
+    # dict, which it would read as one value for several outputs
+    fn, _, _ = page.handler(lambda st, s: {}, state, ["faith_table", "cmap"])
+    assert fn({state: None}) == gr.skip()
     assert settings.Settings.of(cmap=None, pair=None).cmap == limits.COLORMAPS[0]  # an empty component: default
     with pytest.raises(TypeError, match="colour"):
         settings.Settings.of(colour="red")
@@ -256,7 +364,7 @@ def test_smoothing_is_display_only_and_removes_the_stride_comb(state, no_model):
     from sepvit_viz.explain.attribution import destripe
 
     method = settings.DEFAULT_METHOD
-    att = state.attributions[(method, state.top1)]  # computed by /analyze
+    att = state.attributions[(method, state.top1)]  # computed when the fixture showed the attribution tab
     raw_before = att.map_hw.copy()
     s = settings.Settings(method=method)
     raw_view = handlers._attribution_view(state, s)
@@ -355,7 +463,10 @@ def test_a_wide_photo_keeps_its_aspect_and_clicks_land_where_they_point(tmp_path
     "crop" still gives the square; an unknown fit is a clear error."""
     wide = tmp_path / "wide.png"
     Image.open(EXAMPLE).convert("RGB").resize((640, 320)).save(wide)
-    session, status, _, attribution, tokens, cross, pair = analyze(str(wide))
+    session, status, _, tokens, _pixel = analyze(str(wide))
+    shown = {tab: handlers.show_tab(session, settings.Settings(tab=tab)) for tab in ("attribution", "pwa", "compare")}
+    attribution, cross = shown["attribution"]["attribution_img"], shown["pwa"]["pwa_row_img"]
+    pair = shown["compare"]["compare_slider"]
     assert session.maps.size == (224, 448) and "448 x 224 px (the photo's aspect kept)" in status
     k = views.display_scale((224, 448))
     top = render.TITLE_HEIGHT  # the title band above the photo
@@ -875,11 +986,11 @@ def read(path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_launched_app_end_to_end(client):
-    status, top5, attribution, tokens, cross, pair = client.predict(handle_file(EXAMPLE), api_name="/analyze")
+    status, top5, tokens, pixel = client.predict(handle_file(EXAMPLE), api_name="/analyze")
     assert "Model:" in status
     assert len(top5["confidences"]) == 5 and top5["label"] == top5["confidences"][0]["label"]
-    for p in (attribution, tokens, cross, *pair):
-        assert not_blank(read(p))
+    for p in (tokens, pixel):  # maps over the photo come as JPEG (handlers' PNGs in /downloads)
+        assert not_blank(read(p)) and Path(p).suffix == ".jpeg"
     # the session keeps the analysis: the other endpoints work on it without a photo
     img, caption = client.predict("top", "saliency", "viridis", 0.5, api_name="/explain")
     assert not_blank(read(img)) and "Saliency" in caption

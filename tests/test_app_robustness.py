@@ -25,6 +25,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from sepvit_viz import limits  # noqa: E402
 from sepvit_viz.serving import handlers, models  # noqa: E402
+from sepvit_viz.serving.settings import Settings  # noqa: E402
 
 
 def noop(*args, **kwargs):
@@ -153,8 +154,9 @@ def test_upload_over_the_size_limit(files):
 
 @pytest.mark.parametrize("name", sorted(_odd_modes()))
 def test_odd_but_valid_images_are_analysed(files, name):
-    state, _, top5, attribution, *_ = analyze(str(files / name))
-    assert len(top5) == 5
+    state, _, top5, tokens, _ = analyze(str(files / name))
+    assert len(top5) == 5 and tokens.ndim == 3 and tokens.std() > 0
+    attribution = handlers.show_tab(state, Settings(tab="attribution"))["attribution_img"]
     assert attribution.ndim == 3 and attribution.shape[2] == 3 and attribution.std() > 0
     # the app keeps the photo's aspect (as the photo is shown: EXIF orientation applied)
     from PIL import ImageOps
@@ -175,6 +177,8 @@ def test_odd_but_valid_images_are_analysed(files, name):
         ({"resolution": 20_000}, "between"),
         ({"resolution": -224}, "between"),
         ({"method": "telepathy"}, "Unknown attribution method"),
+        ({"pixel_view": "telepathy"}, "Unknown pixel view"),
+        ({"pair": "stages.0.blocks.0|stages.9.blocks.1"}, "not a DSSA/GSA block pair"),
         ({"cmap": "rainbow-unicorn"}, "Unknown colormap"),
         ({"opacity": 7}, "between 0 and 1"),
         ({"target": "golden retreiver"}, "Did you mean 'golden retriever'"),
@@ -220,7 +224,8 @@ def test_internal_errors_do_not_leak_their_text(files, tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(target, broken)
     with caplog.at_level("ERROR", logger="sepvit_viz.serving.handlers"), pytest.raises(gr.Error) as info:
-        analyze(_unique_photo(tmp_path / "fresh.jpg", seed=zlib.crc32(f"{target}{exc}".encode())))
+        state = analyze(_unique_photo(tmp_path / "fresh.jpg", seed=zlib.crc32(f"{target}{exc}".encode())))[0]
+        handlers.show_tab(state, Settings(tab="attribution"))  # the attribution runs when its tab is shown
     msg = error_message(info)
     assert "Something went wrong on the server" in msg
     for leak in ("secret_module", "(7, 3)", exc.__name__, "Traceback"):

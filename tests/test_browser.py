@@ -1,6 +1,7 @@
 """The launched app in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
-Uploads a photo, switches every tab, clicks a pixel and a window on the photo, changes the attribution
+Uploads a photo (the first tab, window tokens, comes with the analysis), switches every tab (each drawn
+when shown), clicks a pixel and a window on the photo, changes the attribution
 method, prepares the downloads, and saves a screenshot of each step under ``tmp_path``. Checks that
 every picture shown has real content, that clicks land on the model pixel they were aimed at, and
 that no error toast appears. Skip it locally with ``-m "not browser"``; CI runs it (``.ci/run``
@@ -73,14 +74,22 @@ def _blank(pic: np.ndarray) -> bool:
 
 def painted(page, elem_id: str, seconds: float = 20.0) -> np.ndarray:
     """``shown`` once the browser has painted a picture there: right after a caption changes, the
-    new image may still be loading (an empty element). A picture still blank after ``seconds`` is
-    returned as it is, for the assertion to report."""
+    new image may still be loading (an empty element, or one replaced while it is looked at). A
+    picture still blank after ``seconds`` is returned as it is, for the assertion to report."""
+    from playwright.sync_api import Error as PlaywrightError
+
     deadline = time.monotonic() + seconds
-    pic = shown(page, elem_id)
-    while _blank(pic) and time.monotonic() < deadline:
+    while True:
+        try:
+            pic = shown(page, elem_id)
+        except PlaywrightError:  # the <img> was replaced while the new picture loaded: look again
+            if time.monotonic() >= deadline:
+                raise
+            page.wait_for_timeout(250)
+            continue
+        if not _blank(pic) or time.monotonic() >= deadline:
+            return pic
         page.wait_for_timeout(250)
-        pic = shown(page, elem_id)
-    return pic
 
 
 def assert_not_blank(pic: np.ndarray, what: str) -> None:
@@ -136,11 +145,18 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
     page.locator("#photo input[type=file]").wait_for(state="attached")
     page.screenshot(path=tmp_path / "0_start.png", full_page=True)
 
-    # upload: the photo is analysed at once
+    # upload: the photo is analysed at once, the first tab (window tokens) drawn with it
     page.locator("#photo input[type=file]").set_input_files(photos.example_photos()[2])
     wait_text(page, "status", "Model:")
-    wait_text(page, "attribution_caption", "for class")
     assert len(page.locator("#top5").inner_text().strip().splitlines()) >= 5
+    wait_text(page, "token_caption", "window token")
+    assert_not_blank(painted(page, "token_img"), "token map")
+    assert_not_blank(painted(page, "pixel_img"), "pixel view")
+    page.screenshot(path=tmp_path / "1_tokens.png", full_page=True)
+
+    # the attribution is computed when its tab is shown
+    open_tab(page, "Class attribution")
+    wait_text(page, "attribution_caption", "for class")
     assert_not_blank(painted(page, "attribution_img"), "attribution")
     page.screenshot(path=tmp_path / "1_attribution.png", full_page=True)
 
@@ -188,6 +204,16 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
 
     open_tab(page, "Class attribution")
     assert_not_blank(painted(page, "attribution_img"), "attribution after switching back")
+    # a new photo while the attribution tab is shown: the event after the analysis draws this tab
+    before = text_of(page, "attribution_caption")
+    page.locator("#photo input[type=file]").set_input_files(photos.example_photos()[0])
+    page.wait_for_function(
+        "([id, old]) => { const t = document.getElementById(id).innerText; return t.includes('for class') && t !== old; }",
+        arg=["attribution_caption", before],
+        timeout=TIMEOUT_MS,
+    )
+    assert_not_blank(painted(page, "attribution_img"), "attribution of the new photo")
+    page.screenshot(path=tmp_path / "6_new_photo_on_the_attribution_tab.png", full_page=True)
     assert_no_error_toast(page)
     page.close()
 
@@ -205,8 +231,7 @@ def test_a_wide_photo_keeps_its_aspect_and_a_click_lands_on_its_pixel(url, brows
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url, wait_until="load")
     page.locator("#photo input[type=file]").set_input_files(str(wide))
-    wait_text(page, "status", "448 x 224 px (the photo's aspect kept)")
-    open_tab(page, "Window tokens")
+    wait_text(page, "status", "448 x 224 px (the photo's aspect kept)")  # on the first tab, window tokens
     token = painted(page, "token_img")
     assert_not_blank(token, "token map of the wide photo")
     box = page.locator("#token_img img").first.evaluate(PICTURE_BOX)
@@ -305,6 +330,7 @@ def test_first_time_user(url, browser, tmp_path, monkeypatch):
 
     page.locator("#photo input[type=file]").set_input_files(photos.example_photos()[2])
     wait_text(page, "status", "Model:")
+    open_tab(page, "Class attribution")  # the page opens on the window tokens
     wait_text(page, "attribution_caption", "for class")
 
     # 1. typing in the class box searches (it replaced "Top prediction"), picking explains that class

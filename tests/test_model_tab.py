@@ -127,8 +127,11 @@ def test_the_app_has_the_model_tab():
     public = {f.api_name for f in app.demo.fns.values() if f.api_visibility == "public"}
     assert "model_stats" in public
     uses = [f for f in app.demo.fns.values() if getattr(f.fn, "__name__", "") == "model_tab"]
-    assert len(uses) >= 4  # the measure, the model dropdown, after /analyze and after a new photo
-    assert all(f.concurrency_id == "model" for f in uses)
+    assert len(uses) >= 2  # the measure and the tab's select event
+    # the model dropdown, after /analyze and after a new photo: only while the tab is shown
+    when_shown = [f for f in app.demo.fns.values() if getattr(f.fn, "__name__", "") == "model_tab_if_shown"]
+    assert len(when_shown) >= 3 and all(f.inputs[0] is app.shown_tab for f in when_shown)
+    assert all(f.concurrency_id == "model" for f in uses + when_shown)
 
 
 def test_warm_up_computes_the_default_models_statistics(monkeypatch, counted):

@@ -82,6 +82,9 @@ __all__ = [
     "pixel_query",
     "prepare_downloads",
     "rerender",
+    "show_tab",
+    "show_tab_after_analysis",
+    "tab_marker",
     "warm_up",
     "window_tokens",
 ]
@@ -618,6 +621,12 @@ def _pwa_views(session: Session, s: Settings) -> tuple[views.View, views.View]:
 
 
 def _compare_views(session: Session, s: Settings) -> tuple[views.View, views.View, str]:
+    a, b, vs = _compare_settings(session, s)
+    return session.draw(("compare", a, b, vs), lambda: views.compare(session.maps, (a, b), vs))
+
+
+def _compare_settings(session: Session, s: Settings) -> tuple[int, int, views.ViewSettings]:
+    """(DSSA block index, GSA block index, view settings) of the compare tab; the pair and head checked."""
     fwd = session.forward
     pair = s.pair
     valid = [v for _, v in pair_choices(fwd.records)]
@@ -633,8 +642,7 @@ def _compare_views(session: Session, s: Settings) -> tuple[views.View, views.Vie
     a, b = (fwd.index(n) for n in pair.split("|"))
     vs = _view_settings(session, s.with_(x=-1, y=-1, window=-1), fwd.records[a].name, "mean")
     heads = [_parse_head(s.token_head, fwd.records[i].num_heads) for i in (a, b)]  # checked on both blocks
-    vs = vs.with_(head=heads[0])
-    return session.draw(("compare", a, b, vs), lambda: views.compare(session.maps, (a, b), vs))
+    return a, b, vs.with_(head=heads[0])
 
 
 # ------------------------------------------------------------------------------------ endpoints
@@ -655,14 +663,21 @@ def analyze(
     pair: str | None = None,
     fit: str | None = DEFAULT_FIT,
     smooth: Any = False,
+    pixel_view: str | None = "dwa",
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
-    """The main endpoint: a photo in; the top-5 classes and the main views out. ``fit``: ``"aspect"``
-    (default: the model input takes the photo's shape, the shorter side at ``resolution``) or
-    ``"crop"`` (the centre square). ``smooth``: show the attribution destriped (display only).
+    """The main endpoint: a photo in; the top-5 classes and the first tab's pictures out. ``fit``:
+    ``"aspect"`` (default: the model input takes the photo's shape, the shorter side at
+    ``resolution``) or ``"crop"`` (the centre square). ``smooth``: show the attribution destriped
+    (display only; the attribution is drawn when its tab is shown). ``pixel_view``: the pixel view's
+    kind (``"dwa"``: in its window; ``"block"``: through the whole block, DWA then PWA).
 
-    Returns (session state, status Markdown, top-5 ``{label: p}``, attribution overlay, window-token
-    map, cross-window map, compare (DSSA, GSA) pair for the image slider).
+    Returns (session state, status Markdown, top-5 ``{label: p}``, window-token map, pixel view at
+    the centre): what the page's first tab (Window tokens) shows, and nothing else is drawn or
+    computed. The other views come from the session on demand (:func:`show_tab` when their tab is
+    selected; the endpoints ``/explain``, ``/cross_window``, ``/compare`` for API users), never
+    running the forward again. ``target`` and ``method`` are checked here (a bad one fails before
+    the forward), but the attribution runs only when it is shown.
     """
     s = Settings.of(
         model=model_choice,
@@ -680,13 +695,15 @@ def analyze(
         pair=pair,
         fit=fit,
         smooth=smooth,
+        pixel_view=pixel_view or None,
     )
     with _user_errors(ran_model=True):
         if photo is None:
             raise SettingsError("Upload a photo (or pick an example) first.")
         res = validate_resolution(DEFAULT_RESOLUTION if s.resolution is None else s.resolution)
         fit = choose(s.fit, pipeline.FITS, "Photo fit")
-        method = _check_method(s.method)
+        choose(s.pixel_view, PIXEL_VIEWS, "Pixel view")
+        _check_method(s.method)
         _check_cmap(s.cmap)
         validate_opacity(s.opacity)
         _check_smooth(s.smooth)
@@ -697,19 +714,19 @@ def analyze(
         progress(0.15, desc=f"SepViT forward at {res} px")
         session = Session.of(run_forward(entry, image, res, fit))
         fwd = session.forward
+        # every setting is checked here, so that a wrong one fails the call, not a later view
         _parse_target(s.target, fwd.class_names, session.top1)
-        # check every setting before the slow part
-        fwd.record(s.token_block)
-        _pwa_record(fwd, s.pwa_block)
-        progress(0.3, desc=f"{METHODS[method].label} attribution")
-        att = _attribution_view(session, s, _progress_fn(progress, 0.3, 0.9))
-        progress(0.92, desc="Drawing the attention maps")
-        tok, row = _tokens(session, s), _pwa_row(session, s)
-        cmp = None
-        if pair_choices(fwd.records):
-            a, b, _ = _compare_views(session, s)
-            cmp = (a.picture, b.picture)
-        return session, status_markdown(fwd), top5(fwd), att.picture, tok.picture, row.picture, cmp
+        _view_settings(session, s, s.token_block, s.token_head)
+        _pwa_settings(session, s)
+        if s.pair or pair_choices(fwd.records):
+            _compare_settings(session, s)
+        progress(0.9, desc="Drawing the window tokens")
+        tok, pix = _token_views(session, s)
+        return session, status_markdown(fwd), top5(fwd), tok.picture, pix.picture
+
+
+#: How many values :func:`analyze` returns (the session first).
+ANALYZE_OUTPUTS = 5
 
 
 def analyze_new_photo(*args: Any, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
@@ -717,7 +734,7 @@ def analyze_new_photo(*args: Any, progress: Any = gr.Progress()) -> tuple[Any, .
     the photo keeps everything as it is."""
     *inputs, current = args
     if inputs[0] is None:
-        return (current, *(gr.update() for _ in range(6)))
+        return (current, *(gr.update() for _ in range(ANALYZE_OUTPUTS - 1)))
     return analyze(*inputs, progress=progress)
 
 
@@ -748,6 +765,19 @@ def status_markdown(fwd: Forward) -> str:
     return (f"⚠️ {fwd.warning}\n\n" if fwd.warning else "") + line + (f"\n\n{caveat}" if caveat else "")
 
 
+#: The page's tabs by id, in order: the first is shown after a new analysis until another is chosen.
+TABS = ("tokens", "attribution", "pwa", "compare", "model", "downloads")
+
+#: The pictures and captions of each tab, by name (``app.py`` binds each to a component). A new
+#: analysis empties those of every tab but the first (:func:`after_analysis`); :func:`show_tab`
+#: draws a tab's when it is shown.
+TAB_VIEWS: dict[str, tuple[str, ...]] = {
+    "tokens": ("token_img", "token_caption", "pixel_img", "pixel_caption"),
+    "attribution": ("attribution_img", "attribution_caption"),
+    "pwa": ("pwa_matrix_img", "pwa_row_img", "pwa_caption"),
+    "compare": ("compare_slider", "compare_a", "compare_b", "compare_caption"),
+}
+
 #: What :func:`after_analysis` returns, by name (``app.py`` binds each to a component).
 AFTER_ANALYSIS = (
     "token_block",
@@ -757,25 +787,21 @@ AFTER_ANALYSIS = (
     "pair",
     "target",
     "faith_table",
-    "attribution_caption",
     "token_caption",
-    "pixel_img",
     "pixel_caption",
-    "pwa_matrix_img",
-    "pwa_caption",
-    "compare_a",
-    "compare_b",
-    "compare_caption",
     "x",
     "y",
     "window",
+    *(name for tab, names in TAB_VIEWS.items() if tab != TABS[0] for name in names),
 )
 
 
 def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
-    """Everything the page shows after :func:`analyze` beyond its API outputs (no model run), by name
-    (:data:`AFTER_ANALYSIS`): dropdowns for this model and resolution, the (empty) faithfulness table,
-    captions, the pixel view at the centre, the PWA matrix, the compare pair and reset clicks."""
+    """Everything the page shows after :func:`analyze` beyond its API outputs (no model run, nothing
+    drawn), by name (:data:`AFTER_ANALYSIS`): dropdowns for this model and resolution, the (empty)
+    faithfulness table, the token tab's captions (its pictures came with :func:`analyze`), reset
+    clicks, and the other tabs' pictures and captions emptied: they belonged to the last photo, and
+    :func:`show_tab` draws them for this one when their tab is shown."""
     if not _live(session):
         return {}
     with _user_errors():
@@ -808,30 +834,93 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
             "pair": gr.update(choices=pairs, value=pr),
             "target": gr.update(choices=tgt_opts, value=tgt),
             "faith_table": _faith_rows(session),
-            "attribution_caption": _attribution_view(session, s).caption if _has_attribution(session, s) else "",
             "x": -1,
             "y": -1,
             "window": -1,
         }
-        tok, pix = _token_views(session, s)
-        out.update(token_caption=tok.caption, pixel_img=pix.picture, pixel_caption=pix.caption)
-        if pb is not None:
-            mat, row = _pwa_views(session, s)
-            out.update(pwa_matrix_img=mat.picture, pwa_caption=row.caption)
-        else:
-            out.update(
-                pwa_matrix_img=None, pwa_caption="This model has no window-to-window attention at this resolution."
-            )
-        if pr is not None:
-            a, b, caption = _compare_views(session, s)
-            out.update(compare_a=a.picture, compare_b=b.picture, compare_caption=caption)
-        else:
-            out.update(
-                compare_a=None,
-                compare_b=None,
-                compare_caption="This model has no DSSA block followed by a GSA block at this resolution.",
-            )
+        tok, pix = _token_views(session, s)  # drawn by analyze: the session's pictures give them back
+        out.update(token_caption=tok.caption, pixel_caption=pix.caption)
+        for tab, shown in TAB_VIEWS.items():
+            if tab != TABS[0]:
+                out.update({name: "" if name.endswith("_caption") else None for name in shown})
         return out
+
+
+def show_tab(session: Session | None, s: Settings) -> dict[str, Any]:
+    """The pictures and captions of tab ``s.tab`` (:data:`TAB_VIEWS`) for the analysis in ``session``,
+    by name, drawn from it (or given back from its pictures): the forward never runs again. The
+    attribution tab runs its attribution when this photo, class and method have none yet (the one
+    model run here). ``{}`` for a tab without such views (Model, Downloads), before any analysis and
+    for an unknown tab."""
+    if not _live(session) or s.tab not in TAB_VIEWS:
+        return {}
+    with _user_errors(ran_model=s.tab == "attribution"):
+        if s.tab == "tokens":
+            tok, pix = _token_views(session, s)
+            return {"token_img": tok.picture, "token_caption": tok.caption} | {
+                "pixel_img": pix.picture,
+                "pixel_caption": pix.caption,
+            }
+        if s.tab == "attribution":
+            view = _attribution_view(session, s)
+            return {"attribution_img": view.picture, "attribution_caption": _attribution_caption(session, s, view)}
+        if s.tab == "pwa":
+            block = _pwa_block_or_none(session, s)
+            if block is None:
+                return {"pwa_caption": NO_PWA}
+            mat, row = _pwa_views(session, s.with_(pwa_block=block))
+            return {"pwa_matrix_img": mat.picture, "pwa_row_img": row.picture, "pwa_caption": row.caption}
+        if not pair_choices(session.forward.records):
+            return {"compare_caption": NO_PAIR}
+        a, b, caption = _compare_views(session, s)
+        return {
+            "compare_slider": (a.picture, b.picture),
+            "compare_a": a.picture,
+            "compare_b": b.picture,
+            "compare_caption": caption,
+        }
+
+
+def tab_marker(tab: str) -> Callable[[], str]:
+    """The function a tab's select event calls to remember it as the page's shown tab (a ``gr.State``)."""
+    if tab not in TABS:
+        raise ValueError(f"unknown tab {tab!r}; the tabs are {TABS}")
+
+    def mark() -> str:
+        return tab
+
+    mark.__name__ = mark.__qualname__ = f"show_{tab}"
+    return mark
+
+
+def show_tab_after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
+    """:func:`show_tab` for the event after a new analysis: the visible tab's views, but not the first
+    tab's, which :func:`analyze` returned already."""
+    return {} if s.tab == TABS[0] else show_tab(session, s)
+
+
+NO_PWA = "This model has no window-to-window attention at this resolution."
+NO_PAIR = "This model has no DSSA block followed by a GSA block at this resolution."
+
+
+def _pwa_block_or_none(session: Session, s: Settings) -> str | None:
+    """``s.pwa_block`` when this model has it with PWA, else the first block with PWA; None if none."""
+    options = {v for _, v in block_choices(session.forward.records, pwa_only=True)}
+    if s.pwa_block in options:
+        return s.pwa_block
+    return next((v for _, v in block_choices(session.forward.records, pwa_only=True)), None)
+
+
+def _attribution_caption(session: Session, s: Settings, view: views.View) -> str:
+    """The attribution's caption, with its deletion / insertion AUCs once the faithfulness panel measured them."""
+    method = _check_method(s.method)
+    scores = session.curves.get((method, _parse_target(s.target, session.forward.class_names, session.top1)))
+    if scores is None:
+        return view.caption
+    return view.caption + (
+        f" Deletion AUC {scores.deletion_auc:.3f} (lower is better), "
+        f"insertion AUC {scores.insertion_auc:.3f} (higher is better)."
+    )
 
 
 def head_update(session: Session | None, block: str | None, head: Any) -> Any:
@@ -865,17 +954,9 @@ def explain(
         session = _require(session)
         s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity, smooth=smooth)
         method = _check_method(s.method)
-        tgt = _parse_target(s.target, session.forward.class_names, session.top1)
         progress(0.0, desc=f"{METHODS[method].label}")
         view = _attribution_view(session, s, _progress_fn(progress, 0.0, 1.0))
-        caption = view.caption
-        scores = session.curves.get((method, tgt))
-        if scores is not None:
-            caption += (
-                f" Deletion AUC {scores.deletion_auc:.3f} (lower is better), "
-                f"insertion AUC {scores.insertion_auc:.3f} (higher is better)."
-            )
-        return session, view.picture, caption
+        return session, view.picture, _attribution_caption(session, s, view)
 
 
 def window_tokens(

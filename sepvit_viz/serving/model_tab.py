@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import gradio as gr
+
 from sepvit_viz.limits import DEFAULT_RESOLUTION
 from sepvit_viz.serving.handlers import Forward, Session, _user_errors
 from sepvit_viz.serving.models import MODEL_HUB, MODELS, ModelEntry
@@ -18,7 +20,7 @@ from sepvit_viz.stats import measures as stats
 from sepvit_viz.stats import plots as stats_plots
 from sepvit_viz.validation import SettingsError
 
-__all__ = ["DEFAULT_MEASURE", "MEASURE_CHOICES", "model_tab", "reference_stats"]
+__all__ = ["DEFAULT_MEASURE", "MEASURE_CHOICES", "model_tab", "model_tab_if_shown", "reference_stats"]
 
 #: (label, name) pairs for the measure dropdown, in :data:`sepvit_viz.stats.measures.MEASURES` order.
 MEASURE_CHOICES = [(m.label, m.name) for m in stats.MEASURES]
@@ -75,3 +77,12 @@ def model_tab(
         elif not same:
             caption += " " + OTHER_MODEL
         return picture, caption, stats_plots.kinds_image(ref)
+
+
+def model_tab_if_shown(tab: str | None, *args: Any) -> tuple[Any, ...]:
+    """:func:`model_tab` (``args`` its parameters) when the page shows the Model tab, else nothing changes:
+    a new analysis or model draws the tab's plots only where they are seen (its select event draws
+    them when it is opened)."""
+    if tab != "model":
+        return gr.skip(), gr.skip(), gr.skip()
+    return model_tab(*args)

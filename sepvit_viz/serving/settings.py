@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import gradio as gr
+
 from sepvit_viz.explain.attribution import DEFAULT_METHOD
 from sepvit_viz.limits import COLORMAPS, DEFAULT_FIT, DEFAULT_OPACITY, DEFAULT_RESOLUTION
 from sepvit_viz.serving.models import MODEL_DEFAULT
@@ -39,6 +41,7 @@ class Settings:
     fit: ``"aspect"`` (the photo's shape, shorter side at the resolution) or ``"crop"`` (centre square).
     smooth: show the attribution through :func:`sepvit_viz.explain.attribution.destripe` (display
     only: scores and the downloaded arrays keep the raw map).
+    tab: the id of the tab the page shows (``handlers.TABS``; the first, ``"tokens"``, at the start).
     """
 
     model: str = MODEL_DEFAULT
@@ -60,6 +63,7 @@ class Settings:
     pair: str | None = None
     fit: str = DEFAULT_FIT
     smooth: Any = False
+    tab: str = "tokens"
 
     @classmethod
     def of(cls, **values: Any) -> Settings:
@@ -102,10 +106,13 @@ class Binding:
         self, fn: Callable[[Any, Settings], Mapping[str, Any]], state: Any, names: list[str]
     ) -> tuple[Callable[[dict], dict], set, set]:
         """(callable, inputs, outputs) for an event: ``fn`` gets the state's value and the settings of
-        every bound control, and returns values for ``names``."""
+        every bound control, and returns values for some of ``names`` (those it leaves out do not
+        change; ``{}`` changes nothing)."""
 
-        def run(data: dict) -> dict:
-            return self.write(fn(data.get(state), self.read(data)))
+        def run(data: dict) -> Any:
+            out = self.write(fn(data.get(state), self.read(data)))
+            # Gradio reads an empty dict as one value (too few for several outputs): say "no change"
+            return out if out else gr.skip()
 
         run.__name__ = run.__qualname__ = getattr(fn, "__name__", "run")
 
