@@ -225,7 +225,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
         model=model, hub_repo=hub_repo, hub_revision=hub_revision, resolution=resolution, target=target,
         method=method, cmap=cmap, opacity=opacity, token_block=token_block, token_head=token_head,
         pixel_view=pixel_view, x=point_x, y=point_y, pwa_block=pwa_block, pwa_head=pwa_head, window=window,
-        pair=pair, fit=fit, smooth=smooth, tab=shown_tab, faith_table=faith_table,
+        pair=pair, fit=fit, smooth=smooth, tab=shown_tab, faith_table=faith_table, faith_plot=faith_plot,
         token_img=token_img, token_caption=token_caption, pixel_img=pixel_img, pixel_caption=pixel_caption,
         attribution_img=attribution_img, attribution_caption=attribution_caption,
         pwa_matrix_img=pwa_matrix_img, pwa_row_img=pwa_row_img, pwa_caption=pwa_caption,
@@ -271,12 +271,12 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     # class attribution: a new class or method runs the attribution only (the forward is cached)
     # (progress on the picture only: over the caption its text would overlap the old caption)
     explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity, smooth],
-                        outputs=[analysis, attribution_img, attribution_caption], show_progress_on=attribution_img,
+                        outputs=[attribution_img, attribution_caption], show_progress_on=attribution_img,
                         **MODEL_WORK)
     method.input(api_name="explain", **explain_args)
     target.input(**explain_args, **PRIVATE)
     smooth.input(**explain_args, **PRIVATE)
-    faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps, sanity], [analysis, faith_table, faith_plot],
+    faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps, sanity], [faith_table, faith_plot],
                     api_name="faithfulness", **MODEL_WORK)
 
     # window tokens: block / head / view redraw; a click on the token map picks a pixel

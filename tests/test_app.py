@@ -174,7 +174,15 @@ def test_after_analysis_updates_controls_without_the_model(state, no_model):
     assert len(target["choices"]) == 1001
     assert "window token" in out["token_caption"] and "Pixel" in out["pixel_caption"]
     # the other tabs' pictures belonged to the last photo: emptied, drawn again when shown
-    for name in ("attribution_img", "pwa_matrix_img", "pwa_row_img", "compare_slider", "compare_a", "compare_b"):
+    for name in (
+        "attribution_img",
+        "pwa_matrix_img",
+        "pwa_row_img",
+        "compare_slider",
+        "compare_a",
+        "compare_b",
+        "faith_plot",
+    ):
         assert out[name] is None, name
     assert out["attribution_caption"] == out["pwa_caption"] == out["compare_caption"] == ""
     assert (out["x"], out["y"], out["window"]) == (-1, -1, -1)
@@ -352,7 +360,7 @@ def test_a_new_method_runs_only_the_attribution(state, monkeypatch):
     monkeypatch.setattr(handlers, "attribute", lambda *a, **k: calls.append(k) or real(*a, **k))
     state.attributions.pop(("saliency", 7), None)
     cache.RESULTS.clear()
-    _, img, caption = handlers.explain(state, "7", "saliency", "inferno", 0.6, progress=noop)
+    img, caption = handlers.explain(state, "7", "saliency", "inferno", 0.6, progress=noop)
     assert len(calls) == 1 and not_blank(img)
     assert "Saliency" in caption and "(7)" in caption
     handlers.explain(state, "7: cock", "saliency", "viridis", 0.6, progress=noop)  # the dropdown label works too
@@ -382,10 +390,10 @@ def test_smoothing_is_display_only_and_removes_the_stride_comb(state, no_model):
         return float(p[q] / np.median(p[q - 6 : q + 7]))
 
     assert comb(smooth_view.heat) < comb(raw_view.heat)
-    _, img, caption = handlers.explain(state, "top", method, "inferno", 0.6, True, progress=noop)
+    img, caption = handlers.explain(state, "top", method, "inferno", 0.6, True, progress=noop)
     assert "Smoothed for display" in caption and "raw map" in caption
     np.testing.assert_array_equal(img, smooth_view.picture)
-    _, img, caption = handlers.explain(state, "top", method, "inferno", 0.6, False, progress=noop)
+    img, caption = handlers.explain(state, "top", method, "inferno", 0.6, False, progress=noop)
     assert "Smoothed" not in caption
     np.testing.assert_array_equal(img, raw_view.picture)
 
@@ -518,7 +526,7 @@ def test_faithfulness_scores_one_method(state, monkeypatch):
     monkeypatch.setattr(handlers, "faithfulness_table", spy)
     handlers.explain(state, "top", "gradcam", "inferno", 0.6, progress=noop)  # Grad-CAM already computed
     att = state.attributions[("gradcam", state.top1)]
-    _, rows, plot = handlers.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
+    rows, plot = handlers.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
     assert len(calls) == 1
     methods, kw = calls[0]
     # the light preset, and the attributions already computed are passed, not computed again
@@ -533,9 +541,19 @@ def test_faithfulness_scores_one_method(state, monkeypatch):
     assert any(r[0] == "Random" for r in rows)  # the floor is shown
     assert not_blank(plot)
     # asked again: the same table, no new scoring; the table is offered again after the next analysis
-    _, again, _ = handlers.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
+    again, _ = handlers.faithfulness(state, "top", "gradcam", "this method", 4, progress=noop)
     assert again == rows and len(calls) == 1
     assert ("gradcam", state.top1) in state.curves
+    # other steps: a new table, and the plot (and caption scores) follow it, not the first table's curves
+    rows8, plot8 = handlers.faithfulness(state, "top", "gradcam", "this method", 8, progress=noop)
+    assert rows8 != rows
+    assert len(calls) == 2
+    assert len(state.curves[("gradcam", state.top1)].fractions) == 9
+    assert (
+        state.curves[("gradcam", state.top1)]
+        is next(r for r in state.scorecard.rows if r.method == "gradcam").curves["mean"]
+    )
+    assert not np.array_equal(plot8, plot)
 
 
 def test_faithfulness_panel_progress_per_method_and_the_sanity_option(state, monkeypatch):
@@ -556,7 +574,7 @@ def test_faithfulness_panel_progress_per_method_and_the_sanity_option(state, mon
         seen.append((float(frac), desc or ""))
 
     session = analyze()[0]
-    _, rows, _ = handlers.faithfulness(session, "top", "saliency", "this method", 4, progress=progress)
+    rows, _ = handlers.faithfulness(session, "top", "saliency", "this method", 4, progress=progress)
     fracs = [f for f, _ in seen]
     assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0)
     for label in ("Saliency", "Random"):
@@ -567,7 +585,7 @@ def test_faithfulness_panel_progress_per_method_and_the_sanity_option(state, mon
     card = state_card = session.scorecard
     assert session.curves[("saliency", session.top1)] is card.rows[0].curves["mean"]
     seen.clear()
-    _, rows, _ = handlers.faithfulness(session, "top", "saliency", "this method", 4, True, progress=progress)
+    rows, _ = handlers.faithfulness(session, "top", "saliency", "this method", 4, True, progress=progress)
     assert calls == [None, "full"] and session.scorecard is not state_card
     assert all("sanity check" in r[-2] for r in rows)
     assert any("sanity check" in d for _, d in seen)
@@ -583,7 +601,7 @@ def test_typed_class_text_finds_its_class(state):
     assert handlers._parse_target("top", names, 7) == 7
     with pytest.raises(handlers.SettingsError, match=r"part of 8 class names \(.*Persian cat"):
         handlers._parse_target("cat", names, 0)
-    _, _, caption = handlers.explain(state, "IGUANA", "saliency", "inferno", 0.6, progress=noop)
+    _, caption = handlers.explain(state, "IGUANA", "saliency", "inferno", 0.6, progress=noop)
     assert "common iguana" in caption
 
 
@@ -615,6 +633,17 @@ def test_attribution_progress_stays_off_the_caption():
     assert explains
     for dep in explains:
         assert [c.elem_id for c in dep.show_progress_on] == ["attribution_img"]
+
+
+def test_slow_model_events_never_write_the_session_back():
+    """An attribution or a faithfulness table that ends after a new photo's analysis must not put the
+    old analysis back: those events update the session in place and have no State among their outputs."""
+    import app
+
+    slow = [d for d in app.demo.fns.values() if d.name in ("explain", "faithfulness")]
+    assert {d.name for d in slow} == {"explain", "faithfulness"}
+    for dep in slow:
+        assert not any(isinstance(c, gr.State) for c in dep.outputs), dep.name
 
 
 def test_curve_legends_lie_outside_the_curves():

@@ -196,7 +196,7 @@ def test_negative_steps_and_unknown_class_after_an_analysis(files):
         handlers.faithfulness(state, "top", "gradcam", steps=-3, progress=noop)
     with pytest.raises(gr.Error, match="no class named 'unicorn'"):
         handlers.explain(state, "unicorn", "gradcam", "inferno", 0.6, progress=noop)
-    assert handlers.explain(state, "golden retriever", "gradcam", "inferno", 0.6, progress=noop)[1].ndim == 3
+    assert handlers.explain(state, "golden retriever", "gradcam", "inferno", 0.6, progress=noop)[0].ndim == 3
 
 
 def _unique_photo(path: Path, seed: int) -> str:

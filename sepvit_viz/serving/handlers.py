@@ -248,21 +248,21 @@ class Session:
 
     ``maps`` memoises every attention map drawn so far; ``attributions`` and ``curves`` hold the
     attribution maps and deletion / insertion curves per (method, class); ``scorecards`` the
-    faithfulness tables per (methods, class, steps), ``scorecard`` the one shown last.
+    faithfulness tables per (methods, class, steps, sanity option), ``scorecard`` the one shown last.
     """
 
     forward: Forward
     maps: pipeline.Analysis
     attributions: dict[tuple[str, int], Attribution] = field(default_factory=dict)
     curves: dict[tuple[str, int], Curves] = field(default_factory=dict)
-    scorecards: dict[tuple[tuple[str, ...], int, int], Scorecard] = field(default_factory=dict)
+    scorecards: dict[tuple[tuple[str, ...], int, int, str | None], Scorecard] = field(default_factory=dict)
     scorecard: Scorecard | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     pictures: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
 
     #: Pictures kept per session (about 0.7 MB each at 224 px): enough that the events following one
     #: another (``/analyze``, then the secondary views) never draw a picture twice.
-    MAX_PICTURES: ClassVar[int] = 6
+    MAX_PICTURES: ClassVar[int] = 8  # every tab's pictures (6) and two more
     #: True once :meth:`release` let go of the arrays (the memory budget, :data:`cache.SESSIONS`).
     released: bool = False
 
@@ -565,7 +565,7 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
             target=target,
             class_name=fwd.class_names[target],
             seconds=att.seconds,
-            smoothed=smooth,
+            smoothed=smooth and session.maps.records[0].geometry.stride,
         ),
     )
 
@@ -718,7 +718,7 @@ def analyze(
         _parse_target(s.target, fwd.class_names, session.top1)
         _view_settings(session, s, s.token_block, s.token_head)
         _pwa_settings(session, s)
-        if s.pair or pair_choices(fwd.records):
+        if pair_choices(fwd.records):  # a model without pairs ignores the (stale) pair dropdown
             _compare_settings(session, s)
         progress(0.9, desc="Drawing the window tokens")
         tok, pix = _token_views(session, s)
@@ -787,6 +787,7 @@ AFTER_ANALYSIS = (
     "pair",
     "target",
     "faith_table",
+    "faith_plot",
     "token_caption",
     "pixel_caption",
     "x",
@@ -834,6 +835,7 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
             "pair": gr.update(choices=pairs, value=pr),
             "target": gr.update(choices=tgt_opts, value=tgt),
             "faith_table": _faith_rows(session),
+            "faith_plot": None,  # the curves of the last photo's table
             "x": -1,
             "y": -1,
             "window": -1,
@@ -949,14 +951,15 @@ def explain(
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
 ) -> tuple[Any, ...]:
     """Attribution overlay for a chosen class and method (the model runs only for a new pair);
-    ``smooth`` shows it destriped (display only). Returns (session, picture, caption)."""
+    ``smooth`` shows it destriped (display only). Returns (picture, caption); the session is updated
+    in place and is not an output (a slow call cannot put back an analysis a new photo replaced)."""
     with _user_errors(ran_model=True):
         session = _require(session)
         s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity, smooth=smooth)
         method = _check_method(s.method)
         progress(0.0, desc=f"{METHODS[method].label}")
         view = _attribution_view(session, s, _progress_fn(progress, 0.0, 1.0))
-        return session, view.picture, _attribution_caption(session, s, view)
+        return view.picture, _attribution_caption(session, s, view)
 
 
 def window_tokens(
@@ -1145,7 +1148,9 @@ def faithfulness(
     more attribution per method; its result is in the verdict text).
 
     Progress: each attribution still to compute, then each method's measures.
-    Returns (state, table rows as :data:`FAITH_HEADERS`, deletion / insertion curves plot).
+    Returns (table rows as :data:`FAITH_HEADERS`, deletion / insertion curves plot of this table).
+    The session is updated in place and is not an output: a slow call that ends after a new photo's
+    analysis cannot put the old analysis back.
     """
     with _user_errors(ran_model=True):
         session = _require(session)
@@ -1180,11 +1185,11 @@ def faithfulness(
                     **preset,
                 )
             session.scorecards[key] = card
-        for row in card.rows:  # the curves plot (mean fill): the table's own curves, not computed again
-            session.curves.setdefault((row.method, tgt), row.curves["mean"])
+        for row in card.rows:  # the curves plot (mean fill): the shown table's own curves, not computed again
+            session.curves[(row.method, tgt)] = row.curves["mean"]
         session.scorecard = card
         curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods}
-        return session, _faith_rows(session), views.curves(curves)
+        return _faith_rows(session), views.curves(curves)
 
 
 # ------------------------------------------------------------------------------------ downloads
@@ -1233,6 +1238,8 @@ def prepare_downloads(
         with session.lock:
             arrays = session.maps.arrays(vs.block, vs.head, vs.point)
         arrays["probs"] = fwd.probs
-        for (m, t), att in session.attributions.items():
+        with session.lock:  # an attribution may be stored by another event meanwhile
+            attributions = list(session.attributions.items())
+        for (m, t), att in attributions:
             arrays[f"attribution.{m}.{t}"] = att.map_hw
         return downloads.write_files(pictures, arrays)

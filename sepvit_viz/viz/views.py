@@ -415,11 +415,11 @@ def attribution(
     target: int,
     class_name: str,
     seconds: float,
-    smoothed: bool = False,
+    smoothed: int | bool = False,
 ) -> View:
     """A class attribution (H, W) over the photo. Signed maps show their positive part; the colour bar
     tops out at the 99.5th percentile, so a few extreme pixels do not wash out the rest. ``smoothed``:
-    ``heat`` was destriped for display (said in the title and caption)."""
+    the stem stride ``heat`` was destriped with for display (said in the title and caption), or False."""
     k = s.scale or display_scale(an.size)
     signed = bool(heat.min() < 0)
     shown = np.maximum(heat, 0) if signed else heat
@@ -432,8 +432,8 @@ def attribution(
         f"{seconds:.2f} s."
         + (" Positive evidence shown (negative values clipped)." if signed else "")
         + (
-            " Smoothed for display (7 px tent: the stride-4 stripes of the patch embedding removed); "
-            "scores and downloaded arrays use the raw map."
+            f" Smoothed for display ({2 * int(smoothed) - 1} px tent: the stride-{int(smoothed)} stripes of the "
+            "patch embedding removed); scores and downloaded arrays use the raw map."
             if smoothed
             else ""
         )
