@@ -635,6 +635,19 @@ def test_attribution_progress_stays_off_the_caption():
         assert [c.elem_id for c in dep.show_progress_on] == ["attribution_img"]
 
 
+def test_render_and_downloads_skip_cross_window_pictures_for_a_model_without_pwa(state, monkeypatch, no_model):
+    """A model with no PWA block (every block global) still re-renders and downloads its other views."""
+    args = ("top", settings.DEFAULT_METHOD, "viridis", 0.5, None, "mean", -1, -1, None, "mean", -1, None, "dwa")
+    with_pwa = handlers.rerender(state, *args)
+    assert isinstance(with_pwa[3], np.ndarray) and isinstance(with_pwa[4], np.ndarray)
+    monkeypatch.setattr(handlers, "_pwa_block_or_none", lambda session, s: None)
+    out = handlers.rerender(state, *args)
+    assert out[3] == gr.update() and out[4] == gr.update()
+    assert isinstance(out[1], np.ndarray) and isinstance(out[2], np.ndarray)  # the token views are drawn
+    names = [Path(f).name for f in handlers.prepare_downloads(state, *args)]
+    assert "window_tokens.png" in names and not any("pwa" in n or "cross_window" in n for n in names)
+
+
 def test_slow_model_events_never_write_the_session_back():
     """An attribution or a faithfulness table that ends after a new photo's analysis must not put the
     old analysis back: those events update the session in place and have no State among their outputs."""

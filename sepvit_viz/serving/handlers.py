@@ -1097,13 +1097,23 @@ def rerender(
         s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)
         att = _attribution_view(session, s).picture if _has_attribution(session, s) else gr.update()
         tok, pix = _token_views(session, s)
-        mat, row = _pwa_views(session, s)
+        mat, row = _pwa_views(session, s) if _pwa_block_or_none(session, s) else (None, None)  # a model without PWA
         try:
             a, b, _ = _compare_views(session, s)
             sl, ca, cb = (a.picture, b.picture), a.picture, b.picture
         except SettingsError:
             sl = ca = cb = None
-        return att, tok.picture, pix.picture, mat.picture, row.picture, sl, ca, cb
+        no_pwa = mat is None
+        return (
+            att,
+            tok.picture,
+            pix.picture,
+            gr.update() if no_pwa else mat.picture,
+            gr.update() if no_pwa else row.picture,
+            sl,
+            ca,
+            cb,
+        )
 
 
 # ------------------------------------------------------------------------------------ faithfulness
@@ -1227,8 +1237,9 @@ def prepare_downloads(
             pictures[f"attribution_{m}_{t}"] = _attribution_view(session, s).picture
         tok, pix = _token_views(session, s)
         pictures["window_tokens"], pictures[f"pixel_{s.pixel_view}"] = tok.picture, pix.picture
-        mat, row = _pwa_views(session, s)
-        pictures["pwa_matrix"], pictures["cross_window"] = mat.picture, row.picture
+        if _pwa_block_or_none(session, s):  # a model without PWA has no cross-window pictures
+            mat, row = _pwa_views(session, s)
+            pictures["pwa_matrix"], pictures["cross_window"] = mat.picture, row.picture
         try:
             a, b, _ = _compare_views(session, s)
             pictures["compare_dssa"], pictures["compare_gsa"] = a.picture, b.picture
