@@ -195,12 +195,11 @@ def deletion_insertion_fills(
         return (j, deletion, int(counts[i]))
 
     keys = [[[point_key(j, d, i) for i in range(len(counts))] for d in (True, False)] for j in range(len(fills))]
-    jobs: list[Any] = []
-    for per_fill in keys:
-        for per_kind in per_fill:
-            for key in per_kind:
-                if key not in memo and key not in jobs:
-                    jobs.append(key)
+    # each image once, in curve order, unless a caller's earlier call already scored it
+    jobs = [
+        k for k in dict.fromkeys(k for per_fill in keys for per_kind in per_fill for k in per_kind) if k not in memo
+    ]
+    named_index = {f: j for j, f in reversed(list(enumerate(fills))) if isinstance(f, str)}
 
     def job_image(key: Any) -> tuple[int, bool, int]:
         """(fill index, deletion?, pixels taken) producing the image of ``key``."""
@@ -211,7 +210,6 @@ def deletion_insertion_fills(
             return j, True, H * W  # deletion of every pixel: the fill itself
         return key
 
-    named_index = {f: j for j, f in reversed(list(enumerate(fills))) if isinstance(f, str)}
     local: dict[Any, float] = {}
     for start in range(0, len(jobs), batch_size):
         chunk = [job_image(k) for k in jobs[start : start + batch_size]]

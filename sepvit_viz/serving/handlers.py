@@ -553,19 +553,19 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
     target = _parse_target(s.target, fwd.class_names, session.top1)
     att = _attribution(session, None, method, target, progress)
     vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, "mean")
-    smooth = _check_smooth(s.smooth)
+    # display only: the stored attribution (scored, downloaded) stays the raw map
+    stride = session.maps.records[0].geometry.stride if _check_smooth(s.smooth) else 0
     return session.draw(
-        ("attribution", method, target, vs.cmap, vs.alpha, smooth),
+        ("attribution", method, target, vs.cmap, vs.alpha, bool(stride)),
         lambda: views.attribution(
             session.maps,
-            # display only: the stored attribution (scored, downloaded) stays the raw map
-            destripe(att.map_hw, session.maps.records[0].geometry.stride) if smooth else att.map_hw,
+            destripe(att.map_hw, stride) if stride else att.map_hw,
             vs,
             method_label=METHODS[method].label,
             target=target,
             class_name=fwd.class_names[target],
             seconds=att.seconds,
-            smoothed=smooth and session.maps.records[0].geometry.stride,
+            smoothed=stride,
         ),
     )
 
@@ -859,7 +859,9 @@ def show_tab(session: Session | None, s: Settings) -> dict[str, Any]:
     with _user_errors(ran_model=s.tab == "attribution"):
         if s.tab == "tokens":
             tok, pix = _token_views(session, s)
-            return {"token_img": tok.picture, "token_caption": tok.caption} | {
+            return {
+                "token_img": tok.picture,
+                "token_caption": tok.caption,
                 "pixel_img": pix.picture,
                 "pixel_caption": pix.caption,
             }
@@ -907,10 +909,8 @@ NO_PAIR = "This model has no DSSA block followed by a GSA block at this resoluti
 
 def _pwa_block_or_none(session: Session, s: Settings) -> str | None:
     """``s.pwa_block`` when this model has it with PWA, else the first block with PWA; None if none."""
-    options = {v for _, v in block_choices(session.forward.records, pwa_only=True)}
-    if s.pwa_block in options:
-        return s.pwa_block
-    return next((v for _, v in block_choices(session.forward.records, pwa_only=True)), None)
+    options = [v for _, v in block_choices(session.forward.records, pwa_only=True)]
+    return s.pwa_block if s.pwa_block in options else next(iter(options), None)
 
 
 def _attribution_caption(session: Session, s: Settings, view: views.View) -> str:
@@ -1097,23 +1097,15 @@ def rerender(
         s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)
         att = _attribution_view(session, s).picture if _has_attribution(session, s) else gr.update()
         tok, pix = _token_views(session, s)
-        mat, row = _pwa_views(session, s) if _pwa_block_or_none(session, s) else (None, None)  # a model without PWA
+        mat = row = gr.update()  # a model without PWA: nothing to redraw there
+        if _pwa_block_or_none(session, s):
+            mat, row = (v.picture for v in _pwa_views(session, s))
         try:
             a, b, _ = _compare_views(session, s)
             sl, ca, cb = (a.picture, b.picture), a.picture, b.picture
         except SettingsError:
             sl = ca = cb = None
-        no_pwa = mat is None
-        return (
-            att,
-            tok.picture,
-            pix.picture,
-            gr.update() if no_pwa else mat.picture,
-            gr.update() if no_pwa else row.picture,
-            sl,
-            ca,
-            cb,
-        )
+        return att, tok.picture, pix.picture, mat, row, sl, ca, cb
 
 
 # ------------------------------------------------------------------------------------ faithfulness
@@ -1246,11 +1238,10 @@ def prepare_downloads(
         except SettingsError:
             pass
         vs = _view_settings(session, s, s.token_block, s.token_head)
-        with session.lock:
-            arrays = session.maps.arrays(vs.block, vs.head, vs.point)
-        arrays["probs"] = fwd.probs
         with session.lock:  # an attribution may be stored by another event meanwhile
+            arrays = session.maps.arrays(vs.block, vs.head, vs.point)
             attributions = list(session.attributions.items())
+        arrays["probs"] = fwd.probs
         for (m, t), att in attributions:
             arrays[f"attribution.{m}.{t}"] = att.map_hw
         return downloads.write_files(pictures, arrays)

@@ -415,11 +415,11 @@ def attribution(
     target: int,
     class_name: str,
     seconds: float,
-    smoothed: int | bool = False,
+    smoothed: int = 0,
 ) -> View:
     """A class attribution (H, W) over the photo. Signed maps show their positive part; the colour bar
     tops out at the 99.5th percentile, so a few extreme pixels do not wash out the rest. ``smoothed``:
-    the stem stride ``heat`` was destriped with for display (said in the title and caption), or False."""
+    the stem stride ``heat`` was destriped with for display (said in the title and caption); 0: raw."""
     k = s.scale or display_scale(an.size)
     signed = bool(heat.min() < 0)
     shown = np.maximum(heat, 0) if signed else heat
@@ -432,7 +432,7 @@ def attribution(
         f"{seconds:.2f} s."
         + (" Positive evidence shown (negative values clipped)." if signed else "")
         + (
-            f" Smoothed for display ({2 * int(smoothed) - 1} px tent: the stride-{int(smoothed)} stripes of the "
+            f" Smoothed for display ({2 * smoothed - 1} px tent: the stride-{smoothed} stripes of the "
             "patch embedding removed); scores and downloaded arrays use the raw map."
             if smoothed
             else ""
