@@ -195,6 +195,7 @@ def test_training_lowers_the_loss_and_the_checkpoint_reloads(photo_dirs, tmp_pat
     assert card["training_data"]["photos_without_imagenet_class"] == 8
     assert card["coverage"].startswith("Trained on 8 photos: 0 of the 1000 ImageNet classes")
     assert set(card["views_per_second"]["CPU, 1 threads, bf16 autocast"]) == {"64"}
+    assert card["teacher"].endswith("224 px, bf16 autocast")
     assert card["train_time_hours_by_hardware"] == {}  # train_step alone counts no budget time
 
 
@@ -318,6 +319,10 @@ def test_no_held_out_folders_and_a_given_teacher_file(photo_dirs, tmp_path, teac
     assert card["evaluation_during_training"]["results"] == {}
     assert card["training_data"]["held_out_never_trained_on"] == []
     assert card["hardware"].startswith("CPU, 1 threads")
+    from sepvit_viz.model.runtime import cpu_has_native_bf16
+
+    # no --bf16 / --no-bf16: the card names what the teacher ran at on this CPU
+    assert card["teacher"].endswith("bf16 autocast" if cpu_has_native_bf16() else "224 px, float32")
     assert card["training_data"]["folder_sampling_weights"].startswith("none")
     saved = torch.load(tmp_path / "runs" / "noval" / "state.pt", map_location="cpu", weights_only=True)
     assert json.loads(saved["config"])["teacher_checkpoint"] == str(half)

