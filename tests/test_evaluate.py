@@ -271,8 +271,25 @@ def test_examples_are_scored_against_the_classes_their_attribution_lists(monkeyp
     assert card["examples"]["student_right"] == 1 and card["examples"]["photos"] == 2
     assert "church_d0fe8a.jpg: church -> church" in capsys.readouterr().out
 
+    # the same folder as a many-classes measure: counts, with the teacher's beside them
+    assert evaluate.many_classes_summary(rows, folder) == {
+        "folder": "examples",
+        "photos": 2,
+        "classes": 2,
+        "student_right": 1,
+        "teacher_right": 1,
+        "agreement": 0,
+    }
+    assert evaluate.many_classes_summary([rows[0], rows[0]], folder)["classes"] == 1  # classes, not photos
+    assert evaluate.main(["--many-classes", str(folder), "--checkpoint", str(ckpt), "--update-card"]) == 0
+    card = json.loads(evaluate.card_path_for(ckpt).read_text())
+    assert card["many_classes"] == {"folder": "examples", "photos": 2, "classes": 2, "student_right": 1}
+    assert card["examples"]["photos"] == 2  # the examples entry is left as it was
+    assert "examples: 2 photos of 2 classes, student right on 1" in capsys.readouterr().out
+
     (folder / "goldfish_435137.jpg").unlink()  # listed but missing: a one-line error
     assert evaluate.main(["--examples", str(folder), "--checkpoint", str(ckpt)]) == 2
+    assert evaluate.main(["--many-classes", str(folder), "--checkpoint", str(ckpt)]) == 2
 
 
 def test_the_bundled_examples_are_listed_with_their_classes():

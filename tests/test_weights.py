@@ -261,6 +261,39 @@ def test_model_note_is_one_line_drawn_from_the_card(tmp_path):
     card["evaluation"]["results"]["train-folder"] = {"student_top1": 0.99}  # not held out: not shown
     card_path_for(ckpt).write_text(json.dumps(card))
     assert "Held-out top-1 (on at most 8 photos per folder): imagewoof 60% (teacher 81%), x 20%." in model_note(ckpt)
+    assert "different classes" not in model_note(ckpt)  # no many-classes measure on this card
+    card["many_classes"] = {"folder": "examples", "photos": 36, "classes": 35, "student_right": 3, "teacher_right": 30}
+    card_path_for(ckpt).write_text(json.dumps(card))
+    assert "x 20%. On 36 photos of 35 different classes it names 3 right (teacher 30). Expect" in model_note(ckpt)
+    card["many_classes"] = "garbled"  # a malformed entry is left out, the rest stays
+    card_path_for(ckpt).write_text(json.dumps(card))
+    assert "different classes" not in model_note(ckpt) and "imagewoof 60%" in model_note(ckpt)
     del card["training_data"]["classes_with_at_least_100_photos"]  # an older card: its coverage text
     card_path_for(ckpt).write_text(json.dumps(card))
     assert model_note(ckpt) == "old text"
+
+
+def test_the_readme_quotes_the_shipped_cards_figures():
+    """The README's table of the shipped checkpoint is written by hand: it must say what the card says."""
+    import json
+    import re
+
+    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, card_path_for
+
+    card = json.loads(card_path_for(DEFAULT_CHECKPOINT).read_text())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(
+        r"^\| held-out (\S+) .*?\| top-1 \*\*([\d.]+)%\*\* \(teacher ([\d.]+)%\).*?([\d.]+)% \|$", readme, re.M
+    )
+    assert len(rows) == len(card["evaluation"]["results"]) >= 4
+    for name, student, teacher, agreement in rows:
+        r = card["evaluation"]["results"][name.lower()]
+        assert (float(student), float(teacher), float(agreement)) == (
+            round(100 * r["student_top1"], 1),
+            round(100 * r["teacher_top1"], 1),
+            round(100 * r["agreement"], 1),
+        ), name
+    many = card["many_classes"]
+    expected = f"| {many['photos']} photos of {many['classes']} other classes"
+    assert expected in readme
+    assert f"right on **{many['student_right']}** (teacher {many['teacher_right']}) |" in readme

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
@@ -77,8 +78,9 @@ def model_note(checkpoint: str | Path | None = None) -> str | None:
     on held-out photos, drawn from its model card; None without a card.
 
     Cards written by ``sepvit_viz.training.distill`` carry a training-data summary and, after
-    ``sepvit_viz.training.evaluate --update-card``, held-out results with the teacher's beside them; an older
-    card without the summary gives its coverage text instead.
+    ``sepvit_viz.training.evaluate --update-card``, held-out results with the teacher's beside them and,
+    with ``--many-classes``, the count right on photos of many different classes; an older card without
+    the summary gives its coverage text instead.
     """
     checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     try:
@@ -113,6 +115,16 @@ def model_note(checkpoint: str | Path | None = None) -> str | None:
         limit = evaluation.get("limit_per_folder")
         on = f" (on at most {int(limit)} photos per folder)" if limit else ""
         line += f" Held-out top-1{on}: " + ", ".join(parts) + "."
+    many = card.get("many_classes")
+    # the figure closest to an arbitrary upload (photos of as many classes as photos); a card without
+    # it, or with a malformed one, just leaves it out
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        line += (
+            f" On {int(many['photos'])} photos of {int(many['classes'])} different classes it names "
+            f"{int(many['student_right'])} right"
+            + (f" (teacher {int(many['teacher_right'])})" if "teacher_right" in many else "")
+            + "."
+        )
     return line + " Expect less on classes with few training photos."
 
 

@@ -177,6 +177,21 @@ def evaluate_examples(
     return rows
 
 
+def many_classes_summary(rows: Sequence[dict[str, Any]], folder: str | Path) -> dict[str, Any]:
+    """Counts over :func:`evaluate_examples` rows: photos, distinct true classes, how many the student
+    (and the teacher) name right, and on how many the two name the same class."""
+    out: dict[str, Any] = {
+        "folder": Path(folder).name,
+        "photos": len(rows),
+        "classes": len({r["class"] for r in rows}),
+        "student_right": sum(bool(r["student"]["right"]) for r in rows),
+    }
+    if rows and all("teacher" in r for r in rows):
+        out["teacher_right"] = sum(bool(r["teacher"]["right"]) for r in rows)
+        out["agreement"] = sum(r["student"]["top1"] == r["teacher"]["top1"] for r in rows)
+    return out
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows of :func:`evaluate_dirs` as a markdown table (percentages, one decimal)."""
     with_teacher = any("teacher_top1" in r for r in rows)
@@ -289,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         "with --update-card recorded under 'examples'",
     )
     p.add_argument(
+        "--many-classes",
+        metavar="DIR",
+        help="a folder of photos of many different classes, each listed with its class in its ATTRIBUTION.md "
+        "(e.g. ../shared/examples); with --update-card their count right is recorded under 'many_classes'",
+    )
+    p.add_argument(
         "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="student checkpoint (default: the shipped one)"
     )
     p.add_argument("--teacher", action="store_true", help="also run EfficientNet-Lite0 and report agreement")
@@ -303,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         help="record the results, the targets and the verdicts in the checkpoint's .card.json (under 'evaluation')",
     )
     args = p.parse_args(argv)
-    if not args.dirs and not args.examples:
-        p.error("give held-out folders, --examples DIR, or both")
+    if not args.dirs and not args.examples and not args.many_classes:
+        p.error("give held-out folders, --examples DIR, --many-classes DIR, or several")
     if args.threads:
         torch.set_num_threads(args.threads)
     for d in args.dirs:
@@ -337,6 +358,17 @@ def main(argv: list[str] | None = None) -> int:
             t = f"; teacher {r['teacher']['top1']}" if "teacher" in r else ""
             ok = "right" if r["student"]["right"] else "wrong"
             print(f"{r['file']}: {r['class']} -> {r['student']['top1']} ({r['student']['probability']:.0%}, {ok}){t}")
+    many = None
+    if args.many_classes:
+        try:
+            many = many_classes_summary(evaluate_examples(model, args.many_classes, teacher), args.many_classes)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        t = f"; teacher {many['teacher_right']}, agreement {many['agreement']}" if "teacher_right" in many else ""
+        print(
+            f"{many['folder']}: {many['photos']} photos of {many['classes']} classes, student right on {many['student_right']}{t}"
+        )
     print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
@@ -354,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
                 "photos": len(examples),
                 "results": examples,
             }
+            card_path.write_text(json.dumps(card, indent=2) + "\n")
+        if many is not None:
+            card = json.loads(card_path.read_text()) if card_path.exists() else {}
+            card["many_classes"] = many
             card_path.write_text(json.dumps(card, indent=2) + "\n")
         print(f"updated {card_path}", file=sys.stderr)
     return 0
