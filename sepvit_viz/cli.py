@@ -153,7 +153,12 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--figures", action="store_true", help="also write annotated matplotlib figures (slower)")
     p.add_argument("--gallery", action="store_true", help="also write a per-head gallery per block (slower)")
-    p.add_argument("--npz", action="store_true", help="also export the raw arrays as maps.npz per photo")
+    p.add_argument(
+        "--npz",
+        action="store_true",
+        help="also export the raw arrays as maps.npz per photo: every block's DWA and PWA, and the maps "
+        "of each selected block (<block>.token_map, .pixel_query, .composed, .pwa_map) and the rollout",
+    )
     return p
 
 
@@ -306,7 +311,10 @@ def _render_photo(
             label = f"DSSA (left) vs GSA (right), stage {ra.stage + 1}"
             extra.append((label, _save(pair_picture(a, pair, s), folder / pair_name(ra, rb))))
     if args.npz:
-        a.export_npz(str(folder / "maps.npz"), head=args.head, point=args.point)
+        arrays: dict[str, np.ndarray] = {}
+        for i in blocks:  # every block's DWA / PWA, and the maps of each selected block (keyed by its name)
+            arrays.update(a.arrays(i, args.head, args.point))
+        render.export_npz(arrays, folder / "maps.npz")
         extra.append(("raw arrays", "maps.npz"))
     return {"rows": rows, "extra": extra}
 

@@ -389,3 +389,17 @@ def test_index_links_work_for_photo_names_with_url_characters(tmp_path):
     for link in links:
         assert not set("#? ") & set(link)
         assert (out / unquote(link)).is_file()
+
+
+def test_npz_holds_the_maps_of_the_selected_blocks(folder, tmp_path):
+    """``--npz`` with ``--block``: the maps in maps.npz are those of the blocks asked for (they were
+    always block 0's), beside every block's raw DWA / PWA."""
+    out = tmp_path / "out"
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "1,stages.1.blocks.1", "--views", "tokens"]
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(out), *args, "--npz"]) == 0
+    with np.load(out / "cat" / "maps.npz") as z:
+        files = set(z.files)
+    names = [b.name for b in sepvit_viz.create_model("sepvit_test").iter_blocks()]
+    selected = {names[1], "stages.1.blocks.1"}
+    assert {f.rsplit(".", 1)[0] for f in files if f.endswith(".token_map")} == selected
+    assert all(f"{n}.dwa" in files for n in names) and "rollout" in files

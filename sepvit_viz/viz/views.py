@@ -455,7 +455,8 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
         heat, box = q.heat, q.box
     elif view == "pwa_map":
         _require_pwa(rec)
-        heat = an.pwa_map(i, _window(an, i, s), h)
+        w = _window(an, i, s)
+        heat, box = an.pwa_map(i, w, h), an.window_box(i, w)
     elif view == "composed":
         heat = an.composed(i, s.point, h, s.self_weight).mixed  # own cell left out, as in :func:`pixel`
     elif view == "rollout":
@@ -467,6 +468,8 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
     title = "rollout over all blocks" if view == "rollout" else f"{rec.label}\n{view} · {head_name(h)}"
     if view == "composed":
         title += " · own cell left out"
+    elif view == "pwa_map":
+        title += f" · {unit(rec)} {w} (outlined) over all {unit(rec)}s"
     return render.overlay_figure(
         an.image, heat, title=title, cmap=s.cmap, alpha=s.alpha, grid=grid, subgrid=sub, box=box
     )
@@ -482,6 +485,7 @@ def pwa_figure(an: Analysis, s: ViewSettings) -> np.ndarray:
         highlight=_window(an, i, s),
         grid=rec.grid,
         title=f"{rec.label}\nPWA · {head_name(h)}",
+        unit=unit(rec),
     )
 
 
