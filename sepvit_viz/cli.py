@@ -239,6 +239,8 @@ def header(rgb: np.ndarray, text: str) -> np.ndarray:
 def _view_title(rec: AttentionRecord, view: str) -> str:
     if view == "tokens" and not rec.has_token:
         what = "attention each pixel receives (no window tokens)"
+    elif view == "composed" and rec.pwa is None:
+        what = "one pixel through the whole block (global attention)"
     else:
         what = VIEW_TITLES[view].format(u=views.unit(rec))
     return f"{rec.label}: {what}"  # the default font has no dash

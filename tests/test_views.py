@@ -289,3 +289,19 @@ def test_figures_name_groups_and_the_query_window(analysis, monkeypatch):
     assert f"window {w} (outlined)" in seen[2]["title"]
     y0, x0, y1, x1 = analysis.window_box(dssa, w)
     assert seen[2]["boxes"] == [(x0 - 0.5, y0 - 0.5, x1 - x0, y1 - y0)]
+
+
+def test_whole_block_caption_of_a_global_block_names_no_pwa_or_window_tokens(analysis):
+    """A global block has one attention and one shortcut: its whole-block caption described DWA then
+    PWA across windows, shortcuts and window tokens, none of which it has. A DSSA block keeps them."""
+    glob = next(i for i, r in enumerate(analysis.records) if r.kind == "global")
+    dssa = next(i for i, r in enumerate(analysis.records) if r.kind == "dssa")
+    caption = views.pixel(analysis, ViewSettings(block=glob, through="block")).caption
+    assert "global attention over every cell" in caption and "(the shortcut and its attention to itself)" in caption
+    assert "PWA across" not in caption and "tokens" not in caption
+    caption = views.pixel(analysis, ViewSettings(block=dssa, through="block")).caption
+    assert "DWA inside its window, then PWA across windows" in caption and "comes from window tokens" in caption
+    from sepvit_viz import cli
+
+    assert cli._view_title(analysis.records[glob], "composed").endswith("(global attention)")
+    assert cli._view_title(analysis.records[dssa], "composed").endswith("(DWA, then PWA)")
