@@ -138,7 +138,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                     attribution_caption = gr.Markdown(elem_id="attribution_caption")
                     with gr.Accordion("Faithfulness: deletion / insertion, ROAD and a verdict", open=False):
                         with gr.Row():
-                            scope = gr.Radio(["this method", "all methods"], value="this method", label="Score")
+                            scope = gr.Radio(list(handlers.FAITH_SCOPES), value="this method", label="Score")
                             steps = gr.Slider(4, 64, value=handlers.FAITH_STEPS, step=4, label="Steps")
                             sanity = gr.Checkbox(False, label="Sanity check (one more attribution per method)")
                             faith_btn = gr.Button("Compute scores")

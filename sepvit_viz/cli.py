@@ -1,7 +1,7 @@
 """``python -m sepvit_viz render``: attention pictures for a photo or a folder of photos.
 
     python -m sepvit_viz render PHOTO_OR_FOLDER --out DIR [--model NAME] [--checkpoint PATH]
-        [--size 224 | --size 320x224] [--block all|0,2,stages.1.blocks.1] [--head mean|max|min|N]
+        [--size 224 | --size 320x224] [--fit crop|aspect] [--block all|0,2,stages.1.blocks.1] [--head mean|max|min|N]
         [--cmap inferno] [--alpha 0.6] [--point Y,X] [--views tokens,pixel,...] [--figures] [--gallery]
         [--npz]
 
@@ -10,7 +10,9 @@ view (:func:`picture_name`; drawn by :mod:`sepvit_viz.viz.views`, the app's pict
 :data:`PICTURE_WIDTH` pixels wide under a line naming block, kind and view), each DSSA block beside
 the GSA block after it (:func:`pair_name`), the pooled rollout, and ``DIR/index.html`` linking every
 file with each photo's top-5 classes. A view a block does not have (PWA of a global block) writes no
-file. One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or
+file. Photos are read as the app reads uploads (:func:`read_photo`: EXIF orientation applied, size
+bounds checked); one that cannot be read, or whose input does not hold ``--point``, is listed in the
+index and skipped. One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or
 any checkpoint whose model card has a coverage text) the index and one stderr line say which classes
 the model is reliable on; stdout stays the single ``wrote ...`` line.
 """
@@ -23,11 +25,14 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from sepvit_viz.imageio import ImageInputError, load_image
+from sepvit_viz.limits import DECODE_SHORT_SIDE
 from sepvit_viz.model.weights import model_note
 from sepvit_viz.viz import maps, render, views
 from sepvit_viz.viz.capture import AttentionRecord
@@ -43,6 +48,7 @@ __all__ = [
     "pair_picture",
     "picture_name",
     "picture_scale",
+    "read_photo",
     "run_render",
 ]
 
@@ -147,8 +153,30 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--figures", action="store_true", help="also write annotated matplotlib figures (slower)")
     p.add_argument("--gallery", action="store_true", help="also write a per-head gallery per block (slower)")
-    p.add_argument("--npz", action="store_true", help="also export the raw arrays as maps.npz per photo")
+    p.add_argument(
+        "--npz",
+        action="store_true",
+        help="also export the raw arrays as maps.npz per photo: every block's DWA and PWA, and the maps "
+        "of each selected block (<block>.token_map, .pixel_query, .composed, .pwa_map) and the rollout",
+    )
     return p
+
+
+def read_photo(path: Path) -> Image.Image:
+    """A photo as the app reads an upload (:func:`sepvit_viz.imageio.load_image`): upright from its
+    EXIF orientation, transparency on white, the first frame of an animation, size bounds checked
+    before decoding, large JPEGs decoded at reduced scale; raises ``ImageInputError`` with a clear
+    message."""
+    return load_image(path, max_short_side=DECODE_SHORT_SIDE)
+
+
+def _check_point(point: tuple[int, int] | None, size: tuple[int, int]) -> None:
+    """ValueError when ``--point Y,X`` lies outside the model input (H, W)."""
+    if point is not None and not (0 <= point[0] < size[0] and 0 <= point[1] < size[1]):
+        raise ValueError(
+            f"--point {point[0]},{point[1]} is outside the model input ({size[0]} x {size[1]} pixels, height x "
+            f"width): Y must be 0..{size[0] - 1} and X 0..{size[1] - 1}"
+        )
 
 
 def _photos(source: Path) -> list[Path]:
@@ -211,6 +239,8 @@ def header(rgb: np.ndarray, text: str) -> np.ndarray:
 def _view_title(rec: AttentionRecord, view: str) -> str:
     if view == "tokens" and not rec.has_token:
         what = "attention each pixel receives (no window tokens)"
+    elif view == "composed" and rec.pwa is None:
+        what = "one pixel through the whole block (global attention)"
     else:
         what = VIEW_TITLES[view].format(u=views.unit(rec))
     return f"{rec.label}: {what}"  # the default font has no dash
@@ -283,15 +313,24 @@ def _render_photo(
             label = f"DSSA (left) vs GSA (right), stage {ra.stage + 1}"
             extra.append((label, _save(pair_picture(a, pair, s), folder / pair_name(ra, rb))))
     if args.npz:
-        a.export_npz(str(folder / "maps.npz"), head=args.head, point=args.point)
+        arrays: dict[str, np.ndarray] = {}
+        for i in blocks:  # every block's DWA / PWA, and the maps of each selected block (keyed by its name)
+            arrays.update(a.arrays(i, args.head, args.point))
+        render.export_npz(arrays, folder / "maps.npz")
         extra.append(("raw arrays", "maps.npz"))
     return {"rows": rows, "extra": extra}
+
+
+def _url(path: str) -> str:
+    """A relative link to ``path`` for index.html: percent-encoded, so a photo named ``a#1.jpg`` or
+    ``50%.png`` still links to its folder (``#``, ``?`` and ``%`` would otherwise end or change the URL)."""
+    return html.escape(quote(path))
 
 
 def _figure(src: str, caption: str) -> str:
     """A thumbnail linking to the full-size picture, with a caption."""
     e = html.escape
-    return f"<figure><a href='{e(src)}'><img src='{e(src)}'></a><figcaption>{e(caption)}</figcaption></figure>"
+    return f"<figure><a href='{_url(src)}'><img src='{_url(src)}'></a><figcaption>{e(caption)}</figcaption></figure>"
 
 
 def _write_index(out: Path, entries: list[dict], model_name: str, warning: str | None, note: str | None = None) -> Path:
@@ -315,12 +354,12 @@ def _write_index(out: Path, entries: list[dict], model_name: str, warning: str |
             parts.append(f"<p class='warn'>could not render: {e(entry['error'])}</p>")
             continue
         top = "".join(f"<li>{e(p.name)} — {p.prob:.1%}</li>" for p in entry["top5"])
-        parts.append(f"<img src='{e(d)}/input.png' alt='input'><ol>{top}</ol>")
+        parts.append(f"<img src='{_url(d + '/input.png')}' alt='input'><ol>{top}</ol>")
         for label, src in entry["extra"]:
             if src.endswith(".png"):
                 parts.append(_figure(f"{d}/{src}", label))
             else:
-                parts.append(f"<p><a href='{e(d)}/{e(src)}'>{e(label)}</a></p>")
+                parts.append(f"<p><a href='{_url(d + '/' + src)}'>{e(label)}</a></p>")
         for label, files, block_note in entry["rows"]:
             parts.append(f"<h3>{e(label)}</h3>")
             if block_note:
@@ -342,6 +381,10 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         render._lut(args.cmap)
         input_size(args.size)
+        if args.point is not None and (args.fit == "crop" or not isinstance(args.size, int)):
+            # every photo gets the same input: a point outside it is an error before any photo is read
+            hw = input_size(args.size)
+            _check_point(args.point, hw)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     with warnings.catch_warnings():
@@ -363,9 +406,9 @@ def run_render(args: argparse.Namespace) -> int:
             d = _unique_dir(photo.stem, taken)
             entry: dict = {"photo": photo.name, "dir": d}
             try:
-                with Image.open(photo) as im:
-                    a = analyze(model, im, size=args.size, fit=args.fit, precompute=False)
-            except (UnidentifiedImageError, OSError, ValueError) as e:
+                a = analyze(model, read_photo(photo), size=args.size, fit=args.fit, precompute=False)
+                _check_point(args.point, a.size)
+            except (ImageInputError, OSError, ValueError) as e:
                 entry["error"] = str(e)
                 failed += 1
                 bar.update(len(blocks))

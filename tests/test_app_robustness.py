@@ -314,3 +314,23 @@ def test_launched_app_will_not_read_a_path_outside_its_uploads(served, tmp_path)
     assert "event: error" in stream and "Model:" not in stream, stream[:500]
     # the file route does not hand it out either
     assert httpx.get(url + f"gradio_api/file={secret}", timeout=30).status_code in (403, 404)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda s: handlers.window_tokens(s, None, "mean", "inferno", 0.6, float("inf"), 3), "two numbers"),
+        (lambda s: handlers.pixel_query(s, None, "mean", 3, float("-inf"), "inferno", 0.6), "two numbers"),
+        (lambda s: handlers.window_tokens(s, None, "mean", "inferno", 0.6, True, False), "two numbers"),
+        (lambda s: handlers.faithfulness(s, "top", "gradcam", "every method", 2, progress=noop), "Unknown score"),
+        (lambda s: handlers.faithfulness(s, "top", "gradcam", "this method", 2, "yes", progress=noop), "sanity"),
+    ],
+)
+def test_impossible_api_values_after_an_analysis_get_a_clear_message(files, call, match):
+    """An infinite or boolean click coordinate and an unknown score scope or sanity value, sent through
+    the API, are refused with a message (an infinite coordinate was an internal error; an unknown
+    scope was silently scored as "this method", a non-boolean sanity value as true)."""
+    state = analyze(str(files / "good.jpg"))[0]
+    with pytest.raises(gr.Error, match=match) as info:
+        call(state)
+    assert "Something went wrong" not in error_message(info)

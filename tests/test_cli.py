@@ -332,3 +332,74 @@ def test_python_dash_m_entry_point(folder, tmp_path):
     assert "WARNING" in run.stderr and "block" in run.stderr  # loud warning and the tqdm bar
     usage = subprocess.run([sys.executable, "-m", "sepvit_viz"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert usage.returncode == 2 and "render" in usage.stderr
+
+
+def test_exif_rotated_photo_is_rendered_upright_as_in_the_app(tmp_path):
+    """A phone photo stored sideways with EXIF orientation 6 is analysed the way it is shown (and the
+    way the app reads it): a portrait photo gets a portrait input, the same pixels as the app's."""
+    from sepvit_viz.serving.photos import load_photo
+    from sepvit_viz.viz.pipeline import prepare_image
+
+    upright = Image.fromarray(RNG.integers(0, 256, size=(90, 60, 3), dtype=np.uint8))  # 60 wide, 90 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    photo = tmp_path / "phone.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(photo, quality=95, exif=exif)  # stored 90 x 60
+    out = tmp_path / "out"
+    args = ["--model", "sepvit_test", "--size", "64", "--fit", "aspect", "--block", "0", "--views", "tokens"]
+    assert main(["render", str(photo), "--out", str(out), *args]) == 0
+    rendered = np.asarray(Image.open(out / "phone" / "input.png"))
+    assert rendered.shape == (96, 64, 3)  # portrait: height 96, width 64
+    np.testing.assert_array_equal(rendered, np.asarray(prepare_image(load_photo(str(photo)), 64, fit="aspect")))
+
+
+def test_point_outside_the_input_is_a_clear_error_not_a_traceback(folder, tmp_path, capsys):
+    common = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "pixel,composed"]
+    # a square input: refused before any photo is read
+    with pytest.raises(SystemExit) as e:
+        main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), *common, "--point", "70,10"])
+    assert "--point 70,10 is outside the model input (64 x 64 pixels" in str(e.value.code)
+    assert not (tmp_path / "o").exists()
+    # the photo's shape: cat.jpg (90 x 70) is analysed at 96 x 64 and holds x = 80; cat.png (50 x 60) at
+    # 64 x 64 does not: that photo is listed as not rendered, the other one is drawn
+    out = tmp_path / "aspect"
+    rc = main(["render", str(folder), "--out", str(out), *common, "--fit", "aspect", "--point", "10,80"])
+    assert rc == 0
+    assert (out / "cat" / "s1_b01_dssa_pixel.png").is_file()
+    assert not (out / "cat_2").exists()
+    text = (out / "index.html").read_text()
+    assert "could not render: --point 10,80 is outside the model input (64 x 64 pixels" in text
+    assert "1 failed" in capsys.readouterr().out
+
+
+def test_index_links_work_for_photo_names_with_url_characters(tmp_path):
+    """``#``, ``?``, ``%`` and spaces in a photo's name end up in its folder's name: the links in
+    index.html are percent-encoded, so each one still names an existing file."""
+    from urllib.parse import unquote
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    Image.fromarray(RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(d / "shot #1 of 50% ?.png")
+    out = tmp_path / "out"
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "tokens", "--npz"]
+    assert main(["render", str(d), "--out", str(out), *args]) == 0
+    text = (out / "index.html").read_text()
+    links = re.findall(r"(?:src|href)='([^']+)'", text)
+    assert len(links) >= 4
+    for link in links:
+        assert not set("#? ") & set(link)
+        assert (out / unquote(link)).is_file()
+
+
+def test_npz_holds_the_maps_of_the_selected_blocks(folder, tmp_path):
+    """``--npz`` with ``--block``: the maps in maps.npz are those of the blocks asked for (they were
+    always block 0's), beside every block's raw DWA / PWA."""
+    out = tmp_path / "out"
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "1,stages.1.blocks.1", "--views", "tokens"]
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(out), *args, "--npz"]) == 0
+    with np.load(out / "cat" / "maps.npz") as z:
+        files = set(z.files)
+    names = [b.name for b in sepvit_viz.create_model("sepvit_test").iter_blocks()]
+    selected = {names[1], "stages.1.blocks.1"}
+    assert {f.rsplit(".", 1)[0] for f in files if f.endswith(".token_map")} == selected
+    assert all(f"{n}.dwa" in files for n in names) and "rollout" in files

@@ -249,3 +249,59 @@ def test_whole_block_view_of_a_real_photo_is_not_one_bright_cell():
             raw = comp.feature
             assert f"keeps {raw[r, c] / raw.sum():.1%}" in v.caption and "left out" in v.caption
             assert v.heat.min() == 0.0  # the colour bar starts at 0, not at 1e-14
+
+
+def _figure_text(monkeypatch) -> list[dict]:
+    """Record what each figure drawn through ``render.figure_to_rgb`` says (titles, axis labels, boxes)."""
+    seen: list[dict] = []
+    original = render.figure_to_rgb
+
+    def spy(fig):
+        ax = fig.axes[0]
+        seen.append(
+            {
+                "title": (fig._suptitle.get_text() if fig._suptitle else "") + ax.get_title(),
+                "xlabel": ax.get_xlabel(),
+                "ylabel": ax.get_ylabel(),
+                "boxes": [(p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in ax.patches],
+            }
+        )
+        return original(fig)
+
+    monkeypatch.setattr(render, "figure_to_rgb", spy)
+    return seen
+
+
+def test_figures_name_groups_and_the_query_window(analysis, monkeypatch):
+    """The figure tier (the CLI's --figures): a GSA block's PWA matrix calls its rows and columns
+    groups (it said "window"), and the PWA-row figure names and outlines the query window it shows
+    (it named none and outlined nothing)."""
+    seen = _figure_text(monkeypatch)
+    gsa = next(i for i, r in enumerate(analysis.records) if r.kind == "gsa")
+    dssa = next(i for i, r in enumerate(analysis.records) if r.kind == "dssa" and r.pwa is not None)
+    views.pwa_figure(analysis, ViewSettings(block=gsa))
+    views.pwa_figure(analysis, ViewSettings(block=dssa))
+    assert (seen[0]["xlabel"], seen[0]["ylabel"]) == ("key group (raster order)", "query group")
+    assert (seen[1]["xlabel"], seen[1]["ylabel"]) == ("key window (raster order)", "query window")
+    n = analysis.records[dssa].geometry.num_windows
+    w = n - 1
+    views.figure(analysis, "pwa_map", ViewSettings(block=dssa, window=w))
+    assert f"window {w} (outlined)" in seen[2]["title"]
+    y0, x0, y1, x1 = analysis.window_box(dssa, w)
+    assert seen[2]["boxes"] == [(x0 - 0.5, y0 - 0.5, x1 - x0, y1 - y0)]
+
+
+def test_whole_block_caption_of_a_global_block_names_no_pwa_or_window_tokens(analysis):
+    """A global block has one attention and one shortcut: its whole-block caption described DWA then
+    PWA across windows, shortcuts and window tokens, none of which it has. A DSSA block keeps them."""
+    glob = next(i for i, r in enumerate(analysis.records) if r.kind == "global")
+    dssa = next(i for i, r in enumerate(analysis.records) if r.kind == "dssa")
+    caption = views.pixel(analysis, ViewSettings(block=glob, through="block")).caption
+    assert "global attention over every cell" in caption and "(the shortcut and its attention to itself)" in caption
+    assert "PWA across" not in caption and "tokens" not in caption
+    caption = views.pixel(analysis, ViewSettings(block=dssa, through="block")).caption
+    assert "DWA inside its window, then PWA across windows" in caption and "comes from window tokens" in caption
+    from sepvit_viz import cli
+
+    assert cli._view_title(analysis.records[glob], "composed").endswith("(global attention)")
+    assert cli._view_title(analysis.records[dssa], "composed").endswith("(DWA, then PWA)")

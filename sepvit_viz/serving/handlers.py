@@ -483,8 +483,10 @@ def _check_point(x: Any, y: Any, size: tuple[int, int]) -> tuple[int, int] | Non
     if _unset(x) or _unset(y):
         return None
     try:
+        if isinstance(x, (bool, np.bool_)) or isinstance(y, (bool, np.bool_)):
+            raise TypeError
         yy, xx = round(float(y)), round(float(x))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite coordinate
         raise SettingsError(f"A point needs two numbers (x, y), got {(x, y)!r}.") from None
     if not (0 <= yy < size[0] and 0 <= xx < size[1]):
         raise SettingsError(
@@ -570,13 +572,18 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
     )
 
 
-def _check_smooth(value: Any) -> bool:
-    """The "smooth the stripes" checkbox: a bool (None, an empty component, is off)."""
+def _check_flag(value: Any, what: str) -> bool:
+    """A checkbox's value: a bool (None, an empty component, is off); anything else is refused."""
     if value is None:
         return False
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise SettingsError(f"Smoothing must be true or false, got {value!r}.")
+    raise SettingsError(f"{what} must be true or false, got {value!r}.")
+
+
+def _check_smooth(value: Any) -> bool:
+    """The "smooth the stripes" checkbox: a bool (None, an empty component, is off)."""
+    return _check_flag(value, "Smoothing")
 
 
 def _has_attribution(session: Session, s: Settings) -> bool:
@@ -1125,6 +1132,8 @@ _SANITY_COLUMN = Scorecard(0, [], {}, 0.0).headers().index("sanity |rank corr.|"
 #: as much again as the attributions themselves: the panel's "sanity check" box asks for it); steps
 #: come from the panel (default :data:`FAITH_STEPS`).
 FAITH_STEPS = 8
+#: The panel's "Score" choices: the chosen method (against the random map) or every method.
+FAITH_SCOPES = ("this method", "all methods")
 FAITH_PRESET: dict[str, Any] = {"road_fractions": (0.5,), "sanity": None}
 
 
@@ -1158,6 +1167,8 @@ def faithfulness(
         session = _require(session)
         tgt = _parse_target(target, session.forward.class_names, session.top1)
         steps = validate_steps(steps, maximum=MAX_FAITHFULNESS_STEPS, what="The number of deletion / insertion steps")
+        scope = choose("this method" if scope is None else scope, FAITH_SCOPES, "Score scope")
+        sanity = _check_flag(sanity, "The sanity check option")
         methods = list(METHODS) if scope == "all methods" else [_check_method(method)]
         if "random" not in methods:
             methods.append("random")  # the floor of every verdict

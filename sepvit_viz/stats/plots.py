@@ -344,9 +344,9 @@ def model_tab_view(
         side = (g.height * g.stride, g.width * g.stride)
         if side != (first.size, first.size):
             caption += (
-                f" Note: the photo was analysed at {side[0]}x{side[1]}, the reference photos at "
-                f"{first.size}x{first.size}; distances are in input pixels and windows differ, so compare "
-                "with care."
+                f" Note: the photo was analysed at {side[1]} x {side[0]} px (width x height, as in the status "
+                f"line), the reference photos at {first.size} x {first.size}; distances are in input pixels and "
+                "windows differ, so compare with care."
             )
     return _figure_rgb(depth_figure(items, measure, marks=marks, dpi=dpi)), caption
 

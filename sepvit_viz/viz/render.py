@@ -404,10 +404,12 @@ def pwa_matrix_figure(
     highlight: int | None = None,
     grid: tuple[int, int] | None = None,
     dpi: int = 100,
+    unit: str = "window",
 ) -> np.ndarray:
     """Figure-tier PWA matrix: query window rows, key window columns, integer ticks, colour bar.
 
     ``grid`` (gh, gw) adds faint separators between window rows of the grid (every gw windows).
+    ``unit``: what the axes call a row and a column (``"group"`` for a GSA block's 14x14 groups).
     """
     n = matrix.shape[0]
     fig = _new_figure(4.4, 3.8, dpi)
@@ -417,8 +419,8 @@ def pwa_matrix_figure(
     ax.set_xticks(range(0, n, step))
     ax.set_yticks(range(0, n, step))
     ax.tick_params(labelsize=7)
-    ax.set_xlabel("key window (raster order)", fontsize=8)
-    ax.set_ylabel("query window", fontsize=8)
+    ax.set_xlabel(f"key {unit} (raster order)", fontsize=8)
+    ax.set_ylabel(f"query {unit}", fontsize=8)
     if grid is not None and grid[1] > 1:
         for k in range(grid[1], n, grid[1]):
             ax.axhline(k - 0.5, color="white", lw=0.5, alpha=0.5)

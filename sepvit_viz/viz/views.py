@@ -284,14 +284,18 @@ def pixel(an: Analysis, s: ViewSettings) -> View:
     pic = _draw(an, comp.mixed, s, k, block=i, marker=(y, x), title=title)
     cy, cx = comp.cell
     stride = rec.geometry.stride
+    if rec.pwa is not None and rec.has_token:
+        how = f"DWA inside its {unit(rec)}, then PWA across {unit(rec)}s, the shortcuts counted as attention to itself"
+        shortcuts, tokens = "the shortcuts", f"; {comp.token_mass:.1%} of all its weight comes from {unit(rec)} tokens"
+    else:  # a global block: one attention over every cell, one shortcut, no window tokens
+        how = "its global attention over every cell (no windows, no PWA), the shortcut counted as attention to itself"
+        shortcuts, tokens = "the shortcut", ""
     caption = (
-        f"Pixel (x={x}, y={y}) through the whole block {rec.label} ({head_name(h)}): DWA inside its {unit(rec)}, "
-        f"then PWA across {unit(rec)}s, the shortcuts counted as attention to itself. "
+        f"Pixel (x={x}, y={y}) through the whole block {rec.label} ({head_name(h)}): {how}. "
         f"Shown is what the block **mixes in from other cells**: its own {stride}x{stride}-pixel cell "
         f"(x {cx * stride}-{(cx + 1) * stride - 1}, y {cy * stride}-{(cy + 1) * stride - 1}, marked) is left out, "
         f"the rest rescaled to 100%. The own cell keeps {comp.self_share:.1%} of the weight on pixels "
-        f"(the shortcuts and its attention to itself); {comp.token_mass:.1%} of all its weight comes from "
-        f"{unit(rec)} tokens."
+        f"({shortcuts} and its attention to itself){tokens}."
     )
     return View(pic, caption, comp.mixed, (render.TITLE_HEIGHT, 0), k, an.size)
 
@@ -455,7 +459,8 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
         heat, box = q.heat, q.box
     elif view == "pwa_map":
         _require_pwa(rec)
-        heat = an.pwa_map(i, _window(an, i, s), h)
+        w = _window(an, i, s)
+        heat, box = an.pwa_map(i, w, h), an.window_box(i, w)
     elif view == "composed":
         heat = an.composed(i, s.point, h, s.self_weight).mixed  # own cell left out, as in :func:`pixel`
     elif view == "rollout":
@@ -467,6 +472,8 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
     title = "rollout over all blocks" if view == "rollout" else f"{rec.label}\n{view} · {head_name(h)}"
     if view == "composed":
         title += " · own cell left out"
+    elif view == "pwa_map":
+        title += f" · {unit(rec)} {w} (outlined) over all {unit(rec)}s"
     return render.overlay_figure(
         an.image, heat, title=title, cmap=s.cmap, alpha=s.alpha, grid=grid, subgrid=sub, box=box
     )
@@ -482,6 +489,7 @@ def pwa_figure(an: Analysis, s: ViewSettings) -> np.ndarray:
         highlight=_window(an, i, s),
         grid=rec.grid,
         title=f"{rec.label}\nPWA · {head_name(h)}",
+        unit=unit(rec),
     )
 
 
