@@ -25,6 +25,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
@@ -37,6 +38,9 @@ from sepvit_viz.model.weights import model_note
 from sepvit_viz.viz import maps, render, views
 from sepvit_viz.viz.capture import AttentionRecord
 from sepvit_viz.viz.pipeline import Analysis, analyze, input_size, load_model
+
+if TYPE_CHECKING:
+    from sepvit_viz.model.sepvit import SepViT
 
 __all__ = [
     "PICTURE_WIDTH",
@@ -68,9 +72,9 @@ output, per photo, in DIR/<photo>/:
       pictures' titles ("stage 2 · block 2 · GSA" is s2_b02_gsa_..., module stages.1.blocks.1);
       kind is dssa, gsa or global; view is tokens, pixel, composed, pwa_map or pwa_matrix.
       Global blocks (one window, no PWA) have no pwa_map or pwa_matrix file.
-  s<stage>_b<i>_dssa_vs_b<j>_gsa.png
+  s<stage>_b<i>_dssa_vs_b<j>_gsa.png (view pair)
       a DSSA block (left) beside the GSA block after it (right), each half labelled with its kind
-  rollout.png (pooled rollout), input.png (the crop the model saw), maps.npz (--npz),
+  rollout.png (view rollout: the pooled rollout), input.png (the crop the model saw), maps.npz (--npz),
   ..._<view>_figure.png (--figures), ..._heads.png (--gallery)
 and DIR/index.html, linking every file with each photo's top-5 classes.
 """
@@ -190,6 +194,13 @@ def _photos(source: Path) -> list[Path]:
     return [source]
 
 
+def _blocks_without_head(model: SepViT, blocks: Sequence[int], head: maps.HeadSelect) -> list[str]:
+    """Names of the selected blocks that have no head ``head`` (none when ``head`` is a fusion)."""
+    if not isinstance(head, int):
+        return []
+    return [b.name for i, b in enumerate(model.iter_blocks()) if i in blocks and head >= b.num_heads]
+
+
 def _select_blocks(spec: str, names: Sequence[str]) -> list[int]:
     if spec.strip().lower() == "all":
         return list(range(len(names)))
@@ -284,12 +295,12 @@ def _render_photo(
         rec = a.records[i]
         has_pwa = rec.pwa is not None
         files = []
-        for view in [v for v in names if v != "rollout"]:
+        for view in [v for v in names if v not in ("rollout", "pair")]:  # one picture per block
             picture = _picture(a, view, t)
             if picture is not None:
                 files.append((view, _save(picture, folder / picture_name(rec, view))))
         if args.figures:
-            for view in [v for v in names if v not in ("rollout", "pwa_matrix")]:
+            for view in [v for v in names if v not in ("rollout", "pair", "pwa_matrix")]:
                 if view == "pwa_map" and not has_pwa:
                     continue
                 fig = views.figure(a, view, t)
@@ -307,7 +318,7 @@ def _render_photo(
     if "rollout" in names:
         pic = header(views.rollout(a, s).picture, "attention rollout through every block")
         extra.append(("rollout (pooled output)", _save(pic, folder / "rollout.png")))
-    for pair in a.dssa_gsa_pairs():
+    for pair in a.dssa_gsa_pairs() if "pair" in names else []:
         if pair[0] in blocks or pair[1] in blocks:
             ra, rb = a.records[pair[0]], a.records[pair[1]]
             label = f"DSSA (left) vs GSA (right), stage {ra.stage + 1}"
@@ -399,6 +410,15 @@ def run_render(args: argparse.Namespace) -> int:
     note = model_note(args.checkpoint) if args.checkpoint else (None if warning else model_note())
     names = [b.name for b in model.iter_blocks()]
     blocks = _select_blocks(args.block, names)
+    lacking = _blocks_without_head(model, blocks, args.head)
+    if lacking and len(lacking) == len(blocks):
+        most = max(b.num_heads for i, b in enumerate(model.iter_blocks()) if i in blocks)
+        raise SystemExit(f"error: --head {args.head}: the selected blocks have at most {most} head(s), 0 to {most - 1}")
+    if lacking:
+        print(
+            f"WARNING: --head {args.head}: {', '.join(lacking)} have fewer heads; their pictures show the mean of heads",
+            file=sys.stderr,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     entries, taken, failed = [], set(), 0
     with tqdm(total=len(photos) * len(blocks), unit="block", desc="render", file=sys.stderr) as bar:

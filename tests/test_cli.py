@@ -64,14 +64,13 @@ def test_folder_renders_selected_blocks_and_views(folder, tmp_path):
             "rollout.png",
             "s1_b01_dssa_pwa_matrix.png",
             "s1_b01_dssa_tokens.png",
-            "s2_b01_dssa_vs_b02_gsa.png",
             "s2_b02_gsa_pwa_matrix.png",
             "s2_b02_gsa_tokens.png",
         ]
         assert Image.open(out / d / "input.png").size == (64, 64)
     index = out / "index.html"
     links = linked_files(index)
-    assert len(links) == 2 * 7 and all((out / f).is_file() for f in links)
+    assert len(links) == 2 * 6 and all((out / f).is_file() for f in links)
     text = index.read_text()
     assert "RANDOM weights" in text  # sepvit_test has no trained weights: said loudly
     assert "stage 2 · block 2 · GSA" in text
@@ -130,8 +129,9 @@ def test_pictures_are_at_least_the_readable_width_and_the_apps_scale(size):
 
 def test_pair_halves_are_labelled_with_their_kind(folder, tmp_path):
     out = tmp_path / "out"
-    args = ["--model", "sepvit_test", "--size", "64", "--block", "1", "--views", "tokens"]
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "1", "--views", "pair"]
     assert main(["render", str(folder / "cat.jpg"), "--out", str(out), *args]) == 0
+    assert sorted(p.name for p in (out / "cat").iterdir()) == ["input.png", "s2_b01_dssa_vs_b02_gsa.png"]
     pair = np.asarray(Image.open(out / "cat" / "s2_b01_dssa_vs_b02_gsa.png").convert("RGB"))
     w = (pair.shape[1] - cli.PAIR_GAP) // 2
     halves = {"DSSA · stage 2 · block 1": pair[:, :w], "GSA · stage 2 · block 2": pair[:, w + cli.PAIR_GAP :]}
@@ -292,6 +292,8 @@ def test_fit_aspect_keeps_the_photo_shape(folder, tmp_path):
         (["--alpha", "2"], "alpha"),
         (["--size", "8"], "input size"),
         (["--size", "9000x224"], "input size"),
+        (["--head", "4"], "at most 4 head(s), 0 to 3"),  # sepvit_test: 1, 1, 1, 2, 2, 4, 4 heads
+        (["--head", "2", "--block", "0,1"], "at most 1 head(s), 0 to 0"),
     ],
 )
 def test_bad_arguments_fail_clearly(folder, tmp_path, capsys, extra, message):
@@ -403,3 +405,15 @@ def test_npz_holds_the_maps_of_the_selected_blocks(folder, tmp_path):
     selected = {names[1], "stages.1.blocks.1"}
     assert {f.rsplit(".", 1)[0] for f in files if f.endswith(".token_map")} == selected
     assert all(f"{n}.dwa" in files for n in names) and "rollout" in files
+
+
+def test_a_head_some_selected_blocks_lack_is_named_in_a_warning(folder, tmp_path, capsys):
+    # sepvit_test: blocks 0-2 have one head, 3-4 two, 5-6 four
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "2,3", "--views", "tokens", "--head", "1"]
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), *args]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: --head 1: stages.1.blocks.1 have fewer heads; their pictures show the mean of heads" in err
+    assert "stages.2.blocks.0" not in err.split("WARNING")[1].split("\n")[0]
+    args[args.index("--head") + 1] = "0"  # every selected block has head 0: nothing to warn about
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o2"), *args]) == 0
+    assert "WARNING: --head" not in capsys.readouterr().err

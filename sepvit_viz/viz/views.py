@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: The per-block views the CLI writes (``s<stage>_b<block>_<kind>_<view>.png``), in order.
-CLI_VIEWS = ("tokens", "pixel", "pwa_matrix", "pwa_map", "composed", "rollout")
+CLI_VIEWS = ("tokens", "pixel", "pwa_matrix", "pwa_map", "composed", "rollout", "pair")
 
 
 class NoView(SettingsError):
