@@ -1120,3 +1120,25 @@ def test_examples_caption_reports_the_cards_example_results(tmp_path):
     (tmp_path / "m.card.json").write_text(json.dumps(card))
     assert photos.examples_caption(ckpt) == ""
     shutil.rmtree(tmp_path)
+
+
+def test_faithfulness_plot_names_the_class_scored(state, monkeypatch):
+    """The curves plot is of the class picked in the panel (here not the top one), and says which."""
+    titles = []
+    real = handlers.views.curves
+
+    def spy(scores, **kw):
+        titles.append(kw.get("title"))
+        return real(scores, **kw)
+
+    monkeypatch.setattr(handlers.views, "curves", spy)
+    other = (state.top1 + 1) % 1000
+    handlers.faithfulness(state, str(other), "gradcam", "this method", 4, progress=noop)
+    name = state.forward.class_names[other]
+    assert titles and titles[-1].startswith(f"class {name} ({other}), p = ")
+    assert state.scorecard.target == other
+    # the attribution caption then gives the same class's areas and says which fill they are of
+    _, caption = handlers.explain(state, str(other), "gradcam", "inferno", 0.6, progress=noop)
+    scores = state.curves[("gradcam", other)]
+    assert f"Deletion AUC {scores.deletion_auc:.3g} (lower is better)" in caption
+    assert caption.endswith("mean-colour fill.")

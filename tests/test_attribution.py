@@ -159,6 +159,16 @@ def test_options_are_checked(model, image):
     assert list_methods()[0] == "saliency" and "random" in list_methods()
 
 
+def test_class_index_outside_the_model_is_refused(model, image):
+    """-1 used to explain the last class silently (and report target -1), 10 of 10 classes raised
+    Captum's IndexError; both are now a ValueError that names the classes the model has."""
+    for bad in (-1, 10, 2.0, True):
+        with pytest.raises(ValueError, match="class index"):
+            attribute(model, image, bad, "saliency")
+    assert attribute(model, image, np.int64(3), "gradcam").target == 3
+    assert attribute(model, image, torch.tensor(4), "saliency").target == 4  # e.g. logits.argmax()
+
+
 def test_requires_eval_mode(model, image):
     model.train()
     try:

@@ -60,7 +60,7 @@ from captum.attr import (
 from torch import nn
 
 from sepvit_viz.explain.baselines import BASELINES, DEFAULT_BLUR_SIGMA, make_baseline
-from sepvit_viz.explain.faithfulness import random_map
+from sepvit_viz.explain.faithfulness import check_target, random_map
 from sepvit_viz.explain.relevance import DEFAULT_OPTIONS as RELEVANCE_OPTIONS
 from sepvit_viz.explain.relevance import sepvit_relevance
 
@@ -343,7 +343,8 @@ def attribute(
         model: a classifier (B, 3, H, W) -> (B, num_classes) in eval mode (SepViT for ``gradcam``,
             ``occlusion`` window sizing and ``sepvit_relevance``; any module for the rest).
         x: (1, 3, H, W) preprocessed image (any H, W).
-        target: class index; None explains the top prediction.
+        target: class index in ``0..num_classes - 1``; None explains the top prediction. Anything else
+            (a negative index, one past the model's classes, a float) raises ``ValueError``.
         method: one of :func:`list_methods`.
         smooth: filter ``map_hw`` with :func:`destripe` (the stride-4 comb of pixel-gradient maps);
             None: the method's default (``METHODS[method].destripe``, False for every method). When
@@ -368,7 +369,7 @@ def attribute(
         if target is None:
             with torch.no_grad():
                 target = int(model(x).argmax(dim=-1).item())
-        target = int(target)
+        target = check_target(model, target)
         start = time.perf_counter()
         raw, map_hw, extras = _RUNNERS[method](model, x, target, opts, progress)
         seconds = time.perf_counter() - start

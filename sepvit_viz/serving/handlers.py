@@ -927,8 +927,8 @@ def _attribution_caption(session: Session, s: Settings, view: views.View) -> str
     if scores is None:
         return view.caption
     return view.caption + (
-        f" Deletion AUC {scores.deletion_auc:.3f} (lower is better), "
-        f"insertion AUC {scores.insertion_auc:.3f} (higher is better)."
+        f" Deletion AUC {scores.deletion_auc:.3g} (lower is better), "
+        f"insertion AUC {scores.insertion_auc:.3g} (higher is better), mean-colour fill."
     )
 
 
@@ -1202,7 +1202,9 @@ def faithfulness(
             session.curves[(row.method, tgt)] = row.curves["mean"]
         session.scorecard = card
         curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods}
-        return _faith_rows(session), views.curves(curves)
+        name = session.forward.class_names[tgt]
+        p = float(session.forward.probs[tgt])
+        return _faith_rows(session), views.curves(curves, title=f"class {name} ({tgt}), p = {p:.3g} on the photo")
 
 
 # ------------------------------------------------------------------------------------ downloads
