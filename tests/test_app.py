@@ -534,6 +534,9 @@ def test_faithfulness_scores_one_method(state, monkeypatch):
     assert kw["road_fractions"] == (0.5,) and kw["sanity"] is None
     assert kw["attributions"]["gradcam"] is att
     assert len(handlers.FAITH_HEADERS) == len(rows[0]) and "verdict" in handlers.FAITH_HEADERS
+    # the label says what the ROAD columns hold at the panel's preset, and that one photo is indicative
+    assert "ROAD: the class probability with 50% of the pixels imputed" in handlers.FAITH_LABEL
+    assert "indicative" in handlers.FAITH_LABEL
     row = next(r for r in rows if r[0] == "Grad-CAM")
     assert 0.0 <= row[1] <= 1.0 and 0.0 <= row[2] <= 1.0
     verdict = row[handlers.FAITH_HEADERS.index("verdict")]

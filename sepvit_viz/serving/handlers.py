@@ -1123,8 +1123,6 @@ def rerender(
 FAITH_HEADERS = ["method", *(m.label + (" ↓" if m.lower_is_better else " ↑") for m in MEASURES), "verdict", "seconds"]
 #: Width of each column of :data:`FAITH_HEADERS` (headers wrap inside them).
 FAITH_WIDTHS = ["13%", *["10%"] * len(MEASURES), "17%", "10%"]
-#: The table's label: what the arrows mean.
-FAITH_LABEL = "Scores (↓ lower is better, ↑ higher is better)"
 _SANITY_COLUMN = Scorecard(0, [], {}, 0.0).headers().index("sanity |rank corr.|")
 
 #: The panel's light preset of :func:`sepvit_viz.explain.scorecard.faithfulness_table`: one ROAD fraction and
@@ -1135,6 +1133,14 @@ FAITH_STEPS = 8
 #: The panel's "Score" choices: the chosen method (against the random map) or every method.
 FAITH_SCOPES = ("this method", "all methods")
 FAITH_PRESET: dict[str, Any] = {"road_fractions": (0.5,), "sanity": None}
+#: The table's label: what the arrows mean, what the ROAD columns hold (the class probability with the
+#: preset's share of the pixels imputed) and that one photo's verdicts are indicative.
+FAITH_LABEL = (
+    "Scores (↓ lower is better, ↑ higher is better). Deletion / insertion: areas under the class probability; "
+    "ROAD: the class probability with "
+    + " and ".join(f"{f:.0%}" for f in FAITH_PRESET["road_fractions"])
+    + " of the pixels imputed. Verdicts compare with the random map on this one photo: indicative only."
+)
 
 
 def _faith_rows(session: Session) -> list[list[Any]]:
