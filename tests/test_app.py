@@ -1145,3 +1145,10 @@ def test_faithfulness_plot_names_the_class_scored(state, monkeypatch):
     scores = state.curves[("gradcam", other)]
     assert f"Deletion AUC {scores.deletion_auc:.3g} (lower is better)" in caption
     assert caption.endswith("mean-colour fill.")
+
+
+def test_attribution_caption_names_the_method_settings(state):
+    """The caption named the method only; Grad-CAM's stage (and IG's baseline, Occlusion's window)
+    change how the map reads, so the caption says them (``attribution.describe``)."""
+    _, caption = handlers.explain(state, "top", "gradcam", "inferno", 0.6, progress=noop)
+    assert caption.startswith("**Grad-CAM** (stage 4 feature map, positive part) for class **")

@@ -320,3 +320,18 @@ def test_default_method_is_a_method():
     from sepvit_viz.explain.attribution import DEFAULT_METHOD
 
     assert DEFAULT_METHOD in METHODS and DEFAULT_METHOD != "random"
+
+
+def test_describe_names_the_settings_that_change_how_a_map_reads(model, image):
+    """The app's caption said only "Integrated Gradients": not that it integrates from a black image
+    (dark pixels then get no attribution), nor Occlusion's window and fill or Grad-CAM's stage."""
+    from sepvit_viz.explain.attribution import describe
+
+    ig = attribute(model, image, 1, "integrated_gradients", steps=4, baseline="blurred")
+    assert describe(ig) == "4 steps from a blurred image"
+    assert describe(attribute(model, image, 1, "integrated_gradients", steps=4)) == "4 steps from a black image"
+    occ = attribute(model, image, 1, "occlusion")
+    side = min(occlusion_window(model), image.shape[-1])  # cut to the 64 px image
+    assert describe(occ) == f"{side} x {side} px windows replaced by a gray fill, one at a time"
+    assert describe(attribute(model, image, 1, "gradcam", stage=0)).startswith("stage 1 feature map")
+    assert describe(attribute(model, image, 1, "saliency")) == ""

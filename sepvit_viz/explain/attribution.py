@@ -70,6 +70,7 @@ __all__ = [
     "Attribution",
     "MethodInfo",
     "attribute",
+    "describe",
     "destripe",
     "list_methods",
     "method_options",
@@ -186,6 +187,30 @@ def method_options(method: str) -> dict[str, Any]:
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
     return dict(METHODS[method].options)
+
+
+def describe(att: Attribution) -> str:
+    """One plain phrase for the settings that change how ``att``'s map reads (its caption's "how"):
+    the baseline and steps of Integrated Gradients, the window and fill of Occlusion, the stage of
+    Grad-CAM, the draws of SmoothGrad and GradientSHAP; ``""`` for methods without such settings.
+
+    E.g. ``"16 steps from a black image"`` (a black baseline gives dark pixels no attribution).
+    """
+    o = att.extras.get("options", {})
+    if att.method == "integrated_gradients":
+        return f"{o['steps']} steps from a {o['baseline']} image"
+    if att.method == "occlusion":
+        wh, ww = att.extras.get("window_px", (0, 0))
+        return f"{wh} x {ww} px windows replaced by a {o['baseline']} fill, one at a time"
+    if att.method == "gradcam":
+        return f"stage {int(att.extras.get('stage', o.get('stage', -1))) + 1} feature map" + (
+            ", positive part" if o.get("relu", True) else ""
+        )
+    if att.method == "smoothgrad":
+        return f"{o['samples']} noisy copies (noise {o['noise']:g} of the input range)"
+    if att.method == "gradient_shap":
+        return f"{o['samples']} draws from black, blurred and noise baselines"
+    return ""
 
 
 # ------------------------------------------------------------------------------------ helpers

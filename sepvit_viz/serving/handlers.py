@@ -33,7 +33,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from sepvit_viz.explain.attribution import METHODS, Attribution, attribute, destripe
+from sepvit_viz.explain.attribution import METHODS, Attribution, attribute, describe, destripe
 from sepvit_viz.explain.faithfulness import Curves
 from sepvit_viz.explain.scorecard import MEASURES, Scorecard, faithfulness_table
 from sepvit_viz.limits import (
@@ -568,6 +568,7 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
             class_name=fwd.class_names[target],
             seconds=att.seconds,
             smoothed=stride,
+            settings=describe(att),
         ),
     )
 

@@ -420,10 +420,12 @@ def attribution(
     class_name: str,
     seconds: float,
     smoothed: int = 0,
+    settings: str = "",
 ) -> View:
     """A class attribution (H, W) over the photo. Signed maps show their positive part; the colour bar
     tops out at the 99.5th percentile, so a few extreme pixels do not wash out the rest (both said in
-    the caption). ``smoothed``:
+    the caption). ``settings``: the method's settings in words (e.g. ``"16 steps from a black image"``,
+    :func:`sepvit_viz.explain.attribution.describe`), shown after the method's name. ``smoothed``:
     the stem stride ``heat`` was destriped with for display (said in the title and caption); 0: raw."""
     k = s.scale or display_scale(an.size)
     signed = bool(heat.min() < 0)
@@ -433,7 +435,8 @@ def attribution(
     title = f"{method_label} · {class_name} ({target})" + (" · smoothed" if smoothed else "")
     pic = _draw(an, shown, s, k, title=title, vmax=hi)
     caption = (
-        f"**{method_label}** for class **{class_name}** ({target}), p = {an.probs[target]:.3f}; "
+        f"**{method_label}**{f' ({settings})' if settings else ''} for class **{class_name}** ({target}), "
+        f"p = {an.probs[target]:.3f}; "
         f"{seconds:.2f} s."
         + (" Positive evidence shown (negative values clipped)." if signed else "")
         + (
