@@ -212,7 +212,7 @@ def resolve_class(value: object, class_names: Sequence[str]) -> int:
             if name.lower() == lowered:
                 return i
         digits = text[1:] if text.startswith("#") else text
-        if not digits.isdigit():
+        if not re.fullmatch(r"[+-]?\d+", digits):  # a signed number is an index (range checked below)
             raise SettingsError(f"There is no class named {text!r}.{_did_you_mean(text, class_names)}")
         value = int(digits)
     index = _as_int(value, "The class")

@@ -534,6 +534,9 @@ def test_faithfulness_scores_one_method(state, monkeypatch):
     assert kw["road_fractions"] == (0.5,) and kw["sanity"] is None
     assert kw["attributions"]["gradcam"] is att
     assert len(handlers.FAITH_HEADERS) == len(rows[0]) and "verdict" in handlers.FAITH_HEADERS
+    # the label says what the ROAD columns hold at the panel's preset, and that one photo is indicative
+    assert "ROAD: the class probability with 50% of the pixels imputed" in handlers.FAITH_LABEL
+    assert "indicative" in handlers.FAITH_LABEL
     row = next(r for r in rows if r[0] == "Grad-CAM")
     assert 0.0 <= row[1] <= 1.0 and 0.0 <= row[2] <= 1.0
     verdict = row[handlers.FAITH_HEADERS.index("verdict")]
@@ -1120,3 +1123,32 @@ def test_examples_caption_reports_the_cards_example_results(tmp_path):
     (tmp_path / "m.card.json").write_text(json.dumps(card))
     assert photos.examples_caption(ckpt) == ""
     shutil.rmtree(tmp_path)
+
+
+def test_faithfulness_plot_names_the_class_scored(state, monkeypatch):
+    """The curves plot is of the class picked in the panel (here not the top one), and says which."""
+    titles = []
+    real = handlers.views.curves
+
+    def spy(scores, **kw):
+        titles.append(kw.get("title"))
+        return real(scores, **kw)
+
+    monkeypatch.setattr(handlers.views, "curves", spy)
+    other = (state.top1 + 1) % 1000
+    handlers.faithfulness(state, str(other), "gradcam", "this method", 4, progress=noop)
+    name = state.forward.class_names[other]
+    assert titles and titles[-1].startswith(f"class {name} ({other}), p = ")
+    assert state.scorecard.target == other
+    # the attribution caption then gives the same class's areas and says which fill they are of
+    _, caption = handlers.explain(state, str(other), "gradcam", "inferno", 0.6, progress=noop)
+    scores = state.curves[("gradcam", other)]
+    assert f"Deletion AUC {scores.deletion_auc:.3g} (lower is better)" in caption
+    assert caption.endswith("mean-colour fill.")
+
+
+def test_attribution_caption_names_the_method_settings(state):
+    """The caption named the method only; Grad-CAM's stage (and IG's baseline, Occlusion's window)
+    change how the map reads, so the caption says them (``attribution.describe``)."""
+    _, caption = handlers.explain(state, "top", "gradcam", "inferno", 0.6, progress=noop)
+    assert caption.startswith("**Grad-CAM** (stage 4 feature map, positive part) for class **")

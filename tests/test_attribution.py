@@ -159,6 +159,16 @@ def test_options_are_checked(model, image):
     assert list_methods()[0] == "saliency" and "random" in list_methods()
 
 
+def test_class_index_outside_the_model_is_refused(model, image):
+    """-1 used to explain the last class silently (and report target -1), 10 of 10 classes raised
+    Captum's IndexError; both are now a ValueError that names the classes the model has."""
+    for bad in (-1, 10, 2.0, True):
+        with pytest.raises(ValueError, match="class index"):
+            attribute(model, image, bad, "saliency")
+    assert attribute(model, image, np.int64(3), "gradcam").target == 3
+    assert attribute(model, image, torch.tensor(4), "saliency").target == 4  # e.g. logits.argmax()
+
+
 def test_requires_eval_mode(model, image):
     model.train()
     try:
@@ -310,3 +320,18 @@ def test_default_method_is_a_method():
     from sepvit_viz.explain.attribution import DEFAULT_METHOD
 
     assert DEFAULT_METHOD in METHODS and DEFAULT_METHOD != "random"
+
+
+def test_describe_names_the_settings_that_change_how_a_map_reads(model, image):
+    """The app's caption said only "Integrated Gradients": not that it integrates from a black image
+    (dark pixels then get no attribution), nor Occlusion's window and fill or Grad-CAM's stage."""
+    from sepvit_viz.explain.attribution import describe
+
+    ig = attribute(model, image, 1, "integrated_gradients", steps=4, baseline="blurred")
+    assert describe(ig) == "4 steps from a blurred image"
+    assert describe(attribute(model, image, 1, "integrated_gradients", steps=4)) == "4 steps from a black image"
+    occ = attribute(model, image, 1, "occlusion")
+    side = min(occlusion_window(model), image.shape[-1])  # cut to the 64 px image
+    assert describe(occ) == f"{side} x {side} px windows replaced by a gray fill, one at a time"
+    assert describe(attribute(model, image, 1, "gradcam", stage=0)).startswith("stage 1 feature map")
+    assert describe(attribute(model, image, 1, "saliency")) == ""

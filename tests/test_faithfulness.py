@@ -60,6 +60,25 @@ def test_hand_made_curves_probability():
     np.testing.assert_allclose(other.deletion, 1 - np.array(sig), rtol=1e-6)
 
 
+def test_class_index_outside_the_model_is_refused():
+    """-1 used to score the last class silently (``logits[:, -1]``); one past the logits raised a bare
+    IndexError. Both measures now refuse them with a ValueError, also for a model without
+    ``num_classes`` (SumModel has 2 logits)."""
+    from sepvit_viz.explain.faithfulness import check_target
+
+    base = torch.zeros_like(X)
+    for bad in (-1, 2):
+        with pytest.raises(ValueError, match="class index"):
+            deletion_insertion(SumModel(), X, MAP, bad, steps=2, baseline=base)
+        with pytest.raises(ValueError, match="class index"):
+            road(SumModel(), X, MAP, bad, fractions=(0.5,))
+    net = nn.Linear(2, 3)
+    net.num_classes = 3
+    with pytest.raises(ValueError, match="classes 0 to 2"):
+        check_target(net, 3)
+    assert check_target(net, np.int64(2)) == 2
+
+
 def test_baseline_tensor_replaces_pixels():
     base = torch.full_like(X, 10.0)
     cur = deletion_insertion(SumModel(), X, MAP, 0, steps=4, baseline=base, score="logit")

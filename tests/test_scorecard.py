@@ -10,7 +10,7 @@ from test_faithfulness import TemplateModel, _template_photo
 from sepvit_viz import create_model
 from sepvit_viz.explain.attribution import METHODS, attribute, list_methods
 from sepvit_viz.explain.faithfulness import deletion_insertion, random_map, road
-from sepvit_viz.explain.scorecard import MEASURES, faithfulness_table, verdict
+from sepvit_viz.explain.scorecard import MEASURES, MethodScores, Scorecard, faithfulness_table, score_method, verdict
 
 
 def _scores(model, x, m):
@@ -134,3 +134,32 @@ def test_panel_forwards_are_shared_between_methods():
     )
     per_method = 2 * (2 * steps - 2) + 2 * len(fractions)
     assert sum(images) == 3 * per_method + 3
+
+
+def test_table_keeps_small_areas_readable():
+    """For a class the model gives p ~ 1e-4 every area is below 0.001: rounded to 3 decimals the
+    panel showed 0.0 for the method and for the random floor while the verdict said the method beat
+    it. Three significant digits keep the difference visible."""
+    tiny = {m.key: 0.000123456 for m in MEASURES}
+    floor = {m.key: 0.000234567 for m in MEASURES}
+    rows = [
+        MethodScores("saliency", "Saliency", tiny, None, 0.1, np.zeros((2, 2))),
+        MethodScores("random", "Random", floor, None, 0.0, np.zeros((2, 2))),
+    ]
+    verdicts = {
+        r.method: verdict({k: [v] for k, v in r.scores.items()}, {k: [v] for k, v in floor.items()}) for r in rows
+    }
+    table = Scorecard(7, rows, verdicts, 0.1).table()
+    assert table[0][1 : 1 + len(MEASURES)] == [0.000123] * len(MEASURES)
+    assert table[1][1 : 1 + len(MEASURES)] == [0.000235] * len(MEASURES)
+
+
+def test_an_attribution_of_another_class_is_not_scored_as_this_one():
+    torch.manual_seed(0)
+    net = create_model("sepvit_test", num_classes=5).eval()
+    x = torch.randn(1, 3, 32, 32)
+    a = attribute(net, x, 1, "saliency")
+    with pytest.raises(ValueError, match="for class 1"):
+        score_method(net, x, 2, "saliency", attribution=a, steps=2, road_fractions=(0.5,), sanity=None)
+    with pytest.raises(ValueError, match="saliency for class 1"):
+        score_method(net, x, 1, "gradcam", attribution=a, steps=2, road_fractions=(0.5,), sanity=None)

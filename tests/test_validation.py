@@ -108,6 +108,14 @@ def test_class_by_name_index_and_hash():
     assert resolve_class("2", CLASSES) == 2 and resolve_class(5, CLASSES) == 5 and resolve_class("#1", CLASSES) == 1
 
 
+def test_a_negative_class_number_is_named_as_out_of_range():
+    """ "-1" typed (or sent to /explain) was answered "There is no class named '-1'"."""
+    for text in ("-1", " -3 ", "#-2"):
+        with pytest.raises(SettingsError, match=r"Class numbers go from 0 to 5; got -\d"):
+            resolve_class(text, CLASSES)
+    assert resolve_class("+2", CLASSES) == 2
+
+
 def test_unknown_class_suggests_close_names():
     with pytest.raises(SettingsError, match="Did you mean 'golden retriever'") as info:
         resolve_class("golden retreiver", CLASSES)

@@ -305,3 +305,35 @@ def test_whole_block_caption_of_a_global_block_names_no_pwa_or_window_tokens(ana
 
     assert cli._view_title(analysis.records[glob], "composed").endswith("(global attention)")
     assert cli._view_title(analysis.records[dssa], "composed").endswith("(DWA, then PWA)")
+
+
+def test_curves_plot_says_what_was_removed_with_which_fill_and_for_which_class():
+    """The faithfulness plot said only "deletion" / "insertion" over "fraction of pixels": not that the
+    most attributed pixels go first, which fill replaced them, or which class the probability is of."""
+    from sepvit_viz.explain.faithfulness import Curves
+
+    f = np.linspace(0, 1, 5)
+    c = Curves(f, 1 - f, f, 0.5, 0.5, 7, {"steps": 4, "score": "prob", "baseline": "mean"})
+    fig = views.curves_figure({"Saliency": c, "Random": c}, title="class cock (7), p = 0.0001 on the photo")
+    ax_d, ax_i = fig.axes
+    assert "mean-colour fill" in ax_d.get_title() and "lower AUC = better" in ax_d.get_title()
+    assert "mean-colour fill" in ax_i.get_title() and "higher AUC = better" in ax_i.get_title()
+    assert ax_d.get_xlabel().startswith("fraction of pixels removed (most attributed first")
+    assert ax_i.get_xlabel().startswith("fraction of pixels revealed (most attributed first")
+    assert ax_d.get_ylabel() == "class probability"
+    assert fig.get_suptitle() == "class cock (7), p = 0.0001 on the photo"
+    logit = Curves(f, 1 - f, f, 0.5, 0.5, 7, {"score": "logit", "baseline": "noise"})
+    fig = views.curves_figure({"a": logit})
+    assert fig.axes[0].get_ylabel() == "class logit" and "noise fill" in fig.axes[0].get_title()
+
+
+def test_attribution_caption_states_the_colour_scale_cap(analysis):
+    """The colour bar tops out at the 99.5th percentile (the brightest pixels saturate); the caption
+    says so, with the value, instead of leaving the bar's top to look like the map's maximum."""
+    h, w = analysis.size
+    heat = np.linspace(0, 1, h * w, dtype=np.float32).reshape(h, w)
+    v = views.attribution(
+        analysis, heat, ViewSettings(), method_label="Saliency", target=1, class_name="x", seconds=0.1
+    )
+    cap = float(np.percentile(heat, 99.5))
+    assert f"99.5th percentile ({cap:.3g})" in v.caption and "saturate" in v.caption

@@ -79,8 +79,19 @@ def test_corrupt_and_unsupported_files_give_clear_errors(tmp_path):
         sepvit_viz.load_checkpoint(tmp_path / "missing.safetensors")
     no_meta = tmp_path / "nometa.safetensors"
     save_file({"a": torch.zeros(1)}, str(no_meta))
-    with pytest.raises(CheckpointError, match="no 'config' metadata"):
+    with pytest.raises(CheckpointError, match="no 'config' metadata, so it is not a SepViT checkpoint"):
         sepvit_viz.load_checkpoint(no_meta)
+
+
+def test_a_pth_file_given_to_load_checkpoint_says_how_to_load_it(tmp_path):
+    """load_checkpoint reads safetensors only; a .pth got "header too large" and nothing more."""
+    pth = tmp_path / "model.pth"
+    torch.save({"head.weight": torch.zeros(2, 2)}, pth)
+    with pytest.raises(
+        CheckpointError, match=r"a \.pth file is a PyTorch pickle: read its state dict with load_state_dict"
+    ):
+        sepvit_viz.load_checkpoint(pth)
+    assert set(load_state_dict_file(pth)) == {"head.weight"}  # the route the message names works
 
 
 class _Evil:

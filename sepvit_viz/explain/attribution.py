@@ -60,7 +60,7 @@ from captum.attr import (
 from torch import nn
 
 from sepvit_viz.explain.baselines import BASELINES, DEFAULT_BLUR_SIGMA, make_baseline
-from sepvit_viz.explain.faithfulness import random_map
+from sepvit_viz.explain.faithfulness import check_target, random_map
 from sepvit_viz.explain.relevance import DEFAULT_OPTIONS as RELEVANCE_OPTIONS
 from sepvit_viz.explain.relevance import sepvit_relevance
 
@@ -70,6 +70,7 @@ __all__ = [
     "Attribution",
     "MethodInfo",
     "attribute",
+    "describe",
     "destripe",
     "list_methods",
     "method_options",
@@ -186,6 +187,30 @@ def method_options(method: str) -> dict[str, Any]:
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
     return dict(METHODS[method].options)
+
+
+def describe(att: Attribution) -> str:
+    """One plain phrase for the settings that change how ``att``'s map reads (its caption's "how"):
+    the baseline and steps of Integrated Gradients, the window and fill of Occlusion, the stage of
+    Grad-CAM, the draws of SmoothGrad and GradientSHAP; ``""`` for methods without such settings.
+
+    E.g. ``"16 steps from a black image"`` (a black baseline gives dark pixels no attribution).
+    """
+    o = att.extras.get("options", {})
+    if att.method == "integrated_gradients":
+        return f"{o['steps']} steps from a {o['baseline']} image"
+    if att.method == "occlusion":
+        wh, ww = att.extras.get("window_px", (0, 0))
+        return f"{wh} x {ww} px windows replaced by a {o['baseline']} fill, one at a time"
+    if att.method == "gradcam":
+        return f"stage {int(att.extras.get('stage', o.get('stage', -1))) + 1} feature map" + (
+            ", positive part" if o.get("relu", True) else ""
+        )
+    if att.method == "smoothgrad":
+        return f"{o['samples']} noisy copies (noise {o['noise']:g} of the input range)"
+    if att.method == "gradient_shap":
+        return f"{o['samples']} draws from black, blurred and noise baselines"
+    return ""
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -343,7 +368,8 @@ def attribute(
         model: a classifier (B, 3, H, W) -> (B, num_classes) in eval mode (SepViT for ``gradcam``,
             ``occlusion`` window sizing and ``sepvit_relevance``; any module for the rest).
         x: (1, 3, H, W) preprocessed image (any H, W).
-        target: class index; None explains the top prediction.
+        target: class index in ``0..num_classes - 1``; None explains the top prediction. Anything else
+            (a negative index, one past the model's classes, a float) raises ``ValueError``.
         method: one of :func:`list_methods`.
         smooth: filter ``map_hw`` with :func:`destripe` (the stride-4 comb of pixel-gradient maps);
             None: the method's default (``METHODS[method].destripe``, False for every method). When
@@ -368,7 +394,7 @@ def attribute(
         if target is None:
             with torch.no_grad():
                 target = int(model(x).argmax(dim=-1).item())
-        target = int(target)
+        target = check_target(model, target)
         start = time.perf_counter()
         raw, map_hw, extras = _RUNNERS[method](model, x, target, opts, progress)
         seconds = time.perf_counter() - start

@@ -37,6 +37,7 @@ __all__ = [
     "Curves",
     "RoadScores",
     "auc",
+    "check_target",
     "curves_for",
     "deletion_insertion",
     "deletion_insertion_fills",
@@ -102,20 +103,46 @@ def random_map(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((height, width)).astype(np.float32)
 
 
+def check_target(model: nn.Module, target: Any) -> int:
+    """``target`` as a class index of ``model``, or a ``ValueError`` that says what is wrong.
+
+    A class index is a whole number (Python or NumPy int, or a one-element integer tensor such as
+    ``logits.argmax()``; not a bool or a float) in
+    ``0..num_classes - 1``, ``num_classes`` being the model's attribute of that name (SepViT has one).
+    Negative indices are refused (``logits[:, -1]`` would silently be the last class); for a model
+    without ``num_classes`` the upper bound is checked against its logits when they are scored.
+    """
+    if isinstance(target, torch.Tensor) and target.numel() == 1 and not target.dtype.is_floating_point:
+        target = target.item()
+    if isinstance(target, (bool, np.bool_)) or not isinstance(target, (int, np.integer)):
+        raise ValueError(f"the class index must be a whole number, got {target!r}")
+    target = int(target)
+    n = getattr(model, "num_classes", None)
+    if isinstance(n, int) and n > 0 and not 0 <= target < n:
+        raise ValueError(f"class index {target} is out of range: this model has classes 0 to {n - 1}")
+    if target < 0:
+        raise ValueError(f"class index {target} is out of range: class indices start at 0")
+    return target
+
+
 def _scores(model: nn.Module, batch: torch.Tensor, target: int, score: str) -> torch.Tensor:
     logits = model(batch)
+    if not 0 <= target < logits.shape[-1]:
+        raise ValueError(f"class index {target} is out of range: this model has classes 0 to {logits.shape[-1] - 1}")
     if score == "prob":
         return logits.float().softmax(dim=-1)[:, target]
     return logits.float()[:, target]
 
 
-def _checked_map(x: torch.Tensor, saliency_hw: Any, score: str) -> np.ndarray:
+def _checked_map(model: nn.Module, x: torch.Tensor, saliency_hw: Any, target: Any, score: str) -> np.ndarray:
     """The input checks shared by :func:`deletion_insertion`, :func:`deletion_insertion_fills` and
     :func:`road`; returns the map as a detached float64 (H, W) array.
 
     x must be one image (1, C, H, W); ``saliency_hw`` an (H, W) array or tensor (a tensor that
-    requires grad is detached: the measures only read its order); ``score`` ``"prob"`` or ``"logit"``.
+    requires grad is detached: the measures only read its order); ``target`` a class index of
+    ``model`` (:func:`check_target`); ``score`` ``"prob"`` or ``"logit"``.
     """
+    check_target(model, target)
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected one image (1, C, H, W), got shape {tuple(x.shape)}")
     if isinstance(saliency_hw, torch.Tensor):
@@ -167,7 +194,7 @@ def deletion_insertion_fills(
     ``"x"`` and ``("fill", name)`` and not evaluated again (tensor fills are never shared). None:
     nothing is shared between calls.
     """
-    smap = _checked_map(x, saliency_hw, score)
+    smap = _checked_map(model, x, saliency_hw, target, score)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not fills:
@@ -490,7 +517,7 @@ def road(
     shares first, then LeRF) gets noise seed ``seed + i`` and its own CG stopping, so the scores
     equal one-mask-at-a-time imputation to float tolerance (tested).
     """
-    smap = _checked_map(x, saliency_hw, score)
+    smap = _checked_map(model, x, saliency_hw, target, score)
     if not fractions or not all(0.0 < f < 1.0 for f in fractions):
         raise ValueError(f"fractions must lie in (0, 1), got {fractions}")
     if batch_size < 1:

@@ -176,7 +176,7 @@ def score_method(
         model: classifier in eval mode; x: (1, 3, H, W) preprocessed photo; target: class index.
         method, options: as :func:`sepvit_viz.explain.attribution.attribute`.
         attribution: an already computed :class:`~sepvit_viz.explain.attribution.Attribution` of this method
-            and target on ``x`` (skips recomputing it).
+            and target on ``x`` (skips recomputing it); one of another method or class raises ``ValueError``.
         steps: deletion / insertion steps; road_fractions: ROAD's removal shares (None: defaults).
         sanity: ``"full"`` (fully randomised model only: one more attribution), ``"cascade"`` (head,
             then every stage: one per level) or None.
@@ -204,6 +204,11 @@ def score_method(
 
     if attribution is None:
         attribution = attribute(model, x, target, method, **opts)
+    elif (attribution.method, int(attribution.target)) != (method, int(target)):
+        raise ValueError(
+            f"the attribution given is {attribution.method} for class {attribution.target}, "
+            f"but {method} for class {target} is to be scored"
+        )
     map_hw = attribution.map_hw
     last = 0.6 if sanity is not None else 1.0  # the share of this method's progress before the sanity check
     report(0.2 * last, "attribution")
@@ -277,13 +282,24 @@ class Scorecard:
         return ["method", *keys, "sanity |rank corr.|", "verdict", "seconds"]
 
     def table(self, digits: int = 3) -> list[list[Any]]:
-        """Rows for a table widget: label, the measures, sanity correlation, verdict, seconds."""
+        """Rows for a table widget: label, the measures, sanity correlation, verdict, seconds.
+
+        The measures keep ``digits`` significant digits, not decimals: for a class the model gives
+        little probability every area is below 0.001, and decimals would show them all as 0.0 while
+        the verdict, which reads the full values, says some beat the random map.
+        """
         out = []
         for r in self.rows:
             v = self.verdicts[r.method]
             rho = None if r.sanity is None else round(abs(r.sanity.final_rho), 2)
-            out.append([r.label, *[round(r.scores[m.key], digits) for m in MEASURES], rho, v.text, round(r.seconds, 2)])
+            values = [_significant(r.scores[m.key], digits) for m in MEASURES]
+            out.append([r.label, *values, rho, v.text, round(r.seconds, 2)])
         return out
+
+
+def _significant(value: float, digits: int) -> float:
+    """``value`` rounded to ``digits`` significant digits (0.000123456 -> 0.000123 for 3)."""
+    return float(f"{float(value):.{digits}g}")
 
 
 def faithfulness_table(

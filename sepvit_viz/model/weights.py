@@ -168,7 +168,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except Exception as e:  # safetensors raises several types for a corrupt header
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({e})") from None
+        hint = ""
+        if path.suffix in (".pt", ".pth", ".bin"):
+            hint = (
+                f"; a {path.suffix} file is a PyTorch pickle: read its state dict with load_state_dict_file, "
+                "then build the model with from_official or load_weights_into"
+            )
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({e}){hint}") from None
     return tensors, meta
 
 
@@ -364,7 +370,10 @@ def load_checkpoint(path: str | Path, config: SepViTConfig | None = None) -> Sep
     tensors, meta = read_checkpoint(path)
     if config is None:
         if "config" not in meta:
-            raise CheckpointError(f"{Path(path).name} has no 'config' metadata; pass config=... explicitly")
+            raise CheckpointError(
+                f"{Path(path).name} has no 'config' metadata, so it is not a SepViT checkpoint saved by "
+                "sepvit_viz.save_checkpoint (a SepViT state dict without it loads with config=...)"
+            )
         try:
             cfg_dict = json.loads(meta["config"])
             config = (

@@ -33,7 +33,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from sepvit_viz.explain.attribution import METHODS, Attribution, attribute, destripe
+from sepvit_viz.explain.attribution import METHODS, Attribution, attribute, describe, destripe
 from sepvit_viz.explain.faithfulness import Curves
 from sepvit_viz.explain.scorecard import MEASURES, Scorecard, faithfulness_table
 from sepvit_viz.limits import (
@@ -568,6 +568,7 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
             class_name=fwd.class_names[target],
             seconds=att.seconds,
             smoothed=stride,
+            settings=describe(att),
         ),
     )
 
@@ -927,8 +928,8 @@ def _attribution_caption(session: Session, s: Settings, view: views.View) -> str
     if scores is None:
         return view.caption
     return view.caption + (
-        f" Deletion AUC {scores.deletion_auc:.3f} (lower is better), "
-        f"insertion AUC {scores.insertion_auc:.3f} (higher is better)."
+        f" Deletion AUC {scores.deletion_auc:.3g} (lower is better), "
+        f"insertion AUC {scores.insertion_auc:.3g} (higher is better), mean-colour fill."
     )
 
 
@@ -1123,8 +1124,6 @@ def rerender(
 FAITH_HEADERS = ["method", *(m.label + (" ↓" if m.lower_is_better else " ↑") for m in MEASURES), "verdict", "seconds"]
 #: Width of each column of :data:`FAITH_HEADERS` (headers wrap inside them).
 FAITH_WIDTHS = ["13%", *["10%"] * len(MEASURES), "17%", "10%"]
-#: The table's label: what the arrows mean.
-FAITH_LABEL = "Scores (↓ lower is better, ↑ higher is better)"
 _SANITY_COLUMN = Scorecard(0, [], {}, 0.0).headers().index("sanity |rank corr.|")
 
 #: The panel's light preset of :func:`sepvit_viz.explain.scorecard.faithfulness_table`: one ROAD fraction and
@@ -1135,6 +1134,14 @@ FAITH_STEPS = 8
 #: The panel's "Score" choices: the chosen method (against the random map) or every method.
 FAITH_SCOPES = ("this method", "all methods")
 FAITH_PRESET: dict[str, Any] = {"road_fractions": (0.5,), "sanity": None}
+#: The table's label: what the arrows mean, what the ROAD columns hold (the class probability with the
+#: preset's share of the pixels imputed) and that one photo's verdicts are indicative.
+FAITH_LABEL = (
+    "Scores (↓ lower is better, ↑ higher is better). Deletion / insertion: areas under the class probability; "
+    "ROAD: the class probability with "
+    + " and ".join(f"{f:.0%}" for f in FAITH_PRESET["road_fractions"])
+    + " of the pixels imputed. Verdicts compare with the random map on this one photo: indicative only."
+)
 
 
 def _faith_rows(session: Session) -> list[list[Any]]:
@@ -1202,7 +1209,9 @@ def faithfulness(
             session.curves[(row.method, tgt)] = row.curves["mean"]
         session.scorecard = card
         curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods}
-        return _faith_rows(session), views.curves(curves)
+        name = session.forward.class_names[tgt]
+        p = float(session.forward.probs[tgt])
+        return _faith_rows(session), views.curves(curves, title=f"class {name} ({tgt}), p = {p:.3g} on the photo")
 
 
 # ------------------------------------------------------------------------------------ downloads

@@ -1,7 +1,7 @@
 """Plots and files of the model-level statistics (:mod:`sepvit_viz.stats.measures`).
 
 Pure functions of :class:`~sepvit_viz.stats.measures.ModelStats`: figures are built with matplotlib's ``Figure``
-API on the Agg canvas (pyplot is never imported: no global figure registry, safe in a server).
+API on the Agg canvas (pyplot is never used: no figure enters its global registry, safe in a server).
 
 * :func:`depth_figure`: one measure against depth, one dot per head (its median over photos) with
   its spread over photos (25-75% thick, 5-95% thin), coloured by block kind (DSSA / GSA / global);

@@ -6,8 +6,8 @@ Two tiers, both pure functions of arrays:
   (overlay + window/group lines + box + marker + title + colour bar with its value range) and
   :func:`matrix_view` (the PWA matrix with labelled axes). The app's live views use these, so a
   change of head, block, colormap, opacity or point re-renders well inside a frame budget.
-* Figure tier (matplotlib's ``Figure`` API on the Agg canvas; pyplot is never imported, so there is no
-  global figure registry to leak into): :func:`overlay_figure`, :func:`pwa_matrix_figure`,
+* Figure tier (matplotlib's ``Figure`` API on the Agg canvas; no module of ours imports pyplot
+  (Captum's ``captum.attr`` does, but no figure goes through it), so no figure enters its global registry): :func:`overlay_figure`, :func:`pwa_matrix_figure`,
   :func:`head_gallery`, :func:`side_by_side_figure`. Each builds, draws and clears its own figure.
 
 Colours come from matplotlib colormaps (any name in ``matplotlib.colormaps``). Images are

@@ -420,9 +420,12 @@ def attribution(
     class_name: str,
     seconds: float,
     smoothed: int = 0,
+    settings: str = "",
 ) -> View:
     """A class attribution (H, W) over the photo. Signed maps show their positive part; the colour bar
-    tops out at the 99.5th percentile, so a few extreme pixels do not wash out the rest. ``smoothed``:
+    tops out at the 99.5th percentile, so a few extreme pixels do not wash out the rest (both said in
+    the caption). ``settings``: the method's settings in words (e.g. ``"16 steps from a black image"``,
+    :func:`sepvit_viz.explain.attribution.describe`), shown after the method's name. ``smoothed``:
     the stem stride ``heat`` was destriped with for display (said in the title and caption); 0: raw."""
     k = s.scale or display_scale(an.size)
     signed = bool(heat.min() < 0)
@@ -432,9 +435,15 @@ def attribution(
     title = f"{method_label} · {class_name} ({target})" + (" · smoothed" if smoothed else "")
     pic = _draw(an, shown, s, k, title=title, vmax=hi)
     caption = (
-        f"**{method_label}** for class **{class_name}** ({target}), p = {an.probs[target]:.3f}; "
+        f"**{method_label}**{f' ({settings})' if settings else ''} for class **{class_name}** ({target}), "
+        f"p = {an.probs[target]:.3f}; "
         f"{seconds:.2f} s."
         + (" Positive evidence shown (negative values clipped)." if signed else "")
+        + (
+            f" Colour scale up to the 99.5th percentile ({hi:.3g}): the top 0.5% of pixels saturate."
+            if hi is not None
+            else ""
+        )
         + (
             f" Smoothed for display ({2 * smoothed - 1} px tent: the stride-{smoothed} stripes of the "
             "patch embedding removed); scores and downloaded arrays use the raw map."
@@ -507,22 +516,34 @@ def gallery(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
     )
 
 
-def curves_figure(scores: Mapping[str, Curves]) -> Figure:
+def curves_figure(scores: Mapping[str, Curves], *, title: str | None = None) -> Figure:
     """The figure behind :func:`curves`: deletion and insertion axes side by side, one legend for
-    both below them (outside the curves), each method with both of its AUCs."""
+    both below them (outside the curves), each method with both of its AUCs.
+
+    The axes say what the curves hold: pixels removed / revealed (most attributed first), the fill
+    (``Curves.extras["baseline"]``, when every curve has the same one) and the score (class
+    probability or logit, ``extras["score"]``). ``title`` (e.g. the class explained) goes above both.
+    """
     rows = -(-len(scores) // 3)  # legend rows of up to three methods
-    fig = Figure(figsize=(8, 3.0 + 0.22 * rows), dpi=100, layout="constrained")
+    fig = Figure(figsize=(8, 3.0 + 0.22 * rows + (0.3 if title else 0.0)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax_d, ax_i = fig.subplots(1, 2, sharey=True)
     for label, c in scores.items():
         (line,) = ax_d.plot(c.fractions, c.deletion)
         ax_i.plot(c.fractions, c.insertion, color=line.get_color())
-        line.set_label(f"{label}: {c.deletion_auc:.3f} / {c.insertion_auc:.3f}")
-    ax_d.set_title("deletion (lower AUC = better)", fontsize=10)
-    ax_i.set_title("insertion (higher AUC = better)", fontsize=10)
-    for ax in (ax_d, ax_i):
-        ax.set_xlabel("fraction of pixels")
-    ax_d.set_ylabel("class probability")
+        line.set_label(f"{label}: {c.deletion_auc:.3g} / {c.insertion_auc:.3g}")
+    fills = {str(c.extras.get("baseline", "")) for c in scores.values()}
+    fill = next(iter(fills)) if len(fills) == 1 else ""
+    fill_name = {"mean": "mean-colour", "gray": "grey"}.get(fill, fill)
+    on = f" ({fill_name} fill)" if fill_name and fill_name != "tensor" else ""
+    ax_d.set_title(f"deletion{on}: lower AUC = better", fontsize=10)
+    ax_i.set_title(f"insertion{on}: higher AUC = better", fontsize=10)
+    ax_d.set_xlabel("fraction of pixels removed (most attributed first)", fontsize=9)
+    ax_i.set_xlabel("fraction of pixels revealed (most attributed first)", fontsize=9)
+    kinds = {str(c.extras.get("score", "prob")) for c in scores.values()}
+    ax_d.set_ylabel("class logit" if kinds == {"logit"} else "class probability")
+    if title:
+        fig.suptitle(title, fontsize=10)
     if scores:
         fig.legend(
             loc="outside lower center",
@@ -534,6 +555,7 @@ def curves_figure(scores: Mapping[str, Curves]) -> Figure:
     return fig
 
 
-def curves(scores: Mapping[str, Curves]) -> np.ndarray:
-    """Deletion and insertion curves of several methods side by side: (H, W, 3) uint8 (Figure API, Agg)."""
-    return render.figure_to_rgb(curves_figure(scores))
+def curves(scores: Mapping[str, Curves], *, title: str | None = None) -> np.ndarray:
+    """Deletion and insertion curves of several methods side by side: (H, W, 3) uint8 (Figure API, Agg);
+    ``title``: see :func:`curves_figure`."""
+    return render.figure_to_rgb(curves_figure(scores, title=title))
