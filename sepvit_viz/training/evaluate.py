@@ -378,18 +378,19 @@ def main(argv: list[str] | None = None) -> int:
 
         if rows:
             update_card(card_path, rows, bf16=args.bf16, limit=args.limit, teacher_bf16=cpu_has_native_bf16())
+        entries: dict[str, Any] = {}
         if examples is not None:
-            card = json.loads(card_path.read_text()) if card_path.exists() else {}
-            card["examples"] = {
+            entries["examples"] = {
                 "folder": Path(args.examples).name,
                 "student_right": sum(r["student"]["right"] for r in examples),
                 "photos": len(examples),
                 "results": examples,
             }
-            card_path.write_text(json.dumps(card, indent=2) + "\n")
         if many is not None:
+            entries["many_classes"] = many
+        if entries:  # one read and one write of the card for both entries
             card = json.loads(card_path.read_text()) if card_path.exists() else {}
-            card["many_classes"] = many
+            card.update(entries)
             card_path.write_text(json.dumps(card, indent=2) + "\n")
         print(f"updated {card_path}", file=sys.stderr)
     return 0
