@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import math
 from pathlib import Path
 
@@ -442,6 +443,10 @@ def test_cli_compares_a_checkpoint_with_random_weights_of_its_own_architecture(p
     with (out / "stats.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [r["checkpoint"] for r in rows] == ["tiny"] * 15 + ["random init"] * 15
+    # the page says which file each label is, so a report read later names the compared weights
+    page = (out / "index.html").read_text()
+    assert f"tiny = checkpoint {html.escape(str(own))}" in page
+    assert "random init = random initial weights (seed 0)" in page
     assert rows[0]["dwa_distance_mean"] != rows[15]["dwa_distance_mean"]
 
 

@@ -130,6 +130,31 @@ def test_hub_repo_ids_are_validated():
         sepvit_viz.load_from_hub("owner/name", revision="main; rm -rf /")
 
 
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        (ConnectionError("[Errno -2] Name or service not known"), "(no connection)"),
+        (TimeoutError("timed out"), "(no answer within 0.5 s)"),
+    ],
+)
+def test_an_unreachable_hub_is_named_for_what_happened(monkeypatch, tmp_path, failure, says):
+    import huggingface_hub
+
+    def fail(*args, **kwargs):
+        try:
+            raise failure
+        except type(failure) as inner:  # raised from the network error, as the client libraries do
+            raise RuntimeError("request failed") from inner
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", fail)
+    with pytest.raises(CheckpointError) as info:
+        sepvit_viz.load_from_hub("owner/name", cache_dir=tmp_path, timeout=0.5)
+    message = str(info.value)
+    assert "cannot be reached" in message and message.endswith(says), message
+    assert "RuntimeError" not in message and "Errno" not in message
+
+
 @pytest.fixture(scope="module")
 def reference():
     if not REFERENCE.is_file():

@@ -449,6 +449,18 @@ def load_from_hub(
     return load_checkpoint(local)
 
 
+def _timed_out(e: BaseException) -> bool:
+    """Whether ``e`` or an exception it was raised from is a timeout (socket, requests or httpx)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, TimeoutError) or "Timeout" in type(cur).__name__:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def _hub_problem(e: BaseException, repo_id: str, filename: str, revision: str | None, timeout: float) -> str:
     """One sentence for a failed Hub download (never the library's exception name or its wording)."""
     from huggingface_hub import constants
@@ -464,7 +476,8 @@ def _hub_problem(e: BaseException, repo_id: str, filename: str, revision: str | 
     if isinstance(e, hf.RevisionNotFoundError):
         return f"{repo_id} has no revision {revision!r}"
     if isinstance(e, hf.LocalEntryNotFoundError) or not isinstance(e, hf.HfHubHTTPError | hf.EntryNotFoundError):
-        return f"the Hugging Face Hub cannot be reached from this server (no answer within {timeout:g} s)"
+        why = f"no answer within {timeout:g} s" if _timed_out(e) else "no connection"
+        return f"the Hugging Face Hub cannot be reached from this server ({why})"
     if isinstance(e, hf.EntryNotFoundError):
         return f"{where} has no file {filename}"
     status = getattr(getattr(e, "response", None), "status_code", None)

@@ -58,6 +58,16 @@ def _label(spec: str | None, default: str) -> str:
     return Path(spec).name.removesuffix(".safetensors")
 
 
+def _origin(spec: str | None, warning: str | None = None) -> str:
+    """Where a label's weights came from, for the report: the checkpoint path as given, or its kind
+    (``warning``: the one :func:`load_for_stats` returned for it)."""
+    if spec is None:
+        return "random initial weights (no trained weights)" if warning else "the project's trained weights"
+    if spec == "random":
+        return "random initial weights (seed 0)"
+    return f"checkpoint {spec}"
+
+
 def load_for_stats(name: str, checkpoint: str | None, like: object | None = None) -> tuple[object, str | None]:
     """(eval-mode model, warning or None) for a variant name and a checkpoint spec.
 
@@ -123,12 +133,14 @@ def run_stats(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")  # a checkpoint's warnings are printed once below instead
             model, warning = load_for_stats(args.model, args.checkpoint)
             models = {_label(args.checkpoint, getattr(model.config, "name", args.model)): model}
+            origins = [f"{next(iter(models))} = {_origin(args.checkpoint, warning)}"]
             if args.compare is not None:
                 other, other_warning = load_for_stats(args.model, args.compare, like=model)
                 label = _label(args.compare, "compare")
                 if label in models:
                     label += " (compare)"
                 models[label] = other
+                origins.append(f"{label} = {_origin(args.compare, other_warning)}")
                 warning = warning or other_warning
         if warning:
             print(f"WARNING: {warning}", file=sys.stderr)
@@ -153,6 +165,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
     notes = [f"WARNING: {warning}"] if warning else []
     notes.append(f"Sources: {', '.join(str(s) for s in args.sources)}; model {args.model}.")
+    notes.append(f"Weights: {'; '.join(origins)}.")
     index = write_report(results, args.out, notes=notes)
     n = results[0].num_photos
     rate = results[0].seconds / max(n, 1)
