@@ -594,12 +594,68 @@ def test_compiled_student_trains_like_the_eager_one(photo_dirs, tmp_path, teache
     eager_cfg = _config(photo_dirs, tmp_path / "eager", steps=2)
     compiled_cfg = _config(photo_dirs, tmp_path / "compiled", steps=2, compile=True)
     eager, compiled = Distiller(eager_cfg), Distiller(compiled_cfg)
-    assert compiled.student_features is not compiled.student.forward_features  # the compiled callable
+    assert compiled.student_features != compiled.student.forward_features  # the compiled callable
+    assert eager.student_features == eager.student.forward_features
     for _ in range(2):
         a, b = eager.train_step(), compiled.train_step()
         assert math.isfinite(b["loss"]) and b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-4)
     for (name, p), q in zip(eager.student.state_dict().items(), compiled.student.state_dict().values(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_compiled_teacher_gives_the_eager_teachers_targets(
+    photo_dirs, tmp_path, teacher_available, monkeypatch
+) -> None:
+    """--compile-teacher: training steps take the teacher's logits and feature map from the compiled
+    callable, equal to the eager teacher's on the same view; evaluation keeps the eager one. With the
+    ``aot_eager`` backend unless ``SEPVIT_TEST_INDUCTOR=1`` (inductor with freezing: ~40 s on 2 cores)."""
+    pytest.importorskip("torch._inductor")
+    calls = []
+    real_compile = torch.compile
+
+    def counting_compile(fn, **kw):
+        if os.environ.get("SEPVIT_TEST_INDUCTOR") != "1":
+            kw = {"backend": "aot_eager", "dynamic": kw.get("dynamic")}  # options= is inductor's only
+        compiled = real_compile(fn, **kw)
+
+        def call(x):
+            calls.append(tuple(x.shape))
+            return compiled(x)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", counting_compile)
+    d = Distiller(_config(photo_dirs, tmp_path / "c", steps=1, compile_teacher=True))
+    assert d.teacher_features != d.teacher.forward_features
+    x = torch.randn(3, 3, 224, 224)
+    logits, feats = d.teacher_outputs(x)
+    assert calls == [(3, 3, 224, 224)]
+    ref_logits, ref_feats = d.teacher_outputs(x, compiled=False)
+    assert len(calls) == 1  # the eager path does not go through the compiled callable
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(feats, ref_feats, rtol=1e-4, atol=1e-4)
+    d.teacher_logits(x)  # evaluation during training: eager (other batch sizes would recompile)
+    assert len(calls) == 1
+    assert math.isfinite(d.train_step()["loss"]) and len(calls) == 2
+
+
+def test_a_teacher_that_fails_to_compile_falls_back_to_the_eager_one(
+    photo_dirs, tmp_path, teacher_available, monkeypatch, caplog
+) -> None:
+    def broken_compile(fn, **kw):
+        def call(x):
+            raise RuntimeError("no C++ compiler")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    d = Distiller(_config(photo_dirs, tmp_path / "f", steps=1, compile_teacher=True))
+    x = torch.randn(2, 3, 224, 224)
+    with caplog.at_level(logging.WARNING, logger="sepvit_viz.training.distill"):
+        logits, _ = d.teacher_outputs(x)
+    assert "compiled teacher failed (RuntimeError: no C++ compiler)" in caplog.text
+    torch.testing.assert_close(logits, d.teacher_outputs(x, compiled=False)[0])
+    assert d.teacher_features == d.teacher.forward_features  # once, not at every step
 
 
 def test_card_lineage_continues_the_parents_card(photo_dirs, tmp_path, teacher_available) -> None:
