@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sepvit_viz.training.data import PhotoCache, augment_batch, augment_groups, build_cache, mixup
+from sepvit_viz.training.data import (
+    PhotoCache,
+    augment_batch,
+    augment_groups,
+    build_cache,
+    low_resolution,
+    mixup,
+)
 from sepvit_viz.training.distill import (
     DistillConfig,
     Distiller,
@@ -567,6 +575,56 @@ def test_teacher_and_student_see_the_same_view(photo_dirs, tmp_path, teacher_ava
     assert student[1].equal(teacher[1])  # at 224 px: the very same pixels
 
 
+def test_low_resolution_shrinks_the_drawn_views_and_keeps_the_others() -> None:
+    # 1-px stripes survive no shrinking below 224: a view shown at low resolution loses them
+    stripes = torch.zeros(6, 3, 224, 224)
+    stripes[..., ::2] = 1.0
+    prob = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    out = low_resolution(stripes, prob, generator=torch.Generator().manual_seed(0))
+    assert out.shape == stripes.shape and out.data_ptr() != stripes.data_ptr()
+    detail = (out[..., 1:] - out[..., :-1]).abs().mean(dim=(1, 2, 3))
+    assert (detail[:3] < 0.1).all() and torch.equal(out[3:], stripes[3:])
+    flat = torch.full((2, 3, 224, 224), 0.25)
+    torch.testing.assert_close(low_resolution(flat, torch.ones(2)), flat)  # a flat image stays flat
+    # one side: exactly "shrink to it (antialiased), enlarge back"
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    want = F.interpolate(
+        F.interpolate(x, size=(56, 56), mode="bilinear", antialias=True), size=(224, 224), mode="bilinear"
+    )
+    torch.testing.assert_close(low_resolution(x, torch.ones(2), sides=(56, 56)), want)
+
+
+def test_low_res_dirs_blur_the_views_of_the_named_folder_for_teacher_and_student(
+    photo_dirs, tmp_path, teacher_available
+) -> None:
+    train, _ = photo_dirs
+    cfg = _config(
+        photo_dirs, tmp_path, train_dirs=[str(train / "a"), str(train / "b")], val_dirs=[], steps=2, low_res_dirs="a=1"
+    )
+    dist = Distiller(cfg)
+    seen: list[torch.Tensor] = []
+    teacher_features = dist.teacher.forward_features
+    dist.teacher.forward_features = lambda x: (seen.append(x.detach().clone()), teacher_features(x))[1]
+    gen = torch.Generator()
+    gen.set_state(dist.gen.get_state())
+    idx = dist.order[:4]
+    in_a = torch.tensor([dist.photo_folder[i] == 0 for i in idx.tolist()])
+    assert 0 < int(in_a.sum()) < 4  # the batch mixes both folders
+    view = augment_groups(dist.data.groups(idx), 4, 224, scale=(cfg.crop_scale_min, 1.0), generator=gen)
+    want = low_resolution(view, in_a.float(), generator=gen)
+    dist.train_step()
+    torch.testing.assert_close(seen[0], want, rtol=0, atol=1e-6)  # the teacher's view (mixup is off)
+    changed = (seen[0] - view).abs().flatten(1).amax(1) > 1e-3
+    assert changed.tolist() == in_a.tolist()  # folder a's views only
+    assert dist.model_card(final=False)["augmentation"]["low_resolution"] == {
+        "prob_by_folder": {"a": 1.0},
+        "sides_px": [40, 96],
+    }
+    for bad, message in (("a=1.5", "(0, 1]"), ("c=0.5", "not training folders")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Distiller(dataclasses.replace(cfg, low_res_dirs=bad, name="bad"))
+
+
 def test_a_schedule_ending_below_224_trains_but_warns(photo_dirs, tmp_path, teacher_available, caplog) -> None:
     # the student is judged (and the teacher sees) 224 px: a schedule that ends lower is allowed (the
     # tiny tests use one) but logged as a warning, and the card records the resolution it really ended at
@@ -626,7 +684,7 @@ def test_compiled_teacher_gives_the_eager_teachers_targets(
 
     monkeypatch.setattr(torch, "compile", counting_compile)
     d = Distiller(_config(photo_dirs, tmp_path / "c", steps=1, compile_teacher=True))
-    assert d.teacher_features != d.teacher.forward_features
+    assert d.teacher_compiled is not None
     x = torch.randn(3, 3, 224, 224)
     logits, feats = d.teacher_outputs(x)
     assert calls == [(3, 3, 224, 224)]
@@ -655,7 +713,7 @@ def test_a_teacher_that_fails_to_compile_falls_back_to_the_eager_one(
         logits, _ = d.teacher_outputs(x)
     assert "compiled teacher failed (RuntimeError: no C++ compiler)" in caplog.text
     torch.testing.assert_close(logits, d.teacher_outputs(x, compiled=False)[0])
-    assert d.teacher_features == d.teacher.forward_features  # once, not at every step
+    assert d.teacher_compiled is None  # once, not at every step
 
 
 def test_card_lineage_continues_the_parents_card(photo_dirs, tmp_path, teacher_available) -> None:

@@ -31,6 +31,7 @@ from sepvit_viz.preprocess import MEAN, STD, resize_center_crop
 __all__ = [
     "CLASSES_TSV",
     "IMAGE_EXTENSIONS",
+    "LOW_RES_SIDES",
     "PhotoCache",
     "augment_batch",
     "augment_groups",
@@ -42,6 +43,7 @@ __all__ = [
     "list_images",
     "load_eval_set",
     "load_square",
+    "low_resolution",
     "mixup",
     "normalize_uint8",
     "stored_side",
@@ -395,6 +397,37 @@ def augment_batch(
             x = F.interpolate(x, size=(target, target), mode="bilinear", antialias=True, align_corners=False)
     grid = F.affine_grid(theta, [b, 3, out_size, out_size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+#: Sides (px) a view shown at low resolution is shrunk to, uniformly (:func:`low_resolution`): about
+#: the detail of a 64 px or 84 px photo cropped and enlarged, as most training photos are.
+LOW_RES_SIDES: tuple[int, int] = (40, 96)
+
+
+def low_resolution(
+    x: torch.Tensor,
+    prob: torch.Tensor,
+    sides: tuple[int, int] = LOW_RES_SIDES,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Show each view, with its own probability, at a lower resolution: shrunk to a side drawn uniformly
+    from ``sides`` (antialiased) and enlarged back (bilinear), as a small photo enlarged for the model.
+
+    x: (B, 3, S, S) views; prob: (B,) probabilities in [0, 1]. Returns a new (B, 3, S, S) tensor; the
+    views not drawn are unchanged. Used so that sharpness does not tell the student which folder, and
+    so which few classes, a photo comes from. Draws come from ``generator`` on the CPU.
+    """
+    b, s = x.shape[0], x.shape[-1]
+    hit = torch.rand(b, generator=generator) < prob.cpu()
+    side = torch.randint(sides[0], sides[1] + 1, (b,), generator=generator)
+    out = x.clone()
+    for v in side[hit].unique().tolist():
+        if v >= s:
+            continue
+        sel = torch.nonzero(hit & (side == v)).flatten().to(x.device)
+        small = F.interpolate(x[sel], size=(v, v), mode="bilinear", antialias=True, align_corners=False)
+        out[sel] = F.interpolate(small, size=(s, s), mode="bilinear", align_corners=False)
+    return out
 
 
 def mixup(

@@ -31,7 +31,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,13 @@ from torch import nn
 
 from sepvit_viz.model.weights import ASSETS_DIR, card_path_for
 from sepvit_viz.training.data import (
+    LOW_RES_SIDES,
     PhotoCache,
     augment_groups,
     build_cache,
     coverage_text,
     load_eval_set,
+    low_resolution,
     mixup,
     normalize_uint8,
     training_data_summary,
@@ -89,6 +91,7 @@ class DistillConfig:
     res_schedule: str = "0:224"
     crop_scale_min: float = 0.3
     dir_weights: str = ""
+    low_res_dirs: str = ""  # per folder, the probability that a view is shown at low resolution
     mixup_alpha: float = 1.0
     mixup_prob: float = 0.5
     bf16: bool | None = None  # None: on an accelerator, or a CPU with native bf16 (AVX-512 BF16 / AMX)
@@ -269,6 +272,9 @@ class Distiller:
         self.log = log or logging.getLogger("sepvit_viz.training.distill")
         # checked before the teacher and the photo cache are built (the cache can take minutes)
         self.dir_weights = check_dir_weights(cfg.dir_weights, cfg.train_dirs)
+        self.low_res = check_dir_weights(cfg.low_res_dirs, cfg.train_dirs, "--low-res-dirs")
+        if any(not 0.0 < p <= 1.0 for p in self.low_res.values()):
+            raise ValueError(f"--low-res-dirs: probabilities must lie in (0, 1], got {cfg.low_res_dirs!r}")
         check_held_out_apart(cfg.train_dirs, cfg.val_dirs)
         final_res = final_resolution(cfg.res_schedule)
         if final_res != 224:
@@ -306,9 +312,9 @@ class Distiller:
         # The teacher sees one fixed shape in every training step (batch, 3, 224, 224): compiled with
         # frozen weights its forward is about 1.5x faster on a CPU (measured in docs/training.md).
         # Evaluation during training keeps the eager teacher (other batch sizes).
-        self.teacher_features = self.teacher.forward_features
+        self.teacher_compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
         if cfg.compile_teacher:
-            self.teacher_features = torch.compile(
+            self.teacher_compiled = torch.compile(
                 self.teacher.forward_features, dynamic=False, options={"freezing": True}
             )
         self.student_features = self.student.forward_features
@@ -332,6 +338,10 @@ class Distiller:
         # have been built by another run whose folders held the same photos)
         self.folder_names = folder_names(cfg.train_dirs)
         self.photo_folder = folder_groups(self.data.files, cfg.train_dirs)
+        # per photo, the probability that its view is shown at low resolution (--low-res-dirs)
+        self.low_res_prob = torch.tensor(
+            [self.low_res.get(self.folder_names[g], 0.0) for g in self.photo_folder], dtype=torch.float32
+        )
         # On an accelerator the whole decoded set lives in device memory, so a batch is a gather
         # there instead of a host copy every step.
         on_device = cfg.photos_on_device if cfg.photos_on_device is not None else self.device.type != "cpu"
@@ -433,18 +443,18 @@ class Distiller:
         ``compiled``: through the compiled teacher when ``--compile-teacher`` asked for one; if compiling
         fails (no C++ compiler, say) the run says so once and goes on with the eager teacher."""
         eager = self.teacher.forward_features
-        features = self.teacher_features if compiled else eager
+        features = self.teacher_compiled if compiled and self.teacher_compiled is not None else eager
         x224 = x224.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), self.autocast():
             try:
                 feats = features(x224)
             except Exception as e:  # a failed compile must not end a run that the eager teacher can do
-                if features == eager:  # (bound methods: equal, never identical)
+                if features is not self.teacher_compiled:
                     raise
                 self.log.warning(
                     "the compiled teacher failed (%s: %s); going on with the eager one", type(e).__name__, e
                 )
-                self.teacher_features = eager
+                self.teacher_compiled = None
                 feats = eager(x224)
             logits = self.teacher._fc(feats.mean(dim=(2, 3)))
         return logits.float(), feats.float()
@@ -472,6 +482,8 @@ class Distiller:
         t_start = time.perf_counter()
         idx = self.next_indices()
         x = augment_groups(self.photo_batch(idx), len(idx), 224, scale=(cfg.crop_scale_min, 1.0), generator=self.gen)
+        if self.low_res:  # before mixup and the teacher: both models see the same low-resolution view
+            x = low_resolution(x, self.low_res_prob[torch.as_tensor(idx)], generator=self.gen)
         x = mixup(x, cfg.mixup_alpha, cfg.mixup_prob, generator=self.gen)
         target, teacher_feats = self.teacher_outputs(x)
         xs = (
@@ -684,6 +696,11 @@ class Distiller:
                 "random_resized_crop_scale": [cfg.crop_scale_min, 1.0],
                 "flip": True,
                 "mixup": {"alpha": cfg.mixup_alpha, "prob": cfg.mixup_prob},
+                **(
+                    {"low_resolution": {"prob_by_folder": self.low_res, "sides_px": list(LOW_RES_SIDES)}}
+                    if self.low_res
+                    else {}
+                ),
             },
             "optimizer": {
                 "name": "AdamW",
@@ -792,6 +809,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train with the fused attention path (slower backward on CPU; default: explicit path)",
     )
     a("--compile", dest="compile", action="store_true", default=None, help="torch.compile the student")
+    a(
+        "--low-res-dirs",
+        dest="low_res_dirs",
+        help="per training folder, the probability that a view is shown at low resolution, shrunk to "
+        "40-96 px and enlarged back (teacher and student alike), e.g. imagenette=0.5,imagewoof=0.5",
+    )
     a(
         "--compile-teacher",
         dest="compile_teacher",
