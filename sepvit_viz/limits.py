@@ -62,7 +62,7 @@ QUEUE_SIZE: Final[int] = max(1, int(os.environ.get("SEPVIT_QUEUE_SIZE", "32")))
 STATE_TTL_S: Final[int] = 900
 #: Sessions whose state Gradio keeps at most (Gradio's default is 10,000); the oldest goes first.
 STATE_SESSIONS: Final[int] = max(1, int(os.environ.get("SEPVIT_SESSIONS", "64")))
-#: Bytes of arrays the users' kept analyses may hold together (one analysis is about 3 MB at 224 px,
+#: Bytes of arrays the users' kept analyses may hold together (one analysis is about 5 MB at 224 px,
 #: 45 MB at 448 px); past it the least recently used analysis is released (its user presses Analyze
 #: again).
 SESSION_BYTES: Final[int] = max(0, int(os.environ.get("SEPVIT_SESSIONS_MB", "1024"))) * 2**20

@@ -7,8 +7,8 @@ it natively, else float32) and the student-teacher top-1 agreement. Folders name
 target (:data:`TARGETS`) also get a met / not met verdict, printed and (``--update-card``) recorded
 in the model card.
 
-The model card's ``coverage`` text is also what the app and the ``render`` command show next to their
-predictions (:func:`coverage_note`).
+The app and the ``render`` command show one line drawn from the model card next to their predictions
+(:func:`sepvit_viz.model.weights.model_note`; the card's ``coverage`` text when it has no evaluation).
 """
 
 from __future__ import annotations
