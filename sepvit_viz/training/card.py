@@ -1,0 +1,109 @@
+"""Runs the shipped card's lineage does not reach: record them under the card's ``other_runs``.
+
+A card's ``lineage`` lists the runs its checkpoint descends from. A run that was evaluated and not
+shipped, and that no shipped checkpoint descends from, would otherwise appear in no card. This module
+adds such runs, taken from their own cards, to a card's ``other_runs``, each with its held-out
+evaluation, its mean top-1 over those folders, its many-classes count and ``shipped: false``.
+
+    python -m sepvit_viz.training.card assets/sepvit_lite_distilled.card.json \
+        runs/run13/sepvit_lite_distilled.card.json --why "mean top-1 44.6% <= 45.7% (run 12)"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "mean_top1", "other_run_record", "record_other_runs"]
+
+
+def mean_top1(card: dict[str, Any]) -> float | None:
+    """The mean student top-1 over the folders of the card's full ``evaluation`` (None without one)."""
+    results = (card.get("evaluation") or {}).get("results") or {}
+    values = [r["student_top1"] for r in results.values() if isinstance(r, dict) and "student_top1" in r]
+    return sum(values) / len(values) if values else None
+
+
+def other_run_record(run_card: dict[str, Any], why: str | None = None) -> dict[str, Any]:
+    """A not-shipped run's entry: its lineage record plus ``shipped: false``, ``mean_top1``,
+    ``many_classes`` (student / teacher right of how many) and ``why_not_shipped`` when given."""
+    from sepvit_viz.training.distill import lineage_record
+
+    record = {**lineage_record(run_card), "shipped": False}
+    mean = mean_top1(run_card)
+    if mean is not None:
+        record["mean_top1"] = round(mean, 4)
+    many = run_card.get("many_classes")
+    if isinstance(many, dict) and "student_right" in many:
+        record["many_classes"] = {k: many.get(k) for k in ("photos", "student_right", "teacher_right")}
+    if run_card.get("augmentation", {}).get("low_resolution"):
+        record["low_resolution"] = run_card["augmentation"]["low_resolution"]
+    if why:
+        record["why_not_shipped"] = why
+    return record
+
+
+def record_other_runs(
+    card: dict[str, Any], run_cards: Sequence[dict[str, Any]], why: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Return a copy of ``card`` with each run card recorded under ``other_runs`` (a run recorded
+    before is replaced, in place) and one message per run card. A card without a ``run`` name, or of
+    a run that is the card's own or already in its ``lineage``, is not recorded (ValueError for the
+    former, a message for the latter)."""
+    out = dict(card)
+    others = list(out.get("other_runs") or [])
+    in_chain = {r.get("run") for r in out.get("lineage") or []} | {out.get("run")}
+    messages: list[str] = []
+    for run_card in run_cards:
+        name = run_card.get("run")
+        if not name:
+            raise ValueError("a run card without a 'run' name: is it a model card written by distill?")
+        if name in in_chain:
+            messages.append(f"{name}: already in the card's lineage (or the card's own run), not added")
+            continue
+        record = other_run_record(run_card, why)
+        at = next((i for i, r in enumerate(others) if r.get("run") == name), None)
+        if at is None:
+            others.append(record)
+            messages.append(f"{name}: added")
+        else:
+            others[at] = record
+            messages.append(f"{name}: replaced")
+    out["other_runs"] = others
+    return out, messages
+
+
+def _read_card(path: str | Path) -> dict[str, Any]:
+    try:
+        card = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable model card ({e})") from e
+    if not isinstance(card, dict):
+        raise ValueError(f"{path}: not a model card (a JSON object was expected)")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sepvit_viz.training.card", description=__doc__.splitlines()[0])
+    p.add_argument("card", help="the card to update, e.g. assets/sepvit_lite_distilled.card.json")
+    p.add_argument("runs", nargs="+", help="cards of finished, evaluated runs that were not shipped")
+    p.add_argument("--why", help="why they were not shipped (the rule and the figures), recorded with each")
+    args = p.parse_args(argv)
+    try:
+        card = _read_card(args.card)
+        updated, messages = record_other_runs(card, [_read_card(r) for r in args.runs], args.why)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    Path(args.card).write_text(json.dumps(updated, indent=2) + "\n")
+    for m in messages:
+        print(m)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

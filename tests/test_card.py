@@ -1,0 +1,87 @@
+"""Recording runs that were not shipped in the shipped card (``sepvit_viz.training.card``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sepvit_viz.training.card import main, mean_top1, record_other_runs
+
+
+def _run_card(name: str, parent: str, top1: tuple[float, float], right: int = 5) -> dict:
+    return {
+        "run": name,
+        "initialised_from": {"checkpoint": f"runs/{parent}/x.safetensors", "run": parent},
+        "steps": 10,
+        "images_seen": 640,
+        "train_time_hours": 0.5,
+        "optimizer": {"lr": 3e-4},
+        "evaluation": {
+            "results": {
+                "a": {"photos": 10, "student_top1": top1[0], "teacher_top1": 0.9},
+                "b": {"photos": 10, "student_top1": top1[1], "teacher_top1": 0.8},
+            }
+        },
+        "many_classes": {"folder": "examples", "photos": 36, "student_right": right, "teacher_right": 30},
+    }
+
+
+SHIPPED = {"run": "run12", "lineage": [{"run": "run10"}, {"run": "run11"}], "evaluation": {"results": {}}}
+
+
+def test_mean_top1_averages_the_folders() -> None:
+    assert mean_top1(_run_card("r", "p", (0.5, 0.25))) == pytest.approx(0.375)
+    assert mean_top1({"run": "r"}) is None
+
+
+def test_a_run_off_the_chain_is_recorded_with_its_figures() -> None:
+    card, messages = record_other_runs(SHIPPED, [_run_card("run13", "run12", (0.6, 0.2), right=5)], why="rule")
+    [record] = card["other_runs"]
+    assert record["run"] == "run13" and record["initialised_from"] == "run12"
+    assert record["shipped"] is False and record["why_not_shipped"] == "rule"
+    assert record["mean_top1"] == pytest.approx(0.4)
+    assert record["many_classes"] == {"photos": 36, "student_right": 5, "teacher_right": 30}
+    assert record["evaluation"]["a"]["student_top1"] == 0.6
+    assert messages == ["run13: added"]
+    assert "other_runs" not in SHIPPED  # the input card is not changed
+
+
+def test_recording_a_run_again_replaces_it() -> None:
+    card, _ = record_other_runs(SHIPPED, [_run_card("run13", "run12", (0.6, 0.2))])
+    card, messages = record_other_runs(
+        card, [_run_card("run13", "run12", (0.7, 0.3)), _run_card("run14", "run13", (0.1, 0.1))]
+    )
+    assert [r["run"] for r in card["other_runs"]] == ["run13", "run14"]
+    assert card["other_runs"][0]["mean_top1"] == pytest.approx(0.5)
+    assert messages == ["run13: replaced", "run14: added"]
+
+
+def test_runs_of_the_chain_are_not_recorded_twice() -> None:
+    card, messages = record_other_runs(
+        SHIPPED, [_run_card("run11", "run10", (0.5, 0.5)), _run_card("run12", "run11", (0.5, 0.5))]
+    )
+    assert card["other_runs"] == []
+    assert all("already in the card's lineage" in m for m in messages) and len(messages) == 2
+
+
+def test_a_card_without_a_run_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="without a 'run' name"):
+        record_other_runs(SHIPPED, [{"steps": 3}])
+
+
+def test_command_line_updates_the_card_and_refuses_a_broken_one(tmp_path, capsys) -> None:
+    shipped = tmp_path / "shipped.card.json"
+    shipped.write_text(json.dumps(SHIPPED))
+    run = tmp_path / "run13.card.json"
+    run.write_text(json.dumps(_run_card("run13", "run12", (0.6, 0.2))))
+    assert main([str(shipped), str(run), "--why", "mean 40% <= 45.7%"]) == 0
+    assert json.loads(shipped.read_text())["other_runs"][0]["why_not_shipped"] == "mean 40% <= 45.7%"
+    assert "run13: added" in capsys.readouterr().out
+
+    broken = tmp_path / "broken.card.json"
+    broken.write_text("{not json")
+    before = shipped.read_text()
+    assert main([str(shipped), str(broken)]) == 2
+    assert "not a readable model card" in capsys.readouterr().err
+    assert shipped.read_text() == before
