@@ -85,3 +85,13 @@ def test_command_line_updates_the_card_and_refuses_a_broken_one(tmp_path, capsys
     assert main([str(shipped), str(broken)]) == 2
     assert "not a readable model card" in capsys.readouterr().err
     assert shipped.read_text() == before
+
+
+def test_a_low_resolution_run_says_so_in_its_record() -> None:
+    run_card = {
+        **_run_card("run13", "run12", (0.6, 0.2)),
+        "augmentation": {"low_resolution": {"prob_by_folder": {"x": 0.5}}},
+    }
+    card, _ = record_other_runs(SHIPPED, [run_card, _run_card("run15", "run12", (0.6, 0.2))])
+    assert card["other_runs"][0]["low_resolution"] == {"prob_by_folder": {"x": 0.5}}
+    assert "low_resolution" not in card["other_runs"][1]

@@ -40,8 +40,6 @@ def other_run_record(run_card: dict[str, Any], why: str | None = None) -> dict[s
     many = run_card.get("many_classes")
     if isinstance(many, dict) and "student_right" in many:
         record["many_classes"] = {k: many.get(k) for k in ("photos", "student_right", "teacher_right")}
-    if run_card.get("augmentation", {}).get("low_resolution"):
-        record["low_resolution"] = run_card["augmentation"]["low_resolution"]
     if why:
         record["why_not_shipped"] = why
     return record
