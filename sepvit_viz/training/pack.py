@@ -1,0 +1,156 @@
+"""A compact photo pack for training on a remote GPU: ``python -m sepvit_viz.training.pack --help``.
+
+A lent accelerator machine receives only a small copy of the working tree (tens of MiB), far too
+little for the full training folders. This tool picks a class-balanced subset of each training
+folder, centre-crops every photo to a square no larger than ``--side`` (smaller photos keep their
+size, as in the training cache) and writes it as WebP, keeping the ``<folder>/<class>/`` layout, so
+``distill --train-dirs PACK/*`` reads it like any other folder. ``--max-mib`` stops adding photos once
+the pack would outgrow the transfer budget. The same photos always come out for the same arguments.
+
+Photos for the pack come from training folders only; held-out folders must never be packed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from sepvit_viz.preprocess import resize_center_crop
+from sepvit_viz.training.data import list_images
+
+__all__ = ["PackSource", "balanced_pick", "encode_square", "main", "parse_source", "write_pack"]
+
+
+@dataclass(frozen=True)
+class PackSource:
+    """One training folder and how many of its photos go into the pack (None: all)."""
+
+    folder: Path
+    count: int | None
+
+
+def parse_source(text: str) -> PackSource:
+    """``"DIR"`` or ``"DIR=COUNT"`` -> :class:`PackSource` (``ValueError`` on a bad count)."""
+    folder, sep, count = text.rpartition("=") if "=" in text else (text, "", "")
+    if sep and (not count.isdigit() or int(count) < 1):
+        raise ValueError(f"{text!r}: the count after '=' must be a positive whole number")
+    return PackSource(Path(folder), int(count) if sep else None)
+
+
+def balanced_pick(photos: list[Path], root: Path, count: int | None, seed: int = 0) -> list[Path]:
+    """Up to ``count`` of ``photos`` spread evenly over their first-level subfolders (classes).
+
+    Classes take turns, each giving its next photo in a seeded random order, so a class with few
+    photos is used up before any other class gives a second-to-last one. Sorted result."""
+    if count is None or count >= len(photos):
+        return sorted(photos)
+    by_class: dict[str, list[Path]] = defaultdict(list)
+    for p in photos:
+        parts = p.relative_to(root).parts
+        by_class[parts[0] if len(parts) > 1 else ""].append(p)
+    rng = random.Random(seed)
+    queues = []
+    for name in sorted(by_class):
+        q = sorted(by_class[name])
+        rng.shuffle(q)
+        queues.append(q)
+    picked: list[Path] = []
+    depth = 0
+    while len(picked) < count:
+        for q in queues:
+            if depth < len(q):
+                picked.append(q[depth])
+                if len(picked) == count:
+                    break
+        depth += 1
+    return sorted(picked)
+
+
+def encode_square(path: Path, side: int, quality: int) -> bytes | None:
+    """A photo centre-cropped to a square of ``min(short side, side)`` px, as WebP bytes (None: unreadable)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            s = min(side, *im.size)
+            img = resize_center_crop(im, s, crop_pct=1.0)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    buf = io.BytesIO()
+    img.save(buf, format="WEBP", quality=quality, method=4)
+    return buf.getvalue()
+
+
+def write_pack(
+    sources: list[PackSource], out: Path, side: int, quality: int, max_mib: float, seed: int = 0
+) -> dict[str, tuple[int, int]]:
+    """Write the pack; returns ``{folder name: (photos written, bytes)}``.
+
+    Folders are filled round-robin in slices, so when ``max_mib`` is reached every folder has had
+    its share of the budget rather than the first ones taking all of it."""
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    plans = []
+    for src in sources:
+        if not src.folder.is_dir():
+            raise FileNotFoundError(f"not a folder: {src.folder}")
+        plans.append((src, balanced_pick(list_images([src.folder]), src.folder, src.count, seed)))
+    budget = int(max_mib * 2**20)
+    written: dict[str, tuple[int, int]] = {src.folder.name: (0, 0) for src, _ in plans}
+    total = 0
+    slices = []
+    for k in range(20):  # 20 rounds: each folder writes a twentieth of its pick per round
+        for src, picked in plans:
+            slices.append((src, picked[k::20]))
+    with tqdm(total=sum(len(p) for _, p in plans), desc="pack", unit="photo") as bar:
+        for src, chunk in slices:
+            for path in chunk:
+                bar.update(1)
+                data = encode_square(path, side, quality)
+                if data is None:
+                    continue
+                if total + len(data) > budget:
+                    return written
+                dest = out / src.folder.name / path.relative_to(src.folder).with_suffix(".webp")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+                total += len(data)
+                n, b = written[src.folder.name]
+                written[src.folder.name] = (n + 1, b + len(data))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sepvit_viz.training.pack", description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path, help="the pack folder to write (one subfolder per source folder)")
+    p.add_argument("--from", dest="sources", nargs="+", required=True, help="training folders, DIR or DIR=COUNT")
+    p.add_argument("--side", type=int, default=128, help="largest square side in px (default 128)")
+    p.add_argument("--quality", type=int, default=80, help="WebP quality 1-100 (default 80)")
+    p.add_argument("--max-mib", type=float, default=32.0, help="stop before the pack exceeds this (default 32)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if not 16 <= args.side <= 1024 or not 1 <= args.quality <= 100 or args.max_mib <= 0:
+        p.error("--side must be 16-1024, --quality 1-100 and --max-mib positive")
+    try:
+        sources = [parse_source(s) for s in args.sources]
+        written = write_pack(sources, args.out, args.side, args.quality, args.max_mib, args.seed)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{'folder':<24} {'photos':>8} {'MiB':>8}")
+    for name, (n, b) in written.items():
+        print(f"{name:<24} {n:>8} {b / 2**20:>8.2f}")
+    n_all, b_all = sum(n for n, _ in written.values()), sum(b for _, b in written.values())
+    print(f"{'total':<24} {n_all:>8} {b_all / 2**20:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

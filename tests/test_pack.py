@@ -1,0 +1,107 @@
+"""The photo pack for a remote GPU (sepvit_viz.training.pack) on a few synthetic photos."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sepvit_viz.training.data import build_cache, list_images
+from sepvit_viz.training.pack import PackSource, balanced_pick, encode_square, main, parse_source, write_pack
+
+
+def _photo(path: Path, w: int, h: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, quality=95)
+    return path
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """Folder ``big``: classes a (1 photo), b (5), c (5) at 200x150 px; folder ``small``: 6 photos at 60x80."""
+    big, small = tmp_path / "src" / "big", tmp_path / "src" / "small"
+    sizes = {"n01440764": 1, "n01443537": 5, "n01484850": 5}
+    k = 0
+    for cls, n in sizes.items():
+        for i in range(n):
+            _photo(big / cls / f"{i}.jpg", 200, 150, k)
+            k += 1
+    for i in range(6):
+        _photo(small / "n01491361" / f"{i}.png", 60, 80, 100 + i)
+    return big, small
+
+
+def test_parse_source_reads_an_optional_count_and_rejects_a_bad_one() -> None:
+    assert parse_source("a/b") == PackSource(Path("a/b"), None)
+    assert parse_source("a/b=12") == PackSource(Path("a/b"), 12)
+    for bad in ("a=0", "a=x", "a=-3", "a="):
+        with pytest.raises(ValueError, match="positive whole number"):
+            parse_source(bad)
+
+
+def test_balanced_pick_spreads_over_classes_and_is_repeatable(folders) -> None:
+    big, _ = folders
+    photos = list_images([big])
+    picked = balanced_pick(photos, big, 7, seed=3)
+    per_class = Counter(p.parent.name for p in picked)
+    # the 1-photo class gives its one photo; the other two share the rest evenly
+    assert per_class == {"n01440764": 1, "n01443537": 3, "n01484850": 3}
+    assert picked == balanced_pick(photos, big, 7, seed=3) == sorted(picked)
+    assert balanced_pick(photos, big, None) == sorted(photos)
+    assert balanced_pick(photos, big, 999) == sorted(photos)
+    others = {tuple(balanced_pick(photos, big, 7, seed=s)) for s in range(6)}
+    assert len(others) > 1  # the seed chooses which photos of a class
+
+
+def test_encode_square_crops_to_the_side_or_keeps_a_smaller_photo(folders, tmp_path) -> None:
+    big, small = folders
+    import io
+
+    with Image.open(io.BytesIO(encode_square(next(big.rglob("*.jpg")), 64, 80))) as im:
+        assert im.format == "WEBP" and im.size == (64, 64) and im.mode == "RGB"
+    with Image.open(io.BytesIO(encode_square(next(small.rglob("*.png")), 128, 80))) as im:
+        assert im.size == (60, 60)  # short side 60 < 128: never enlarged
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    assert encode_square(broken, 64, 80) is None
+
+
+def test_write_pack_keeps_the_layout_and_the_cache_reads_it(folders, tmp_path) -> None:
+    big, small = folders
+    out = tmp_path / "pack"
+    written = write_pack([PackSource(big, 7), PackSource(small, None)], out, side=64, quality=80, max_mib=10)
+    assert {k: n for k, (n, _) in written.items()} == {"big": 7, "small": 6}
+    files = list_images([out])
+    assert len(files) == 13 and all(f.suffix == ".webp" for f in files)
+    assert {f.relative_to(out).parts[:2] for f in files} >= {("big", "n01440764"), ("small", "n01491361")}
+    assert sum(b for _, b in written.values()) == sum(f.stat().st_size for f in files)
+    index = build_cache([out / "big", out / "small"], tmp_path / "cache", 224)
+    import json
+
+    sides = Counter(json.loads(Path(index).read_text())["sides"])
+    assert sides == {64: 7, 60: 6}
+
+
+def test_write_pack_stops_at_the_budget_with_every_folder_served(folders, tmp_path) -> None:
+    big, small = folders
+    one = len(encode_square(next(big.rglob("*.jpg")), 64, 80))
+    budget_mib = 5.5 * one / 2**20  # room for about five photos
+    written = write_pack([PackSource(big, None), PackSource(small, None)], tmp_path / "p", 64, 80, budget_mib)
+    counts = {k: n for k, (n, _) in written.items()}
+    assert 3 <= sum(counts.values()) <= 8 and counts["big"] >= 1 and counts["small"] >= 1
+    assert sum(f.stat().st_size for f in (tmp_path / "p").rglob("*.webp")) <= budget_mib * 2**20
+
+
+def test_main_prints_a_table_and_reports_a_missing_folder(folders, tmp_path, capsys) -> None:
+    big, _ = folders
+    assert main([str(tmp_path / "p"), "--from", f"{big}=4", "--side", "48"]) == 0
+    out = capsys.readouterr().out
+    assert "big" in out and out.strip().splitlines()[-1].split()[:2] == ["total", "4"]
+    assert main([str(tmp_path / "q"), "--from", str(tmp_path / "nowhere")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "q"), "--from", str(big), "--side", "4"])
