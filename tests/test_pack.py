@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -38,9 +40,13 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 def test_parse_source_reads_an_optional_count_and_rejects_a_bad_one() -> None:
     assert parse_source("a/b") == PackSource(Path("a/b"), None)
     assert parse_source("a/b=12") == PackSource(Path("a/b"), 12)
-    for bad in ("a=0", "a=x", "a=-3", "a="):
-        with pytest.raises(ValueError, match="positive whole number"):
-            parse_source(bad)
+    # only digits after the last '=' make a count: other text is part of the folder's name
+    assert parse_source("a=x/b") == PackSource(Path("a=x/b"), None)
+    assert parse_source("a=x/b=3") == PackSource(Path("a=x/b"), 3)
+    with pytest.raises(ValueError, match="positive whole number"):
+        parse_source("a=0")
+    with pytest.raises(ValueError, match="no folder"):
+        parse_source("=5")
 
 
 def test_balanced_pick_spreads_over_classes_and_is_repeatable(folders) -> None:
@@ -59,8 +65,6 @@ def test_balanced_pick_spreads_over_classes_and_is_repeatable(folders) -> None:
 
 def test_encode_square_crops_to_the_side_or_keeps_a_smaller_photo(folders, tmp_path) -> None:
     big, small = folders
-    import io
-
     with Image.open(io.BytesIO(encode_square(next(big.rglob("*.jpg")), 64, 80))) as im:
         assert im.format == "WEBP" and im.size == (64, 64) and im.mode == "RGB"
     with Image.open(io.BytesIO(encode_square(next(small.rglob("*.png")), 128, 80))) as im:
@@ -73,15 +77,15 @@ def test_encode_square_crops_to_the_side_or_keeps_a_smaller_photo(folders, tmp_p
 def test_write_pack_keeps_the_layout_and_the_cache_reads_it(folders, tmp_path) -> None:
     big, small = folders
     out = tmp_path / "pack"
-    written = write_pack([PackSource(big, 7), PackSource(small, None)], out, side=64, quality=80, max_mib=10)
+    report = write_pack([PackSource(big, 7), PackSource(small, None)], out, side=64, quality=80, max_mib=10)
+    written = report.written
     assert {k: n for k, (n, _) in written.items()} == {"big": 7, "small": 6}
+    assert not report.budget_reached and report.unreadable == 0
     files = list_images([out])
     assert len(files) == 13 and all(f.suffix == ".webp" for f in files)
     assert {f.relative_to(out).parts[:2] for f in files} >= {("big", "n01440764"), ("small", "n01491361")}
     assert sum(b for _, b in written.values()) == sum(f.stat().st_size for f in files)
     index = build_cache([out / "big", out / "small"], tmp_path / "cache", 224)
-    import json
-
     sides = Counter(json.loads(Path(index).read_text())["sides"])
     assert sides == {64: 7, 60: 6}
 
@@ -90,8 +94,9 @@ def test_write_pack_stops_at_the_budget_with_every_folder_served(folders, tmp_pa
     big, small = folders
     one = len(encode_square(next(big.rglob("*.jpg")), 64, 80))
     budget_mib = 5.5 * one / 2**20  # room for about five photos
-    written = write_pack([PackSource(big, None), PackSource(small, None)], tmp_path / "p", 64, 80, budget_mib)
-    counts = {k: n for k, (n, _) in written.items()}
+    report = write_pack([PackSource(big, None), PackSource(small, None)], tmp_path / "p", 64, 80, budget_mib)
+    assert report.budget_reached
+    counts = {k: n for k, (n, _) in report.written.items()}
     assert 3 <= sum(counts.values()) <= 8 and counts["big"] >= 1 and counts["small"] >= 1
     assert sum(f.stat().st_size for f in (tmp_path / "p").rglob("*.webp")) <= budget_mib * 2**20
 
@@ -103,5 +108,41 @@ def test_main_prints_a_table_and_reports_a_missing_folder(folders, tmp_path, cap
     assert "big" in out and out.strip().splitlines()[-1].split()[:2] == ["total", "4"]
     assert main([str(tmp_path / "q"), "--from", str(tmp_path / "nowhere")]) == 2
     assert "not a folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main([str(tmp_path / "q"), "--from", str(big), "--side", "4"])
+    assert main([str(tmp_path / "q"), "--from", f"{big}=0"]) == 2
+    assert "positive whole number" in capsys.readouterr().err
+    for flag, value in (("--side", "4"), ("--quality", "0"), ("--max-mib", "-1")):
+        with pytest.raises(SystemExit) as e:
+            main([str(tmp_path / "q"), "--from", str(big), flag, value])
+        assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_photos_of_one_stem_stay_apart_and_unreadable_ones_are_counted(tmp_path) -> None:
+    src = tmp_path / "src" / "f"
+    _photo(src / "n01440764" / "a.jpg", 90, 90, 1)
+    _photo(src / "n01440764" / "a.png", 90, 90, 2)
+    (src / "n01440764" / "b.jpg").write_bytes(b"not a photo")
+    report = write_pack([PackSource(src, None)], tmp_path / "p", 64, 80, 10)
+    assert report.written["f"][0] == 2 and report.unreadable == 1
+    names = sorted(p.name for p in (tmp_path / "p").rglob("*.webp"))
+    assert names == ["a.jpg.webp", "a.png.webp"]
+
+
+def test_photos_in_a_folder_root_keep_their_place(tmp_path) -> None:
+    src = tmp_path / "loose"
+    _photo(src / "x.jpg", 80, 80, 3)
+    write_pack([PackSource(src, None)], tmp_path / "p", 64, 80, 10)
+    assert [p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*.webp")] == ["loose/x.jpg.webp"]
+
+
+def test_write_pack_refuses_what_would_merge_or_overwrite(folders, tmp_path) -> None:
+    big, small = folders
+    twin = tmp_path / "other" / "big"
+    _photo(twin / "n01440764" / "z.jpg", 80, 80, 4)
+    with pytest.raises(ValueError, match="share a folder name"):
+        write_pack([PackSource(big, None), PackSource(twin, None)], tmp_path / "p1", 64, 80, 10)
+    write_pack([PackSource(small, None)], tmp_path / "p2", 64, 80, 10)
+    with pytest.raises(ValueError, match="not empty"):
+        write_pack([PackSource(small, None)], tmp_path / "p2", 64, 80, 10)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no photos"):
+        write_pack([PackSource(tmp_path / "empty", None)], tmp_path / "p3", 64, 80, 10)

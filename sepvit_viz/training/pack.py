@@ -25,7 +25,16 @@ from PIL import Image
 from sepvit_viz.preprocess import resize_center_crop
 from sepvit_viz.training.data import list_images
 
-__all__ = ["PackSource", "balanced_pick", "encode_square", "main", "parse_source", "write_pack"]
+__all__ = [
+    "PackReport",
+    "PackSource",
+    "balanced_pick",
+    "encode_square",
+    "main",
+    "pack_name",
+    "parse_source",
+    "write_pack",
+]
 
 
 @dataclass(frozen=True)
@@ -37,11 +46,18 @@ class PackSource:
 
 
 def parse_source(text: str) -> PackSource:
-    """``"DIR"`` or ``"DIR=COUNT"`` -> :class:`PackSource` (``ValueError`` on a bad count)."""
-    folder, sep, count = text.rpartition("=") if "=" in text else (text, "", "")
-    if sep and (not count.isdigit() or int(count) < 1):
+    """``"DIR"`` or ``"DIR=COUNT"`` -> :class:`PackSource`.
+
+    Only digits after the last ``=`` make a count, so a folder whose name holds ``=`` still parses;
+    ``ValueError`` for an empty folder or a count of 0."""
+    folder, sep, count = text.rpartition("=")
+    if not sep or not count.isdigit():
+        folder, count = text, ""
+    if not folder:
+        raise ValueError(f"{text!r}: no folder before the count")
+    if count and int(count) < 1:
         raise ValueError(f"{text!r}: the count after '=' must be a positive whole number")
-    return PackSource(Path(folder), int(count) if sep else None)
+    return PackSource(Path(folder), int(count) if count else None)
 
 
 def balanced_pick(photos: list[Path], root: Path, count: int | None, seed: int = 0) -> list[Path]:
@@ -87,68 +103,106 @@ def encode_square(path: Path, side: int, quality: int) -> bytes | None:
     return buf.getvalue()
 
 
+@dataclass
+class PackReport:
+    """What :func:`write_pack` wrote: per folder name (photos, bytes), photos it could not read, and
+    whether it stopped at the size budget."""
+
+    written: dict[str, tuple[int, int]]
+    unreadable: int = 0
+    budget_reached: bool = False
+
+
+def pack_name(path: Path) -> str:
+    """The pack's file name for a photo: its whole name plus ``.webp``, so ``a.jpg`` and ``a.png`` of
+    one class stay two files."""
+    return f"{path.name}.webp"
+
+
 def write_pack(
     sources: list[PackSource], out: Path, side: int, quality: int, max_mib: float, seed: int = 0
-) -> dict[str, tuple[int, int]]:
-    """Write the pack; returns ``{folder name: (photos written, bytes)}``.
+) -> PackReport:
+    """Write the pack into ``out`` (which must be empty or absent) and report what went in.
 
-    Folders are filled round-robin in slices, so when ``max_mib`` is reached every folder has had
-    its share of the budget rather than the first ones taking all of it."""
+    Each source becomes ``out/<folder name>/<path below it>``; two sources with the same folder name
+    are a ``ValueError``, as is a source holding no photos. Folders are filled round-robin in
+    twentieths, so when ``max_mib`` is reached every folder has had its share of the budget rather
+    than the first ones taking all of it."""
     from tqdm import tqdm
 
-    out.mkdir(parents=True, exist_ok=True)
+    names = [src.folder.name for src in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"two sources share a folder name ({', '.join(sorted(names))}); the pack keeps one folder per name"
+        )
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; a pack is written into a new folder")
     plans = []
     for src in sources:
         if not src.folder.is_dir():
             raise FileNotFoundError(f"not a folder: {src.folder}")
-        plans.append((src, balanced_pick(list_images([src.folder]), src.folder, src.count, seed)))
+        photos = list_images([src.folder])
+        if not photos:
+            raise ValueError(f"{src.folder}: no photos")
+        plans.append((src, balanced_pick(photos, src.folder, src.count, seed)))
+    out.mkdir(parents=True, exist_ok=True)
     budget = int(max_mib * 2**20)
-    written: dict[str, tuple[int, int]] = {src.folder.name: (0, 0) for src, _ in plans}
+    report = PackReport({name: (0, 0) for name in names})
     total = 0
-    slices = []
-    for k in range(20):  # 20 rounds: each folder writes a twentieth of its pick per round
-        for src, picked in plans:
-            slices.append((src, picked[k::20]))
+    rounds = 20  # each round writes a twentieth of every folder's pick
+    slices = [(src, picked[k::rounds]) for k in range(rounds) for src, picked in plans]
     with tqdm(total=sum(len(p) for _, p in plans), desc="pack", unit="photo") as bar:
         for src, chunk in slices:
             for path in chunk:
                 bar.update(1)
                 data = encode_square(path, side, quality)
                 if data is None:
+                    report.unreadable += 1
                     continue
                 if total + len(data) > budget:
-                    return written
-                dest = out / src.folder.name / path.relative_to(src.folder).with_suffix(".webp")
+                    report.budget_reached = True
+                    return report
+                dest = out / src.folder.name / path.relative_to(src.folder).parent / pack_name(path)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(data)
                 total += len(data)
-                n, b = written[src.folder.name]
-                written[src.folder.name] = (n + 1, b + len(data))
-    return written
+                n, b = report.written[src.folder.name]
+                report.written[src.folder.name] = (n + 1, b + len(data))
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: write the pack, print a table of photos and MiB per folder; 0 on success, 2 on a
+    bad folder or count (message on stderr)."""
     p = argparse.ArgumentParser(prog="python -m sepvit_viz.training.pack", description=__doc__.splitlines()[0])
-    p.add_argument("out", type=Path, help="the pack folder to write (one subfolder per source folder)")
+    p.add_argument("out", type=Path, help="the pack folder to write, new or empty (one subfolder per source)")
     p.add_argument("--from", dest="sources", nargs="+", required=True, help="training folders, DIR or DIR=COUNT")
-    p.add_argument("--side", type=int, default=128, help="largest square side in px (default 128)")
+    p.add_argument("--side", type=int, default=128, help="largest square side in px, 16-1024 (default 128)")
     p.add_argument("--quality", type=int, default=80, help="WebP quality 1-100 (default 80)")
     p.add_argument("--max-mib", type=float, default=32.0, help="stop before the pack exceeds this (default 32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="which photos of each class are picked (default 0)")
     args = p.parse_args(argv)
-    if not 16 <= args.side <= 1024 or not 1 <= args.quality <= 100 or args.max_mib <= 0:
-        p.error("--side must be 16-1024, --quality 1-100 and --max-mib positive")
+    if not 16 <= args.side <= 1024:
+        p.error(f"--side {args.side}: must be 16-1024")
+    if not 1 <= args.quality <= 100:
+        p.error(f"--quality {args.quality}: must be 1-100")
+    if args.max_mib <= 0:
+        p.error(f"--max-mib {args.max_mib:g}: must be positive")
     try:
         sources = [parse_source(s) for s in args.sources]
-        written = write_pack(sources, args.out, args.side, args.quality, args.max_mib, args.seed)
+        report = write_pack(sources, args.out, args.side, args.quality, args.max_mib, args.seed)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{'folder':<24} {'photos':>8} {'MiB':>8}")
-    for name, (n, b) in written.items():
+    for name, (n, b) in report.written.items():
         print(f"{name:<24} {n:>8} {b / 2**20:>8.2f}")
-    n_all, b_all = sum(n for n, _ in written.values()), sum(b for _, b in written.values())
+    n_all, b_all = sum(n for n, _ in report.written.values()), sum(b for _, b in report.written.values())
     print(f"{'total':<24} {n_all:>8} {b_all / 2**20:>8.2f}")
+    if report.budget_reached:
+        print(f"stopped at --max-mib {args.max_mib:g}: not every picked photo is in the pack")
+    if report.unreadable:
+        print(f"{report.unreadable} photo(s) could not be read and were left out")
     return 0
 
 
