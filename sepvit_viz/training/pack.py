@@ -77,16 +77,9 @@ def balanced_pick(photos: list[Path], root: Path, count: int | None, seed: int =
         q = sorted(by_class[name])
         rng.shuffle(q)
         queues.append(q)
-    picked: list[Path] = []
-    depth = 0
-    while len(picked) < count:
-        for q in queues:
-            if depth < len(q):
-                picked.append(q[depth])
-                if len(picked) == count:
-                    break
-        depth += 1
-    return sorted(picked)
+    # round-robin over the classes: every class's first photo, then every second photo, ...
+    turns = [q[depth] for depth in range(max(map(len, queues))) for q in queues if depth < len(q)]
+    return sorted(turns[:count])
 
 
 def encode_square(path: Path, side: int, quality: int) -> bytes | None:
