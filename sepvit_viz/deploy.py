@@ -152,7 +152,7 @@ def deploy(
     """Create (or reuse) the Gradio Space ``repo_id`` and send :func:`plan` in one commit.
 
     ``api`` is a ``huggingface_hub.HfApi`` (made here when None; it reads the token that
-    ``huggingface-cli login`` stored). Returns what ``create_commit`` returns (the commit's info).
+    ``hf auth login`` stored). Returns what ``create_commit`` returns (the commit's info).
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -167,7 +167,7 @@ def deploy(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sepvit_viz.deploy",
-        description="Publish this project as a Hugging Face Space (run `huggingface-cli login` first).",
+        description="Publish this project as a Hugging Face Space (run `hf auth login` first).",
     )
     parser.add_argument("repo_id", help="the Space, as owner/name (created when missing)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be sent; send nothing")

@@ -58,8 +58,10 @@ DISPLAY_SIDE: Final[int] = 448
 CONCURRENCY: Final[int] = max(1, int(os.environ.get("SEPVIT_CONCURRENCY", "2")))
 #: Requests allowed to wait in the queue before new ones are told the app is busy.
 QUEUE_SIZE: Final[int] = max(1, int(os.environ.get("SEPVIT_QUEUE_SIZE", "32")))
-#: Seconds a user's analysis is kept after its last update (API clients send no heartbeat).
-STATE_TTL_S: Final[int] = 900
+#: Seconds a user's analysis is kept after it was made (Gradio's time to live counts from the last
+#: write of the state, which only a new analysis does; API clients send no heartbeat). Memory is
+#: bounded by the budget below, not by this.
+STATE_TTL_S: Final[int] = 3600
 #: Sessions whose state Gradio keeps at most (Gradio's default is 10,000); the oldest goes first.
 STATE_SESSIONS: Final[int] = max(1, int(os.environ.get("SEPVIT_SESSIONS", "64")))
 #: Bytes of arrays the users' kept analyses may hold together (one analysis is about 5 MB at 224 px,

@@ -134,6 +134,47 @@ def test_clearing_the_photo_changes_nothing(state):
     assert all(isinstance(o, dict) and o.get("__type__") == "update" for o in out[1:])
 
 
+def test_the_events_after_a_cleared_photo_change_nothing():
+    """The page's chain after the photo's change event (after_analysis) runs again on the kept session
+    when the photo is cleared: it must leave the clicked pixel, the captions and the other tabs alone."""
+    session = analyze()[0]
+    assert set(handlers.after_analysis(session, settings.Settings())) == set(handlers.AFTER_ANALYSIS)
+    args = [models.MODEL_DEFAULT, "", "", 224, "top", settings.DEFAULT_METHOD, "inferno", 0.6]
+    args += [settings.DEFAULT_TOKEN_BLOCK, "mean", settings.DEFAULT_PWA_BLOCK, "mean", None, "aspect", False, "dwa"]
+    kept = handlers.analyze_new_photo(None, *args, session, progress=noop)[0]
+    assert kept is session
+    assert handlers.after_analysis(kept, settings.Settings(x=30, y=40, window=5)) == {}
+    # a new analysis of the same photo is a new session: its page is set up again
+    assert handlers.after_analysis(analyze()[0], settings.Settings(x=30, y=40))["x"] == -1
+
+
+def test_a_head_the_compare_pair_lacks_is_drawn_as_the_mean_and_said():
+    """The compare tab shows the token tab's head; a stage-3 block has 4 heads, the DSSA/GSA pair of
+    stage 2 has 2. Head 3 must not break the analysis, the tab or a colormap change."""
+    session, status, *_ = analyze(token_block="stages.2.blocks.0", token_head="3")
+    assert "Not in this model" not in status  # head 3 of that block exists
+    s = settings.Settings(tab="compare", token_block="stages.2.blocks.0", token_head="3")
+    head3, mean = handlers.show_tab(session, s), handlers.show_tab(session, s.with_(token_head="mean"))
+    for name in ("compare_a", "compare_b"):
+        assert np.array_equal(head3[name], mean[name]), name
+    assert "Head 3 is not in stage 2 (2 heads per block): the mean over heads is shown." in head3["compare_caption"]
+    assert "Head 3" not in handlers.show_tab(session, s.with_(token_head="1"))["compare_caption"]
+    controls = dict(token_block="stages.2.blocks.0", token_head="3", x=-1, y=-1, pwa_head="mean", window=-1)
+    redrawn = handlers.rerender(
+        session,
+        "top",
+        settings.DEFAULT_METHOD,
+        "magma",
+        0.5,
+        pwa_block=settings.DEFAULT_PWA_BLOCK,
+        pair=None,
+        **controls,
+    )
+    assert all(p is not None for p in redrawn[5:])
+    with pytest.raises(gr.Error, match="does not exist"):  # a head no block of the model has
+        handlers.compare(session, None, "9", "inferno", 0.6)
+
+
 def test_warm_up_makes_the_examples_instant(monkeypatch):
     cache.RESULTS.clear()
     assert handlers.warm_up(background=False) is None
@@ -161,6 +202,7 @@ def test_higher_resolution_gives_more_windows():
 
 
 def test_after_analysis_updates_controls_without_the_model(state, no_model):
+    state = handlers.Session.of(state.forward)  # a new analysis of the same forward: its page not yet set up
     out = handlers.after_analysis(state, settings.Settings())
     assert set(out) == set(handlers.AFTER_ANALYSIS)
     token_block, token_head, pwa_block, pair, target = (
@@ -902,7 +944,10 @@ def test_model_fields_show_the_hub_boxes_only_for_the_hub():
         (lambda s: handlers.cross_window(s, "stages.0.blocks.0", "mean", 2.5, "inferno", 0.6), "whole number"),
         (lambda s: handlers.window_tokens(s, "stages.0.blocks.0", "3", "inferno", 0.6), "does not exist"),
         (lambda s: handlers.window_tokens(s, "nope", "mean", "inferno", 0.6), "Unknown block"),
-        (lambda s: handlers.explain(None, "top", "saliency", "inferno", 0.6, progress=noop), "Upload a photo"),
+        (
+            lambda s: handlers.explain(None, "top", "saliency", "inferno", 0.6, progress=noop),
+            "Upload a photo.*kept for 60 minutes after it is made, after that press Analyze again",
+        ),
     ],
 )
 def test_impossible_view_settings(state, call, match):

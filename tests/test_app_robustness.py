@@ -171,14 +171,12 @@ def test_odd_but_valid_images_are_analysed(files, name):
 @pytest.mark.parametrize(
     ("settings", "match"),
     [
-        ({"token_block": "stages.9.blocks.0"}, "Unknown block"),
-        ({"token_head": "9"}, "does not exist"),
         ({"pwa_head": "-1"}, "does not exist"),
+        ({"token_head": "head 2"}, "Unknown head"),
         ({"resolution": 20_000}, "between"),
         ({"resolution": -224}, "between"),
         ({"method": "telepathy"}, "Unknown attribution method"),
         ({"pixel_view": "telepathy"}, "Unknown pixel view"),
-        ({"pair": "stages.0.blocks.0|stages.9.blocks.1"}, "not a DSSA/GSA block pair"),
         ({"cmap": "rainbow-unicorn"}, "Unknown colormap"),
         ({"opacity": 7}, "between 0 and 1"),
         ({"target": "golden retreiver"}, "Did you mean 'golden retriever'"),
@@ -188,6 +186,30 @@ def test_odd_but_valid_images_are_analysed(files, name):
 def test_impossible_settings(files, settings, match):
     with pytest.raises(gr.Error, match=match):
         analyze(str(files / "good.jpg"), **settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "note", "same_tokens"),
+    [
+        # left on the page by another variant (sepvit_small has 14 blocks in stage 3) ...
+        ({"token_block": "stages.2.blocks.10"}, "token block 'stages.2.blocks.10' → stages.1.blocks.0", True),
+        ({"token_block": "stages.9.blocks.0"}, "token block 'stages.9.blocks.0' → stages.1.blocks.0", True),
+        # ... or by a block with more heads (stage 2 has 2)
+        ({"token_head": "3"}, "head 3 → mean (the block has 2)", True),
+        ({"pwa_block": "stages.3.blocks.0"}, "cross-window block 'stages.3.blocks.0' → stages.0.blocks.0", False),
+        ({"pair": "stages.0.blocks.0|stages.9.blocks.1"}, "DSSA/GSA pair", False),
+    ],
+)
+def test_settings_this_model_lacks_fall_back_and_the_status_says_so(files, settings, note, same_tokens):
+    """The page's dropdowns keep their values across analyses; a block, head or pair that this model at
+    this input lacks is replaced by the default, the status line says by what, and the view drawn is the
+    default's. A malformed value is still refused (test_impossible_settings)."""
+    _, status, _, tokens, _ = analyze(str(files / "good.jpg"), **settings)
+    _, plain_status, _, plain_tokens, _ = analyze(str(files / "good.jpg"))
+    assert "Not in this model at this input, so shown instead: " + note in status
+    assert "Not in this model" not in plain_status
+    if same_tokens:
+        assert np.array_equal(tokens, plain_tokens)
 
 
 def test_negative_steps_and_unknown_class_after_an_analysis(files):

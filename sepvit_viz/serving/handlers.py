@@ -42,6 +42,7 @@ from sepvit_viz.limits import (
     DEFAULT_OPACITY,
     DEFAULT_RESOLUTION,
     MAX_FAITHFULNESS_STEPS,
+    STATE_TTL_S,
 )
 from sepvit_viz.model.runtime import release_free_memory
 from sepvit_viz.model.sepvit import create_model
@@ -265,6 +266,9 @@ class Session:
     MAX_PICTURES: ClassVar[int] = 8  # every tab's pictures (6) and two more
     #: True once :meth:`release` let go of the arrays (the memory budget, :data:`cache.SESSIONS`).
     released: bool = False
+    #: True once :func:`after_analysis` set the page up for this analysis: clearing the photo runs
+    #: that event chain again on the same session, and then it must change nothing.
+    page_set: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -526,7 +530,10 @@ RELEASED_MESSAGE = (
 
 def _require(session: Session | None) -> Session:
     if not isinstance(session, Session):
-        raise SettingsError("Upload a photo (or pick an example) and press Analyze first.")
+        raise SettingsError(
+            "No analysis to draw from. Upload a photo (or pick an example) and press Analyze; an analysis is "
+            f"kept for {STATE_TTL_S // 60} minutes after it is made, after that press Analyze again."
+        )
     if session.released:
         raise SettingsError(RELEASED_MESSAGE)
     SESSIONS.touch(session)  # used now: the last to be released
@@ -629,8 +636,17 @@ def _pwa_views(session: Session, s: Settings) -> tuple[views.View, views.View]:
 
 
 def _compare_views(session: Session, s: Settings) -> tuple[views.View, views.View, str]:
+    """(DSSA view, GSA view, caption) of the compare tab; the caption says when the chosen head (the
+    token tab's, often of a block with more heads) is not in the pair and the mean is shown."""
     a, b, vs = _compare_settings(session, s)
-    return session.draw(("compare", a, b, vs), lambda: views.compare(session.maps, (a, b), vs))
+    dssa, gsa, caption = session.draw(("compare", a, b, vs), lambda: views.compare(session.maps, (a, b), vs))
+    rec = session.forward.records[a]
+    if isinstance(vs.head, int) and vs.head >= rec.num_heads:
+        caption += (
+            f" Head {vs.head} is not in stage {rec.stage + 1} ({rec.num_heads} heads per block): "
+            "the mean over heads is shown."
+        )
+    return dssa, gsa, caption
 
 
 def _compare_settings(session: Session, s: Settings) -> tuple[int, int, views.ViewSettings]:
@@ -649,8 +665,69 @@ def _compare_settings(session: Session, s: Settings) -> tuple[int, int, views.Vi
         )
     a, b = (fwd.index(n) for n in pair.split("|"))
     vs = _view_settings(session, s.with_(x=-1, y=-1, window=-1), fwd.records[a].name, "mean")
-    heads = [_parse_head(s.token_head, fwd.records[i].num_heads) for i in (a, b)]  # checked on both blocks
-    return a, b, vs.with_(head=heads[0])
+    # The tab shows the token tab's head, chosen for a block that may have more heads than the pair:
+    # a head no block of the model has is refused; one the pair lacks is drawn as the mean (the
+    # pictures name the head they show, and _compare_views' caption says so).
+    head = _parse_head(s.token_head, max(r.num_heads for r in fwd.records))
+    return a, b, vs.with_(head=head)
+
+
+def _stale_head(head: Any, num_heads: int) -> bool:
+    """True for a well-formed head index that this block lacks (e.g. head 3 of a 2-head block), which a
+    page keeps from a block with more heads; False for a head the block has and for a malformed one
+    (``"abc"``, ``-1``), which the strict checks refuse."""
+    try:
+        validate_head(head, num_heads)
+        return False
+    except SettingsError:
+        pass
+    try:
+        validate_head(head, 1 << 30)
+        return True
+    except SettingsError:
+        return False
+
+
+def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
+    """``s`` with its blocks, heads and DSSA/GSA pair fitted to this analysis, and a note per change.
+
+    The page keeps its dropdowns across analyses, so they may name a block, head or pair that this
+    model at this input does not have (another variant, a smaller resolution with fewer windows).
+    Such a value becomes the default (the default block, the first block with PWA, the first pair,
+    ``"mean"``), and the note says what replaced what; an unset value becomes the default silently.
+    Malformed values (a head ``"abc"`` or ``-1``) are left as they are for the strict checks to refuse.
+    """
+    recs = fwd.records
+    names = {r.name for r in recs}
+    notes: list[str] = []
+
+    def block(value: str | None, options: Sequence[str], default: str | None, what: str) -> str | None:
+        if value in options:
+            return value
+        if value:
+            notes.append(f"{what} {value!r} → {default or 'none'}")
+        return default
+
+    tb_default = DEFAULT_TOKEN_BLOCK if DEFAULT_TOKEN_BLOCK in names else recs[0].name
+    tb = block(s.token_block, [r.name for r in recs], tb_default, "token block")
+    pwa_opts = [v for _, v in block_choices(recs, pwa_only=True)]
+    pb = block(s.pwa_block, pwa_opts, pwa_opts[0] if pwa_opts else None, "cross-window block")
+    pairs = [v for _, v in pair_choices(recs)]
+    pr = block(s.pair, pairs, pairs[0] if pairs else None, "DSSA/GSA pair")
+
+    def head(value: Any, name: str | None, what: str) -> Any:
+        if value is None or value == "":
+            return "mean"
+        if name is None:
+            return value
+        if _stale_head(value, fwd.record(name).num_heads):
+            notes.append(f"{what} {value} → mean (the block has {fwd.record(name).num_heads})")
+            return "mean"
+        return value
+
+    th = head(s.token_head, tb, "head")
+    ph = head(s.pwa_head, pb, "cross-window head")
+    return s.with_(token_block=tb, token_head=th, pwa_block=pb, pwa_head=ph, pair=pr), notes
 
 
 # ------------------------------------------------------------------------------------ endpoints
@@ -722,15 +799,18 @@ def analyze(
         progress(0.15, desc=f"SepViT forward at {res} px")
         session = Session.of(run_forward(entry, image, res, fit))
         fwd = session.forward
+        # the page's dropdowns may hold a block, head or pair of the last model or resolution
+        s, notes = fit_to_forward(fwd, s)
         # every setting is checked here, so that a wrong one fails the call, not a later view
         _parse_target(s.target, fwd.class_names, session.top1)
         _view_settings(session, s, s.token_block, s.token_head)
-        _pwa_settings(session, s)
-        if pair_choices(fwd.records):  # a model without pairs ignores the (stale) pair dropdown
+        if s.pwa_block is not None:  # None: this model has no PWA at this input
+            _pwa_settings(session, s)
+        if s.pair is not None:
             _compare_settings(session, s)
         progress(0.9, desc="Drawing the window tokens")
         tok, pix = _token_views(session, s)
-        return session, status_markdown(fwd), top5(fwd), tok.picture, pix.picture
+        return session, status_markdown(fwd, notes), top5(fwd), tok.picture, pix.picture
 
 
 #: How many values :func:`analyze` returns (the session first).
@@ -760,15 +840,18 @@ def coverage_markdown(model_key: ModelKey) -> str:
     return f"ⓘ {note}" if note else ""
 
 
-def status_markdown(fwd: Forward) -> str:
+def status_markdown(fwd: Forward, notes: Sequence[str] = ()) -> str:
     """One line on the model and input, the model's warning if it has one, and its coverage caveat (the
-    status sits right above the top-5 classes)."""
+    status sits right above the top-5 classes); ``notes``: the settings :func:`fit_to_forward` replaced,
+    one more line."""
     h, w = fwd.result.size
     how = "the photo's aspect kept" if fwd.fit == "aspect" else "centre square crop"
     line = (
         f"Model: **{fwd.model_label}** · input {w} x {h} px ({how}) · "
         f"forward with attention capture {fwd.seconds * 1000:.0f} ms"
     )
+    if notes:
+        line += "\n\nNot in this model at this input, so shown instead: " + "; ".join(notes) + "."
     caveat = coverage_markdown(fwd.model_key)
     return (f"⚠️ {fwd.warning}\n\n" if fwd.warning else "") + line + (f"\n\n{caveat}" if caveat else "")
 
@@ -810,31 +893,24 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
     drawn), by name (:data:`AFTER_ANALYSIS`): dropdowns for this model and resolution, the (empty)
     faithfulness table, the token tab's captions (its pictures came with :func:`analyze`), reset
     clicks, and the other tabs' pictures and captions emptied: they belonged to the last photo, and
-    :func:`show_tab` draws them for this one when their tab is shown."""
-    if not _live(session):
+    :func:`show_tab` draws them for this one when their tab is shown. ``{}`` (nothing changes) before
+    any analysis, and for an analysis whose page is set up already (the photo was cleared)."""
+    if not _live(session) or session.page_set:
         return {}
     with _user_errors():
         fwd = session.forward
         recs = fwd.records
-        names = {r.name for r in recs}
-        tb = (
-            s.token_block
-            if s.token_block in names
-            else (DEFAULT_TOKEN_BLOCK if DEFAULT_TOKEN_BLOCK in names else recs[0].name)
-        )
+        s, _ = fit_to_forward(fwd, s)  # as analyze fitted them
+        tb, pb, pr = s.token_block, s.pwa_block, s.pair
         pwa_opts = block_choices(recs, pwa_only=True)
-        pb = s.pwa_block if s.pwa_block in {v for _, v in pwa_opts} else (pwa_opts[0][1] if pwa_opts else None)
         pairs = pair_choices(recs)
-        pr = s.pair if s.pair in {v for _, v in pairs} else (pairs[0][1] if pairs else None)
         tgt_opts = target_choices(fwd.class_names)
         tgt = s.target if s.target in {v for _, v in tgt_opts} else TOP_PREDICTION
         th_opts = head_choices(fwd.record(tb).num_heads)
         th = s.token_head if s.token_head in {v for _, v in th_opts} else "mean"
         ph_opts = head_choices(fwd.record(pb).num_heads) if pb else head_choices(1)
         ph = s.pwa_head if s.pwa_head in {v for _, v in ph_opts} else "mean"
-        s = s.with_(
-            token_block=tb, token_head=th, pwa_block=pb, pwa_head=ph, pair=pr, target=tgt, x=-1, y=-1, window=-1
-        )
+        s = s.with_(token_head=th, pwa_head=ph, target=tgt, x=-1, y=-1, window=-1)
         out: dict[str, Any] = {
             "token_block": gr.update(choices=block_choices(recs), value=tb),
             "token_head": gr.update(choices=th_opts, value=th),
@@ -853,6 +929,7 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
         for tab, shown in TAB_VIEWS.items():
             if tab != TABS[0]:
                 out.update({name: "" if name.endswith("_caption") else None for name in shown})
+        session.page_set = True
         return out
 
 
