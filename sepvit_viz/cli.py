@@ -410,6 +410,8 @@ def run_render(args: argparse.Namespace) -> int:
     note = model_note(args.checkpoint) if args.checkpoint else (None if warning else model_note())
     names = [b.name for b in model.iter_blocks()]
     blocks = _select_blocks(args.block, names)
+    if isinstance(args.head, int) and args.head < 0:
+        raise SystemExit(f"error: --head {args.head}: head indices start at 0")
     lacking = _blocks_without_head(model, blocks, args.head)
     if lacking and len(lacking) == len(blocks):
         most = max(b.num_heads for i, b in enumerate(model.iter_blocks()) if i in blocks)

@@ -294,6 +294,7 @@ def test_fit_aspect_keeps_the_photo_shape(folder, tmp_path):
         (["--size", "9000x224"], "input size"),
         (["--head", "4"], "at most 4 head(s), 0 to 3"),  # sepvit_test: 1, 1, 1, 2, 2, 4, 4 heads
         (["--head", "2", "--block", "0,1"], "at most 1 head(s), 0 to 0"),
+        (["--head=-1"], "head indices start at 0"),
     ],
 )
 def test_bad_arguments_fail_clearly(folder, tmp_path, capsys, extra, message):
