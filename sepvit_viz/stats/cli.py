@@ -40,7 +40,12 @@ def add_stats_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--size", type=int, default=224, help="square input side in pixels (default 224)")
     p.add_argument("--batch-size", type=int, default=8, help="photos per forward (default 8)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N photos (in the order of the sources, each folder sorted by path)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use only the first N photos (in the order of the sources, each folder sorted by path)",
+    )
     p.add_argument(
         "--threads",
         type=int,
