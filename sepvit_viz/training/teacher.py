@@ -12,9 +12,7 @@ BatchNorm eps 1e-3. Preprocessing: mean = std = 0.5, bicubic, centre crop 0.875 
 from __future__ import annotations
 
 import copy
-import io
 import math
-import warnings
 from pathlib import Path
 
 import torch
@@ -26,7 +24,6 @@ __all__ = [
     "Conv2dSame",
     "EfficientNetLite",
     "MBConv",
-    "OnnxRuntimeTeacher",
     "create_teacher",
     "fuse_batchnorm",
     "teacher_checkpoint_path",
@@ -197,63 +194,3 @@ def create_teacher(checkpoint: str | Path | None = None, fuse: bool = True) -> E
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-class _LogitsAndFeatures(nn.Module):
-    """(B, 3, H, W) -> (logits (B, 1000), final feature map (B, 1280, H/32, W/32)): what distillation reads."""
-
-    def __init__(self, teacher: EfficientNetLite):
-        super().__init__()
-        self.teacher = teacher
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.teacher.forward_features(x)
-        return self.teacher._fc(feats.mean(dim=(2, 3))), feats
-
-
-class OnnxRuntimeTeacher:
-    """The teacher's forward in ONNX Runtime on the CPU, float32:
-    ``(B, 3, size, size)`` -> ``(logits (B, 1000), features (B, 1280, size/32, size/32))``, as
-    :meth:`EfficientNetLite.forward_features` and ``_fc`` compute them in float32 (max difference
-    about 1e-5 in the logits).
-
-    Exported once from ``teacher`` (TorchScript exporter, opset 17; needs the ``onnx`` and
-    ``onnxruntime`` packages) for ``size`` x ``size`` input and any batch: the "SAME" padding is fixed
-    at export, so other sizes are refused. The session runs on ``threads`` threads that do not
-    spin-wait after a call, so that they leave the cores to the student's step in between.
-    """
-
-    def __init__(self, teacher: EfficientNetLite, threads: int, size: int = 224):
-        try:
-            import onnxruntime as ort
-        except ImportError as e:  # an optional training dependency (requirements-train.txt)
-            raise RuntimeError(
-                "the ONNX Runtime teacher needs the onnx and onnxruntime packages (pip install -r requirements-train.txt)"
-            ) from e
-        self.size = size
-        module = _LogitsAndFeatures(copy.deepcopy(teacher).float().to(memory_format=torch.contiguous_format)).eval()
-        buf = io.BytesIO()
-        with warnings.catch_warnings(), torch.no_grad():
-            # the tracer warns that "SAME" padding is computed from the input size: fixed at 224 here
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (torch.zeros(2, 3, size, size),),
-                buf,
-                input_names=["x"],
-                output_names=["logits", "features"],
-                dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, int(threads))
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.ndim != 4 or tuple(x.shape[1:]) != (3, self.size, self.size):
-            raise ValueError(f"the ONNX Runtime teacher takes (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}")
-        logits, feats = self.session.run(None, {"x": x.detach().to("cpu", torch.float32).contiguous().numpy()})
-        return torch.from_numpy(logits), torch.from_numpy(feats)
