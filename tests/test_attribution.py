@@ -77,6 +77,25 @@ def test_gradcam_grid_matches_stage_geometry_at_odd_size(model, stage):
     assert all(row.feature_size == expected for row in table)
     assert a.map_hw.shape == (100, 132)
     assert (a.map_hw >= 0).all() and (a.raw >= 0).all()  # ReLU by default
+    # each cell's value sits on its centre pixel (stride i, stride j), where the attention maps put it
+    s = 4 * 2**stage
+    h, w = expected
+    np.testing.assert_allclose(a.map_hw[: s * (h - 1) + 1 : s, : s * (w - 1) + 1 : s], a.raw, rtol=1e-5, atol=1e-7)
+
+
+def test_cells_to_pixels_centres_each_cell_on_its_pixel():
+    from sepvit_viz.explain.relevance import cells_to_pixels
+    from sepvit_viz.viz import maps
+
+    grid = torch.zeros(3, 5)
+    grid[1, 2] = 1.0
+    up = cells_to_pixels(grid, 4, (10, 18))
+    assert up.shape == (10, 18) and up[4, 8] == 1.0 and up.max() == 1.0
+    assert up[4].tolist()[4:13] == [0.0, 0.25, 0.5, 0.75, 1.0, 0.75, 0.5, 0.25, 0.0]  # linear between centres
+    near = cells_to_pixels(grid, 4, (10, 18), "nearest")
+    np.testing.assert_array_equal(near.numpy(), maps.to_image(grid.numpy(), 4, (10, 18)))  # as the maps draw it
+    with pytest.raises(ValueError, match="unknown upsampling"):
+        cells_to_pixels(grid, 4, (10, 18), "bicubic")
 
 
 def test_gradcam_wrapper_is_the_model(model):
@@ -320,6 +339,12 @@ def test_default_method_is_a_method():
     from sepvit_viz.explain.attribution import DEFAULT_METHOD
 
     assert DEFAULT_METHOD in METHODS and DEFAULT_METHOD != "random"
+
+
+def test_the_library_default_is_the_apps_default(model, image):
+    from sepvit_viz.explain.attribution import DEFAULT_METHOD
+
+    assert attribute(model, image, 2).method == DEFAULT_METHOD == "sepvit_relevance"
 
 
 def test_describe_names_the_settings_that_change_how_a_map_reads(model, image):

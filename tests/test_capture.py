@@ -110,6 +110,9 @@ def test_block_filter_and_two_forwards(model):
         model(x)
     assert [r.name for r in cap.records] == ["stages.1.blocks.1"] * 2
     assert all(r.pwa is not None for r in cap.records)
+    with torch.inference_mode(), AttentionCapture(model, blocks="stages.1.blocks.1") as one:  # a bare name
+        model(x)
+    assert [r.name for r in one.records] == ["stages.1.blocks.1"]
 
 
 def test_two_threads_capturing_at_once_get_their_own_records(model):

@@ -67,33 +67,71 @@ def test_points_map_to_the_right_window_at_odd_sizes(image_size):
     hi, wi = image_size
     for y in range(hi):
         for x in range(wi):
-            r, c = y // 4, x // 4
+            r, c = min((y + 2) // 4, 4), min((x + 2) // 4, 5)  # the cell whose centre (4 r, 4 c) is nearest
             assert maps.window_at(geom, (y, x), image_size) == (r // 3) * 2 + c // 3
-    # the bottom window row holds only two feature rows (3, 4): pixels 12..19, cropped to the image
-    assert maps.window_box(geom, 2, image_size) == (12, 0, min(20, hi), 12)
+    # the bottom window row holds only two feature rows (3, 4): from pixel 4 * 3 - 2 to the image's edge
+    assert maps.window_box(geom, 2, image_size) == (10, 0, hi, 10)
+    assert maps.window_box(geom, 1, image_size) == (0, 10, 10, wi)
     with pytest.raises(ValueError):
         maps.window_at(geom, (hi, 0), image_size)
 
 
-def test_to_image_repeats_cells_and_crops():
+def test_to_image_draws_each_cell_around_its_centre():
     fmap = np.array([[1.0, 2.0], [3.0, 4.0]])
     img = maps.to_image(fmap, 4, (7, 6))
     assert img.shape == (7, 6)
+    # cell 0 is centred on pixel 0 (its upper half falls off the image), cell 1 on pixel 4
     assert (
-        (img[:4, :4] == 1).all() and (img[:4, 4:] == 2).all() and (img[4:, :4] == 3).all() and (img[4:, 4:] == 4).all()
+        (img[:2, :2] == 1).all() and (img[:2, 2:] == 2).all() and (img[2:, :2] == 3).all() and (img[2:, 2:] == 4).all()
     )
+    assert maps.cell_edges(2, 4, 7).tolist() == [0, 2, 7]
+    assert maps.cell_box(Geometry.tiled(2, 2, 2, stride=4), (1, 0), (7, 6)) == (2, 0, 7, 2)
     # an image larger than the cells repeats the border instead of failing
     assert maps.to_image(fmap, 1, (3, 3))[2, 2] == 4
 
 
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_cells_are_drawn_where_the_patch_embeddings_put_them(stage):
+    """The placement convention, checked against the model: the input pixels that a feature cell's
+    patch-embedding chain reads (its gradient) are centred on (s i, s j), and the maps draw the cell
+    over the pixels around that centre: cell_at picks it there and to_image puts its value there."""
+    import torch
+
+    import sepvit_viz
+
+    model = sepvit_viz.create_model("sepvit_test").eval()
+    x = torch.zeros(1, 3, 96, 160, requires_grad=True)
+    fmap = x
+    for k in range(stage + 1):
+        fmap = model.stages[k].patch_embed.proj(fmap)  # the convolutions alone: position, not content
+    h, w = fmap.shape[-2:]
+    stride = 4 * 2**stage
+    geom = Geometry.tiled(h, w, 1, stride=stride)
+    for i, j in {(h // 2, w // 2), (1, 1), (h - 2, w - 2)}:
+        if not (0 < i < h - 1 and 0 < j < w - 1):
+            continue  # an interior cell: a border cell's footprint is cut by the padding
+        (grad,) = torch.autograd.grad(fmap[0, :, i, j].sum(), x, retain_graph=True)
+        weight = grad[0].abs().sum(0).numpy()
+        ys, xs = np.nonzero(weight)
+        centre = ((ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2)
+        assert centre == (stride * i, stride * j)
+        assert maps.cell_at(geom, centre, (96, 160)) == (i, j)
+        one = np.zeros((h, w))
+        one[i, j] = 1.0
+        img = maps.to_image(one, stride, (96, 160))
+        y0, x0, y1, x1 = maps.cell_box(geom, (i, j), (96, 160))
+        assert img[stride * i, stride * j] == 1.0 and img.sum() == (y1 - y0) * (x1 - x0) == stride * stride
+        assert (y0 + y1 - 1) / 2 == stride * i - 0.5  # the s x s pixels nearest the centre (s even)
+
+
 def test_grid_lines_windows_and_gsa_subwindows():
     geom = Geometry.tiled(28, 28, 14, stride=8)
-    ys, xs = maps.grid_lines(geom)
-    assert ys.tolist() == [112] and xs.tolist() == [112]
+    ys, xs = maps.grid_lines(geom)  # between cells 13 and 14, centred on pixels 104 and 112
+    assert ys.tolist() == [108] and xs.tolist() == [108]
     ys, xs = maps.grid_lines(geom, subdivide=2)
-    assert ys.tolist() == [56, 112, 168] and xs.tolist() == [56, 112, 168]
+    assert ys.tolist() == [52, 108, 164] and xs.tolist() == [52, 108, 164]
     odd = Geometry.tiled(15, 15, 7, stride=4)  # 3x3 windows, last one partly padding
-    assert maps.grid_lines(odd, (58, 60))[0].tolist() == [28, 56]
+    assert maps.grid_lines(odd, (58, 60))[0].tolist() == [26, 54]
 
 
 # ------------------------------------------------------------------ head fusion
@@ -119,12 +157,13 @@ def test_one_hot_token_row_lights_exactly_one_pixel_block():
     img = maps.token_map(dwa, geom, head=0, image_size=(18, 23))
     assert img.shape == (18, 23)
     lit = np.argwhere(img > 0)
-    assert lit[:, 0].min() == 16 and lit[:, 0].max() == 17  # rows 16..19, cropped at 18
-    assert lit[:, 1].min() == 20 and lit[:, 1].max() == 22
-    assert img.sum() == pytest.approx(2 * 3)
+    # cell (4, 5) is centred on pixel (16, 20): rows 14..17 (cut by the image at 18), columns 18..22
+    assert lit[:, 0].min() == 14 and lit[:, 0].max() == 17
+    assert lit[:, 1].min() == 18 and lit[:, 1].max() == 22
+    assert img.sum() == pytest.approx(4 * 5)
     mean = maps.token_map(dwa, geom, head="mean", image_size=(20, 24))
     assert mean[17, 21] == pytest.approx(0.5) and mean[13, 13] == pytest.approx(0.5)
-    assert np.count_nonzero(mean) == 2 * 16
+    assert np.count_nonzero(mean) == 6 * 6 + 4 * 4  # the last cell runs to the image's edge
     assert maps.token_map(dwa, geom, head="max", image_size=(20, 24))[13, 13] == 1.0
     assert maps.token_map(dwa, geom, head="min", image_size=(20, 24)).max() == 0.0
 
@@ -179,7 +218,7 @@ def test_pixel_query_lights_its_window_only():
     a, p = 3, 0 * 3 + 2
     expect = dwa[a, 1, p + 1]
     assert q.token_weight == pytest.approx(expect[0])
-    assert q.box == (12, 12, 18, 23)
+    assert q.box == (10, 10, 18, 23)  # from cell 3's first pixel (4 * 3 - 2) to the image's edge
     y0, x0, y1, x1 = q.box
     outside = q.heat.copy()
     outside[y0:y1, x0:x1] = 0
@@ -197,8 +236,8 @@ def test_pixel_query_in_a_gsa_group_covers_the_14x14_group():
     geom = Geometry.tiled(28, 28, 14, stride=8)
     dwa = np.full((4, 1, 197, 197), 1.0 / 197)
     q = maps.pixel_query(dwa, geom, (200, 10))
-    assert q.window == 2 and q.box == (112, 0, 224, 112)
-    assert np.count_nonzero(q.heat) == 112 * 112
+    assert q.window == 2 and q.box == (108, 0, 224, 108)  # cell 14 is centred on pixel 112
+    assert np.count_nonzero(q.heat) == (224 - 108) * 108
 
 
 # ------------------------------------------------------------------ view 3: PWA
@@ -210,10 +249,11 @@ def test_pwa_row_lights_the_right_windows():
     pwa[1, 4, 4] = 1.0
     img = maps.pwa_row_map(pwa, geom, 4, head=0)
     assert img.shape == (12, 18)
-    assert (img[0:6, 12:18] == 0.75).all() and (img[6:12, 0:6] == 0.25).all()
-    assert img.sum() == pytest.approx(36.0)
+    # window 2: cells (0..2, 6..8), pixels rows 0..4 and columns 11..17 (cell j centred on pixel 2 j)
+    assert (img[0:5, 11:18] == 0.75).all() and (img[5:12, 0:5] == 0.25).all()
+    assert img.sum() == pytest.approx(0.75 * 35 + 0.25 * 35)
     fused = maps.pwa_row_map(pwa, geom, 4, head="max")
-    assert (fused[6:12, 6:12] == 1.0).all()
+    assert (fused[5:12, 5:11] == 1.0).all() and (fused[0:5, 11:18] == 0.75).all()  # max over heads
     assert maps.window_at(geom, (7, 8)) == 4
     np.testing.assert_array_equal(maps.pwa_matrix(pwa, "mean"), pwa.mean(0))
     with pytest.raises(ValueError):
@@ -369,7 +409,7 @@ def test_rollout_rows_sum_to_one_and_pooled_is_their_mean(head):
     pooled = maps.rollout(blocks, head=head, image_size=(27, 35))
     np.testing.assert_allclose(pooled.tokens.reshape(-1), R.mean(0), atol=1e-12)
     assert pooled.heat.shape == (27, 35) and pooled.cell is None
-    pt = maps.rollout(blocks, head=head, point=(17, 30), image_size=(27, 35))  # stage-2 cell (2, 3)
+    pt = maps.rollout(blocks, head=head, point=(17, 26), image_size=(27, 35))  # stage-2 cell (2, 3), centre (16, 24)
     assert pt.cell == (2, 3)
     np.testing.assert_allclose(pt.tokens.reshape(-1), R[2 * 5 + 3], atol=1e-12)
 

@@ -140,8 +140,10 @@ def test_keep_aspect_keeps_what_a_square_crop_loses_and_clicks_land_on_it(model)
         assert y0 <= my < y1 and x0 <= mx < x1
         if rec.has_token:  # window lines every window width, across the whole input
             rows, cols = a.grid_lines(blk, False)[0]
-            step = geom.window[1] * geom.stride
-            assert list(cols) == list(range(step, 128, step)) and list(rows) == list(range(step, 64, step))
+            step, half = geom.window[1] * geom.stride, geom.stride // 2  # between cells centred s j apart
+            assert list(cols) == list(range(step - half, 128, step)) and list(rows) == list(
+                range(step - half, 64, step)
+            )
             pix = views.pixel(a, s)
             outside = pix.heat.copy()
             outside[y0:y1, x0:x1] = 0
@@ -206,7 +208,7 @@ def test_maps_equal_the_pure_functions_and_are_memoised(model, photo):
         assert (a.pwa_matrix(i) is None) == (r.pwa is None)
     # another point in the same feature cell reuses the cached map; another cell does not
     s = a.records[0].geometry.stride
-    assert a.pixel_query(0, (s * 3, s * 5)) is a.pixel_query(0, (s * 3 + s - 1, s * 5 + 1))
+    assert a.pixel_query(0, (s * 3, s * 5)) is a.pixel_query(0, (s * 3 + s // 2 - 1, s * 5 - s // 2))  # cell (3, 5)
     assert a.pixel_query(0, (s * 3, s * 5)) is not a.pixel_query(0, (s * 4, s * 5))
     ro = a.rollout()
     assert ro.tokens.sum() == pytest.approx(1.0) and ro.heat.shape == a.size

@@ -247,9 +247,10 @@ def test_options_checked_and_nearest_upsampling(model):
     with pytest.raises(ValueError):
         sepvit_relevance(model, x, 0, reference="mean")
     rel = sepvit_relevance(model, x, 0, upsample="nearest", modulation=0.0, sharp=None)
-    # nearest: every stage-1 cell covers a 4 x 4 block of pixels, as every other map does
+    # nearest: every stage-1 cell covers the 4 x 4 pixels around its centre (4 i, 4 j), as every other map does
     np.testing.assert_allclose(rel.map_hw[::4, ::4], rel.stage_maps[0], rtol=1e-6)
-    assert np.ptp(rel.map_hw[:4, :4]) == 0
+    assert np.ptp(rel.map_hw[2:6, 2:6]) == 0 and np.ptp(rel.map_hw[:2, :2]) == 0
+    np.testing.assert_array_equal(rel.map_hw, M.to_image(rel.stage_maps[0], 4, rel.map_hw.shape))
 
 
 def test_gradient_input_rule_conserves_each_cell():

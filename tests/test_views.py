@@ -272,6 +272,18 @@ def _figure_text(monkeypatch) -> list[dict]:
     return seen
 
 
+def test_the_rollout_figure_uses_the_settings_the_rollout_view_uses(analysis, monkeypatch):
+    a = analysis.fresh()
+    calls = []
+    real = a.rollout
+    monkeypatch.setattr(a, "rollout", lambda *args, **kw: calls.append(kw) or real(*args, **kw))
+    s = ViewSettings(self_weight=0.1, residual=0.3)
+    views.rollout(a, s)
+    views.figure(a, "rollout", s)
+    assert len(calls) == 2 and calls[0]["self_weight"] == calls[1]["self_weight"] == 0.1
+    assert calls[0]["residual"] == calls[1]["residual"] == 0.3
+
+
 def test_figures_name_groups_and_the_query_window(analysis, monkeypatch):
     """The figure tier (the CLI's --figures): a GSA block's PWA matrix calls its rows and columns
     groups (it said "window"), and the PWA-row figure names and outlines the query window it shows

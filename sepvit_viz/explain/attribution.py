@@ -51,7 +51,6 @@ import torch
 from captum.attr import (
     InputXGradient,
     IntegratedGradients,
-    LayerAttribution,
     LayerGradCam,
     NoiseTunnel,
     Occlusion,
@@ -62,7 +61,7 @@ from torch import nn
 from sepvit_viz.explain.baselines import BASELINES, DEFAULT_BLUR_SIGMA, make_baseline
 from sepvit_viz.explain.faithfulness import check_target, random_map
 from sepvit_viz.explain.relevance import DEFAULT_OPTIONS as RELEVANCE_OPTIONS
-from sepvit_viz.explain.relevance import sepvit_relevance
+from sepvit_viz.explain.relevance import cells_to_pixels, sepvit_relevance
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -248,10 +247,10 @@ def _reduce(raw: torch.Tensor, how: str) -> np.ndarray:
     return out.detach().float().cpu().numpy().astype(np.float32)
 
 
-def _upsample(grid: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(h, w) -> (H, W) bilinear (``align_corners=False``: cell centres sit at their input centres)."""
-    up = LayerAttribution.interpolate(grid[None, None].float(), size, interpolate_mode="bilinear")
-    return up[0, 0].detach().cpu().numpy().astype(np.float32)
+def _upsample(grid: torch.Tensor, stride: int, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) cells at ``stride`` -> (H, W) bilinear between cell centres, cell (i, j) on pixel
+    (stride i, stride j), where the attention maps put it (:func:`relevance.cells_to_pixels`)."""
+    return cells_to_pixels(grid.detach().float(), stride, size).cpu().numpy().astype(np.float32)
 
 
 def destripe(map_hw: np.ndarray, stride: int = 4) -> np.ndarray:
@@ -292,10 +291,11 @@ def destripe(map_hw: np.ndarray, stride: int = 4) -> np.ndarray:
 def occlusion_window(model: nn.Module, default: int = 28) -> int:
     """Side in input pixels of one stage-1 attention window: window size x stage-1 stride.
 
-    For SepViT: 7 feature cells x stride 4 = 28 px. The window grid starts at pixel 0 and repeats
-    every 28 px (a feature cell j sits at input pixel 4 j), so stride = window keeps every occluded
-    patch exactly on one attention window; the last row/column of windows is cut by the image edge
-    just as the feature map is padded there. Models without blocks get ``default``.
+    For SepViT: 7 feature cells x stride 4 = 28 px. A feature cell j is centred on input pixel 4 j,
+    so with stride = window every occluded patch ``[28 w, 28 w + 28)`` holds the centres of exactly
+    one attention window's cells (the maps draw that window from 2 px earlier, around those centres);
+    the last row/column of windows is cut by the image edge just as the feature map is padded there.
+    Models without blocks get ``default``.
     """
     iter_blocks = getattr(model, "iter_blocks", None)
     if iter_blocks is None:
@@ -356,7 +356,7 @@ def attribute(
     model: nn.Module,
     x: torch.Tensor,
     target: int | None = None,
-    method: str = "integrated_gradients",
+    method: str = DEFAULT_METHOD,
     *,
     smooth: bool | None = None,
     progress: Progress | None = None,
@@ -370,7 +370,7 @@ def attribute(
         x: (1, 3, H, W) preprocessed image (any H, W).
         target: class index in ``0..num_classes - 1``; None explains the top prediction. Anything else
             (a negative index, one past the model's classes, a float) raises ``ValueError``.
-        method: one of :func:`list_methods`.
+        method: one of :func:`list_methods` (default :data:`DEFAULT_METHOD`, the SepViT relevance, as in the app).
         smooth: filter ``map_hw`` with :func:`destripe` (the stride-4 comb of pixel-gradient maps);
             None: the method's default (``METHODS[method].destripe``, False for every method). When
             it filters, the raw map stays in ``extras["map_raw"]``.
@@ -556,7 +556,12 @@ def _gradcam(model, x, target, opts, progress):
     fwd = _Counter(wrapped, 1, "Grad-CAM", progress)
     cam = LayerGradCam(fwd, wrapped.tap).attribute(x, target=target, relu_attributions=bool(opts["relu"]))
     grid = cam[0, 0]  # (H_i, W_i)
-    return _np(grid), _upsample(grid, tuple(x.shape[-2:])), {"stage": wrapped.stage, "grid": tuple(grid.shape)}
+    stride = _stem_stride(model) * 2**wrapped.stage  # SepViT's stages halve the map after the stem
+    return (
+        _np(grid),
+        _upsample(grid, stride, tuple(x.shape[-2:])),
+        {"stage": wrapped.stage, "grid": tuple(grid.shape)},
+    )
 
 
 def _sepvit_relevance(model, x, target, opts, progress):

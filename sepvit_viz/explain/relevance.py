@@ -25,8 +25,9 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    (:func:`sepvit_viz.viz.maps.pooling_matrix`: a stage-(s+1) cell draws from its 3 x 3 footprint on
    stage s with tent weights (1/2, 1, 1/2) per axis, clipped and renormalised), applied separably.
 5. Relevance flows from outputs (queries) to inputs (keys): ``u <- u R`` block by block, from the
-   seed at the last block back to the first block's input (H_1, W_1), then to pixels: bilinear
-   (``upsample="bilinear"``, default), nearest 4 x 4 blocks like every other map (``"nearest"``), or
+   seed at the last block back to the first block's input (H_1, W_1), then to pixels, cell (i, j)
+   centred on pixel (4 i, 4 j) like every other map (:func:`cells_to_pixels`): bilinear between cell
+   centres (``upsample="bilinear"``, default), each pixel its nearest cell's value (``"nearest"``), or
    an input-layer rule (``"gradient"``, :func:`to_pixels_by_gradient`: each stage-1 cell hands its
    relevance to the pixels under its 7 x 7 kernel in proportion to their positive contribution
    ``e`` of step 6).
@@ -103,6 +104,7 @@ from torch import nn
 from sepvit_viz.explain.faithfulness import pixel_order
 from sepvit_viz.model.windows import WindowGeometry, pad_mask, window_partition, window_reverse
 from sepvit_viz.viz.capture import AttentionCapture, TapTensor
+from sepvit_viz.viz.maps import pixel_cells
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -310,6 +312,30 @@ def _contribution(grad: torch.Tensor, x: torch.Tensor, x_ref: torch.Tensor) -> t
     return (grad[0] * (x[0] - x_ref[0])).sum(0).double()
 
 
+def cells_to_pixels(grid: torch.Tensor, stride: int, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """(h, w) values of feature cells at ``stride`` -> (H, W) pixels, cell (i, j) centred on input pixel
+    (stride i, stride j) as in every attention map (:mod:`sepvit_viz.viz.maps`).
+
+    ``"bilinear"``: linear between cell centres, the edge cells' values beyond the outer centres;
+    ``"nearest"``: each pixel takes the value of the cell whose centre is nearest
+    (:func:`sepvit_viz.viz.maps.to_image`).
+    """
+    h, w = grid.shape[-2:]
+    H, W = size
+    if mode == "nearest":
+        rows = torch.as_tensor(pixel_cells(H, stride, h), device=grid.device)
+        cols = torch.as_tensor(pixel_cells(W, stride, w), device=grid.device)
+        return grid.index_select(-2, rows).index_select(-1, cols)
+    if mode != "bilinear":
+        raise ValueError(f"unknown upsampling {mode!r}; use 'bilinear' or 'nearest'")
+    # align_corners=True on (h - 1) * stride + 1 samples puts sample stride * i exactly on cell i
+    up = F.interpolate(
+        grid.float()[None, None], size=((h - 1) * stride + 1, (w - 1) * stride + 1), mode="bilinear", align_corners=True
+    )[0]
+    up = F.pad(up, (0, max(W - up.shape[-1], 0), 0, max(H - up.shape[-2], 0)), mode="replicate")
+    return up[0, :H, :W].to(grid.dtype)
+
+
 def _tent_kernel(stride: int, dtype: torch.dtype) -> torch.Tensor:
     """(1, 1, K, K) separable triangle, K = 2 * stride - 1: linear interpolation between cell centres."""
     t = torch.arange(1, stride + 1, dtype=dtype)
@@ -409,11 +435,10 @@ def sepvit_relevance(
             stage_maps[s] = u.float().cpu().numpy()
             if s > 0:
                 u = unpool(u, sizes[s - 1])
-        h1, w1 = sizes[0]
         if upsample == "gradient":
             up = to_pixels_by_gradient(u, gx.clamp_min(0)).float()
         else:
-            up = F.interpolate(u.float()[None, None], size=(4 * h1, 4 * w1), mode=upsample)[0, 0, :H, :W]
+            up = cells_to_pixels(u.float(), 4, (H, W), upsample)
         pixel_map = up * modulation_weights(gx, sigma).pow(modulation).to(up.dtype) if modulation > 0 else up
         if sharp is not None:
             if progress is not None and rounds > 1:

@@ -135,7 +135,7 @@ class AttentionCapture:
 
     Args:
         model: a SepViT (anything whose blocks expose ``attn.dwa_tap`` / ``attn.pwa_tap``).
-        blocks: optional block names to watch (default: all); fewer hooks, less memory.
+        blocks: optional block names to watch (default: all), or one name; fewer hooks, less memory.
         strict: raise :class:`CaptureError` on exit when no tap fired (e.g. no forward ran, or the
             forward never reached a tap).
         keep_graph: keep each firing as a :class:`TapTensor` in :attr:`tensors` (in the autograd
@@ -147,7 +147,8 @@ class AttentionCapture:
         self, model: nn.Module, blocks: tuple[str, ...] | None = None, strict: bool = True, keep_graph: bool = False
     ) -> None:
         self.model = model
-        self.blocks = None if blocks is None else tuple(blocks)
+        # one name is one block, not a sequence of characters
+        self.blocks = None if blocks is None else (blocks,) if isinstance(blocks, str) else tuple(blocks)
         self.strict = strict
         self.keep_graph = keep_graph
         self.tensors: list[TapTensor] = []

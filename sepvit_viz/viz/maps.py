@@ -13,10 +13,13 @@ Shapes taken:
     dwa: (n, h, L, L) depthwise (within-window) attention, rows = queries.
     pwa: (h, n, n) pointwise (window-to-window) attention, rows = query windows.
 
-Image coordinates: a feature cell at stride s covers the s x s input pixels
-``[s*i, s*i + s) x [s*j, s*j + s)``; the bottom/right padding of the window tiling is cropped first,
-then every map is repeated s x s (nearest, so window borders stay exact) and cropped (or edge-padded)
-to the input image size. Points are ``(row, col)`` = ``(y, x)`` pixels of the model's input image.
+Image coordinates: a feature cell (i, j) at stride s is centred on input pixel (s*i, s*j), where
+SepViT's padded patch embeddings put it (kernel 7 stride 4 padding 3, then kernel 3 stride 2 padding
+1), and covers the input pixels nearest to it: rows ``[s*i - s//2, s*i - s//2 + s)`` clipped to the
+image, so the first cell is cut to its lower half and the last runs to the image's edge
+(:func:`cell_edges`). The bottom/right padding of the window tiling is cropped first, then every map
+is drawn cell by cell (nearest, so window borders stay exact) at the input image size. Points are
+``(row, col)`` = ``(y, x)`` pixels of the model's input image.
 
 Views (each takes any block, any head index or a fusion ``"mean" | "max" | "min"`` over heads):
     1. :func:`token_map`: each window token's attention over its own window's pixels, tiled onto the
@@ -54,11 +57,14 @@ __all__ = [
     "Rollout",
     "block_operator",
     "cell_at",
+    "cell_box",
+    "cell_edges",
     "composed_query",
     "dssa_gsa_pairs",
     "fuse_heads",
     "grid_lines",
     "leave_out_cell",
+    "pixel_cells",
     "pixel_query",
     "pooling_matrix",
     "pwa_matrix",
@@ -147,23 +153,33 @@ def tile_windows(values: np.ndarray, geom: GeometryLike) -> np.ndarray:
     return x.reshape(*lead, gh * wh, gw * ww)[..., : geom.height, : geom.width]
 
 
+def pixel_cells(size: int, stride: int, cells: int) -> np.ndarray:
+    """(size,) the feature cell (along one axis) that each input pixel belongs to: the one whose
+    centre ``stride * j`` is nearest (ties go to the later cell), clipped to ``[0, cells)``."""
+    return np.minimum((np.arange(size) + stride // 2) // stride, cells - 1)
+
+
+def cell_edges(cells: int, stride: int, size: int) -> np.ndarray:
+    """(cells + 1,) pixel edges along one axis: cell j covers input pixels ``[e[j], e[j + 1])``.
+
+    ``e[j] = stride * j - stride // 2`` inside, 0 first and ``size`` last (:func:`pixel_cells`' cells).
+    """
+    edges = np.arange(cells + 1) * stride - stride // 2
+    edges[0], edges[-1] = 0, size
+    return np.clip(edges, 0, size)
+
+
 def to_image(fmap: np.ndarray, stride: int, image_size: tuple[int, int]) -> np.ndarray:
-    """Feature map (H, W) at ``stride`` -> (Hi, Wi): each cell repeated stride x stride, then cropped.
+    """Feature map (H, W) at ``stride`` -> (Hi, Wi): every input pixel takes the value of the cell it
+    belongs to (:func:`pixel_cells`: cell (i, j) centred on pixel (stride i, stride j)).
 
     When the cells do not cover the image (never the case for SepViT, whose maps are ceil(Hi / s)),
     the last row/column is repeated.
     """
     hi, wi = image_size
-    # crop whole cells first, then one broadcast copy (faster than two np.repeat passes)
-    fmap = fmap[..., : -(-hi // stride), : -(-wi // stride)]
-    lead, (h, w) = fmap.shape[:-2], fmap.shape[-2:]
-    out = np.broadcast_to(fmap[..., :, None, :, None], (*lead, h, stride, w, stride))
-    out = out.reshape(*lead, h * stride, w * stride)[..., :hi, :wi]
-    ph, pw = hi - out.shape[-2], wi - out.shape[-1]
-    if ph > 0 or pw > 0:
-        pad = [(0, 0)] * (out.ndim - 2) + [(0, max(ph, 0)), (0, max(pw, 0))]
-        out = np.pad(out, pad, mode="edge")
-    return out
+    h, w = fmap.shape[-2:]
+    rows, cols = pixel_cells(hi, stride, h), pixel_cells(wi, stride, w)
+    return np.take(np.take(fmap, rows, axis=-2), cols, axis=-1)
 
 
 def window_values_to_image(
@@ -184,7 +200,18 @@ def cell_at(
     y, x = point
     if not (0 <= y < hi and 0 <= x < wi):
         raise ValueError(f"point (y={y}, x={x}) is outside the {hi}x{wi} image")
-    return min(int(y) // geom.stride, geom.height - 1), min(int(x) // geom.stride, geom.width - 1)
+    s = geom.stride
+    return min((int(y) + s // 2) // s, geom.height - 1), min((int(x) + s // 2) // s, geom.width - 1)
+
+
+def cell_box(
+    geom: GeometryLike, cell: tuple[int, int], image_size: tuple[int, int] | None = None
+) -> tuple[int, int, int, int]:
+    """Image-pixel box ``(y0, x0, y1, x1)`` (end exclusive) of the pixels that belong to a feature cell."""
+    hi, wi = _image_size(geom, image_size)
+    ys, xs = cell_edges(geom.height, geom.stride, hi), cell_edges(geom.width, geom.stride, wi)
+    r, c = cell
+    return int(ys[r]), int(xs[c]), int(ys[r + 1]), int(xs[c + 1])
 
 
 def window_at(geom: GeometryLike, point: tuple[float, float], image_size: tuple[int, int] | None = None) -> int:
@@ -206,10 +233,10 @@ def window_box(geom: GeometryLike, window: int, image_size: tuple[int, int] | No
     hi, wi = _image_size(geom, image_size)
     gr, gc = divmod(int(window), geom.grid[1])
     (wh, ww), s = geom.window, geom.stride
-    y0, x0 = gr * wh * s, gc * ww * s
-    y1 = min((gr + 1) * wh, geom.height) * s
-    x1 = min((gc + 1) * ww, geom.width) * s
-    return min(y0, hi), min(x0, wi), min(y1, hi), min(x1, wi)
+    ys, xs = cell_edges(geom.height, s, hi), cell_edges(geom.width, s, wi)
+    r0, c0 = min(gr * wh, geom.height), min(gc * ww, geom.width)
+    r1, c1 = min((gr + 1) * wh, geom.height), min((gc + 1) * ww, geom.width)
+    return int(ys[r0]), int(xs[c0]), int(ys[r1]), int(xs[c1])
 
 
 def grid_lines(
@@ -225,8 +252,8 @@ def grid_lines(
     if subdivide < 1 or wh % subdivide or ww % subdivide:
         raise ValueError(f"cannot subdivide a {wh}x{ww} window by {subdivide}")
     step_h, step_w = wh // subdivide, ww // subdivide
-    ys = np.arange(step_h, geom.height, step_h) * s
-    xs = np.arange(step_w, geom.width, step_w) * s
+    ys = cell_edges(geom.height, s, hi)[np.arange(step_h, geom.height, step_h)]
+    xs = cell_edges(geom.width, s, wi)[np.arange(step_w, geom.width, step_w)]
     return ys[ys < hi], xs[xs < wi]
 
 

@@ -282,8 +282,8 @@ def pixel(an: Analysis, s: ViewSettings) -> View:
     comp = an.composed(i, (y, x), h, s.self_weight)
     title = f"pixel (x={x}, y={y}) · whole block, own cell left out · {head_name(h)}"
     pic = _draw(an, comp.mixed, s, k, block=i, marker=(y, x), title=title)
-    cy, cx = comp.cell
     stride = rec.geometry.stride
+    y0, x0, y1, x1 = maps.cell_box(rec.geometry, comp.cell, an.size)
     if rec.pwa is not None and rec.has_token:
         how = f"DWA inside its {unit(rec)}, then PWA across {unit(rec)}s, the shortcuts counted as attention to itself"
         shortcuts, tokens = "the shortcuts", f"; {comp.token_mass:.1%} of all its weight comes from {unit(rec)} tokens"
@@ -292,8 +292,8 @@ def pixel(an: Analysis, s: ViewSettings) -> View:
         shortcuts, tokens = "the shortcut", ""
     caption = (
         f"Pixel (x={x}, y={y}) through the whole block {rec.label} ({head_name(h)}): {how}. "
-        f"Shown is what the block **mixes in from other cells**: its own {stride}x{stride}-pixel cell "
-        f"(x {cx * stride}-{(cx + 1) * stride - 1}, y {cy * stride}-{(cy + 1) * stride - 1}, marked) is left out, "
+        f"Shown is what the block **mixes in from other cells**: its own cell (stride {stride}, the pixels "
+        f"x {x0}-{x1 - 1}, y {y0}-{y1 - 1}, marked) is left out, "
         f"the rest rescaled to 100%. The own cell keeps {comp.self_share:.1%} of the weight on pixels "
         f"({shortcuts} and its attention to itself){tokens}."
     )
@@ -474,7 +474,9 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
         heat = an.composed(i, s.point, h, s.self_weight).mixed  # own cell left out, as in :func:`pixel`
     elif view == "rollout":
         head = h if isinstance(h, str) else "mean"
-        heat = an.rollout(s.point, pooled=s.rollout_query == "pooled", head=head, residual=s.residual).heat
+        heat = an.rollout(
+            s.point, pooled=s.rollout_query == "pooled", head=head, residual=s.residual, self_weight=s.self_weight
+        ).heat
         grid, sub = None, None
     else:
         raise ValueError(f"unknown view {view!r}")
