@@ -121,6 +121,7 @@ def test_cells_are_drawn_where_the_patch_embeddings_put_them(stage):
         img = maps.to_image(one, stride, (96, 160))
         y0, x0, y1, x1 = maps.cell_box(geom, (i, j), (96, 160))
         assert img[stride * i, stride * j] == 1.0 and img.sum() == (y1 - y0) * (x1 - x0) == stride * stride
+        assert img[y0:y1, x0:x1].all()  # drawn exactly over its box
         assert (y0 + y1 - 1) / 2 == stride * i - 0.5  # the s x s pixels nearest the centre (s even)
 
 
