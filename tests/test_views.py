@@ -349,3 +349,14 @@ def test_attribution_caption_states_the_colour_scale_cap(analysis):
     )
     cap = float(np.percentile(heat, 99.5))
     assert f"99.5th percentile ({cap:.3g})" in v.caption and "saturate" in v.caption
+    assert "empty" not in v.caption
+
+
+@pytest.mark.parametrize("fill", [0.0, -1.0])
+def test_an_attribution_without_positive_evidence_says_so(analysis, fill):
+    """An all-zero (or all-negative) map draws as a blank photo: the caption must say why."""
+    heat = np.full(analysis.size, fill, dtype=np.float32)
+    v = views.attribution(
+        analysis, heat, ViewSettings(), method_label="SepViT relevance", target=1, class_name="x", seconds=0.1
+    )
+    assert "**The map is empty**" in v.caption

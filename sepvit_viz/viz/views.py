@@ -450,6 +450,13 @@ def attribution(
             if smoothed
             else ""
         )
+        + (
+            " **The map is empty**: no pixel has positive evidence for this class under this method (the "
+            "SepViT relevance, for one, starts from the last-stage tokens that raise the class score, and "
+            "for an unlikely class there may be none). Another method or class may say more."
+            if not float(shown.max()) > 0.0
+            else ""
+        )
     )
     return View(pic, caption, shown, (render.TITLE_HEIGHT, 0), k, an.size)
 
