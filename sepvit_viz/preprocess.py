@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sepvit_viz.imageio import to_rgb
+
 __all__ = ["CROP_PCT", "INTERPOLATION", "MEAN", "STD", "denormalize", "preprocess", "resize_center_crop", "to_tensor"]
 
 MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -20,8 +22,9 @@ INTERPOLATION = Image.Resampling.BICUBIC
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> normalised float tensor (1, 3, H, W)."""
-    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    """PIL image -> normalised float tensor (1, 3, H, W); other modes become RGB as the app makes them
+    (:func:`sepvit_viz.imageio.to_rgb`: transparency flattened on white, 16-bit scaled)."""
+    arr = np.asarray(to_rgb(image), dtype=np.float32) / 255.0
     t = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
@@ -39,7 +42,7 @@ def resize_center_crop(image: Image.Image, size: int = 224, crop_pct: float = CR
     """Resize the short side to ``size / crop_pct`` (bicubic), then centre-crop ``size x size``."""
     if size <= 0 or not (0 < crop_pct <= 1):
         raise ValueError(f"size must be positive and crop_pct in (0, 1], got {size}, {crop_pct}")
-    image = image.convert("RGB")
+    image = to_rgb(image)
     w, h = image.size
     short = max(1, round(size / crop_pct))
     scale = short / min(w, h)

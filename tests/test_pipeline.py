@@ -53,6 +53,11 @@ def test_transparency_is_flattened_on_white(model):
     clear = Image.new("RGBA", (50, 40), (255, 0, 0, 0))
     a = analyze(model, clear, size=48, precompute=False)
     assert (a.image == 255).all()
+    # the library's preprocess makes the same input as the analysis (white, not black, behind it)
+    from sepvit_viz.preprocess import denormalize, preprocess
+
+    x = preprocess(clear, 48)
+    assert torch.allclose(denormalize(x[0]), torch.ones(3, 48, 48))
 
 
 def test_class_names_are_imagenet_for_1000_classes_else_generic(model, photo):
