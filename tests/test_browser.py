@@ -413,6 +413,8 @@ def test_first_time_user(url, browser, tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
     open_tab(page, "Class attribution")
+    # shown again, the tab is redrawn: wait for it (its caption then carries the AUCs scored above)
+    page.wait_for_function("() => document.querySelector('#attribution_caption').innerText.includes('Deletion AUC')")
     status_before, caption_before = text_of(page, "status"), text_of(page, "attribution_caption")
     page.get_by_text("Model and input size").click()
     page.get_by_label("Model").click()
