@@ -284,6 +284,24 @@ def test_the_rollout_figure_uses_the_settings_the_rollout_view_uses(analysis, mo
     assert calls[0]["residual"] == calls[1]["residual"] == 0.3
 
 
+def test_per_head_maps_follow_the_chosen_window_and_self_weight(analysis):
+    a = analysis.fresh()
+    i = next(k for k, r in enumerate(a.records) if r.pwa is not None and r.geometry.num_windows > 1)
+    far = a.records[i].geometry.num_windows - 1
+    assert far != a.window_at(i, None)  # the window of the centre is another one
+    panels = a.head_maps(i, "pwa_map", None, window=far)
+    assert all(np.array_equal(p, a.pwa_map(i, far, h)) for h, p in enumerate(panels))
+    light = a.head_maps(i, "composed", (20, 30), self_weight=0.1)
+    assert all(np.array_equal(p, a.composed(i, (20, 30), h, 0.1).mixed) for h, p in enumerate(light))
+    assert not np.array_equal(light[0], a.head_maps(i, "composed", (20, 30))[0])  # 0.5 by default
+    # the per-head gallery passes the view's window and self weight on
+    seen = []
+    real = a.head_maps
+    a.head_maps = lambda *args, **kw: seen.append(kw) or real(*args, **kw)
+    pic = views.gallery(a, "pwa_map", ViewSettings(block=i, window=far, self_weight=0.1))
+    assert pic.ndim == 3 and seen == [{"window": far, "self_weight": 0.1}]
+
+
 def test_figures_name_groups_and_the_query_window(analysis, monkeypatch):
     """The figure tier (the CLI's --figures): a GSA block's PWA matrix calls its rows and columns
     groups (it said "window"), and the PWA-row figure names and outlines the query window it shows

@@ -473,15 +473,29 @@ class Analysis:
             ),
         )
 
-    def head_maps(self, block: int, view: str, point: tuple[int, int] | None = None) -> list[np.ndarray]:
-        """One map per head for ``view`` in tokens | pixel | pwa_map | composed (pwa_map: the window
-        holding ``point``; composed: ``ComposedQuery.mixed``, the own cell left out)."""
+    def head_maps(
+        self,
+        block: int,
+        view: str,
+        point: tuple[int, int] | None = None,
+        *,
+        window: int | None = None,
+        self_weight: float = 0.5,
+    ) -> list[np.ndarray]:
+        """One map per head for ``view`` in tokens | pixel | pwa_map | composed (pwa_map: ``window``,
+        None: the one holding ``point``; composed: ``ComposedQuery.mixed`` with ``self_weight``, the
+        own cell left out)."""
         heads = self.record(block).num_heads
+
+        def pwa(h: int) -> np.ndarray | None:
+            w = self.window_at(block, point) if window is None else self.check_window(block, window)
+            return self.pwa_map(block, w, h)
+
         get: dict[str, Callable[[int], np.ndarray | None]] = {
             "tokens": lambda h: self.token_map(block, h),
             "pixel": lambda h: self.pixel_query(block, point, h).heat,
-            "pwa_map": lambda h: self.pwa_map(block, self.window_at(block, point), h),
-            "composed": lambda h: self.composed(block, point, h).mixed,
+            "pwa_map": pwa,
+            "composed": lambda h: self.composed(block, point, h, self_weight).mixed,
         }
         if view not in get:
             raise ValueError(f"per-head view must be one of {sorted(get)}, got {view!r}")

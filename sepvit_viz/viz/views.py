@@ -517,7 +517,7 @@ def gallery(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
     grid, _ = an.grid_lines(i, False)
     return render.head_gallery(
         an.image,
-        an.head_maps(i, view, s.point),
+        an.head_maps(i, view, s.point, window=s.window, self_weight=s.self_weight),
         cmap=s.cmap,
         alpha=s.alpha,
         grid=grid,
