@@ -677,15 +677,10 @@ def _stale_head(head: Any, num_heads: int) -> bool:
     page keeps from a block with more heads; False for a head the block has and for a malformed one
     (``"abc"``, ``-1``), which the strict checks refuse."""
     try:
-        validate_head(head, num_heads)
-        return False
-    except SettingsError:
-        pass
-    try:
-        validate_head(head, 1 << 30)
-        return True
+        h = validate_head(head, 1 << 30)  # well-formed for some block
     except SettingsError:
         return False
+    return isinstance(h, int) and h >= num_heads
 
 
 def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
@@ -720,8 +715,9 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
             return "mean"
         if name is None:
             return value
-        if _stale_head(value, fwd.record(name).num_heads):
-            notes.append(f"{what} {value} → mean (the block has {fwd.record(name).num_heads})")
+        num_heads = fwd.record(name).num_heads
+        if _stale_head(value, num_heads):
+            notes.append(f"{what} {value} → mean (the block has {num_heads})")
             return "mean"
         return value
 
