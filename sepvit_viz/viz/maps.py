@@ -156,7 +156,12 @@ def tile_windows(values: np.ndarray, geom: GeometryLike) -> np.ndarray:
 def pixel_cells(size: int, stride: int, cells: int) -> np.ndarray:
     """(size,) the feature cell (along one axis) that each input pixel belongs to: the one whose
     centre ``stride * j`` is nearest (ties go to the later cell), clipped to ``[0, cells)``."""
-    return np.minimum((np.arange(size) + stride // 2) // stride, cells - 1)
+    return _nearest_cell(np.arange(size), stride, cells)
+
+
+def _nearest_cell(pixel, stride: int, cells: int):
+    """Pixel index (int or int array) -> the cell whose centre ``stride * j`` is nearest, clipped."""
+    return np.minimum((pixel + stride // 2) // stride, cells - 1)
 
 
 def cell_edges(cells: int, stride: int, size: int) -> np.ndarray:
@@ -201,7 +206,7 @@ def cell_at(
     if not (0 <= y < hi and 0 <= x < wi):
         raise ValueError(f"point (y={y}, x={x}) is outside the {hi}x{wi} image")
     s = geom.stride
-    return min((int(y) + s // 2) // s, geom.height - 1), min((int(x) + s // 2) // s, geom.width - 1)
+    return int(_nearest_cell(int(y), s, geom.height)), int(_nearest_cell(int(x), s, geom.width))
 
 
 def cell_box(
