@@ -161,7 +161,7 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--npz",
         action="store_true",
         help="also export the raw arrays as maps.npz per photo: every block's DWA and PWA, and the maps "
-        "of each selected block (<block>.token_map, .pixel_query, .composed, .pwa_map) and the rollout",
+        "of each selected block (<block>.token_map, .pixel_query, .composed, .composed_mixed, .pwa_map) and the rollout",
     )
     return p
 
