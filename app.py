@@ -230,6 +230,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
         attribution_img=attribution_img, attribution_caption=attribution_caption,
         pwa_matrix_img=pwa_matrix_img, pwa_row_img=pwa_row_img, pwa_caption=pwa_caption,
         compare_slider=compare_slider, compare_a=compare_a, compare_b=compare_b, compare_caption=compare_caption,
+        downloads=downloads,
     )
     after_fn, after_inputs, after_outputs = page.handler(handlers.after_analysis, analysis, handlers.AFTER_ANALYSIS)
     after = dict(fn=after_fn, inputs=after_inputs, outputs=after_outputs, **PRIVATE)

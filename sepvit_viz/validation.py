@@ -44,6 +44,7 @@ __all__ = [
     "MAX_STEPS",
     "MIN_RESOLUTION",
     "RESOLUTION_MULTIPLE",
+    "AmbiguousClassError",
     "SettingsError",
     "UserInputError",
     "checkpoint_config_problem",
@@ -72,6 +73,10 @@ class UserInputError(ValueError):
 
 class SettingsError(UserInputError):
     """An impossible setting (resolution, block, head, steps, class, choice)."""
+
+
+class AmbiguousClassError(SettingsError):
+    """A class name that several classes share (ImageNet has two "crane"s and two "maillot"s)."""
 
 
 def _as_int(value: object, what: str) -> int:
@@ -197,9 +202,12 @@ def resolve_block(value: object, names: Sequence[str]) -> str:
 
 
 def resolve_class(value: object, class_names: Sequence[str]) -> int:
-    """A class index from a name (case-insensitive), an index (int or digits) or ``"#123"``.
+    """A class index from a name (case-insensitive; a name matching one class with its case too wins, so
+    "Cardigan" is the corgi and "cardigan" the sweater), an index (int or digits) or ``"#123"``.
 
     Raises:
+        AmbiguousClassError: a name that several classes share, whatever the case ("crane"); the message
+            lists them by number.
         SettingsError: unknown name (with "did you mean" suggestions) or index out of range.
     """
     n = len(class_names)
@@ -208,9 +216,17 @@ def resolve_class(value: object, class_names: Sequence[str]) -> int:
         if not text:
             raise SettingsError("Please type a class name.")
         lowered = text.lower()
-        for i, name in enumerate(class_names):
-            if name.lower() == lowered:
-                return i
+        same = [i for i, name in enumerate(class_names) if name.lower() == lowered]
+        if len(same) > 1:
+            exact = [i for i in same if class_names[i] == text]
+            if len(exact) == 1:
+                return exact[0]
+            listed = ", ".join(f"{i}: {class_names[i]}" for i in same)
+            raise AmbiguousClassError(
+                f"{len(same)} classes are named {text!r} ({listed}); give the number of the one you mean."
+            )
+        if same:
+            return same[0]
         digits = text[1:] if text.startswith("#") else text
         if not re.fullmatch(r"[+-]?\d+", digits):  # a signed number is an index (range checked below)
             raise SettingsError(f"There is no class named {text!r}.{_did_you_mean(text, class_names)}")

@@ -224,10 +224,20 @@ def test_after_analysis_updates_controls_without_the_model(state, no_model):
         "compare_a",
         "compare_b",
         "faith_plot",
+        "downloads",  # the last photo's files
     ):
         assert out[name] is None, name
     assert out["attribution_caption"] == out["pwa_caption"] == out["compare_caption"] == ""
     assert (out["x"], out["y"], out["window"]) == (-1, -1, -1)
+
+
+def test_a_class_typed_for_the_analysis_stays_chosen_after_it(state, no_model):
+    """analyze accepted "goldfish" typed in the class box; the page then reset the box to the top
+    prediction without a word. The class named is kept (as its dropdown value); text that names no
+    single class falls back to the top prediction."""
+    for typed, value in (("goldfish", "1"), ("Goldfish", "1"), ("1: goldfish", "1"), ("#2", "2"), ("gold", "top")):
+        fresh = handlers.Session.of(state.forward)
+        assert handlers.after_analysis(fresh, settings.Settings(target=typed))["target"]["value"] == value, typed
 
 
 def test_analyze_and_the_secondary_views_draw_each_picture_once(monkeypatch):

@@ -198,6 +198,8 @@ def test_impossible_settings(files, settings, match):
         ({"token_head": "3"}, "head 3 → mean (the block has 2)", True),
         ({"pwa_block": "stages.3.blocks.0"}, "cross-window block 'stages.3.blocks.0' → stages.0.blocks.0", False),
         ({"pair": "stages.0.blocks.0|stages.9.blocks.1"}, "DSSA/GSA pair", False),
+        # ... or by a model with more classes (the class dropdown holds class numbers)
+        ({"target": "1500"}, "class 1500 → top prediction (the model has 1000 classes)", True),
     ],
 )
 def test_settings_this_model_lacks_fall_back_and_the_status_says_so(files, settings, note, same_tokens):
@@ -210,6 +212,16 @@ def test_settings_this_model_lacks_fall_back_and_the_status_says_so(files, setti
     assert "Not in this model" not in plain_status
     if same_tokens:
         assert np.array_equal(tokens, plain_tokens)
+
+
+def test_the_pixel_view_is_read_case_insensitively_everywhere(files):
+    """/analyze accepted "Block" (case-insensitive check), then the view refused it."""
+    state, _, _, _, pixel = analyze(str(files / "good.jpg"), pixel_view="Block")
+    _, _, _, _, plain = analyze(str(files / "good.jpg"), pixel_view="block")
+    assert np.array_equal(pixel, plain)
+    shown = handlers.window_tokens(state, "stages.1.blocks.1", "mean", "inferno", 0.6, 10, 10, "BLOCK")
+    again = handlers.window_tokens(state, "stages.1.blocks.1", "mean", "inferno", 0.6, 10, 10, "block")
+    assert np.array_equal(shown[2], again[2]) and shown[3] == again[3]
 
 
 def test_negative_steps_and_unknown_class_after_an_analysis(files):

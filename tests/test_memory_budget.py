@@ -97,3 +97,33 @@ def test_sessions_count_their_maps_and_the_oldest_is_released_past_the_budget(mo
     # the other user is served as before
     img = handlers.window_tokens(b, "stages.1.blocks.1", "1", "magma", 0.5, 10, 10, "dwa")
     assert np.asarray(img[0] if isinstance(img, tuple) else img).size > 0
+
+
+def test_an_analysis_in_use_is_not_released_mid_request(monkeypatch):
+    """Another user's analysis that fills the budget while a request reads this one (here: during the
+    attribution's progress calls) must not pull it away: the request finishes with its picture."""
+    first, second = photos.example_photos()[:2]
+    a = _analyze(first)
+    budget = cache.SessionBudget(max_bytes=0)  # full: any other analysis releases the oldest it may
+    monkeypatch.setattr(handlers, "SESSIONS", budget)
+    budget.touch(a)
+    others = []
+
+    def progress(*args, **kwargs):
+        if not others:  # another user's analysis arrives mid-request
+            others.append(_analyze(second))
+
+    picture, caption = handlers.explain(a, "top", "saliency", "magma", 0.5, progress=progress)
+    assert others and np.asarray(picture).size > 0 and caption
+    # a was busy, so skipped; the budget took the other (idle by the time a drew and was touched)
+    assert not a.released and others[0].released and budget.released == 1
+    assert a.release() and a.released  # idle again: it may be released now
+
+
+def test_a_session_is_busy_only_inside_in_use():
+    a = _analyze(photos.example_photos()[0])
+    with a.in_use():
+        assert a.release() is False and not a.released
+    assert a.release() is True and a.released
+    with pytest.raises(handlers.SettingsError, match="press Analyze again"), a.in_use():
+        pass

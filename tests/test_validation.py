@@ -108,6 +108,18 @@ def test_class_by_name_index_and_hash():
     assert resolve_class("2", CLASSES) == 2 and resolve_class(5, CLASSES) == 5 and resolve_class("#1", CLASSES) == 1
 
 
+def test_a_name_several_classes_share_is_refused_with_their_numbers():
+    """ImageNet has two "crane"s (134 bird, 517 machine) and "Cardigan" (corgi) / "cardigan" (sweater):
+    a shared name was answered with the first class silently."""
+    names = ["tench", "crane", "Cardigan", "cardigan", "crane", "goldfish"]
+    with pytest.raises(SettingsError, match=r"2 classes are named 'crane' \(1: crane, 4: crane\)"):
+        resolve_class("crane", names)
+    with pytest.raises(SettingsError, match=r"\(2: Cardigan, 3: cardigan\)"):
+        resolve_class("CARDIGAN", names)
+    assert resolve_class("Cardigan", names) == 2 and resolve_class("cardigan", names) == 3  # the case decides
+    assert resolve_class("4", names) == 4 and resolve_class("Goldfish", names) == 5
+
+
 def test_a_negative_class_number_is_named_as_out_of_range():
     """ "-1" typed (or sent to /explain) was answered "There is no class named '-1'"."""
     for text in ("-1", " -3 ", "#-2"):

@@ -378,3 +378,17 @@ def test_an_attribution_without_positive_evidence_says_so(analysis, fill):
         analysis, heat, ViewSettings(), method_label="SepViT relevance", target=1, class_name="x", seconds=0.1
     )
     assert "**The map is empty**" in v.caption
+
+
+def test_the_pwa_matrix_is_as_large_for_a_landscape_photo_as_for_a_portrait_one():
+    """The matrix picture was sized by the input's height only: a 64 x 448 input got a 48 px matrix
+    with its title cut, beside a 448 px wide photo view."""
+    torch.manual_seed(0)
+    model = sepvit_viz.create_model("sepvit_test").eval()
+    sizes = {}
+    for size in ((64, 256), (256, 64)):
+        a = analyze(model, golden_photo(), size=size, precompute=False)
+        blk = next(i for i, r in enumerate(a.records) if r.pwa is not None)
+        sizes[size] = views.pwa_matrix(a, ViewSettings(block=blk)).picture.shape
+    assert sizes[(64, 256)] == sizes[(256, 64)]
+    assert sizes[(64, 256)][1] >= 256  # at least as wide as the photo's long side

@@ -55,6 +55,7 @@ from sepvit_viz.serving.models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEnt
 from sepvit_viz.serving.photos import example_photos, load_photo
 from sepvit_viz.serving.settings import DEFAULT_METHOD, DEFAULT_PWA_BLOCK, DEFAULT_TOKEN_BLOCK, TOP_PREDICTION, Settings
 from sepvit_viz.validation import (
+    AmbiguousClassError,
     SettingsError,
     UserInputError,
     choose,
@@ -269,6 +270,9 @@ class Session:
     #: True once :func:`after_analysis` set the page up for this analysis: clearing the photo runs
     #: that event chain again on the same session, and then it must change nothing.
     page_set: bool = False
+    #: Requests reading this analysis now (:meth:`in_use`); the memory budget never releases it then.
+    _busy: int = field(default=0, repr=False)
+    _busy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -280,22 +284,42 @@ class Session:
         extra = sum(nbytes(a) for a in list(self.attributions.values()) + list(self.curves.values()))
         return self.forward.nbytes + self.maps.memo_nbytes + extra + pictures
 
-    def release(self) -> bool:
-        """Let go of every array (the user is asked to analyse again); False when the session is busy."""
-        if not self.lock.acquire(blocking=False):
-            return False
+    @contextmanager
+    def in_use(self) -> Iterator[Session]:
+        """Mark the analysis read by a request for the ``with`` body: :meth:`release` refuses meanwhile,
+        so another user's analysis that fills the memory budget cannot pull it away mid-request.
+        Raises :class:`SettingsError` (:data:`RELEASED_MESSAGE`) when it is released already."""
+        with self._busy_lock:
+            if self.released:
+                raise SettingsError(RELEASED_MESSAGE)
+            self._busy += 1
         try:
-            self.released = True
-            self.forward = None  # type: ignore[assignment]  # a released session is never read (_require)
-            self.maps = None  # type: ignore[assignment]
-            self.attributions.clear()
-            self.curves.clear()
-            self.scorecards.clear()
-            self.scorecard = None
-            self.pictures.clear()
-            return True
+            yield self
         finally:
-            self.lock.release()
+            with self._busy_lock:
+                self._busy -= 1
+
+    def release(self) -> bool:
+        """Let go of every array (the user is asked to analyse again); False while a request uses it
+        (:meth:`in_use`) or draws from it."""
+        with self._busy_lock:
+            if self._busy or not self.lock.acquire(blocking=False):
+                return False
+            try:
+                self._let_go()
+                return True
+            finally:
+                self.lock.release()
+
+    def _let_go(self) -> None:
+        self.released = True
+        self.forward = None  # type: ignore[assignment]  # a released session is never read (_using refuses it)
+        self.maps = None  # type: ignore[assignment]
+        self.attributions.clear()
+        self.curves.clear()
+        self.scorecards.clear()
+        self.scorecard = None
+        self.pictures.clear()
 
     def draw(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """``make()`` once per ``key`` (a view's function name and its settings), the last few kept."""
@@ -434,9 +458,21 @@ def _parse_head(head: Any, num_heads: int) -> maps.HeadSelect:
     return validate_head(head, num_heads)  # type: ignore[return-value]
 
 
+def _is_top(target: Any) -> bool:
+    """The target means "the top prediction" (unset, "top", "Top prediction")."""
+    return target is None or (isinstance(target, str) and target.strip().lower() in ("", TOP_PREDICTION, "top prediction"))
+
+
+def _stale_class(target: Any, num_classes: int) -> bool:
+    """True for a class dropdown value (the digits of a class number) at or past ``num_classes``: one
+    the page keeps from a model with more classes. Names, ``"#i"``, ints and malformed values are not
+    stale (the strict checks refuse them)."""
+    return isinstance(target, str) and target.strip().isdigit() and int(target) >= num_classes
+
+
 def _parse_target(target: Any, class_names: Sequence[str], top1: int) -> int:
     """Class index from "top", an index (int or string, optionally "i: name") or a class name."""
-    if target is None or (isinstance(target, str) and target.strip().lower() in ("", TOP_PREDICTION, "top prediction")):
+    if _is_top(target):
         return top1
     if isinstance(target, str):
         m = re.fullmatch(r"\s*(\d+):.*", target)  # a dropdown label "123: name"
@@ -444,6 +480,8 @@ def _parse_target(target: Any, class_names: Sequence[str], top1: int) -> int:
             target = m.group(1)
     try:
         return resolve_class(target, class_names)
+    except AmbiguousClassError:
+        raise
     except SettingsError:
         # text typed into the search box and left there: a part of exactly one class name is that class
         text = target.strip().lower() if isinstance(target, str) else ""
@@ -528,16 +566,18 @@ RELEASED_MESSAGE = (
 )
 
 
-def _require(session: Session | None) -> Session:
+@contextmanager
+def _using(session: Session | None) -> Iterator[Session]:
+    """The user's analysis, held for the ``with`` body (:meth:`Session.in_use`: the memory budget
+    cannot release it mid-request); a clear message when there is none or it was released."""
     if not isinstance(session, Session):
         raise SettingsError(
             "No analysis to draw from. Upload a photo (or pick an example) and press Analyze; an analysis is "
             f"kept for {STATE_TTL_S // 60} minutes after it is made, after that press Analyze again."
         )
-    if session.released:
-        raise SettingsError(RELEASED_MESSAGE)
-    SESSIONS.touch(session)  # used now: the last to be released
-    return session
+    with session.in_use():
+        SESSIONS.touch(session)  # used now: the last to be released
+        yield session
 
 
 def _view_settings(session: Session, s: Settings, block: str, head: Any) -> views.ViewSettings:
@@ -551,7 +591,7 @@ def _view_settings(session: Session, s: Settings, block: str, head: Any) -> view
         alpha=validate_opacity(DEFAULT_OPACITY if s.opacity is None else s.opacity),
         point=_check_point(s.x, s.y, session.maps.size),
         window=_check_window(s.window),
-        through=s.pixel_view or "dwa",
+        through=choose(s.pixel_view or "dwa", PIXEL_VIEWS, "Pixel view"),  # "Block" -> "block"
     )
 
 
@@ -689,7 +729,8 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
     The page keeps its dropdowns across analyses, so they may name a block, head or pair that this
     model at this input does not have (another variant, a smaller resolution with fewer windows).
     Such a value becomes the default (the default block, the first block with PWA, the first pair,
-    ``"mean"``), and the note says what replaced what; an unset value becomes the default silently.
+    ``"mean"``, the top prediction for a class number past the model's classes), and the note says
+    what replaced what; an unset value becomes the default silently.
     Malformed values (a head ``"abc"`` or ``-1``) are left as they are for the strict checks to refuse.
     """
     recs = fwd.records
@@ -723,7 +764,12 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
 
     th = head(s.token_head, tb, "head")
     ph = head(s.pwa_head, pb, "cross-window head")
-    return s.with_(token_block=tb, token_head=th, pwa_block=pb, pwa_head=ph, pair=pr), notes
+    tgt = s.target
+    n_classes = len(fwd.class_names)
+    if _stale_class(tgt, n_classes):
+        notes.append(f"class {str(tgt).strip()} → top prediction (the model has {n_classes} classes)")
+        tgt = TOP_PREDICTION
+    return s.with_(token_block=tb, token_head=th, pwa_block=pb, pwa_head=ph, pair=pr, target=tgt), notes
 
 
 # ------------------------------------------------------------------------------------ endpoints
@@ -783,7 +829,7 @@ def analyze(
             raise SettingsError("Upload a photo (or pick an example) first.")
         res = validate_resolution(DEFAULT_RESOLUTION if s.resolution is None else s.resolution)
         fit = choose(s.fit, pipeline.FITS, "Photo fit")
-        choose(s.pixel_view, PIXEL_VIEWS, "Pixel view")
+        s = s.with_(pixel_view=choose(s.pixel_view, PIXEL_VIEWS, "Pixel view"))
         _check_method(s.method)
         _check_cmap(s.cmap)
         validate_opacity(s.opacity)
@@ -880,6 +926,7 @@ AFTER_ANALYSIS = (
     "x",
     "y",
     "window",
+    "downloads",
     *(name for tab, names in TAB_VIEWS.items() if tab != TABS[0] for name in names),
 )
 
@@ -893,7 +940,7 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
     any analysis, and for an analysis whose page is set up already (the photo was cleared)."""
     if not _live(session) or session.page_set:
         return {}
-    with _user_errors():
+    with _user_errors(), _using(session):
         fwd = session.forward
         recs = fwd.records
         s, _ = fit_to_forward(fwd, s)  # as analyze fitted them
@@ -901,7 +948,12 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
         pwa_opts = block_choices(recs, pwa_only=True)
         pairs = pair_choices(recs)
         tgt_opts = target_choices(fwd.class_names)
-        tgt = s.target if s.target in {v for _, v in tgt_opts} else TOP_PREDICTION
+        tgt = s.target
+        if tgt not in {v for _, v in tgt_opts}:  # typed text analyze accepted: the class it named
+            try:
+                tgt = TOP_PREDICTION if _is_top(tgt) else str(_parse_target(tgt, fwd.class_names, session.top1))
+            except SettingsError:
+                tgt = TOP_PREDICTION
         th_opts = head_choices(fwd.record(tb).num_heads)
         th = s.token_head if s.token_head in {v for _, v in th_opts} else "mean"
         ph_opts = head_choices(fwd.record(pb).num_heads) if pb else head_choices(1)
@@ -919,6 +971,7 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
             "x": -1,
             "y": -1,
             "window": -1,
+            "downloads": None,  # the last photo's files
         }
         tok, pix = _token_views(session, s)  # drawn by analyze: the session's pictures give them back
         out.update(token_caption=tok.caption, pixel_caption=pix.caption)
@@ -937,7 +990,7 @@ def show_tab(session: Session | None, s: Settings) -> dict[str, Any]:
     for an unknown tab."""
     if not _live(session) or s.tab not in TAB_VIEWS:
         return {}
-    with _user_errors(ran_model=s.tab == "attribution"):
+    with _user_errors(ran_model=s.tab == "attribution"), _using(session):
         if s.tab == "tokens":
             tok, pix = _token_views(session, s)
             return {
@@ -1034,8 +1087,7 @@ def explain(
     """Attribution overlay for a chosen class and method (the model runs only for a new pair);
     ``smooth`` shows it destriped (display only). Returns (picture, caption); the session is updated
     in place and is not an output (a slow call cannot put back an analysis a new photo replaced)."""
-    with _user_errors(ran_model=True):
-        session = _require(session)
+    with _user_errors(ran_model=True), _using(session) as session:
         s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity, smooth=smooth)
         method = _check_method(s.method)
         progress(0.0, desc=f"{METHODS[method].label}")
@@ -1057,8 +1109,7 @@ def window_tokens(
 
     Returns (token map, its caption, pixel view, its caption).
     """
-    with _user_errors():
-        session = _require(session)
+    with _user_errors(), _using(session) as session:
         s = Settings.of(token_block=block or None, token_head=head, cmap=cmap, opacity=opacity, x=x, y=y)
         tok, pix = _token_views(session, s.with_(pixel_view=view or "dwa"))
         return tok.picture, tok.caption, pix.picture, pix.caption
@@ -1076,8 +1127,7 @@ def pixel_query(
 ) -> tuple[Any, ...]:
     """One pixel's attention (x, y in model-input pixels): in its window (``view="dwa"``) or through the
     whole block (``"block"``). Returns (token map with the pixel marked, pixel view, caption)."""
-    with _user_errors():
-        session = _require(session)
+    with _user_errors(), _using(session) as session:
         if x is None or y is None:
             raise SettingsError("Click a pixel on the photo (or give x and y).")
         s = Settings.of(token_block=block or None, token_head=head, cmap=cmap, opacity=opacity, x=x, y=y)
@@ -1094,8 +1144,7 @@ def cross_window(
 
     Returns (matrix picture, heat map over the photo, caption).
     """
-    with _user_errors():
-        session = _require(session)
+    with _user_errors(), _using(session) as session:
         s = Settings.of(pwa_block=block or None, pwa_head=head, window=window, cmap=cmap, opacity=opacity)
         mat, row = _pwa_views(session, s)
         return mat.picture, row.picture, row.caption
@@ -1103,8 +1152,7 @@ def cross_window(
 
 def compare(session: Session | None, pair: str | None, head: Any, cmap: str | None, opacity: Any) -> tuple[Any, ...]:
     """DSSA vs GSA token maps side by side and as an image-slider pair."""
-    with _user_errors():
-        session = _require(session)
+    with _user_errors(), _using(session) as session:
         a, b, caption = _compare_views(session, Settings.of(pair=pair, token_head=head, cmap=cmap, opacity=opacity))
         return (a.picture, b.picture), a.picture, b.picture, caption
 
@@ -1120,7 +1168,13 @@ def _clicked_view(session: Session, evt: gr.SelectData | None) -> tuple[int, int
 
 def point_from_select(session: Session | None, evt: gr.SelectData) -> tuple[Any, Any]:
     """Click on the token map -> (x, y) in model-input pixels; nothing changes off the photo."""
-    yx = _clicked_view(session, evt) if _live(session) else None
+    if not _live(session):
+        return gr.update(), gr.update()
+    try:
+        with session.in_use():
+            yx = _clicked_view(session, evt)
+    except SettingsError:  # released meanwhile: the next view says so
+        return gr.update(), gr.update()
     return (gr.update(), gr.update()) if yx is None else (yx[1], yx[0])
 
 
@@ -1134,12 +1188,13 @@ def window_from_select(session: Session | None, block: str | None, evt: gr.Selec
     if not _live(session):
         return gr.update()
     try:
-        i = session.forward.index(block or DEFAULT_PWA_BLOCK)
-        _pwa_record(session.forward, block or DEFAULT_PWA_BLOCK)
+        with session.in_use():  # SettingsError when released meanwhile
+            i = session.forward.index(block or DEFAULT_PWA_BLOCK)
+            _pwa_record(session.forward, block or DEFAULT_PWA_BLOCK)
+            yx = _clicked_view(session, evt)
+            return gr.update() if yx is None else session.maps.window_at(i, yx)
     except SettingsError:
         return gr.update()
-    yx = _clicked_view(session, evt)
-    return gr.update() if yx is None else session.maps.window_at(i, yx)
 
 
 def _view_controls(*values: Any) -> Settings:
@@ -1149,6 +1204,8 @@ def _view_controls(*values: Any) -> Settings:
     given = dict(zip(names, values))
     for k in ("token_block", "pwa_block", "pixel_view"):
         given[k] = given[k] or None  # "" from an empty component: the default
+    if given.get("pixel_view") is not None:
+        given["pixel_view"] = choose(given["pixel_view"], PIXEL_VIEWS, "Pixel view")
     return Settings.of(**given)
 
 
@@ -1173,7 +1230,7 @@ def rerender(
     Returns (attribution, token map, pixel view, PWA matrix, cross-window map, slider pair, DSSA, GSA)."""
     if not _live(session):
         return (gr.update(),) * 8
-    with _user_errors():
+    with _user_errors(), _using(session):
         tab_controls = (token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view)
         s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)
         att = _attribution_view(session, s).picture if _has_attribution(session, s) else gr.update()
@@ -1243,8 +1300,7 @@ def faithfulness(
     The session is updated in place and is not an output: a slow call that ends after a new photo's
     analysis cannot put the old analysis back.
     """
-    with _user_errors(ran_model=True):
-        session = _require(session)
+    with _user_errors(ran_model=True), _using(session) as session:
         tgt = _parse_target(target, session.forward.class_names, session.top1)
         steps = validate_steps(steps, maximum=MAX_FAITHFULNESS_STEPS, what="The number of deletion / insertion steps")
         scope = choose("this method" if scope is None else scope, FAITH_SCOPES, "Score scope")
@@ -1311,8 +1367,7 @@ def prepare_downloads(
     the maps of the current token-tab settings and every attribution map computed so far (raw: the
     ``smooth`` display setting changes the PNG only).
     """
-    with _user_errors():
-        session = _require(session)
+    with _user_errors(), _using(session) as session:
         fwd = session.forward
         tab_controls = (token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view)
         s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)

@@ -330,7 +330,7 @@ def pwa_matrix(an: Analysis, s: ViewSettings) -> View:
     pic = render.matrix_view(
         mat,
         cmap=s.cmap,
-        size=an.size[0] * k,
+        size=max(an.size) * k,  # as wide as the photo views beside it, portrait or landscape
         highlight=w,
         title=f"PWA {n}x{n} · {rec.label} · {head_name(h)}",
         row_label=f"query {u}",
