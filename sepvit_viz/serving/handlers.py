@@ -460,7 +460,9 @@ def _parse_head(head: Any, num_heads: int) -> maps.HeadSelect:
 
 def _is_top(target: Any) -> bool:
     """The target means "the top prediction" (unset, "top", "Top prediction")."""
-    return target is None or (isinstance(target, str) and target.strip().lower() in ("", TOP_PREDICTION, "top prediction"))
+    return target is None or (
+        isinstance(target, str) and target.strip().lower() in ("", TOP_PREDICTION, "top prediction")
+    )
 
 
 def _stale_class(target: Any, num_classes: int) -> bool:
