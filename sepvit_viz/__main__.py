@@ -19,8 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: python -m sepvit_viz COMMAND [options]\n\ncommands:\n" + "\n".join(lines), file=sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+        usage = "usage: python -m sepvit_viz COMMAND [options]\n\ncommands:\n" + "\n".join(lines)
+        if argv[:1] in (["-h"], ["--help"]):  # asked for: to stdout, as argparse does
+            print(usage)
+            return 0
+        unknown = f"error: unknown command {argv[0]!r}\n" if argv else ""
+        print(unknown + usage, file=sys.stderr)
+        return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return int(module.main(argv[1:]) or 0)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from sepvit_viz.imageio import ImageInputError, load_image
 from sepvit_viz.limits import DECODE_SHORT_SIDE
 from sepvit_viz.model.weights import model_note
+from sepvit_viz.outdir import prepare_out_dir
 from sepvit_viz.viz import maps, render, views
 from sepvit_viz.viz.capture import AttentionRecord
 from sepvit_viz.viz.pipeline import Analysis, analyze, input_size, load_model
@@ -216,11 +218,17 @@ def _select_blocks(spec: str, names: Sequence[str]) -> list[int]:
 
 
 def _unique_dir(stem: str, taken: set[str]) -> str:
-    name, k = stem, 1
-    while name in taken:
+    """A folder name under ``--out`` for a photo with file stem ``stem``: never a path (``..``, ``.``,
+    separators), never hidden, and unique among ``taken`` (case-folded names, so that ``Cat.jpg`` and
+    ``cat.png`` do not share a folder on a case-insensitive file system; hold ``"index.html"``)."""
+    base = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", stem).strip() or "photo"
+    if base.startswith("."):
+        base = "_" + base
+    name, k = base, 1
+    while name.casefold() in taken:
         k += 1
-        name = f"{stem}_{k}"
-    taken.add(name)
+        name = f"{base}_{k}"
+    taken.add(name.casefold())
     return name
 
 
@@ -396,6 +404,7 @@ def run_render(args: argparse.Namespace) -> int:
             # every photo gets the same input: a point outside it is an error before any photo is read
             hw = input_size(args.size)
             _check_point(args.point, hw)
+        prepare_out_dir(args.out)  # before the model loads: a bad --out fails at once
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     with warnings.catch_warnings():
@@ -421,8 +430,7 @@ def run_render(args: argparse.Namespace) -> int:
             f"WARNING: --head {args.head}: {', '.join(lacking)} have fewer heads; their pictures show the mean of heads",
             file=sys.stderr,
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    entries, taken, failed = [], set(), 0
+    entries, taken, failed = [], {"index.html"}, 0
     with tqdm(total=len(photos) * len(blocks), unit="block", desc="render", file=sys.stderr) as bar:
         for photo in photos:
             d = _unique_dir(photo.stem, taken)

@@ -100,6 +100,11 @@ def test_loud_errors_when_nothing_can_or_did_fire(model):
         pass
     with pytest.raises(CaptureError, match="no attention taps"), AttentionCapture(model, blocks=("nope",)):
         pass
+    # one known name does not hide a typo in another
+    known = next(model.iter_blocks()).name
+    typo = r"no attention taps in blocks \['stages.9.blocks.0'\]"
+    with pytest.raises(CaptureError, match=typo), AttentionCapture(model, blocks=(known, "stages.9.blocks.0")):
+        pass
     assert tap_hooks(model) == 0
 
 

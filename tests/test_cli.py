@@ -418,3 +418,42 @@ def test_a_head_some_selected_blocks_lack_is_named_in_a_warning(folder, tmp_path
     args[args.index("--head") + 1] = "0"  # every selected block has head 0: nothing to warn about
     assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o2"), *args]) == 0
     assert "WARNING: --head" not in capsys.readouterr().err
+
+
+def test_photo_names_never_leave_out_or_take_the_index(tmp_path):
+    """A photo's stem named its folder unchecked: "..png" wrote pictures beside --out, "index.html.png"
+    made a folder where the index goes (the batch ended in a traceback), and names that differ only in
+    case shared one folder on case-insensitive file systems."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    for name in ("..png", "index.html.png", "Cat.png", "cat.jpg", ".hidden.png"):
+        Image.fromarray(RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(d / name, format="PNG")
+    out = tmp_path / "deep" / "out"
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "tokens"]
+    assert main(["render", str(d), "--out", str(out), *args]) == 0
+    assert (out / "index.html").is_file()
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]  # nothing written beside out
+    folders = [p.name for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 5 and len({f.casefold() for f in folders}) == 5
+    assert not any(f.startswith(".") for f in folders)
+    for link in linked_files(out / "index.html"):
+        assert (out / link).resolve().is_relative_to(out.resolve())
+
+
+def test_an_out_that_is_a_file_fails_clearly_before_the_model_loads(folder, tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    for out, message in ((afile, "is a file, not a folder"), (afile / "sub", "a part of that path is a file")):
+        with pytest.raises(SystemExit) as e:
+            main(["render", str(folder / "cat.jpg"), "--out", str(out), "--model", "sepvit_test"])
+        assert message in str(e.value.code)
+
+
+def test_the_dispatcher_prints_help_to_stdout_and_names_an_unknown_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr()
+    assert "render" in out.out and "stats" in out.out and out.err == ""
+    assert main(["bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'bogus'" in err and "render" in err

@@ -397,3 +397,14 @@ def test_bf16_inference_path_tracks_float32(tiny):
     corr = torch.corrcoef(torch.stack([fp32.flatten(), bf16.flatten()]))[0, 1]
     assert corr > 0.99, corr
     assert not torch.equal(fp32, bf16)
+
+
+def test_an_even_stem_kernel_is_refused():
+    """The stem pads k // 2: only an odd kernel gives stage 1 = ceil(H / 4), as the block table assumes
+    (the official code's unpadded patch_size 4 stem is another layout)."""
+    from sepvit_viz.model.config import SepViTConfig
+
+    with pytest.raises(ValueError, match="patch_size must be odd"):
+        SepViTConfig.from_official(
+            {"embed_dims": [32, 64, 128, 256], "num_heads": [1, 2, 4, 8], "depths": [1, 2, 6, 2], "patch_size": 4}
+        )

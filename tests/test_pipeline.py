@@ -270,3 +270,24 @@ def test_concurrent_analyses_on_one_model_match_sequential_ones(model):
         np.testing.assert_allclose(g.logits, w.logits, atol=1e-5)
         for rg, rw in zip(g.records, w.records):
             np.testing.assert_allclose(rg.dwa, rw.dwa, atol=1e-6)
+
+
+def test_analyze_follows_the_models_dtype_and_refuses_training_mode(photo):
+    """analyze() fed float32 to any model (a float64 or bfloat16 one failed), and ran a model left in
+    training mode (dropout: two analyses of one photo differed)."""
+    torch.manual_seed(0)
+    base = sepvit_viz.create_model("sepvit_test").eval()
+    ref = analyze(base, photo, size=96, precompute=False)
+    wide = sepvit_viz.create_model("sepvit_test").eval()
+    wide.load_state_dict(base.state_dict())
+    wide = wide.double()
+    np.testing.assert_allclose(analyze(wide, photo, size=96, precompute=False).logits, ref.logits, atol=1e-4)
+    half = sepvit_viz.create_model("sepvit_test").eval()
+    half.load_state_dict(base.state_dict())
+    # bfloat16 below the reference size: the window tokens are resized (no bf16 CPU kernel for that)
+    low = analyze(half.bfloat16(), photo, size=96, precompute=False)
+    assert low.logits.dtype == np.float32 and np.isfinite(low.logits).all()
+    assert int(np.argmax(low.logits)) == int(np.argmax(ref.logits)) or np.abs(low.logits - ref.logits).max() < 0.5
+    trained = sepvit_viz.create_model("sepvit_test", drop_rate=0.3).train()
+    with pytest.raises(ValueError, match="training mode"):
+        analyze(trained, photo, size=96)

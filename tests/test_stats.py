@@ -500,3 +500,24 @@ def test_benchmark_quick_mode_writes_its_tables(photos):
     assert "| photos | batch | torch threads |" in text
     assert "**1,000 photos (extrapolated" in text
     assert "| step (one batch) |" in text and "forward under capture" in text
+
+
+def test_photos_are_listed_once_and_a_report_inside_a_source_is_not_read_as_photos(photos, tmp_path):
+    """A photo named twice counted twice, and a second run read the first run's plots (PNG files under
+    --out inside the source folder) as photos."""
+    folder = photos[0].parent
+    report = folder / "report"
+    report.mkdir()
+    Image.new("RGB", (40, 30)).save(report / "plot.png")  # what an earlier run left there
+    listed = stats.list_photos([photos[0], folder, photos[0]], exclude=report)
+    assert sorted(listed) == sorted(photos) and listed[0] == photos[0]
+    assert report / "plot.png" in stats.list_photos([folder])  # without exclude it is a photo like any
+
+
+def test_cli_refuses_an_out_that_is_a_file_before_loading_a_model(tmp_path, capsys, photos):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        assert main(["stats", str(photos[0]), "--out", str(out), "--model", "sepvit_test"]) == 2
+        err = capsys.readouterr().err
+        assert "is a file" in err and "Traceback" not in err

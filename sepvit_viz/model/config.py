@@ -105,6 +105,10 @@ class SepViTConfig:
             raise ValueError(f"window sizes must be positive, got {self.window_patterns}")
         if self.num_classes < 0 or self.in_chans <= 0 or self.patch_size <= 0 or self.ref_img_size < 32:
             raise ValueError("num_classes >= 0, in_chans > 0, patch_size > 0 and ref_img_size >= 32 required")
+        if self.patch_size % 2 == 0:
+            # the stem pads k // 2, so stage 1 is ceil(H / 4) only for an odd kernel; the official code's
+            # unpadded patch_size 2 / 4 stem is another layout, not built here
+            raise ValueError(f"patch_size must be odd (7 in every released SepViT), got {self.patch_size}")
 
     @property
     def num_stages(self) -> int:

@@ -138,7 +138,9 @@ class SepViTBlock(nn.Module):
         C = self.window_tokens.shape[-1]
         t = self.window_tokens.reshape(1, g0, g0, C).permute(0, 3, 1, 2)
         shrink = grid[0] < g0 or grid[1] < g0
-        t = F.interpolate(t, size=grid, mode="bilinear", align_corners=False, antialias=shrink)
+        # resized in float32: the antialiased CPU kernel has no bfloat16 / float16 version
+        t = F.interpolate(t.float(), size=grid, mode="bilinear", align_corners=False, antialias=shrink)
+        t = t.to(self.window_tokens.dtype)
         return t.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], 1, C)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:

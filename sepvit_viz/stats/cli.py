@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sepvit_viz.outdir import prepare_out_dir
 from sepvit_viz.stats.measures import StatsInputError, compute_stats, list_photos
 
 __all__ = ["add_stats_arguments", "load_for_stats", "main", "run_stats"]
@@ -133,7 +134,11 @@ def run_stats(args: argparse.Namespace) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        photos = list_photos(args.sources, args.limit)
+        try:
+            prepare_out_dir(args.out)
+        except ValueError as e:
+            raise StatsInputError(str(e)) from None
+        photos = list_photos(args.sources, args.limit, exclude=args.out)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a checkpoint's warnings are printed once below instead
             model, warning = load_for_stats(args.model, args.checkpoint)
@@ -149,7 +154,6 @@ def run_stats(args: argparse.Namespace) -> int:
                 warning = warning or other_warning
         if warning:
             print(f"WARNING: {warning}", file=sys.stderr)
-        args.out.mkdir(parents=True, exist_ok=True)
         skipped = []
         with tqdm(total=len(photos), unit="photo", desc="stats", file=sys.stderr) as bar:
 

@@ -408,18 +408,27 @@ class StatsAccumulator:
 
 
 # ----------------------------------------------------------------------------- photos
-def list_photos(sources: Iterable[str | Path], limit: int | None = None) -> list[Path]:
+def list_photos(
+    sources: Iterable[str | Path], limit: int | None = None, exclude: str | Path | None = None
+) -> list[Path]:
     """Photos named by ``sources``: files as given, folders searched recursively for image suffixes
-    (:data:`IMAGE_SUFFIXES`), sorted; at most ``limit`` (the first ones) when given.
+    (:data:`IMAGE_SUFFIXES`), sorted; each photo once (a file named twice, or found through two
+    sources, by its resolved path), none under the folder ``exclude`` (a report's output folder inside
+    a source: its plots are not photos); at most ``limit`` (the first ones) when given.
 
     Raises:
         StatsInputError: a source that does not exist, a file without an image suffix, or no photo at all.
     """
+    skip = Path(exclude).resolve() if exclude is not None else None
+
+    def wanted(f: Path) -> bool:
+        return skip is None or not f.resolve().is_relative_to(skip)
+
     found: list[Path] = []
     for src in sources:
         p = Path(src)
         if p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            inside = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and wanted(f))
             if not inside:
                 raise StatsInputError(f"no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) in {p} or its subfolders")
             found += inside
@@ -429,6 +438,8 @@ def list_photos(sources: Iterable[str | Path], limit: int | None = None) -> list
             found.append(p)
         else:
             raise StatsInputError(f"{p} does not exist")
+    seen: set[Path] = set()
+    found = [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]  # first of each, in order
     if not found:
         raise StatsInputError("no photos given")
     if limit is not None:

@@ -569,11 +569,15 @@ def analyze(
     class_names: names per class index (default: ImageNet names for 1000 classes, else ``class N``).
     precompute: compute every map of every block (mean of heads, centre) now, so the first views are instant.
     """
+    if model.training:
+        # dropout / drop-path would make every analysis of the same photo differ
+        raise ValueError("the model is in training mode; call model.eval() first")
     crop = prepare_image(image, size, fit=fit)
-    x = to_tensor(crop)
+    p = next(model.parameters(), None)  # the input follows the model's device and dtype
+    x = to_tensor(crop) if p is None else to_tensor(crop).to(p.device, p.dtype)
     t0 = time.perf_counter()
     with torch.inference_mode(), AttentionCapture(model) as cap:
-        logits = model(x)[0].float().numpy()
+        logits = model(x)[0].float().cpu().numpy()
     t1 = time.perf_counter()
     names = list(class_names) if class_names is not None else class_names_for(logits.shape[0])
     z = np.exp(logits - logits.max())
