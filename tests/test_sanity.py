@@ -104,3 +104,25 @@ def test_full_only_scores_one_level(photo):
     assert r.levels == ["body"] and len(r.rho) == 1
     with pytest.raises(ValueError):
         cascading_randomisation(Linear2d().train(), photo, 0, saliency)
+
+
+def test_the_fully_randomised_model_keeps_no_trained_parameter():
+    """Parameters the model's init does not draw (SepViT's window tokens) used to get noise added to
+    their trained values: the 'random' model kept them (correlation about 0.96 on the shipped weights)."""
+    from sepvit_viz.explain.sanity import fully_randomised
+
+    torch.manual_seed(1)
+    model = create_model("sepvit_test").eval()
+    with torch.no_grad():  # stand-in for training: every parameter away from its init
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    rand = fully_randomised(model, seed=0)
+    named = dict(rand.named_parameters())
+    tokens = [n for n in named if "window_tokens" in n]
+    assert tokens
+    for name, trained in model.named_parameters():
+        a, b = trained.detach().flatten(), named[name].detach().flatten()
+        assert not torch.equal(a, b), name
+        if a.numel() > 8 and b.std() > 0:
+            corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+            assert abs(corr) < 0.3, (name, corr)

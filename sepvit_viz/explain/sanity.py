@@ -85,15 +85,17 @@ def _reinitialise(modules: Sequence[nn.Module], init: Callable[[nn.Module], None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator_seed)
         for top in modules:
+            trained = [p.detach().clone() for p in top.parameters()]
             for m in top.modules():
                 if init is not None:
                     init(m)
                 elif hasattr(m, "reset_parameters"):
                     m.reset_parameters()
-            # parameters no init touched (e.g. learned tokens initialised to zero) get small noise,
-            # so no level keeps a trained value
-            for p in top.parameters():
-                p.data.add_(torch.randn_like(p) * 0.02)
+            # parameters no init touched (SepViT's window tokens, which start at zero) are drawn
+            # afresh, N(0, 0.02): adding noise to them would keep the trained values (correlation ~0.96)
+            for p, before in zip(top.parameters(), trained):
+                if torch.equal(p.detach(), before):
+                    p.data.normal_(0.0, 0.02)
 
 
 def _randomised(model: nn.Module, seed: int) -> Iterator[tuple[str, nn.Module]]:
