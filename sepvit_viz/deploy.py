@@ -149,19 +149,31 @@ def deploy(
     private: bool = False,
     message: str = "Deploy sepvit-viz",
 ) -> Any:
-    """Create (or reuse) the Gradio Space ``repo_id`` and send :func:`plan` in one commit.
+    """Create (or reuse) the Gradio Space ``repo_id`` and make it hold exactly :func:`plan`, in one
+    commit: every planned file added, every other file already on the Space deleted (the app lists
+    its example photos and checkpoints by globbing ``assets/``, so a file left behind would still be
+    offered).
 
     ``api`` is a ``huggingface_hub.HfApi`` (made here when None; it reads the token that
     ``hf auth login`` stored). Returns what ``create_commit`` returns (the commit's info).
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     space = plan(root)
     api = api if api is not None else HfApi()
     api.create_repo(repo_id, repo_type="space", space_sdk="gradio", exist_ok=True, private=private)
-    operations = [CommitOperationAdd(".gitattributes", space.gitattributes.encode())]
+    operations: list[Any] = [CommitOperationAdd(".gitattributes", space.gitattributes.encode())]
     operations += [CommitOperationAdd(rel, str(space.root / rel)) for rel in space.files]
+    operations += [
+        CommitOperationDelete(rel) for rel in stale_files(space, api.list_repo_files(repo_id, repo_type="space"))
+    ]
     return api.create_commit(repo_id, operations, commit_message=message, repo_type="space")
+
+
+def stale_files(space: SpacePlan, on_space: Sequence[str]) -> list[str]:
+    """Files on the Space (``on_space``: its paths) that the plan does not send: deleted by :func:`deploy`."""
+    keep = {".gitattributes", *space.files}
+    return sorted(rel for rel in on_space if rel not in keep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(("lfs  " if rel in space.lfs else "git  ") + rel)
     print(f"{len(space.files)} files, {space.nbytes / 2**20:.1f} MB, {len(space.lfs)} by large-file storage")
     if args.dry_run:
+        print("(files on the Space that this list lacks are deleted by a real deploy)")
         return 0
     info = deploy(args.repo_id, private=args.private)
     print(f"sent: {getattr(info, 'commit_url', info)}")

@@ -27,6 +27,10 @@ class FakeApi:
         self.calls.append(("create_commit", args, kwargs))
         return "commit-info"
 
+    def list_repo_files(self, *args, **kwargs):
+        # what an earlier deploy left: one file the project still has, two it no longer has
+        return ["app.py", ".gitattributes", "assets/examples/removed_0000.jpg", "old_module.py"]
+
 
 def _lfs_attr(text: str, rel: str) -> bool:
     """Whether a .gitattributes text routes ``rel`` through LFS (name patterns, as git reads them)."""
@@ -60,8 +64,13 @@ def test_deploy_makes_one_gradio_space_commit_with_the_gitattributes(tmp_path):
     assert name == "create_repo" and args == ("me/sepvit-viz",)
     assert kwargs["repo_type"] == "space" and kwargs["space_sdk"] == "gradio" and kwargs["exist_ok"]
     assert name2 == "create_commit" and kwargs2["repo_type"] == "space"
-    ops = {op.path_in_repo: op for op in args2[1]}
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    ops = {op.path_in_repo: op for op in args2[1] if isinstance(op, CommitOperationAdd)}
     assert set(ops) == {".gitattributes", *deploy.plan(ROOT).files}
+    # the Space mirrors the project: files it no longer has are deleted (the app globs assets/)
+    deleted = {op.path_in_repo for op in args2[1] if isinstance(op, CommitOperationDelete)}
+    assert deleted == {"assets/examples/removed_0000.jpg", "old_module.py"}
     assert ops[".gitattributes"].path_or_fileobj == deploy.SPACE_GITATTRIBUTES.encode()
     assert Path(ops["app.py"].path_or_fileobj) == ROOT / "app.py"
 

@@ -440,7 +440,7 @@ def _integrated_gradients(model, x, target, opts, progress):
     base = make_baseline(x, opts["baseline"], sigma=float(opts["sigma"]), seed=int(opts["seed"]))
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and inputs.device.type == "cpu"):
+        with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
             return model(inputs).float()
 
     # Captum evaluates the steps in chunks of internal_batch_size; the two end points are one more

@@ -158,13 +158,13 @@ class Relevance:
 
 
 # ------------------------------------------------------------------------------ operators
-def _pool_axis(n_dst: int, n_src: int, dtype: torch.dtype) -> torch.Tensor:
+def _pool_axis(n_dst: int, n_src: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
     """(n_dst, n_src) row-stochastic footprints of a kernel-3, stride-2, padding-1 conv along one axis.
 
     Tent taps (1/2, 1, 1/2), clipped at the borders and renormalised: with stride 2 every source
     cell is then covered equally (the rollout's convention, :func:`sepvit_viz.viz.maps.pooling_matrix`).
     """
-    m = torch.zeros(n_dst, n_src, dtype=dtype)
+    m = torch.zeros(n_dst, n_src, dtype=dtype, device=device)
     for i in range(n_dst):
         for k, tap in enumerate((0.5, 1.0, 0.5)):
             j = 2 * i - 1 + k
@@ -180,7 +180,7 @@ def unpool(u: torch.Tensor, src: tuple[int, int]) -> torch.Tensor:
     to its clipped 3 x 3 footprint with tent weights), computed separably: ``Ry^T u Rx``.
     """
     hd, wd = u.shape
-    ry, rx = _pool_axis(hd, src[0], u.dtype), _pool_axis(wd, src[1], u.dtype)
+    ry, rx = _pool_axis(hd, src[0], u.dtype, u.device), _pool_axis(wd, src[1], u.dtype, u.device)
     return ry.t() @ u @ rx
 
 
@@ -226,9 +226,11 @@ def _undo_block(u_hw: torch.Tensor, wb: WeightedBlock, self_weight: float, resid
     dw = _with_self(wb.dwa, self_weight)[:, t:, t:]  # (n, P, P): pixel queries -> pixel keys
     n = dw.shape[0]
     real_mask = pad_mask(g, u_hw.device)
-    real = torch.ones(dw.shape[:2], dtype=dw.dtype) if real_mask is None else real_mask.to(dw.dtype)  # (n, P)
+    real = (
+        torch.ones(dw.shape[:2], dtype=dw.dtype, device=dw.device) if real_mask is None else real_mask.to(dw.dtype)
+    )  # (n, P)
     dw = dw * real[:, None, :]  # padded keys carry nothing
-    pw = torch.eye(n, dtype=dw.dtype) if wb.pwa is None else _with_self(wb.pwa, self_weight)  # (n, n)
+    pw = torch.eye(n, dtype=dw.dtype, device=dw.device) if wb.pwa is None else _with_self(wb.pwa, self_weight)  # (n, n)
     rowsum = pw @ (dw.sum(2) * real)  # (n, P): C 1 for every query (a, p)
     u = window_partition(u_hw.to(dw.dtype)[None, :, :, None], g)[0, :, :, 0]  # (n, P), padding = 0
     v = u / rowsum.clamp_min(1e-12)
@@ -336,9 +338,9 @@ def cells_to_pixels(grid: torch.Tensor, stride: int, size: tuple[int, int], mode
     return up[0, :H, :W].to(grid.dtype)
 
 
-def _tent_kernel(stride: int, dtype: torch.dtype) -> torch.Tensor:
+def _tent_kernel(stride: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
     """(1, 1, K, K) separable triangle, K = 2 * stride - 1: linear interpolation between cell centres."""
-    t = torch.arange(1, stride + 1, dtype=dtype)
+    t = torch.arange(1, stride + 1, dtype=dtype, device=device)
     k1 = torch.cat([t, t[:-1].flip(0)]) / stride
     return (k1[:, None] * k1[None, :])[None, None]
 
@@ -354,7 +356,7 @@ def to_pixels_by_gradient(r: torch.Tensor, weight: torch.Tensor, stride: int = 4
     """
     H, W = weight.shape
     h, w = r.shape
-    k = _tent_kernel(stride, r.dtype)
+    k = _tent_kernel(stride, r.dtype, r.device)
     pad = stride - 1
     # a small floor keeps cells whose pixels have no positive contribution spread evenly
     wt = weight.to(r.dtype) + 1e-3 * float(weight.mean().clamp_min(1e-30)) + 1e-30
