@@ -306,20 +306,17 @@ class Session:
             if self._busy or not self.lock.acquire(blocking=False):
                 return False
             try:
-                self._let_go()
+                self.released = True
+                self.forward = None  # type: ignore[assignment]  # a released session is never read (_using refuses it)
+                self.maps = None  # type: ignore[assignment]
+                self.attributions.clear()
+                self.curves.clear()
+                self.scorecards.clear()
+                self.scorecard = None
+                self.pictures.clear()
                 return True
             finally:
                 self.lock.release()
-
-    def _let_go(self) -> None:
-        self.released = True
-        self.forward = None  # type: ignore[assignment]  # a released session is never read (_using refuses it)
-        self.maps = None  # type: ignore[assignment]
-        self.attributions.clear()
-        self.curves.clear()
-        self.scorecards.clear()
-        self.scorecard = None
-        self.pictures.clear()
 
     def draw(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """``make()`` once per ``key`` (a view's function name and its settings), the last few kept."""

@@ -438,8 +438,10 @@ def list_photos(
             found.append(p)
         else:
             raise StatsInputError(f"{p} does not exist")
-    seen: set[Path] = set()
-    found = [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]  # first of each, in order
+    unique: dict[Path, Path] = {}
+    for f in found:
+        unique.setdefault(f.resolve(), f)  # the first of each, in order
+    found = list(unique.values())
     if not found:
         raise StatsInputError("no photos given")
     if limit is not None:

@@ -179,7 +179,8 @@ class AttentionCapture:
                 f"{type(self.model).__name__} has no attention taps (modules named '*.attn.dwa_tap' / "
                 f"'*.attn.pwa_tap'){what}: nothing to capture"
             )
-        missing = [] if self.blocks is None else [b for b in self.blocks if b not in {t[0] for t in taps}]
+        tapped = {t[0] for t in taps}
+        missing = [] if self.blocks is None else [b for b in self.blocks if b not in tapped]
         if missing:  # a typo among several names would otherwise drop that block without a word
             raise CaptureError(f"no attention taps in blocks {missing} of {type(self.model).__name__}")
         self._pending = []
