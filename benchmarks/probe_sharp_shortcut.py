@@ -46,12 +46,20 @@ def sample(folder: Path, dense: set[int], n: int, seed: int) -> tuple[list[Path]
     return [p for p, _ in items], [y for _, y in items]
 
 
+def model_labels(checkpoints: Sequence[str]) -> list[str]:
+    """A row label per checkpoint: its folder's name (runs/run19/x.safetensors -> run19), or the path as
+    given where two checkpoints share a folder name."""
+    short = [Path(c).parent.name or c for c in checkpoints]
+    return [s if short.count(s) == 1 else c for s, c in zip(short, checkpoints, strict=True)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
     import torch
     from PIL import Image
     from tqdm import tqdm
 
+    from sepvit_viz.imageio import upright
     from sepvit_viz.model.weights import load_checkpoint
     from sepvit_viz.preprocess import resize_center_crop
     from sepvit_viz.training.data import normalize_uint8
@@ -67,14 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     dense = dense_classes(args.dense)
-    nets = [("teacher", create_teacher().eval())] + [(c, load_checkpoint(c).float().eval()) for c in args.checkpoints]
+    nets = [("teacher", create_teacher().eval())] + [
+        (label, load_checkpoint(c).float().eval())
+        for label, c in zip(model_labels(args.checkpoints), args.checkpoints, strict=True)
+    ]
     rows = []
     for folder in args.photos:
         paths, labels = sample(folder, dense, args.n, args.seed)
         xs = []
         for p in tqdm(paths, desc=folder.name, file=sys.stderr):
             with Image.open(p) as im:
-                xs.append(torch.from_numpy(np.array(resize_center_crop(im.convert("RGB"), 224), dtype=np.uint8)))
+                xs.append(torch.from_numpy(np.array(resize_center_crop(upright(im), 224), dtype=np.uint8)))
         x = normalize_uint8(torch.stack(xs))
         labelled = all(y is not None for y in labels)
         for name, net in nets:
@@ -85,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(
                 [
                     folder.name,
-                    Path(name).parent.name or name,
+                    name,
                     len(pred),
                     f"{in_dense} ({in_dense / len(pred):.1%})",
                     top1,

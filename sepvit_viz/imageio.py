@@ -65,6 +65,7 @@ __all__ = [
     "load_image",
     "sniff",
     "to_rgb",
+    "upright",
 ]
 
 MAX_BYTES: Final[int] = limits.MAX_UPLOAD_BYTES
@@ -253,7 +254,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         raise ImageInputError(f"Images in the {mode} colour mode are not supported; please save it as RGB.") from exc
 
 
-def _upright(image: Image.Image) -> Image.Image:
+def upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation. A damaged EXIF block leaves the image as stored (it still decodes)."""
     try:
         return ImageOps.exif_transpose(image)
@@ -385,8 +386,8 @@ def _decode(image: Image.Image, max_short_side: int | None = None) -> Image.Imag
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)
             image.load()
-            upright = _upright(image)
-            rgb = to_rgb(upright)
+            upright_image = upright(image)
+            rgb = to_rgb(upright_image)
             rgb.load()
             if max_short_side is not None and min(rgb.size) > max_short_side:
                 scale = max_short_side / min(rgb.size)

@@ -76,5 +76,8 @@ MODEL_CACHE_ENTRIES: Final[int] = 4
 #: Seconds to wait for the Hugging Face Hub before saying it cannot be reached (one request, no
 #: retries: huggingface_hub's own backoff waits about 24 s for a file that is not cached).
 HUB_TIMEOUT_S: Final[float] = 5.0
+#: Largest checkpoint file fetched from the Hub: SepViT-Base in float32 is about 330 MB; anything
+#: bigger is not a SepViT checkpoint and would fill a Space's disk and memory before being refused.
+MAX_HUB_CHECKPOINT_BYTES: Final[int] = 400 * 2**20
 #: Seconds prepared download files are kept.
 DOWNLOAD_TTL_S: Final[int] = 3600

@@ -171,3 +171,15 @@ def test_performance_doc_tables_match_results_md():
     assert sync_docs.sync(doc, sync_docs.RESULTS.read_text()) == doc, (
         "docs/performance.md tables differ from benchmarks/results.md: run python -m benchmarks.sync_docs"
     )
+
+
+def test_probe_rows_name_each_checkpoint_apart() -> None:
+    from benchmarks.probe_sharp_shortcut import model_labels
+
+    assert model_labels(["runs/run19/a.safetensors", "runs/run20/a.safetensors"]) == ["run19", "run20"]
+    # two checkpoints in one folder keep their paths, so their rows cannot be mistaken for each other
+    assert model_labels(["runs/x/a.safetensors", "runs/x/b.safetensors", "runs/y/a.safetensors"]) == [
+        "runs/x/a.safetensors",
+        "runs/x/b.safetensors",
+        "y",
+    ]

@@ -795,3 +795,124 @@ def trained_for(cfg: DistillConfig, steps: int) -> Distiller:
     for _ in range(steps):
         d.train_step()
     return d
+
+
+# ------------------------------------------------------------------------------ pauses, signals, resume
+def test_a_pause_during_evaluation_costs_the_budget_at_most_a_minute_per_batch(
+    photo_dirs, tmp_path, teacher_available, monkeypatch
+) -> None:
+    import types
+
+    import sepvit_viz.training.distill as distill
+
+    dist = Distiller(_config(photo_dirs, tmp_path))
+    clock = {"offset": 0.0}
+    real_time = distill.time.time
+    monkeypatch.setattr(distill, "time", types.SimpleNamespace(time=lambda: real_time() + clock["offset"]))
+    teacher_logits = dist.teacher_logits
+
+    def paused_teacher(x: torch.Tensor) -> torch.Tensor:  # SIGSTOP for an hour inside the batch
+        clock["offset"] += 3600.0
+        return teacher_logits(x)
+
+    dist.teacher_logits = paused_teacher
+    dist.evaluate(charge=True)  # one held-out folder of 4 photos: one batch
+    assert distill.MAX_CHARGED_S <= dist.elapsed < distill.MAX_CHARGED_S + 30
+    before = dist.elapsed
+    dist.evaluate()  # not charged (the final evaluation)
+    assert dist.elapsed == before
+
+
+def test_a_signal_during_a_step_stops_the_run_after_the_step() -> None:
+    from sepvit_viz.training.distill import Interrupted, _raise_interrupt, _signals_deferred
+
+    finished = []
+    with pytest.raises(Interrupted) as caught, _signals_deferred():
+        _raise_interrupt(signal.SIGTERM, None)  # what the handler does when SIGTERM arrives mid-step
+        finished.append(True)  # the rest of the step still runs
+    assert finished == [True] and caught.value.signum == signal.SIGTERM
+    with pytest.raises(Interrupted):  # between steps a signal stops the run at once
+        _raise_interrupt(signal.SIGINT, None)
+    with _signals_deferred():  # a step without a signal ends normally
+        pass
+
+
+def test_a_signal_during_the_final_evaluation_saves_the_finished_state(
+    photo_dirs, tmp_path, teacher_available, monkeypatch
+) -> None:
+    from sepvit_viz.training.distill import Interrupted, run
+
+    real_evaluate = Distiller.evaluate
+
+    def evaluate(self: Distiller, charge: bool = False) -> dict:
+        if not charge:  # the final evaluation, after the budget is spent
+            raise Interrupted(signal.SIGTERM)
+        return real_evaluate(self, charge)
+
+    monkeypatch.setattr(Distiller, "evaluate", evaluate)
+    dist = run(_config(photo_dirs, tmp_path, steps=2), progress_bar=False)
+    assert dist.interrupted == "SIGTERM"
+    state = torch.load(dist.state_path, map_location="cpu", weights_only=True)
+    assert state["step"] == 2
+
+
+def test_resume_takes_a_new_weight_decay_and_needs_no_parent_checkpoint(
+    photo_dirs, tmp_path, teacher_available
+) -> None:
+    parent = Distiller(_config(photo_dirs, tmp_path / "p", name="parent", steps=1))
+    parent.train_step()
+    parent.export(final=True)
+    argv = _cli(photo_dirs, tmp_path, "child", "--steps", "1", "--init-from", parent.cfg.out)
+    assert main(argv) == 0
+    Path(parent.cfg.out).unlink()  # the parent checkpoint moved away between sessions
+    runs = str(tmp_path / "runs")
+    assert main(["--resume", "--name", "child", "--runs-dir", runs, "--steps", "2", "--weight-decay", "0.2"]) == 0
+    state = torch.load(tmp_path / "runs" / "child" / "state.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 2
+    assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [0.2, 0.0]
+
+
+def test_impossible_resume_and_held_out_settings_are_refused_before_any_work(photo_dirs, tmp_path) -> None:
+    runs = tmp_path / "runs"
+    # feature matching cannot be switched on or off mid-run
+    (runs / "fw").mkdir(parents=True)
+    torch.save({"config": json.dumps(_config(photo_dirs, tmp_path, name="fw").to_dict())}, runs / "fw" / "state.pt")
+    with pytest.raises(SystemExit, match="feature matching cannot be switched"):
+        main(["--resume", "--name", "fw", "--runs-dir", str(runs), "--feature-weight", "0"])
+    # a held-out folder that is not one fails at once, not after the teacher and the cache are built
+    argv = _cli(photo_dirs, tmp_path, "badval", "--steps", "1", "--val-dirs", str(tmp_path / "no-such-folder"))
+    with pytest.raises(SystemExit, match="no-such-folder: not a folder"):
+        main(argv)
+    assert not (runs / "badval").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_cache_is_reused_when_folder_names_sort_differently_as_text(tmp_path, monkeypatch) -> None:
+    import sepvit_viz.training.data as data
+
+    root = tmp_path / "photos"
+    for i, sub in enumerate(("cat", "cat 2", "cat-b")):  # " " and "-" sort before "/" as text
+        (root / sub).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (i * 50, 9, 9)).save(root / sub / "x.png")
+    index = build_cache([root], tmp_path / "c", 32, workers=1)
+
+    def rebuild(*args: object, **kw: object) -> None:
+        raise AssertionError("the finished cache was decoded again")
+
+    monkeypatch.setattr(data, "_map", rebuild)
+    assert build_cache([root], tmp_path / "c", 32, workers=1) == index
+
+
+def test_training_photos_are_turned_upright_as_the_app_does(tmp_path) -> None:
+    from sepvit_viz.training.data import load_eval_set, load_square
+
+    img = Image.new("RGB", (60, 40), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 30, 40))  # white left half, black right half
+    exif = Image.Exif()
+    exif[0x0112] = 3  # orientation: rotated 180 degrees
+    (tmp_path / "n01440764").mkdir()
+    path = tmp_path / "n01440764" / "rot.jpg"
+    img.save(path, exif=exif, quality=95)
+    square = load_square(path, 32)
+    assert square[:, :8].mean() < 60 and square[:, -8:].mean() > 200  # upright: white now on the right
+    imgs, _, _ = load_eval_set(tmp_path, 32)
+    assert imgs[0, :, :8].float().mean() < 60 and imgs[0, :, -8:].float().mean() > 200

@@ -192,7 +192,11 @@ def test_update_card_records_targets_and_verdicts_in_a_copy_of_the_card(monkeypa
     card = tmp_path / "student.card.json"
     shutil.copy(CARD, card)
     before = json.loads(card.read_text())
+    # the card holds four folders: measuring two of them would drop the others, so it is refused ...
     rc, ckpt = run_main_with_stand_ins(monkeypatch, tmp_path, [net, mini], "--update-card")
+    assert rc == 2 and json.loads(card.read_text()) == before
+    # ... unless asked for
+    rc, ckpt = run_main_with_stand_ins(monkeypatch, tmp_path, [net, mini], "--update-card", "--replace")
     assert rc == 0 and evaluate.card_path_for(ckpt) == card
     after = json.loads(card.read_text())
     # everything else in the card is kept
@@ -213,6 +217,40 @@ def test_update_card_records_targets_and_verdicts_in_a_copy_of_the_card(monkeypa
     assert ev["limit_per_folder"] is None and "verdict_note" not in ev
     entry = evaluate.update_card(card, [{"name": "imagenette", "photos": 8, "student_top1": 0.5}], limit=8)
     assert "subset" in entry["verdict_note"] and entry["verdict"]["imagenette"]["all"] == "not met"
+
+
+def test_update_card_refuses_to_drop_what_the_card_holds(monkeypatch, tmp_path, capsys):
+    card = tmp_path / "student.card.json"
+    card.write_text(
+        json.dumps(
+            {
+                "evaluation": {
+                    "limit_per_folder": None,
+                    "results": {
+                        "imagenette": {"photos": 4, "student_top1": 0.5, "teacher_top1": 0.75, "agreement": 0.5},
+                        "imagewoof": {"photos": 4, "student_top1": 0.5, "teacher_top1": 0.75, "agreement": 0.5},
+                    },
+                }
+            }
+        )
+    )
+    losses = evaluate.evaluation_losses
+    assert losses(card, ["imagenette", "imagewoof"], teacher=True, limit=None) == []
+    assert losses(card, ["imagenette"], teacher=True, limit=None) == ["the results of imagewoof"]
+    assert losses(card, ["imagenette", "imagewoof"], teacher=False, limit=None) == [
+        "the teacher's figures (give --teacher)"
+    ]
+    assert losses(card, ["imagenette", "imagewoof"], teacher=True, limit=10) == [
+        "whole-folder results (this run has --limit)"
+    ]
+    assert losses(tmp_path / "none.card.json", ["x"], teacher=False, limit=5) == []
+    # through the command line: refused before any model is loaded, the card untouched
+    d = copy_photos(tmp_path / "sets" / "imagenette", "imagenette", {TENCH: 2})
+    before = card.read_text()
+    rc, _ = run_main_with_stand_ins(monkeypatch, tmp_path, [d], "--update-card")
+    assert rc == 2 and card.read_text() == before
+    err = capsys.readouterr().err
+    assert "would drop the results of imagewoof" in err and "--replace" in err
 
 
 # ------------------------------------------------------------------------------ coverage text

@@ -76,6 +76,37 @@ def test_the_current_photo_is_marked(sessions):
     assert not np.allclose(np.nan_to_num(va), np.nan_to_num(vb))
 
 
+def test_a_photo_of_another_shape_is_compared_by_its_centre_square(tmp_path):
+    from PIL import Image
+
+    wide = tmp_path / "wide.png"
+    with Image.open(EXAMPLES[0]) as im:
+        im.convert("RGB").resize((450, 300)).save(wide)
+    session = analyze(str(wide))  # the default fit keeps the aspect
+    h, w = session.forward.image.shape[:2]
+    assert h == 224 and w > 300  # its own shape (the width rounded to the model's stride)
+    _, caption, _ = model_tab.model_tab(session, "pwa_distance", models.MODEL_DEFAULT)
+    assert f"analysed at {w} x 224 px (width x height); the values marked are those of its centre 224 x 224" in caption
+    assert "compare with care" not in caption
+    # the marks are the centre square's values, judged against the square reference photos
+    entry = models.MODELS.get(models.MODEL_DEFAULT)
+    with entry.borrow() as model:
+        square = stats.photo_values(stats.square_records(model, session.forward.image))
+    ref = model_tab.reference_stats(entry, 224)
+    assert stats.typicality_caption(ref, square, "pwa_distance") in caption
+    left_square = session.forward.image[:, :224]
+    with entry.borrow() as model:
+        other = stats.photo_values(stats.square_records(model, np.ascontiguousarray(left_square)))
+    assert not np.allclose(np.nan_to_num(square), np.nan_to_num(other))
+
+
+def test_a_released_analysis_asks_for_analyze_again():
+    session = analyze(EXAMPLES[1])
+    assert session.release()
+    _, caption, _ = model_tab.model_tab(session, "dwa_distance", None)
+    assert handlers.RELEASED_MESSAGE in caption and model_tab.NO_PHOTO not in caption
+
+
 def test_measure_changes_the_plot_and_bad_measure_is_a_clear_error(sessions):
     a, _ = sessions
     d1, c1, _ = model_tab.model_tab(a, "dwa_distance", models.MODEL_DEFAULT)

@@ -348,6 +348,28 @@ def test_photo_ranks_and_caption(model):
         stats.photo_ranks(st, odd[:-1])
 
 
+def test_typicality_uses_the_percentile_bars_the_plot_draws(model):
+    import dataclasses
+
+    base = fake_stats("trained", model)
+    j = M["dwa_distance"]
+    values = np.repeat(base.values[:1], 9, axis=0)  # 9 photos; head 0 takes the values 0, 1, ..., 8
+    values[:, 0, j] = np.arange(9)
+    st = dataclasses.replace(base, values=values, photos=tuple(f"p{i}" for i in range(9)))
+    lo, hi = st.summary()["p5"][0, j], st.summary()["p95"][0, j]  # 0.4 and 7.6, the drawn bar
+    assert lo == pytest.approx(0.4) and hi == pytest.approx(7.6)
+    photo = values[0].copy()
+    heads = f"of {int(np.isfinite(photo[:, j]).sum())} heads"
+    for inside in (0.4, 4.0, 7.6):
+        photo[0, j] = inside
+        assert stats.typicality_caption(st, photo, "dwa_distance").endswith(f"{heads}.")
+    for outside in (0.1, 8.0):  # within the photos' min..max, outside the 5-95% bar
+        photo[0, j] = outside
+        assert f"{heads}; outside: {st.rows[0].block_label} head {st.rows[0].head}." in stats.typicality_caption(
+            st, photo, "dwa_distance"
+        )
+
+
 def test_model_tab_view_marks_the_photo_and_says_where_it_stands(model):
     st = fake_stats("trained", model)
     _, records = capture_forward(model, torch.randn(1, 3, 64, 64))

@@ -155,6 +155,33 @@ def test_an_unreachable_hub_is_named_for_what_happened(monkeypatch, tmp_path, fa
     assert "RuntimeError" not in message and "Errno" not in message
 
 
+def test_a_hub_file_too_large_for_a_sepvit_checkpoint_is_not_downloaded(monkeypatch, tmp_path):
+    import types
+
+    import huggingface_hub
+
+    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT
+
+    downloads = []
+
+    def download(**kwargs):
+        downloads.append(kwargs["repo_id"])
+        return str(DEFAULT_CHECKPOINT)
+
+    sizes = {"owner/huge": 5 * 2**30, "owner/small": DEFAULT_CHECKPOINT.stat().st_size}
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_url", lambda repo, *a, **k: repo)
+    monkeypatch.setattr(
+        huggingface_hub, "get_hf_file_metadata", lambda url, **k: types.SimpleNamespace(size=sizes[url])
+    )
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    with pytest.raises(CheckpointError, match=r"5,120 MB, more than the 400 MB .* not downloaded"):
+        sepvit_viz.load_from_hub("owner/huge", cache_dir=tmp_path)
+    assert downloads == []
+    model = sepvit_viz.load_from_hub("owner/small", cache_dir=tmp_path)  # a checkpoint's size: fetched
+    assert downloads == ["owner/small"] and model.config.name == "sepvit_lite"
+
+
 @pytest.fixture(scope="module")
 def reference():
     if not REFERENCE.is_file():

@@ -412,16 +412,18 @@ def load_from_hub(
     revision: str | None = None,
     cache_dir: str | None = None,
     timeout: float | None = None,
+    max_bytes: int | None = None,
 ) -> SepViT:
     """Download a checkpoint from the Hugging Face Hub (needs network) and build its model.
 
     ``revision`` pins a branch, tag or commit hash. Only safetensors files are accepted. A file not
     in the local cache is first asked for with one request of at most ``timeout`` seconds
     (:data:`sepvit_viz.limits.HUB_TIMEOUT_S`), so an unreachable Hub fails in seconds instead of
-    after huggingface_hub's retries. Every failure is a :class:`CheckpointError` with one plain
+    after huggingface_hub's retries; that answer's size must be at most ``max_bytes``
+    (:data:`sepvit_viz.limits.MAX_HUB_CHECKPOINT_BYTES`) before anything is downloaded. Every failure is a :class:`CheckpointError` with one plain
     sentence (unreachable, switched off, no such repo, revision or file, gated).
     """
-    from sepvit_viz.limits import HUB_TIMEOUT_S
+    from sepvit_viz.limits import HUB_TIMEOUT_S, MAX_HUB_CHECKPOINT_BYTES
     from sepvit_viz.validation import HUB_REPO_RE, HUB_REVISION_RE
 
     if not HUB_REPO_RE.fullmatch(repo_id or ""):
@@ -436,11 +438,21 @@ def load_from_hub(
     from huggingface_hub import constants
 
     timeout = HUB_TIMEOUT_S if timeout is None else float(timeout)
+    max_bytes = MAX_HUB_CHECKPOINT_BYTES if max_bytes is None else int(max_bytes)
     try:
         cached = hf.try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+        size = Path(cached).stat().st_size if isinstance(cached, str) else None
         if not isinstance(cached, str) and not constants.HF_HUB_OFFLINE:
             # one HEAD request, no retries: fails fast when the Hub cannot be reached
-            hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, revision=revision), timeout=timeout)
+            size = hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, revision=revision), timeout=timeout).size
+    except Exception as e:  # offline, missing repo/file, auth: one plain sentence
+        raise CheckpointError(_hub_problem(e, repo_id, filename, revision, timeout)) from None
+    if size is not None and size > max_bytes:
+        raise CheckpointError(
+            f"{repo_id}/{filename} is {size / 2**20:,.0f} MB, more than the {max_bytes / 2**20:,.0f} MB a SepViT "
+            "checkpoint can be (SepViT-Base in float32 is about 330 MB); not downloaded"
+        )
+    try:
         local = hf.hf_hub_download(
             repo_id=repo_id, filename=filename, revision=revision, cache_dir=cache_dir, etag_timeout=timeout
         )

@@ -3,8 +3,9 @@
 The statistics (:func:`sepvit_viz.stats.measures.cached_model_stats`) are computed once per model and input
 size on the bundled example photos (under 1 s for Lite at 224 px) and kept in the library's small
 cache under the pool's :class:`~.models.ModelKey`, so a new or replaced checkpoint gets its own.
-The current photo's values (its capture records, no model run) are marked on the same axes when it
-was analysed with the same model.
+The current photo's values are marked on the same axes when it was analysed with the same model: its
+capture records when its input was square, as the reference photos are, else those of one more forward
+on its centre square (another shape has other window grids and longer distances).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from sepvit_viz.limits import DEFAULT_RESOLUTION
-from sepvit_viz.serving.handlers import Forward, Session, _user_errors
+from sepvit_viz.serving.handlers import RELEASED_MESSAGE, Forward, Session, _user_errors
 from sepvit_viz.serving.models import MODEL_HUB, MODELS, ModelEntry
 from sepvit_viz.stats import measures as stats
 from sepvit_viz.stats import plots as stats_plots
@@ -70,10 +71,22 @@ def model_tab(
             entry = MODELS.get(model_choice, hub_repo, hub_revision)
         same = fwd is not None and fwd.model_key == entry.key
         ref = reference_stats(entry, fwd.resolution if same else DEFAULT_RESOLUTION)
-        picture, caption = stats_plots.model_tab_view(ref, measure, fwd.records if same else None)
-        caption = f"**{entry.label}**: {caption}"
+        records, square_note = None, ""
+        if same:
+            records = fwd.records
+            h, w = fwd.image.shape[:2]
+            if h != w:  # compare like for like: the reference photos are square
+                with entry.borrow() as model:
+                    records = stats.square_records(model, fwd.image)
+                s = min(h, w)
+                square_note = (
+                    f" The photo was analysed at {w} x {h} px (width x height); the values marked are those of "
+                    f"its centre {s} x {s} square, the shape of the reference photos."
+                )
+        picture, caption = stats_plots.model_tab_view(ref, measure, records)
+        caption = f"**{entry.label}**: {caption}{square_note}"
         if fwd is None:
-            caption += " " + NO_PHOTO
+            caption += " " + (RELEASED_MESSAGE if isinstance(session, Session) and session.released else NO_PHOTO)
         elif not same:
             caption += " " + OTHER_MODEL
         return picture, caption, stats_plots.kinds_image(ref)

@@ -16,7 +16,8 @@ Three layers, from pure to I/O:
    :class:`ModelStats` holds them and gives means and percentiles over photos.
 3. The streaming driver: :func:`list_photos`, :func:`compute_stats` (several models on the same photos,
    decoded once), :func:`model_stats`, and for the app :func:`cached_model_stats`,
-   :func:`model_fingerprint`, :func:`photo_values`, :func:`photo_ranks`, :func:`typicality_caption`.
+   :func:`model_fingerprint`, :func:`photo_values`, :func:`square_records`, :func:`photo_ranks`,
+   :func:`typicality_caption`.
 
 Attention comes from :class:`sepvit_viz.viz.capture.AttentionCapture` (the model's named taps); the
 model knows nothing about statistics. Shapes (axis letters as in :mod:`sepvit_viz.viz.maps`): B images,
@@ -49,7 +50,7 @@ single window) is NaN.
 
 Memory: the driver keeps one batch of attention maps at a time (a few MB per 224 photo for Lite) and,
 for all photos, only their per-head numbers: 4 bytes x photos x heads of the model x measures
-(1,000 photos of Lite: 1.4 MB).
+(1,000 photos of Lite: 1.6 MB).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ __all__ = [
     "photo_ranks",
     "photo_values",
     "pwa_measures",
+    "square_records",
     "typicality_caption",
 ]
 
@@ -584,6 +586,35 @@ def model_stats(
 
 
 # ----------------------------------------------------------------------------- the app's Model tab
+def square_records(model: Any, image: np.ndarray) -> list[Any]:
+    """Capture records of one forward of ``model`` on the centre ``s x s`` square of a model input,
+    ``s`` its short side, at the same scale.
+
+    ``image``: (H, W, 3) uint8, the pixels the model saw (``Analysis.image``). The reference statistics
+    are taken on square inputs; a photo analysed at its own aspect has other window grids and longer
+    distances, so give :func:`photo_values` these records to compare it with them like for like.
+    """
+    import torch
+    from PIL import Image
+
+    from sepvit_viz.preprocess import to_tensor
+    from sepvit_viz.viz.capture import AttentionCapture
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    h, w = image.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    x = to_tensor(Image.fromarray(np.ascontiguousarray(image[top : top + s, left : left + s], dtype=np.uint8)))
+    p = next(model.parameters(), None)  # the input follows the model's device and dtype
+    if p is not None:
+        x = x.to(p.device, p.dtype)
+    with torch.inference_mode(), AttentionCapture(model) as cap:
+        model(x)
+    return list(cap.records)
+
+
 def photo_ranks(stats: ModelStats, values: np.ndarray) -> np.ndarray:
     """Where one photo stands among ``stats``' photos: (rows, M) percentile ranks in 0..100 (the share
     of photos whose value is below this photo's, ties counted half), NaN where undefined.
@@ -604,14 +635,23 @@ def photo_ranks(stats: ModelStats, values: np.ndarray) -> np.ndarray:
 
 def typicality_caption(stats: ModelStats, values: np.ndarray, measure: str, low: float = 5, high: float = 95) -> str:
     """One sentence for the app: on how many heads this photo's ``measure`` lies within the
-    ``low``..``high`` percentile range of the statistics' photos, and which heads lie outside."""
+    ``low``..``high`` percentiles of the statistics' photos (interpolated, the bars
+    :func:`~sepvit_viz.stats.plots.depth_figure` draws), and which heads lie outside."""
     if measure not in _INDEX:
         raise ValueError(f"unknown measure {measure!r}; choose one of {', '.join(MEASURE_NAMES)}")
-    ranks = photo_ranks(stats, values)[:, _INDEX[measure]]
-    ok = np.isfinite(ranks)
+    j = _INDEX[measure]
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != stats.values.shape[1:]:
+        raise ValueError(f"values of shape {values.shape} do not fit statistics of shape {stats.values.shape[1:]}")
+    ref = stats.values[:, :, j].astype(np.float64)  # (photos, rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without this measure (all NaN)
+        lo, hi = np.nanpercentile(ref, [low, high], axis=0) if len(ref) else (np.nan, np.nan)
+    v = values[:, j]
+    ok = np.isfinite(v) & np.isfinite(lo) & np.isfinite(hi)
     if not ok.any():
         return "No block of this model has this measure."
-    outside = [stats.rows[i] for i in np.flatnonzero(ok & ((ranks < low) | (ranks > high)))]
+    outside = [stats.rows[i] for i in np.flatnonzero(ok & ((v < lo) | (v > hi)))]
     text = (
         f"This photo lies within the {low:g}-{high:g}% range of the {stats.num_photos} reference photo(s) on "
         f"{int(ok.sum()) - len(outside)} of {int(ok.sum())} heads"

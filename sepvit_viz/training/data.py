@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sepvit_viz.imageio import upright
 from sepvit_viz.preprocess import MEAN, STD, resize_center_crop
 
 __all__ = [
@@ -125,9 +126,10 @@ def labelled_images(root: str | Path) -> list[tuple[Path, int]]:
 
 
 def load_square(path: str | Path, size: int) -> np.ndarray:
-    """Decode a photo, resize its short side to ``size`` (bicubic) and centre-crop: (size, size, 3) uint8."""
+    """Decode a photo, turn it upright by its EXIF orientation as the app does, resize its short side to
+    ``size`` (bicubic) and centre-crop: (size, size, 3) uint8."""
     with Image.open(path) as im:
-        img = resize_center_crop(im, size, crop_pct=1.0)
+        img = resize_center_crop(upright(im), size, crop_pct=1.0)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -209,7 +211,8 @@ def build_cache(
     index_path = cache_dir / f"{key}.json"
     if index_path.exists():
         meta = json.loads(index_path.read_text())
-        listed = sorted(meta.get("files", []) + meta.get("skipped_unreadable", []))
+        # in list_images' order (by path parts: "cat 2/x" sorts after "cat/x" as a Path, before it as text)
+        listed = sorted(meta.get("files", []) + meta.get("skipped_unreadable", []), key=Path)
         same = listed == files and meta.get("size") == size and meta.get("caps", {}) == caps
         if same and all((cache_dir / f"{key}_s{s}.u8").exists() for s in set(meta["sides"])):
             return index_path
@@ -473,7 +476,7 @@ def load_eval_set(
     imgs = np.empty((len(items), size, size, 3), dtype=np.uint8)
     for i, (path, _) in enumerate(items):
         with Image.open(path) as im:
-            imgs[i] = np.asarray(resize_center_crop(im, size), dtype=np.uint8)
+            imgs[i] = np.asarray(resize_center_crop(upright(im), size), dtype=np.uint8)
     labels = torch.tensor([label for _, label in items], dtype=torch.int64)
     return torch.from_numpy(imgs), labels, [p for p, _ in items]
 

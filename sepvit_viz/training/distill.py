@@ -48,6 +48,7 @@ from sepvit_viz.training.data import (
     augment_groups,
     build_cache,
     coverage_text,
+    labelled_images,
     load_eval_set,
     low_resolution,
     mixup,
@@ -58,6 +59,9 @@ from sepvit_viz.training.data import (
 __all__ = ["DistillConfig", "Distiller", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
 
 REPO = Path(__file__).resolve().parents[2]
+# A training step or an evaluation batch takes about a second; one that took longer than this was
+# paused (SIGSTOP while the machine is needed elsewhere): it counts this much, not its wall time.
+MAX_CHARGED_S = 60.0
 
 
 @dataclass
@@ -264,7 +268,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 class Distiller:
     """Owns the teacher, student, optimiser, data and progress of one run."""
 
-    def __init__(self, cfg: DistillConfig, log: logging.Logger | None = None):
+    def __init__(self, cfg: DistillConfig, log: logging.Logger | None = None, load_init: bool = True):
+        """``load_init=False`` skips ``cfg.init_from`` (a resumed run restores its own weights and parent
+        card from its state, so the parent checkpoint may have moved or gone)."""
         from sepvit_viz.model.sepvit import create_model
         from sepvit_viz.training.teacher import create_teacher
 
@@ -299,7 +305,7 @@ class Distiller:
         self.student = create_model(cfg.model, num_classes=1000, drop_path_rate=cfg.drop_path_rate)
         # the card of the checkpoint this run starts from: its lineage continues in this run's card
         self.parent_card: dict[str, Any] | None = None
-        if cfg.init_from:
+        if cfg.init_from and load_init:
             from sepvit_viz.model.weights import load_checkpoint
 
             self.student.load_state_dict(load_checkpoint(cfg.init_from).state_dict(), strict=True)
@@ -507,7 +513,7 @@ class Distiller:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         step_s = time.perf_counter() - t_start
-        if step_s <= 60.0:  # a longer step was paused (SIGSTOP): not a speed sample, as in the budget
+        if step_s <= MAX_CHARGED_S:  # a longer step was paused (SIGSTOP): not a speed sample, as in the budget
             views_s = self.speed.setdefault(self.hardware(), {}).setdefault(str(res), [0.0, 0.0])
             views_s[0] += x.shape[0]
             views_s[1] += step_s
@@ -524,18 +530,23 @@ class Distiller:
 
     # ---- evaluation on the fixed held-out subsets
     @torch.no_grad()
-    def evaluate(self) -> dict[str, dict[str, float]]:
+    def evaluate(self, charge: bool = False) -> dict[str, dict[str, float]]:
+        """Top-1 and agreement on the held-out subsets. ``charge``: count the time against the budget,
+        each batch at most ``MAX_CHARGED_S`` (a pause under SIGSTOP must not end the run)."""
         self.student.eval()
         self.student.set_fused_attn(True)
         results = {}
         for name, (imgs, labels, _) in self.eval_sets.items():
             s_pred, t_pred = [], []
             for i in range(0, len(imgs), 50):
+                t0 = time.time()
                 x = normalize_uint8(imgs[i : i + 50].to(self.device))
                 with self.autocast():
                     s_pred.append(self.student(x).float().argmax(-1).cpu())
                 if name not in self._teacher_eval:
                     t_pred.append(self.teacher_logits(x).argmax(-1).cpu())
+                if charge:
+                    self.account(min(time.time() - t0, MAX_CHARGED_S))
             if name not in self._teacher_eval:
                 self._teacher_eval[name] = torch.cat(t_pred)
             s, t = torch.cat(s_pred), self._teacher_eval[name]
@@ -566,6 +577,8 @@ class Distiller:
             "pos": self.pos,
             "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
+            # drop path draws from the accelerator's generator there
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
             "history": json.dumps(self.history),
             "speed": json.dumps(self.speed),
             "wall_s": json.dumps(self.wall_s),
@@ -578,11 +591,16 @@ class Distiller:
         if "feat_proj" in state:
             self.feat_proj.load_state_dict(state["feat_proj"])
         self.opt.load_state_dict(state["optimizer"])
+        # load_state_dict brings back the saved hyper-parameters of each group; the learning rate is set
+        # every step, the weight decay only here (a --weight-decay given with --resume must take effect)
+        self.opt.param_groups[0]["weight_decay"] = self.cfg.weight_decay
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
         self.epoch, self.pos = state["epoch"], state["pos"]
         self.order = self._epoch_order(self.epoch)
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = json.loads(state["history"])
         self.speed = json.loads(state.get("speed", "{}"))
         self.wall_s = json.loads(state.get("wall_s", "{}"))
@@ -889,7 +907,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
     run_dir = Path(cfg.runs_dir) / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
     log = setup_logging(run_dir)
-    dist = Distiller(cfg, log)
+    dist = Distiller(cfg, log, load_init=state is None or "parent_card" not in state)
     if state is not None:
         dist.load_state_dict(state)
         log.info(f"resumed at step {dist.step}, {dist.images_seen} images, {dist.elapsed / 60:.1f} min")
@@ -926,7 +944,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
         while dist.progress() < 1.0:
             t0 = time.time()
             if t0 - last_eval >= cfg.eval_every_min * 60:
-                ev = dist.evaluate()
+                ev = dist.evaluate(charge=True)
                 dist.history.append({"step": dist.step, "images_seen": dist.images_seen, "eval": ev})
                 metrics.write(json.dumps(dist.history[-1]) + "\n")
                 metrics.flush()
@@ -937,14 +955,10 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                         for k, v in ev.items()
                     )
                 )
-                last_eval = time.time()
-                dist.account(last_eval - t0)
-                t0 = last_eval
-            m = dist.train_step()
-            dt = time.time() - t0
-            # A step here takes about a second; a much longer one means the process was paused
-            # (SIGSTOP while the machine is needed for something else), which must not eat the budget.
-            dist.account(min(dt, 60.0))
+                last_eval = t0 = time.time()
+            with _signals_deferred():  # a signal mid-step stops the run after the step, not half-way
+                m = dist.train_step()
+            dist.account(min(time.time() - t0, MAX_CHARGED_S))
             window_n += cfg.batch_size
             window_loss += m["loss"]
             window_agree += m["batch_agree"]
@@ -979,6 +993,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                 dist.export(final=False)
                 last_save = time.time()
                 log.info(f"saved state and checkpoint at step {dist.step}")
+        ev = dist.evaluate()
     except KeyboardInterrupt as exc:  # SIGTERM (see main) or Ctrl-C: save, say how to go on, return
         dist.interrupted = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
         dist.save_state()
@@ -991,7 +1006,6 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
         return dist
     finally:
         bar.close()
-    ev = dist.evaluate()
     dist.history.append({"step": dist.step, "images_seen": dist.images_seen, "eval": ev})
     metrics.write(json.dumps(dist.history[-1]) + "\n")
     metrics.close()
@@ -1021,8 +1035,29 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+# While a training step runs, SIGTERM / SIGINT are held here and raised when it ends: raising
+# inside the step could save a half-applied optimiser update.
+_deferral: dict[str, Any] = {"active": False, "signum": None}
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 (signal handler signature)
+    if _deferral["active"]:
+        _deferral["signum"] = signum
+        return
     raise Interrupted(signum)
+
+
+class _signals_deferred:
+    """Hold SIGTERM / SIGINT (as routed to :func:`_raise_interrupt`) until the block ends, then raise."""
+
+    def __enter__(self) -> None:
+        _deferral["active"], _deferral["signum"] = True, None
+
+    def __exit__(self, *exc: object) -> None:
+        _deferral["active"] = False
+        signum, _deferral["signum"] = _deferral["signum"], None
+        if signum is not None and exc[0] is None:
+            raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1046,6 +1081,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"--cache-caps: caps must be whole numbers from 16 to --cache-size ({cfg.cache_size}): {bad}"
             )
         check_held_out_apart(cfg.train_dirs, cfg.val_dirs)
+        for d in cfg.val_dirs or []:  # before the teacher and the photo cache (minutes) are built
+            labelled_images(d)
+        if state is not None:
+            saved_fw = json.loads(state["config"]).get("feature_weight", DistillConfig.feature_weight)
+            if (saved_fw > 0) != (cfg.feature_weight > 0):
+                raise ValueError(
+                    f"--feature-weight {cfg.feature_weight:g} with --resume: the run was saved with "
+                    f"{saved_fw:g}, and feature matching cannot be switched on or off mid-run (its projection "
+                    "is part of the optimiser); start a new run with --init-from instead"
+                )
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     # `kill PID` (SIGTERM) stops a background run as cleanly as Ctrl-C: state saved, checkpoint written.

@@ -148,6 +148,7 @@ def evaluate_examples(
     top-1 class and probability at 224 px with the evaluation transform."""
     from PIL import Image
 
+    from sepvit_viz.imageio import upright
     from sepvit_viz.preprocess import resize_center_crop
     from sepvit_viz.training.data import imagenet_class_names
 
@@ -159,7 +160,8 @@ def evaluate_examples(
     rows = []
     for path, label in listed_examples(folder):
         with Image.open(path) as im:
-            img = torch.from_numpy(np.array(resize_center_crop(im.convert("RGB"), 224), dtype=np.uint8))
+            # upright and on white where transparent, as the app reads an upload
+            img = torch.from_numpy(np.array(resize_center_crop(upright(im), 224), dtype=np.uint8))
         x = normalize_uint8(img[None])
         row: dict[str, Any] = {"file": path.name, "class": names[label]}
         nets = [("student", model, False)] + ([("teacher", teacher, teacher_bf16)] if teacher is not None else [])
@@ -290,6 +292,24 @@ def update_card(
     return entry
 
 
+def evaluation_losses(card_path: str | Path, folders: Sequence[str], teacher: bool, limit: int | None) -> list[str]:
+    """What recording a new evaluation of ``folders`` (folder names) would drop from the card's current
+    ``evaluation`` entry: folders not measured again, the teacher's figures, whole-folder counts."""
+    card_path = Path(card_path)
+    old = json.loads(card_path.read_text()).get("evaluation") if card_path.is_file() else None
+    if not old or not old.get("results"):
+        return []
+    lost = []
+    gone = sorted(set(old["results"]) - set(folders))
+    if gone:
+        lost.append("the results of " + ", ".join(gone))
+    if not teacher and any("teacher_top1" in r for r in old["results"].values()):
+        lost.append("the teacher's figures (give --teacher)")
+    if limit is not None and old.get("limit_per_folder") is None:
+        lost.append("whole-folder results (this run has --limit)")
+    return lost
+
+
 def main(argv: list[str] | None = None) -> int:
     from sepvit_viz.model.runtime import tune_malloc
     from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, load_checkpoint
@@ -321,7 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--update-card",
         action="store_true",
-        help="record the results, the targets and the verdicts in the checkpoint's .card.json (under 'evaluation')",
+        help="record the results, the targets and the verdicts in the checkpoint's .card.json (under 'evaluation'); "
+        "refused when that would drop folders, teacher figures or whole-folder counts the card holds, unless --replace",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --update-card: replace the card's evaluation even if it loses entries",
     )
     args = p.parse_args(argv)
     if not args.dirs and not args.examples and not args.many_classes:
@@ -333,6 +359,17 @@ def main(argv: list[str] | None = None) -> int:
             check_eval_dir(d)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.update_card and args.dirs and not args.replace:
+        lost = evaluation_losses(
+            card_path_for(args.checkpoint), [Path(d).name for d in args.dirs], args.teacher, args.limit
+        )
+        if lost:
+            print(
+                f"error: --update-card would drop {'; '.join(lost)} from {card_path_for(args.checkpoint)}: "
+                "measure them again in the same command, or pass --replace",
+                file=sys.stderr,
+            )
             return 2
     model = load_checkpoint(args.checkpoint).float().eval()
     teacher = None

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from sepvit_viz.imageio import upright
 from sepvit_viz.preprocess import resize_center_crop
 from sepvit_viz.training.data import list_images
 
@@ -88,7 +89,7 @@ def encode_square(path: Path, side: int, quality: int) -> bytes | None:
         with Image.open(path) as im:
             im.load()
             s = min(side, *im.size)
-            img = resize_center_crop(im, s, crop_pct=1.0)
+            img = resize_center_crop(upright(im), s, crop_pct=1.0)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
     buf = io.BytesIO()
