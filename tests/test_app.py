@@ -611,6 +611,25 @@ def test_faithfulness_scores_one_method(state, monkeypatch):
     assert not np.array_equal(plot8, plot)
 
 
+def test_a_constant_map_gets_no_scores_in_the_panel():
+    import dataclasses
+
+    from sepvit_viz.explain.scorecard import NO_RANKING
+
+    session = analyze()[0]
+    handlers.explain(session, "top", "gradcam", "inferno", 0.6, progress=noop)
+    cls = (session.top1 + 1) % 1000
+    att = session.attributions[("gradcam", session.top1)]  # stands in for an empty map of class cls
+    flat = dataclasses.replace(att, map_hw=np.zeros_like(att.map_hw), target=cls)
+    session.attributions[("gradcam", cls)] = flat
+    rows, plot = handlers.faithfulness(session, str(cls), "gradcam", "this method", 4, progress=noop)
+    row = next(r for r in rows if r[0] == "Grad-CAM")
+    assert row[handlers.FAITH_HEADERS.index("verdict")] == NO_RANKING
+    assert all(v is None for v in row[1:7])
+    assert ("gradcam", cls) not in session.curves and ("random", cls) in session.curves
+    assert not_blank(plot)  # the random map's curves are still drawn
+
+
 def test_faithfulness_panel_progress_per_method_and_the_sanity_option(state, monkeypatch):
     """The panel's progress advances per method and per measure (every method named, fractions
     monotone to 1); the sanity check runs only when asked (one more attribution per method), and its

@@ -115,6 +115,16 @@ def test_class_specific(model):
     assert np.abs(a - b).sum() > 0.05
 
 
+def test_a_class_index_outside_the_model_is_refused(model):
+    x = _image(64, 64)
+    for bad in (-1, 10, 2.0):  # -1 would silently be the last class
+        with pytest.raises(ValueError, match="class index"):
+            sepvit_relevance(model, x, bad)
+        with pytest.raises(ValueError, match="class index"):
+            weighted_attention(model, x, bad)
+    assert sepvit_relevance(model, x, 9).target == 9
+
+
 def test_gradient_weighted_maps_are_row_stochastic(model):
     blocks = weighted_attention(model, _image(100, 132), 0).blocks
     assert [b.geometry.has_token for b in blocks] == [

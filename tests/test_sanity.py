@@ -71,6 +71,21 @@ def test_edge_map_fails_and_a_model_dependent_map_passes(photo):
     assert abs(sal.final_rho) < PASS_BELOW and sal.passes
 
 
+def test_a_signed_map_whose_magnitude_follows_the_photo_fails(photo):
+    """Gradient-times-input methods on a random model keep the photo's magnitudes with arbitrary signs:
+    compared signed, such a map would look unrelated to the trained one and pass."""
+    torch.manual_seed(1)
+    model = Linear2d().eval()
+
+    def signed_edges(m: nn.Module, x: torch.Tensor, t: int) -> np.ndarray:
+        seed = int(abs(m.head.weight.sum().item()) * 1e6) % 2**32  # the signs follow the weights
+        return edge_map(m, x, t) * np.random.default_rng(seed).choice([-1.0, 1.0], size=x.shape[-2:])
+
+    r = cascading_randomisation(model, photo, 0, signed_edges)
+    assert r.rho == pytest.approx([1.0, 1.0]) and not r.passes
+    assert (r.maps[-1] < 0).any()  # the maps are kept signed, as the method gives them
+
+
 def test_cascade_randomises_top_down_and_leaves_the_model_alone():
     torch.manual_seed(0)
     model = create_model("sepvit_test", num_classes=5).eval()

@@ -10,7 +10,15 @@ from test_faithfulness import TemplateModel, _template_photo
 from sepvit_viz import create_model
 from sepvit_viz.explain.attribution import METHODS, attribute, list_methods
 from sepvit_viz.explain.faithfulness import deletion_insertion, random_map, road
-from sepvit_viz.explain.scorecard import MEASURES, MethodScores, Scorecard, faithfulness_table, score_method, verdict
+from sepvit_viz.explain.scorecard import (
+    MEASURES,
+    NO_RANKING,
+    MethodScores,
+    Scorecard,
+    faithfulness_table,
+    score_method,
+    verdict,
+)
 
 
 def _scores(model, x, m):
@@ -88,7 +96,8 @@ def test_panel_scores_equal_one_measure_at_a_time_and_progress_names_every_metho
     torch.manual_seed(0)
     net = create_model("sepvit_test", num_classes=5).eval()
     x = torch.randn(1, 3, 32, 32)
-    methods, steps, fractions = ["saliency", "gradcam", "occlusion"], 5, (0.3, 0.6)
+    # (Grad-CAM's map of this random-weight net for class 1 is constant: not scored, so not used here)
+    methods, steps, fractions = ["saliency", "input_x_gradient", "occlusion"], 5, (0.3, 0.6)
     seen: list[tuple[float, str]] = []
     card = faithfulness_table(
         net, x, 1, methods, steps=steps, road_fractions=fractions, progress=lambda f, d: seen.append((f, d))
@@ -125,12 +134,19 @@ def test_panel_forwards_are_shared_between_methods():
     torch.manual_seed(0)
     net = create_model("sepvit_test", num_classes=5).eval()
     x = torch.randn(1, 3, 32, 32)
-    atts = {m: attribute(net, x, 1, m) for m in ("saliency", "gradcam", "random")}
+    atts = {m: attribute(net, x, 1, m) for m in ("saliency", "input_x_gradient", "random")}
     images = []
     net.register_forward_pre_hook(lambda _m, args: images.append(args[0].shape[0]))
     steps, fractions = 6, (0.5,)
     faithfulness_table(
-        net, x, 1, ["saliency", "gradcam"], attributions=atts, steps=steps, road_fractions=fractions, sanity=None
+        net,
+        x,
+        1,
+        ["saliency", "input_x_gradient"],
+        attributions=atts,
+        steps=steps,
+        road_fractions=fractions,
+        sanity=None,
     )
     per_method = 2 * (2 * steps - 2) + 2 * len(fractions)
     assert sum(images) == 3 * per_method + 3
@@ -163,3 +179,26 @@ def test_an_attribution_of_another_class_is_not_scored_as_this_one():
         score_method(net, x, 2, "saliency", attribution=a, steps=2, road_fractions=(0.5,), sanity=None)
     with pytest.raises(ValueError, match="saliency for class 1"):
         score_method(net, x, 1, "gradcam", attribution=a, steps=2, road_fractions=(0.5,), sanity=None)
+
+
+def test_a_constant_map_is_not_scored_as_a_ranking():
+    """An empty map (the SepViT relevance of a class no token argues for) would be deleted in raster
+    order, top rows first: it gets no scores and no verdict, not a verdict on that order."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = create_model("sepvit_test", num_classes=5).eval()
+    x = torch.randn(1, 3, 32, 32)
+    sal = attribute(model, x, 2, "saliency")
+    flat = dataclasses.replace(sal, map_hw=np.zeros_like(sal.map_hw))
+    card = faithfulness_table(
+        model, x, 2, ["saliency"], attributions={"saliency": flat}, steps=4, road_fractions=(0.5,), sanity="full"
+    )
+    row = card.rows[0]
+    assert not row.ranked and row.sanity is None and row.curves == {}
+    assert all(np.isnan(v) for v in row.scores.values()) and set(row.scores) == {m.key for m in MEASURES}
+    assert card.verdicts["saliency"].text == NO_RANKING and card.verdicts["saliency"].faithful_on == ()
+    table = card.table()
+    assert table[0][1 : 1 + len(MEASURES)] == [None] * len(MEASURES) and table[0][-2] == NO_RANKING
+    floor = card.rows[-1]  # the random map is still scored
+    assert floor.method == "random" and floor.ranked and np.isfinite(list(floor.scores.values())).all()

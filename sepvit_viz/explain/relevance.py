@@ -101,7 +101,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepvit_viz.explain.faithfulness import pixel_order
+from sepvit_viz.explain.faithfulness import check_target, pixel_order
 from sepvit_viz.model.windows import WindowGeometry, pad_mask, window_partition, window_reverse
 from sepvit_viz.viz.capture import AttentionCapture, TapTensor
 from sepvit_viz.viz.maps import pixel_cells
@@ -266,6 +266,8 @@ def weighted_attention(
 
     ``x_ref``: the reference image (1, 3, H, W) when the caller already has it; else made from ``reference``.
     """
+    if target is not None:  # a negative index would silently explain the last class
+        target = check_target(model, target)
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_()
         with AttentionCapture(model, keep_graph=True) as cap:

@@ -3,9 +3,12 @@
 An explanation of a model must depend on what the model learned. The cascading check re-initialises
 the model's weights from the top down (the classifier head first, then stage 4, 3, 2, 1 of a
 SepViT, each level on top of the previous ones), recomputes the explanation for the same photo and
-class on each partly random model, and measures the Spearman rank correlation between the original
-map and the randomised one. A method whose map stays correlated when every weight is random
-explains the photo (edges, colour), not the model: it fails the check.
+class on each partly random model, and measures the Spearman rank correlation between the magnitudes
+(absolute values) of the original map and the randomised one, as Adebayo et al. do: the sign of a
+signed map (Integrated Gradients, Input x Gradient, GradientSHAP) on a random model is arbitrary, so
+a signed correlation near 0 would hide a magnitude map that still follows the photo. A method whose
+map stays correlated when every weight is random explains the photo (edges, colour), not the model:
+it fails the check.
 
 Verdict rule (fixed before any measurement, see ``docs/attribution.md``): a method **passes** when
 the mean absolute rank correlation with the fully randomised model's map is below
@@ -129,9 +132,10 @@ class SanityResult:
 
     Attributes:
         levels: level names from the output down (``head``, ``stage 4``, ..., ``stage 1``).
-        rho: Spearman rank correlation of the original map with the map after randomising each
-            level and all levels above it (same order as ``levels``).
-        maps: the randomised maps (H, W), same order.
+        rho: Spearman rank correlation of the original map's magnitude (absolute values) with the
+            magnitude of the map after randomising each level and all levels above it (same order
+            as ``levels``).
+        maps: the randomised maps (H, W), signed as the method gives them, same order.
     """
 
     levels: list[str]
@@ -179,13 +183,13 @@ def cascading_randomisation(
         m = np.asarray(explain(randomised, x, target), dtype=np.float64)
         if progress is not None:
             progress(1.0, f"sanity check: randomised down to {names[-1]}")
-        return SanityResult([names[-1]], [spearman(ref, m)], [m.astype(np.float32)])
+        return SanityResult([names[-1]], [spearman(np.abs(ref), np.abs(m))], [m.astype(np.float32)])
     for k, (name, rand) in enumerate(_randomised(model, seed)):
         if full_only and k < len(names) - 1:
             continue
         m = np.asarray(explain(rand, x, target), dtype=np.float64)
         levels.append(name)
-        rho.append(spearman(ref, m))
+        rho.append(spearman(np.abs(ref), np.abs(m)))
         maps.append(m.astype(np.float32))
         if progress is not None:
             progress((k + 1) / len(names), f"sanity check: randomised down to {name}")

@@ -42,6 +42,7 @@ from sepvit_viz.explain.sanity import PASS_BELOW, SanityResult, cascading_random
 
 __all__ = [
     "MEASURES",
+    "NO_RANKING",
     "TUNED_MEASURES",
     "Measure",
     "MethodScores",
@@ -53,6 +54,10 @@ __all__ = [
 ]
 
 Progress = Callable[[float, str], None]
+
+#: The verdict of a map that ranks no pixel above another (e.g. the SepViT relevance of a class no
+#: token argues for): deleting "most attributed first" would only follow the raster order.
+NO_RANKING = "not scored: the map is constant (empty for this class), so it ranks no pixel above another"
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,9 @@ class MethodScores:
         map_hw: the (H, W) map scored.
         curves: fill name (``"mean"``, ``"noise"``, ``"blurred"``) -> the deletion / insertion
             :class:`~sepvit_viz.explain.faithfulness.Curves` behind the areas (the app plots the mean
-            fill's without computing them again).
+            fill's without computing them again); empty when the map is not ``ranked``.
+        ranked: False when the map is constant (or not finite): it ranks no pixel above another, so
+            its scores are NaN, no sanity check is run and the verdict is :data:`NO_RANKING`.
     """
 
     method: str
@@ -102,6 +109,12 @@ class MethodScores:
     seconds: float
     map_hw: np.ndarray = field(repr=False)
     curves: dict[str, Curves] = field(default_factory=dict, repr=False)
+    ranked: bool = True
+
+
+def _ranks_pixels(map_hw: np.ndarray) -> bool:
+    m = np.asarray(map_hw)
+    return bool(np.isfinite(m).all() and m.size and np.ptp(m) > 0)
 
 
 @dataclass(frozen=True)
@@ -210,6 +223,18 @@ def score_method(
             f"but {method} for class {target} is to be scored"
         )
     map_hw = attribution.map_hw
+    if not _ranks_pixels(map_hw):  # nothing to delete "most attributed first": NaN, not raster-order scores
+        keys = [m.key for m in MEASURES] + ([m.key for m in TUNED_MEASURES] if tuned else [])
+        report(1.0, "constant map, not scored")
+        return MethodScores(
+            method,
+            METHODS[method].label,
+            dict.fromkeys(keys, float("nan")),
+            None,
+            float(attribution.seconds),
+            map_hw,
+            ranked=False,
+        )
     last = 0.6 if sanity is not None else 1.0  # the share of this method's progress before the sanity check
     report(0.2 * last, "attribution")
     scores: dict[str, float] = {}
@@ -292,7 +317,7 @@ class Scorecard:
         for r in self.rows:
             v = self.verdicts[r.method]
             rho = None if r.sanity is None else round(abs(r.sanity.final_rho), 2)
-            values = [_significant(r.scores[m.key], digits) for m in MEASURES]
+            values = [_significant(r.scores[m.key], digits) if r.ranked else None for m in MEASURES]
             out.append([r.label, *values, rho, v.text, round(r.seconds, 2)])
         return out
 
@@ -364,6 +389,8 @@ def faithfulness_table(
         r.method: verdict(
             {m.key: [r.scores[m.key]] for m in MEASURES}, fs, None if r.sanity is None else [r.sanity.final_rho]
         )
+        if r.ranked
+        else Verdict((), len(MEASURES), None, None, NO_RANKING)
         for r in rows
     }
     return Scorecard(int(target), rows, verdicts, time.perf_counter() - t0)

@@ -1334,9 +1334,10 @@ def faithfulness(
                 )
             session.scorecards[key] = card
         for row in card.rows:  # the curves plot (mean fill): the shown table's own curves, not computed again
-            session.curves[(row.method, tgt)] = row.curves["mean"]
+            if "mean" in row.curves:  # a constant map has none (not scored)
+                session.curves[(row.method, tgt)] = row.curves["mean"]
         session.scorecard = card
-        curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods}
+        curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods if (m, tgt) in session.curves}
         name = session.forward.class_names[tgt]
         p = float(session.forward.probs[tgt])
         return _faith_rows(session), views.curves(curves, title=f"class {name} ({tgt}), p = {p:.3g} on the photo")
