@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sepvit_viz.training.card import main, mean_top1, record_other_runs
+from sepvit_viz.training.card import carry_other_runs, main, mean_top1, record_other_runs
 
 
 def _run_card(name: str, parent: str, top1: tuple[float, float], right: int = 5) -> dict:
@@ -95,3 +95,26 @@ def test_a_low_resolution_run_says_so_in_its_record() -> None:
     card, _ = record_other_runs(SHIPPED, [run_card, _run_card("run15", "run12", (0.6, 0.2))])
     assert card["other_runs"][0]["low_resolution"] == {"prob_by_folder": {"x": 0.5}}
     assert "low_resolution" not in card["other_runs"][1]
+
+
+def test_a_new_card_carries_the_old_cards_runs_off_the_chain(tmp_path, capsys) -> None:
+    old, _ = record_other_runs(
+        SHIPPED, [_run_card("gpu3", "run10", (0.4, 0.2)), _run_card("run13", "run12", (0.5, 0.2))]
+    )
+    new = {"run": "run14", "lineage": [{"run": "run12"}, {"run": "run13"}], "other_runs": []}
+    card, messages = carry_other_runs(new, old)
+    # run13 is the new card's ancestor now: not carried as a run off the chain
+    assert [r["run"] for r in card["other_runs"]] == ["gpu3"]
+    assert card["other_runs"][0] == old["other_runs"][0]
+    assert messages == ["gpu3: carried", "run13: already in the card, not carried"]
+    again, messages = carry_other_runs(card, old)
+    assert again["other_runs"] == card["other_runs"] and messages[0] == "gpu3: already in the card, not carried"
+
+    new_path, old_path = tmp_path / "new.card.json", tmp_path / "old.card.json"
+    new_path.write_text(json.dumps(new))
+    old_path.write_text(json.dumps(old))
+    assert main([str(new_path), "--carry-from", str(old_path)]) == 0
+    assert [r["run"] for r in json.loads(new_path.read_text())["other_runs"]] == ["gpu3"]
+    with pytest.raises(SystemExit):
+        main([str(new_path)])  # nothing to record and nothing to carry
+    assert "--carry-from" in capsys.readouterr().err

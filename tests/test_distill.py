@@ -723,6 +723,9 @@ def test_card_lineage_continues_the_parents_card(photo_dirs, tmp_path, teacher_a
     parent_card = json.loads(Path(first.cfg.out).with_name("student.card.json").read_text())
     assert parent_card["run"] == "first" and parent_card["initialised_from"] == "random"
     assert "lineage" not in parent_card
+    # runs recorded off the parent's chain carry into the child's card (their own cards may be gone)
+    parent_card["other_runs"] = [{"run": "side", "shipped": False, "mean_top1": 0.4}]
+    Path(first.cfg.out).with_name("student.card.json").write_text(json.dumps(parent_card))
 
     child = Distiller(_config(photo_dirs, tmp_path / "b", name="second", steps=2, init_from=first.cfg.out))
     for _ in range(2):
@@ -733,6 +736,7 @@ def test_card_lineage_continues_the_parents_card(photo_dirs, tmp_path, teacher_a
     [record] = card["lineage"]
     assert record["run"] == "first" and record["images_seen"] == 4 and record["steps"] == 1
     assert card["total_images_seen_including_initialisation"] == 4 + 8
+    assert card["other_runs"] == [{"run": "side", "shipped": False, "mean_top1": 0.4}]
 
 
 def test_unreadable_photos_are_left_out_of_the_cache_and_named(tmp_path) -> None:

@@ -7,6 +7,12 @@ evaluation, its mean top-1 over those folders, its many-classes count and ``ship
 
     python -m sepvit_viz.training.card assets/sepvit_lite_distilled.card.json \
         runs/run13/sepvit_lite_distilled.card.json --why "mean top-1 44.6% <= 45.7% (run 12)"
+
+A new checkpoint's card inherits its parent's ``other_runs`` when distill writes it; for a card
+written without them (or to merge another card's), ``--carry-from OLD_CARD`` copies them over::
+
+    python -m sepvit_viz.training.card runs/run20/sepvit_lite_distilled.card.json \
+        --carry-from assets/sepvit_lite_distilled.card.json
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "mean_top1", "other_run_record", "record_other_runs"]
+__all__ = ["carry_other_runs", "main", "mean_top1", "other_run_record", "record_other_runs"]
 
 
 def mean_top1(card: dict[str, Any]) -> float | None:
@@ -75,6 +81,28 @@ def record_other_runs(
     return out, messages
 
 
+def carry_other_runs(card: dict[str, Any], source: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Return a copy of ``card`` with the ``other_runs`` entries of ``source`` appended, as recorded
+    there, and one message per entry. An entry of a run that is ``card``'s own, in its ``lineage`` or
+    already in its ``other_runs`` is left out (the card's own record of a run wins)."""
+    out = dict(card)
+    others = list(out.get("other_runs") or [])
+    taken = {r.get("run") for r in out.get("lineage") or []} | {out.get("run")} | {r.get("run") for r in others}
+    messages: list[str] = []
+    for record in source.get("other_runs") or []:
+        name = record.get("run") if isinstance(record, dict) else None
+        if not name:
+            raise ValueError("an other_runs entry without a 'run' name in the card to carry from")
+        if name in taken:
+            messages.append(f"{name}: already in the card, not carried")
+            continue
+        others.append(dict(record))
+        taken.add(name)
+        messages.append(f"{name}: carried")
+    out["other_runs"] = others
+    return out, messages
+
+
 def _read_card(path: str | Path) -> dict[str, Any]:
     try:
         card = json.loads(Path(path).read_text())
@@ -88,12 +116,25 @@ def _read_card(path: str | Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sepvit_viz.training.card", description=__doc__.splitlines()[0])
     p.add_argument("card", help="the card to update, e.g. assets/sepvit_lite_distilled.card.json")
-    p.add_argument("runs", nargs="+", help="cards of finished, evaluated runs that were not shipped")
+    p.add_argument("runs", nargs="*", help="cards of finished, evaluated runs that were not shipped")
     p.add_argument("--why", help="why they were not shipped (the rule and the figures), recorded with each")
+    p.add_argument(
+        "--carry-from",
+        metavar="CARD",
+        help="also copy this card's other_runs (e.g. the card a new checkpoint replaces)",
+    )
     args = p.parse_args(argv)
+    if not args.runs and not args.carry_from:
+        p.error("give run cards to record, --carry-from CARD, or both")
     try:
-        card = _read_card(args.card)
-        updated, messages = record_other_runs(card, [_read_card(r) for r in args.runs], args.why)
+        updated = _read_card(args.card)
+        messages: list[str] = []
+        if args.carry_from:
+            updated, carried = carry_other_runs(updated, _read_card(args.carry_from))
+            messages += carried
+        if args.runs:
+            updated, recorded = record_other_runs(updated, [_read_card(r) for r in args.runs], args.why)
+            messages += recorded
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -634,7 +634,8 @@ class Distiller:
 
     def lineage_fields(self) -> dict[str, Any]:
         """``run``, ``initialised_from``, ``lineage`` (every earlier run of the chain, oldest first, from
-        the parent's card) and totals over the chain, for the model card."""
+        the parent's card), the parent's ``other_runs`` (runs off the chain) and totals over the chain,
+        for the model card."""
         out: dict[str, Any] = {"run": self.cfg.name}
         parent = self.parent_card
         if not self.cfg.init_from:
@@ -645,6 +646,11 @@ class Distiller:
             return out
         out["initialised_from"] = {"checkpoint": self.cfg.init_from, "run": parent.get("run", "unnamed")}
         out["lineage"] = [*parent.get("lineage", []), lineage_record(parent)]
+        # runs off the chain stay on record when a descendant ships (their own cards may be gone)
+        chain = {r.get("run") for r in out["lineage"]} | {self.cfg.name}
+        others = [r for r in parent.get("other_runs") or [] if isinstance(r, dict) and r.get("run") not in chain]
+        if others:
+            out["other_runs"] = others
         seen = parent.get("total_images_seen_including_initialisation", parent.get("images_seen", 0))
         hours = parent.get("total_train_time_hours_including_initialisation", parent.get("train_time_hours", 0.0))
         out["total_images_seen_including_initialisation"] = seen + self.images_seen
