@@ -1,7 +1,9 @@
 """``python -m sepvit_viz COMMAND ...``: a thin dispatcher to the subcommands' own ``main(argv)``.
 
 Add a subcommand by adding ``name: (module, one-line help)`` to :data:`COMMANDS`; the module needs a
-``main(argv: list[str]) -> int``. Modules are imported only when their command runs.
+``main(argv: list[str]) -> int``. Modules are imported only when their command runs. Ctrl-C ends a
+command with exit status 130 and an ``OSError`` from the machine (a full disk, a read-only folder)
+with status 1, each as one line on stderr, not a traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ def main(argv: list[str] | None = None) -> int:
         print(unknown + usage, file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    try:
+        return int(module.main(argv[1:]) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        # the machine, not the input: a full disk, a folder that became read-only, a vanished source
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

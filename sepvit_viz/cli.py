@@ -1,6 +1,6 @@
-"""``python -m sepvit_viz render``: attention pictures for a photo or a folder of photos.
+"""python -m sepvit_viz render: attention pictures for photos or folders of photos.
 
-    python -m sepvit_viz render PHOTO_OR_FOLDER --out DIR [--model NAME] [--checkpoint PATH]
+    python -m sepvit_viz render PHOTO_OR_FOLDER... --out DIR [--model NAME] [--checkpoint PATH]
         [--size 224 | --size 320x224] [--fit crop|aspect] [--block all|0,2,stages.1.blocks.1] [--head mean|max|min|N]
         [--cmap inferno] [--alpha 0.6] [--point Y,X] [--views tokens,pixel,...] [--figures] [--gallery]
         [--npz]
@@ -137,7 +137,9 @@ def _point(text: str) -> tuple[int, int]:
 
 
 def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("source", type=Path, help="a photo, or a folder of photos (not recursive)")
+    p.add_argument(
+        "source", type=Path, nargs="+", help="photos, or folders of photos (not recursive), e.g. a shell glob"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--model", default="sepvit_lite", help="model variant (default sepvit_lite)")
     p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")
@@ -185,15 +187,23 @@ def _check_point(point: tuple[int, int] | None, size: tuple[int, int]) -> None:
         )
 
 
-def _photos(source: Path) -> list[Path]:
-    if source.is_dir():
-        found = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise SystemExit(f"error: no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
-        return found
-    if not source.is_file():
-        raise SystemExit(f"error: {source} does not exist")
-    return [source]
+def _photos(sources: Sequence[Path]) -> list[Path]:
+    """The photos ``sources`` name, in order: a file as given, a folder's image files (sorted, not
+    recursive); each photo once (by resolved path: ``a.jpg ./a.jpg`` or a file also found through its
+    folder). ``SystemExit`` with a message for a source that does not exist or a folder without photos."""
+    found: dict[Path, Path] = {}
+    for source in sources:
+        if source.is_dir():
+            inside = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise SystemExit(f"error: no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
+        elif source.is_file():
+            inside = [source]
+        else:
+            raise SystemExit(f"error: {source} does not exist")
+        for p in inside:
+            found.setdefault(p.resolve(), p)
+    return list(found.values())
 
 
 def _blocks_without_head(model: SepViT, blocks: Sequence[int], head: maps.HeadSelect) -> list[str]:
@@ -204,6 +214,8 @@ def _blocks_without_head(model: SepViT, blocks: Sequence[int], head: maps.HeadSe
 
 
 def _select_blocks(spec: str, names: Sequence[str]) -> list[int]:
+    """Indices of the blocks ``--block`` selects ('all', 0-based indices or names, comma-separated);
+    ``SystemExit`` with a message for an unknown block or a selection of none (``--block ""``)."""
     if spec.strip().lower() == "all":
         return list(range(len(names)))
     out = []
@@ -214,22 +226,32 @@ def _select_blocks(spec: str, names: Sequence[str]) -> list[int]:
             out.append(list(names).index(item))
         else:
             raise SystemExit(f"error: unknown block {item!r}; blocks are 0..{len(names) - 1} or {', '.join(names)}")
+    if not out:
+        raise SystemExit(f"error: --block {spec!r} names no block; give 'all', 0..{len(names) - 1} or block names")
     return sorted(set(out))
 
 
-def _unique_dir(stem: str, taken: set[str]) -> str:
+def _unique_dir(stem: str, taken: set[str], out: Path | None = None) -> str:
     """A folder name under ``--out`` for a photo with file stem ``stem``: never a path (``..``, ``.``,
-    separators), never hidden, and unique among ``taken`` (case-folded names, so that ``Cat.jpg`` and
-    ``cat.png`` do not share a folder on a case-insensitive file system; hold ``"index.html"``)."""
-    base = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", stem).strip() or "photo"
+    separators), never hidden, valid UTF-8 (bytes a file name holds that are not, as Python's lone
+    surrogates, become ``_``, so index.html can name and link it), and unique among ``taken``
+    (case-folded names, so that ``Cat.jpg`` and ``cat.png`` do not share a folder on a case-insensitive
+    file system; hold ``"index.html"``). With ``out``, a name that is already there as a file or a
+    symbolic link is skipped too: a folder cannot be made there, or it would lead outside ``out``."""
+    base = re.sub(r'[\\/:*?"<>|\x00-\x1f\ud800-\udfff]', "_", stem).strip() or "photo"
     if base.startswith("."):
         base = "_" + base
     name, k = base, 1
-    while name.casefold() in taken:
+    while name.casefold() in taken or (out is not None and _not_a_folder(out / name)):
         k += 1
         name = f"{base}_{k}"
     taken.add(name.casefold())
     return name
+
+
+def _not_a_folder(path: Path) -> bool:
+    """True when ``path`` exists as something other than a plain folder (a file, a symbolic link)."""
+    return path.is_symlink() or (path.exists() and not path.is_dir())
 
 
 def _save(rgb: np.ndarray, path: Path) -> str:
@@ -385,7 +407,8 @@ def _write_index(out: Path, entries: list[dict], model_name: str, warning: str |
                 parts.append(f"<p>{e(block_note)}</p>")
             parts += ["<div>", *(_figure(f"{d}/{f}", f"{v} · {f}") for v, f in files), "</div>"]
     path = out / "index.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    # errors="replace": a photo name holding bytes that are not UTF-8 is shown with '?', not a traceback
+    path.write_text("\n".join(parts), encoding="utf-8", errors="replace")
     return path
 
 
@@ -395,6 +418,8 @@ def run_render(args: argparse.Namespace) -> int:
     bad = [v for v in wanted if v not in views.CLI_VIEWS]
     if bad:
         raise SystemExit(f"error: unknown views {bad}; choose from {','.join(views.CLI_VIEWS)}")
+    if not wanted:
+        raise SystemExit(f"error: --views names no view; choose from {','.join(views.CLI_VIEWS)}")
     if not 0.0 <= args.alpha <= 1.0:
         raise SystemExit("error: --alpha must be within 0..1")
     try:
@@ -433,7 +458,7 @@ def run_render(args: argparse.Namespace) -> int:
     entries, taken, failed = [], {"index.html"}, 0
     with tqdm(total=len(photos) * len(blocks), unit="block", desc="render", file=sys.stderr) as bar:
         for photo in photos:
-            d = _unique_dir(photo.stem, taken)
+            d = _unique_dir(photo.stem, taken, args.out)
             entry: dict = {"photo": photo.name, "dir": d}
             try:
                 a = analyze(model, read_photo(photo), size=args.size, fit=args.fit, precompute=False)

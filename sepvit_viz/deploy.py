@@ -79,11 +79,16 @@ def _lfs_matched(rel: str) -> bool:
 
 
 def _tracked(root: Path) -> list[str]:
-    """Files git tracks under ``root`` (posix paths relative to it)."""
-    out = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True, timeout=60
-    ).stdout.decode()
-    return sorted(p for p in out.split("\0") if p)
+    """Files git tracks under ``root`` (posix paths relative to it); ``ValueError`` with git's reason
+    when they cannot be listed (not a git checkout, e.g. an unpacked archive, or git not installed)."""
+    try:
+        run = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        reason = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) else e
+        raise ValueError(
+            f"cannot list the files git tracks in {root} ({reason}): a Space is deployed from a git checkout"
+        ) from None
+    return sorted(p for p in run.stdout.decode().split("\0") if p)
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,14 @@ class AmbiguousClassError(SettingsError):
     """A class name that several classes share (ImageNet has two "crane"s and two "maillot"s)."""
 
 
+#: A decimal integer as text: one optional sign, then at most 100 digits ("+-1" and "²" pass
+#: ``str.isdigit`` checks but not ``int()``, nor do more than 4,300 digits; 100 is past every range).
+_INT_TEXT: Final[re.Pattern[str]] = re.compile(r"[+-]?\d{1,100}")
+
+
 def _as_int(value: object, what: str) -> int:
-    """int, integral float (Gradio numbers are floats) or a decimal string -> int."""
+    """int, integral float (Gradio numbers are floats) or a decimal string -> int; anything else is a
+    :class:`SettingsError`, never a bare ``ValueError``."""
     if isinstance(value, bool):
         raise SettingsError(f"{what} must be a whole number, got {value!r}.")
     if isinstance(value, numbers.Integral):
@@ -89,7 +95,7 @@ def _as_int(value: object, what: str) -> int:
         if math.isfinite(value) and float(value).is_integer():
             return int(value)
         raise SettingsError(f"{what} must be a whole number, got {value!r}.")
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
         return int(value.strip())
     raise SettingsError(f"{what} must be a whole number, got {value!r}.")
 
@@ -145,7 +151,7 @@ def validate_head(value: object, num_heads: int) -> int | str:
         text = value.strip().lower()
         if text in FUSIONS:
             return text
-        if not text.lstrip("+-").isdigit():
+        if not _INT_TEXT.fullmatch(text):
             raise SettingsError(
                 f"Unknown head {value!r}: choose a head from 0 to {num_heads - 1} or one of {', '.join(FUSIONS)}."
             )
@@ -228,7 +234,7 @@ def resolve_class(value: object, class_names: Sequence[str]) -> int:
         if same:
             return same[0]
         digits = text[1:] if text.startswith("#") else text
-        if not re.fullmatch(r"[+-]?\d+", digits):  # a signed number is an index (range checked below)
+        if not _INT_TEXT.fullmatch(digits):  # a signed number is an index (range checked below)
             raise SettingsError(f"There is no class named {text!r}.{_did_you_mean(text, class_names)}")
         value = int(digits)
     index = _as_int(value, "The class")

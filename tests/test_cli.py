@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -295,6 +297,8 @@ def test_fit_aspect_keeps_the_photo_shape(folder, tmp_path):
         (["--head", "4"], "at most 4 head(s), 0 to 3"),  # sepvit_test: 1, 1, 1, 2, 2, 4, 4 heads
         (["--head", "2", "--block", "0,1"], "at most 1 head(s), 0 to 0"),
         (["--head=-1"], "head indices start at 0"),
+        (["--block", ","], "names no block"),  # an empty selection rendered nothing and said rc 0
+        (["--views", " "], "names no view"),
     ],
 )
 def test_bad_arguments_fail_clearly(folder, tmp_path, capsys, extra, message):
@@ -440,6 +444,39 @@ def test_photo_names_never_leave_out_or_take_the_index(tmp_path):
         assert (out / link).resolve().is_relative_to(out.resolve())
 
 
+def test_a_file_or_link_in_out_named_like_a_photo_is_left_alone(folder, tmp_path):
+    """``--out`` already holding a file named like a photo's folder ended the batch in a
+    FileExistsError traceback; a symbolic link there led the pictures outside ``--out``."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "cat").write_text("the user's file")
+    shutil.copy(folder / "cat.jpg", folder / "dog.jpg")
+    (out / "dog").symlink_to(elsewhere, target_is_directory=True)
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "tokens"]
+    assert main(["render", str(folder), "--out", str(out), *args]) == 0
+    assert (out / "cat").read_text() == "the user's file" and list(elsewhere.iterdir()) == []
+    assert {p.name for p in out.iterdir() if p.is_dir() and not p.is_symlink()} == {"cat_2", "cat_3", "dog_2"}
+    assert all((out / f).is_file() for f in linked_files(out / "index.html"))
+
+
+def test_a_photo_name_that_is_not_utf8_is_rendered_and_linked(tmp_path):
+    """A name with Latin-1 bytes (an old camera archive) made index.html fail to encode: the batch
+    ended in a UnicodeEncodeError after rendering everything, with no index."""
+    from urllib.parse import unquote
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    name = os.path.join(os.fsencode(d), b"caf\xe9.png")
+    Image.fromarray(RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(name, format="PNG")
+    out = tmp_path / "out"
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "tokens"]
+    assert main(["render", str(d), "--out", str(out), *args]) == 0
+    assert [p.name for p in out.iterdir() if p.is_dir()] == ["caf_"]
+    links = linked_files(out / "index.html")
+    assert links and all((out / unquote(f)).is_file() for f in links)
+
+
 def test_an_out_that_is_a_file_fails_clearly_before_the_model_loads(folder, tmp_path, monkeypatch):
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -457,3 +494,34 @@ def test_the_dispatcher_prints_help_to_stdout_and_names_an_unknown_command(capsy
     assert main(["bogus"]) == 2
     err = capsys.readouterr().err
     assert "unknown command 'bogus'" in err and "render" in err
+
+
+def test_several_sources_as_a_shell_glob_gives_them_render_each_photo_once(folder, tmp_path):
+    other = tmp_path / "more"
+    other.mkdir()
+    Image.fromarray(RNG.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(other / "dog.png")
+    out = tmp_path / "out"
+    args = ["--model", "sepvit_test", "--size", "48", "--block", "0", "--views", "tokens"]
+    # what `render photos/*.jpg more` becomes after the shell; cat.jpg again through .. is the same photo
+    sources = [str(folder / "cat.jpg"), str(folder / ".." / folder.name / "cat.jpg"), str(other)]
+    assert main(["render", *sources, "--out", str(out), *args]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["cat", "dog"]
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["render", str(folder / "cat.jpg"), str(tmp_path / "missing.jpg"), "--out", str(out), *args])
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "message"),
+    [
+        (OSError(28, "No space left on device", "/out/cat/input.png"), 1, "No space left on device: /out/cat"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_a_full_disk_or_ctrl_c_ends_with_one_line_not_a_traceback(monkeypatch, capsys, raised, code, message):
+    def fail(argv):
+        raise raised
+
+    monkeypatch.setattr(cli, "main", fail)
+    assert main(["render", "x.jpg", "--out", "o"]) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

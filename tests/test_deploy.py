@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
@@ -122,6 +123,19 @@ def test_a_readme_without_space_front_matter_is_refused(tmp_path):
     _add(root)
     with pytest.raises(ValueError, match="front matter"):
         deploy.plan(root)
+
+
+def test_a_folder_that_is_not_a_git_checkout_is_refused_clearly(tmp_path, monkeypatch, capsys):
+    """An unpacked archive (no .git): ``git ls-files`` fails, which ended the deploy in a
+    CalledProcessError traceback; now it is the ValueError that ``main`` prints as one error line."""
+    root = _mini_project(tmp_path)
+    shutil.rmtree(root / ".git")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # never find a repository above
+    with pytest.raises(ValueError, match="git checkout"):
+        deploy.plan(root)
+    monkeypatch.setattr(deploy, "plan", functools.partial(deploy.plan, root))
+    assert deploy.main(["me/x", "--dry-run"]) == 2
+    assert "error: cannot list the files git tracks" in capsys.readouterr().err
 
 
 def test_paths_outside_the_project_are_refused(tmp_path):

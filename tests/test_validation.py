@@ -68,7 +68,7 @@ def test_steps_accepted(value):
     assert validate_steps(value) == int(float(value))
 
 
-@pytest.mark.parametrize("value", [0, -5, MAX_STEPS + 1, 2.5, "many"])
+@pytest.mark.parametrize("value", [0, -5, MAX_STEPS + 1, 2.5, "many", "+-3", "²", "--8", "9" * 5000])
 def test_steps_refused(value):
     with pytest.raises(SettingsError):
         validate_steps(value)
@@ -77,7 +77,8 @@ def test_steps_refused(value):
 def test_head_indices_and_fusions():
     assert validate_head(0, 4) == 0 and validate_head("3", 4) == 3 and validate_head(2.0, 4) == 2
     assert validate_head("Mean", 4) == "mean" and validate_head("max", 4) == "max"
-    for bad in (4, -1, "7", "head 1", "average", 1.5):
+    # "+-1" and "²" passed the digit check, then int() raised a bare ValueError (the app's "unexpected error")
+    for bad in (4, -1, "7", "head 1", "average", 1.5, "+-1", "²", "-+0"):
         with pytest.raises(SettingsError):
             validate_head(bad, 4)
     with pytest.raises(SettingsError, match=r"2 heads \(indices 0 to 1\)"):
@@ -140,7 +141,7 @@ def test_unknown_class_without_neighbours_and_bad_indices():
     with pytest.raises(SettingsError) as info:
         resolve_class("qwertyuiop", CLASSES)
     assert "Did you mean" not in str(info.value)
-    for bad in (6, -1, "#99", "", "   "):
+    for bad in (6, -1, "#99", "", "   ", "#" + "9" * 5000):  # past int()'s 4,300 digits: a ValueError
         with pytest.raises(SettingsError):
             resolve_class(bad, CLASSES)
 
