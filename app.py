@@ -31,6 +31,11 @@ MODEL_WORK = dict(concurrency_id="model", concurrency_limit=limits.CONCURRENCY)
 # events that only redraw from the cached analysis
 DRAWING = dict(concurrency_id="draw", concurrency_limit=4, show_progress="minimal")
 PRIVATE = dict(api_visibility="private")
+# dropdowns whose choices depend on the analysis (blocks, heads, pairs): the page gets this model's
+# choices after each analysis, but an API call sees only the choices made at start (two heads), so
+# Gradio would refuse a head of stage 3 or 4, or a block of a variant with more blocks; the handlers
+# check every value against the analysis instead
+PER_ANALYSIS = dict(allow_custom_value=True)
 # pictures of maps and plots: Gradio's image toolbar goes above them, not over their colour bars
 MAP = [MAP_CLASS]
 
@@ -93,8 +98,9 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             value=settings.DEFAULT_TOKEN_BLOCK,
                             label="Stage and block",
                             elem_id="token_block",
+                            **PER_ANALYSIS,
                         )
-                        token_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head")
+                        token_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head", **PER_ANALYSIS)
                     with gr.Row():
                         token_img = map_image("token_img", "Window tokens over their windows (click a pixel)")
                         pixel_img = map_image("pixel_img", "The clicked pixel's attention in its window")
@@ -159,8 +165,9 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                             value=settings.DEFAULT_PWA_BLOCK,
                             label="Stage and block",
                             elem_id="pwa_block",
+                            **PER_ANALYSIS,
                         )
-                        pwa_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head")
+                        pwa_head = gr.Dropdown(handlers.head_choices(2), value="mean", label="Head", **PER_ANALYSIS)
                     with gr.Row():
                         pwa_row_img = map_image(
                             "pwa_row_img", "One window's attention over all windows (click a window)"
@@ -171,7 +178,10 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
 
                 with gr.Tab("Compare DSSA vs GSA", id="compare") as compare_tab:
                     pair = gr.Dropdown(
-                        handlers.pair_choices(handlers.default_block_table()), label="Block pair", elem_id="pair"
+                        handlers.pair_choices(handlers.default_block_table()),
+                        label="Block pair",
+                        elem_id="pair",
+                        **PER_ANALYSIS,
                     )
                     with gr.Row():
                         with gr.Column(scale=3):
@@ -236,9 +246,9 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     after = dict(fn=after_fn, inputs=after_inputs, outputs=after_outputs, **PRIVATE)
     # the shown tab's views (drawn from the analysis; the attribution tab may run its attribution)
     tab_views = [name for names in handlers.TAB_VIEWS.values() for name in names]
-    show_fn, show_inputs, show_outputs = page.handler(handlers.show_tab, analysis, tab_views)
+    show_fn, show_inputs, show_outputs = page.handler(handlers.show_tab, analysis, tab_views, progress=True)
     show = dict(fn=show_fn, inputs=show_inputs, outputs=show_outputs, **PRIVATE)
-    shown_fn, _, _ = page.handler(handlers.show_tab_after_analysis, analysis, tab_views)
+    shown_fn, _, _ = page.handler(handlers.show_tab_after_analysis, analysis, tab_views, progress=True)
     show_after = dict(show, fn=shown_fn, show_progress_on=attribution_img, **MODEL_WORK)
     # the Model tab: statistics of the chosen model (computed once per model), this photo marked
     stats_args = dict(fn=model_tab.model_tab, inputs=[analysis, measure, model, hub_repo, hub_revision],

@@ -709,6 +709,23 @@ def test_attribution_progress_stays_off_the_caption():
         assert [c.elem_id for c in dep.show_progress_on] == ["attribution_img"]
 
 
+def test_an_attribution_run_by_showing_its_tab_reports_progress():
+    """Showing the attribution tab (or a new photo while it is shown) runs its attribution, Integrated
+    Gradients for one; those events took no gr.Progress, so the picture showed no progress bar."""
+    import app
+
+    shows = [d for d in app.demo.fns.values() if d.name in ("show_tab", "show_tab_after_analysis")]
+    assert {d.name for d in shows} == {"show_tab", "show_tab_after_analysis"}
+    for dep in shows:
+        assert any(isinstance(p.default, gr.Progress) for p in inspect.signature(dep.fn).parameters.values())
+    session = handlers.analyze(_fresh_photo(41), progress=noop)[0]
+    calls = []
+    shown = handlers.show_tab_after_analysis(
+        session, settings.Settings(tab="attribution", method="saliency"), lambda *a, **k: calls.append(k)
+    )
+    assert shown["attribution_img"] is not None and calls and "Saliency" in calls[-1]["desc"]
+
+
 def test_render_and_downloads_skip_cross_window_pictures_for_a_model_without_pwa(state, monkeypatch, no_model):
     """A model with no PWA block (every block global) still re-renders and downloads its other views."""
     args = ("top", settings.DEFAULT_METHOD, "viridis", 0.5, None, "mean", -1, -1, None, "mean", -1, None, "dwa")
@@ -1142,6 +1159,29 @@ def test_launched_app_reports_bad_settings_clearly(client):
         msg = str(info.value)
         assert match in msg and "Traceback" not in msg, msg
     assert "Model:" in client.predict(handle_file(EXAMPLE), api_name="/analyze")[0]
+
+
+@pytest.mark.slow
+def test_launched_app_takes_the_heads_of_every_stage(app_url):
+    """An API call sees the head dropdowns' choices made at start (two heads, stage 2's): Gradio refused
+    head 2 and up of stages 3 (four heads) and 4 (eight) before the handlers saw them (so would it a
+    block of a variant with more blocks). The handlers check them against the analysis."""
+    client = Client(app_url, verbose=False)  # a session of its own
+    client.predict(handle_file(EXAMPLE), api_name="/analyze")
+    _, caption, _, _ = client.predict(
+        "stages.2.blocks.0", "3", "inferno", 0.6, -1, -1, "dwa", api_name="/window_tokens"
+    )
+    assert "head 3" in caption
+    _, fused, _, _ = client.predict(
+        "stages.2.blocks.0", "MAX", "inferno", 0.6, -1, -1, "dwa", api_name="/window_tokens"
+    )
+    assert "max of heads" in fused
+    _, _, pixel_caption = client.predict("stages.3.blocks.0", "7", 3, 3, "inferno", 0.6, "dwa", api_name="/pixel_query")
+    assert "head 7" in pixel_caption
+    _, _, pwa_caption = client.predict("stages.2.blocks.0", "3", -1, "inferno", 0.6, api_name="/cross_window")
+    assert "head 3" in pwa_caption
+    with pytest.raises(Exception, match="head 9 does not exist"):  # still checked, with the handlers' message
+        client.predict("stages.2.blocks.0", "9", "inferno", 0.6, -1, -1, "dwa", api_name="/window_tokens")
 
 
 @pytest.mark.slow

@@ -181,6 +181,9 @@ def test_odd_but_valid_images_are_analysed(files, name):
         ({"opacity": 7}, "between 0 and 1"),
         ({"target": "golden retreiver"}, "Did you mean 'golden retriever'"),
         ({"target": "#5000"}, "Class numbers go from 0 to 999"),
+        # Gradio's dropdown lets a list of its choices through: a clear message, not an internal error
+        ({"method": ["saliency"]}, "Unknown attribution method"),
+        ({"model_choice": ["default"]}, "Unknown model choice"),
     ],
 )
 def test_impossible_settings(files, settings, match):
@@ -358,6 +361,8 @@ def test_launched_app_will_not_read_a_path_outside_its_uploads(served, tmp_path)
         (lambda s: handlers.window_tokens(s, None, "mean", "inferno", 0.6, True, False), "two numbers"),
         (lambda s: handlers.faithfulness(s, "top", "gradcam", "every method", 2, progress=noop), "Unknown score"),
         (lambda s: handlers.faithfulness(s, "top", "gradcam", "this method", 2, "yes", progress=noop), "sanity"),
+        (lambda s: handlers.explain(s, "top", ["saliency"], "inferno", 0.6, progress=noop), "Unknown attribution"),
+        (lambda s: handlers.faithfulness(s, "top", ["gradcam"], progress=noop), "Unknown attribution method"),
     ],
 )
 def test_impossible_api_values_after_an_analysis_get_a_clear_message(files, call, match):

@@ -127,3 +127,20 @@ def test_a_session_is_busy_only_inside_in_use():
     assert a.release() is True and a.released
     with pytest.raises(handlers.SettingsError, match="press Analyze again"), a.in_use():
         pass
+
+
+def test_a_new_analysis_is_not_released_before_it_is_returned(monkeypatch):
+    """Another user's analysis arriving while /analyze draws its first pictures (the budget full) must not
+    release the new analysis under it: the request answers with its pictures, not an internal error."""
+    first, second = photos.example_photos()[:2]
+    budget = cache.SessionBudget(max_bytes=0)  # full: any other analysis releases the oldest it may
+    monkeypatch.setattr(handlers, "SESSIONS", budget)
+    others = []
+
+    def progress(*args, desc="", **kwargs):
+        if desc.startswith("Drawing") and not others:  # after the forward, before the pictures
+            others.append(_analyze(second))
+
+    session, status, _, tokens, pixel = handlers.analyze(first, resolution=128, progress=progress)
+    assert others and "Model:" in status and np.asarray(tokens).size and np.asarray(pixel).size
+    assert not session.released and others[0].released

@@ -497,7 +497,7 @@ def _parse_target(target: Any, class_names: Sequence[str], top1: int) -> int:
 
 def _check_method(method: Any) -> str:
     method = method or DEFAULT_METHOD
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:  # a list (the API's dropdown takes one) is no method
         raise SettingsError(f"Unknown attribution method {method!r}; choose one of {', '.join(METHODS)}.")
     return str(method)
 
@@ -839,19 +839,20 @@ def analyze(
         entry = MODELS.get(s.model, s.hub_repo, s.hub_revision)
         progress(0.15, desc=f"SepViT forward at {res} px")
         session = Session.of(run_forward(entry, image, res, fit))
-        fwd = session.forward
-        # the page's dropdowns may hold a block, head or pair of the last model or resolution
-        s, notes = fit_to_forward(fwd, s)
-        # every setting is checked here, so that a wrong one fails the call, not a later view
-        _parse_target(s.target, fwd.class_names, session.top1)
-        _view_settings(session, s, s.token_block, s.token_head)
-        if s.pwa_block is not None:  # None: this model has no PWA at this input
-            _pwa_settings(session, s)
-        if s.pair is not None:
-            _compare_settings(session, s)
-        progress(0.9, desc="Drawing the window tokens")
-        tok, pix = _token_views(session, s)
-        return session, status_markdown(fwd, notes), top5(fwd), tok.picture, pix.picture
+        with _using(session):  # held: another user's analysis cannot release it mid-request
+            fwd = session.forward
+            # the page's dropdowns may hold a block, head or pair of the last model or resolution
+            s, notes = fit_to_forward(fwd, s)
+            # every setting is checked here, so that a wrong one fails the call, not a later view
+            _parse_target(s.target, fwd.class_names, session.top1)
+            _view_settings(session, s, s.token_block, s.token_head)
+            if s.pwa_block is not None:  # None: this model has no PWA at this input
+                _pwa_settings(session, s)
+            if s.pair is not None:
+                _compare_settings(session, s)
+            progress(0.9, desc="Drawing the window tokens")
+            tok, pix = _token_views(session, s)
+            return session, status_markdown(fwd, notes), top5(fwd), tok.picture, pix.picture
 
 
 #: How many values :func:`analyze` returns (the session first).
@@ -981,12 +982,12 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
         return out
 
 
-def show_tab(session: Session | None, s: Settings) -> dict[str, Any]:
+def show_tab(session: Session | None, s: Settings, progress: Any = None) -> dict[str, Any]:
     """The pictures and captions of tab ``s.tab`` (:data:`TAB_VIEWS`) for the analysis in ``session``,
     by name, drawn from it (or given back from its pictures): the forward never runs again. The
     attribution tab runs its attribution when this photo, class and method have none yet (the one
-    model run here). ``{}`` for a tab without such views (Model, Downloads), before any analysis and
-    for an unknown tab."""
+    model run here; ``progress``: Gradio's tracker, for it). ``{}`` for a tab without such views (Model,
+    Downloads), before any analysis and for an unknown tab."""
     if not _live(session) or s.tab not in TAB_VIEWS:
         return {}
     with _user_errors(ran_model=s.tab == "attribution"), _using(session):
@@ -999,7 +1000,7 @@ def show_tab(session: Session | None, s: Settings) -> dict[str, Any]:
                 "pixel_caption": pix.caption,
             }
         if s.tab == "attribution":
-            view = _attribution_view(session, s)
+            view = _attribution_view(session, s, _progress_fn(progress, 0.0, 1.0))
             return {"attribution_img": view.picture, "attribution_caption": _attribution_caption(session, s, view)}
         if s.tab == "pwa":
             block = _pwa_block_or_none(session, s)
@@ -1030,10 +1031,10 @@ def tab_marker(tab: str) -> Callable[[], str]:
     return mark
 
 
-def show_tab_after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
+def show_tab_after_analysis(session: Session | None, s: Settings, progress: Any = None) -> dict[str, Any]:
     """:func:`show_tab` for the event after a new analysis: the visible tab's views, but not the first
     tab's, which :func:`analyze` returned already."""
-    return {} if s.tab == TABS[0] else show_tab(session, s)
+    return {} if s.tab == TABS[0] else show_tab(session, s, progress)
 
 
 NO_PWA = "This model has no window-to-window attention at this resolution."
@@ -1061,9 +1062,11 @@ def _attribution_caption(session: Session, s: Settings, view: views.View) -> str
 def head_update(session: Session | None, block: str | None, head: Any) -> Any:
     """Head dropdown choices for a block (keeps the head when the new block has it)."""
     num = None
-    if _live(session):
+    # read once: the memory budget may release the analysis (forward -> None) at any moment
+    fwd = session.forward if _live(session) else None
+    if fwd is not None:
         try:
-            num = session.forward.record(block).num_heads
+            num = fwd.record(block).num_heads
         except SettingsError:
             num = None
     if num is None:

@@ -159,6 +159,8 @@ class ModelStore:
     ) -> tuple[ModelKey, Loader]:
         """(key, loader) for a model choice; raises :class:`SettingsError` for an unknown one."""
         choice = choice or MODEL_DEFAULT
+        if not isinstance(choice, str):  # a list: the API's dropdown takes one of its choices in a list
+            raise SettingsError(f"Unknown model choice {choice!r}; choose one from the list.")
         if choice == MODEL_DEFAULT:
             if DEFAULT_CHECKPOINT.is_file():
                 return ModelKey("default", version=_version(DEFAULT_CHECKPOINT)), load_default

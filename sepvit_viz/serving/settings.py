@@ -103,17 +103,26 @@ class Binding:
         return {self.components[k]: v for k, v in values.items()}
 
     def handler(
-        self, fn: Callable[[Any, Settings], Mapping[str, Any]], state: Any, names: list[str]
+        self, fn: Callable[..., Mapping[str, Any]], state: Any, names: list[str], progress: bool = False
     ) -> tuple[Callable[[dict], dict], set, set]:
         """(callable, inputs, outputs) for an event: ``fn`` gets the state's value and the settings of
         every bound control, and returns values for some of ``names`` (those it leaves out do not
-        change; ``{}`` changes nothing)."""
+        change; ``{}`` changes nothing). ``progress``: ``fn`` also takes ``progress=``, Gradio's
+        progress tracker (for work that may run long, such as an attribution)."""
 
-        def run(data: dict) -> Any:
-            out = self.write(fn(data.get(state), self.read(data)))
+        def call(data: dict, **kwargs: Any) -> Any:
+            out = self.write(fn(data.get(state), self.read(data), **kwargs))
             # Gradio reads an empty dict as one value (too few for several outputs): say "no change"
             return out if out else gr.skip()
 
+        def run(data: dict) -> Any:
+            return call(data)
+
+        def run_with_progress(data: dict, progress: Any = gr.Progress()) -> Any:  # noqa: B008 (Gradio finds it by this default)
+            return call(data, progress=progress)
+
+        if progress:
+            run = run_with_progress
         run.__name__ = run.__qualname__ = getattr(fn, "__name__", "run")
 
         inputs = {state, *(c for n, c in self.components.items() if n in {f.name for f in fields(Settings)})}
