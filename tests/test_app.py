@@ -127,6 +127,9 @@ def test_clearing_the_photo_changes_nothing(state):
         settings.DEFAULT_PWA_BLOCK,
         "mean",
         None,
+        "aspect",
+        False,
+        "dwa",
         state,
         progress=noop,
     )
@@ -1266,3 +1269,37 @@ def test_attribution_caption_names_the_method_settings(state):
     change how the map reads, so the caption says them (``attribution.describe``)."""
     _, caption = handlers.explain(state, "top", "gradcam", "inferno", 0.6, progress=noop)
     assert caption.startswith("**Grad-CAM** (stage 4 feature map, positive part) for class **")
+
+
+def test_a_slow_result_for_an_earlier_photo_does_not_replace_the_new_photos():
+    """A tab analyses photo A, starts a slow attribution, then analyses photo B: when the attribution
+    (or a faithfulness score) of A ends, the page keeps B's pictures (gr.skip()); another tab, and the
+    tab's own newest analysis, are answered as always."""
+    import types
+
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    tab, other = types.SimpleNamespace(session_hash="tab-1"), types.SimpleNamespace(session_hash="tab-2")
+    first, second = photos.example_photos()[:2]
+    old = handlers.analyze(first, progress=noop, request=tab)[0]
+    new = handlers.analyze(second, progress=noop, request=tab)[0]
+    explain = ("top", "saliency", "inferno", 0.6)
+    assert handlers.explain(old, *explain, progress=noop, request=tab) == (gr.skip(), gr.skip())
+    assert handlers.faithfulness(old, "top", "saliency", "this method", 4, progress=noop, request=tab) == (
+        gr.skip(),
+        gr.skip(),
+    )
+    picture, caption = handlers.explain(new, *explain, progress=noop, request=tab)
+    assert not_blank(picture) and "Saliency" in caption
+    picture, _ = handlers.explain(old, *explain, progress=noop, request=other)  # tab 2 analysed nothing newer
+    assert not_blank(picture)
+    # Gradio hands these handlers the progress tracker and the request (positional parameters only)
+    for fn in (handlers.analyze, handlers.analyze_new_photo, handlers.explain, handlers.faithfulness):
+        request = gr.Request(username=None, session_hash="abc")
+        given = [None] * (len(inspect.signature(fn).parameters) - 2)  # every input, as the event sends them
+        inputs, progress_index, *_ = special_args(fn, inputs=given, request=request)
+        assert request in inputs and progress_index is not None, fn.__name__
+    # the photo's change event takes analyze's inputs in analyze's order, then the current session
+    names = list(inspect.signature(handlers.analyze_new_photo).parameters)
+    assert names[:-3] == list(inspect.signature(handlers.analyze).parameters)[:-2] and names[-3] == "current"

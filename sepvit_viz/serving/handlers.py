@@ -16,6 +16,7 @@ pixel or window) are drawn from it without running the model again.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -244,6 +245,9 @@ class Forward:
         return self.records[self.index(name)]
 
 
+_SERIALS = itertools.count()
+
+
 @dataclass
 class Session:
     """What the app keeps per user (in a ``gr.State``): the forward and what was computed from it.
@@ -273,6 +277,8 @@ class Session:
     #: Requests reading this analysis now (:meth:`in_use`); the memory budget never releases it then.
     _busy: int = field(default=0, repr=False)
     _busy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Which analysis this is, in the order they were made (:func:`_superseded` compares them).
+    serial: int = field(default_factory=lambda: next(_SERIALS))
 
     @property
     def nbytes(self) -> int:
@@ -565,6 +571,34 @@ RELEASED_MESSAGE = (
 )
 
 
+#: The last analysis made for each browser session (Gradio's ``session_hash``: a tab, or an API
+#: client), by serial; bounded, the oldest forgotten first.
+_LATEST: OrderedDict[str, int] = OrderedDict()
+_LATEST_LOCK = threading.Lock()
+_LATEST_MAX = 4096
+
+
+def _mark_latest(session: Session, request: gr.Request | None) -> None:
+    """Record ``session`` as the newest analysis of the request's browser session."""
+    key = getattr(request, "session_hash", None)
+    if key is None:
+        return
+    with _LATEST_LOCK:
+        _LATEST[key] = session.serial
+        _LATEST.move_to_end(key)
+        while len(_LATEST) > _LATEST_MAX:
+            _LATEST.popitem(last=False)
+
+
+def _superseded(session: Session, request: gr.Request | None) -> bool:
+    """True when the request's browser session has analysed another photo since ``session`` was made:
+    a slow attribution or score that ends then must not put the old photo's result on the page."""
+    key = getattr(request, "session_hash", None)
+    with _LATEST_LOCK:
+        latest = _LATEST.get(key) if key is not None else None
+    return latest is not None and latest > session.serial
+
+
 @contextmanager
 def _using(session: Session | None) -> Iterator[Session]:
     """The user's analysis, held for the ``with`` body (:meth:`Session.in_use`: the memory budget
@@ -791,6 +825,7 @@ def analyze(
     smooth: Any = False,
     pixel_view: str | None = "dwa",
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
+    request: gr.Request | None = None,
 ) -> tuple[Any, ...]:
     """The main endpoint: a photo in; the top-5 classes and the first tab's pictures out. ``fit``:
     ``"aspect"`` (default: the model input takes the photo's shape, the shorter side at
@@ -839,6 +874,7 @@ def analyze(
         entry = MODELS.get(s.model, s.hub_repo, s.hub_revision)
         progress(0.15, desc=f"SepViT forward at {res} px")
         session = Session.of(run_forward(entry, image, res, fit))
+        _mark_latest(session, request)  # a slower request on an earlier photo of this tab now shows nothing
         with _using(session):  # held: another user's analysis cannot release it mid-request
             fwd = session.forward
             # the page's dropdowns may hold a block, head or pair of the last model or resolution
@@ -859,13 +895,36 @@ def analyze(
 ANALYZE_OUTPUTS = 5
 
 
-def analyze_new_photo(*args: Any, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+def analyze_new_photo(
+    photo: Any,
+    model_choice: str | None,
+    hub_repo: str | None,
+    hub_revision: str | None,
+    resolution: Any,
+    target: Any,
+    method: str | None,
+    cmap: str | None,
+    opacity: Any,
+    token_block: str | None,
+    token_head: Any,
+    pwa_block: str | None,
+    pwa_head: Any,
+    pair: str | None,
+    fit: str | None,
+    smooth: Any,
+    pixel_view: str | None,
+    current: Session | None,
+    progress: Any = gr.Progress(),  # noqa: B008
+    request: gr.Request | None = None,
+) -> tuple[Any, ...]:
     """:func:`analyze` for the photo's change event (its inputs, then the current session); clearing
-    the photo keeps everything as it is."""
-    *inputs, current = args
-    if inputs[0] is None:
+    the photo keeps everything as it is. Every parameter is positional: Gradio hands the progress
+    tracker and the request only to those (not after ``*args``)."""
+    if photo is None:
         return (current, *(gr.update() for _ in range(ANALYZE_OUTPUTS - 1)))
-    return analyze(*inputs, progress=progress)
+    inputs = (photo, model_choice, hub_repo, hub_revision, resolution, target, method, cmap, opacity)
+    inputs += (token_block, token_head, pwa_block, pwa_head, pair, fit, smooth, pixel_view)
+    return analyze(*inputs, progress=progress, request=request)
 
 
 def top5(fwd: Forward) -> dict[str, float]:
@@ -1085,15 +1144,20 @@ def explain(
     opacity: Any,
     smooth: Any = False,
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
+    request: gr.Request | None = None,
 ) -> tuple[Any, ...]:
     """Attribution overlay for a chosen class and method (the model runs only for a new pair);
     ``smooth`` shows it destriped (display only). Returns (picture, caption); the session is updated
-    in place and is not an output (a slow call cannot put back an analysis a new photo replaced)."""
+    in place and is not an output (a slow call cannot put back an analysis a new photo replaced).
+    When the same browser tab has analysed another photo while this ran, nothing changes on the page
+    (``gr.skip()`` for both): the old photo's map must not replace the new photo's."""
     with _user_errors(ran_model=True), _using(session) as session:
         s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity, smooth=smooth)
         method = _check_method(s.method)
         progress(0.0, desc=f"{METHODS[method].label}")
         view = _attribution_view(session, s, _progress_fn(progress, 0.0, 1.0))
+        if _superseded(session, request):
+            return gr.skip(), gr.skip()
         return view.picture, _attribution_caption(session, s, view)
 
 
@@ -1291,6 +1355,7 @@ def faithfulness(
     steps: Any = FAITH_STEPS,
     sanity: Any = False,
     progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds its tracker by this default)
+    request: gr.Request | None = None,
 ) -> tuple[Any, ...]:
     """Faithfulness of the chosen method (or every method) for the chosen class, with a verdict against
     the random map (:func:`sepvit_viz.explain.scorecard.faithfulness_table`, light preset :data:`FAITH_PRESET`),
@@ -1300,7 +1365,8 @@ def faithfulness(
     Progress: each attribution still to compute, then each method's measures.
     Returns (table rows as :data:`FAITH_HEADERS`, deletion / insertion curves plot of this table).
     The session is updated in place and is not an output: a slow call that ends after a new photo's
-    analysis cannot put the old analysis back.
+    analysis cannot put the old analysis back, and its table and plot are not shown then (``gr.skip()``
+    for both, as in :func:`explain`).
     """
     with _user_errors(ran_model=True), _using(session) as session:
         tgt = _parse_target(target, session.forward.class_names, session.top1)
@@ -1339,6 +1405,8 @@ def faithfulness(
         for row in card.rows:  # the curves plot (mean fill): the shown table's own curves, not computed again
             if "mean" in row.curves:  # a constant map has none (not scored)
                 session.curves[(row.method, tgt)] = row.curves["mean"]
+        if _superseded(session, request):
+            return gr.skip(), gr.skip()
         session.scorecard = card
         curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods if (m, tgt) in session.curves}
         name = session.forward.class_names[tgt]
