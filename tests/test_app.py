@@ -1294,6 +1294,19 @@ def test_a_slow_result_for_an_earlier_photo_does_not_replace_the_new_photos():
     assert not_blank(picture) and "Saliency" in caption
     picture, _ = handlers.explain(old, *explain, progress=noop, request=other)  # tab 2 analysed nothing newer
     assert not_blank(picture)
+    # showing a tab: the same (the attribution tab runs its attribution there)
+    shown = settings.Settings(tab="attribution", method="saliency")
+    assert (
+        handlers.show_tab(old, shown, noop, tab) == {}
+        and handlers.show_tab(old, shown.with_(tab="pwa"), None, tab) == {}
+    )
+    assert not_blank(handlers.show_tab(new, shown, noop, tab)["attribution_img"])
+    import app
+
+    for dep in (d for d in app.demo.fns.values() if d.name in ("show_tab", "show_tab_after_analysis")):
+        given = [{}]  # a handler of a set of inputs takes them as one dict
+        request = gr.Request(username=None, session_hash="abc")
+        assert request in special_args(dep.fn, inputs=given, request=request)[0], dep.name
     # Gradio hands these handlers the progress tracker and the request (positional parameters only)
     for fn in (handlers.analyze, handlers.analyze_new_photo, handlers.explain, handlers.faithfulness):
         request = gr.Request(username=None, session_hash="abc")

@@ -1041,12 +1041,19 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
         return out
 
 
-def show_tab(session: Session | None, s: Settings, progress: Any = None) -> dict[str, Any]:
+def show_tab(session: Session | None, s: Settings, progress: Any = None, request: Any = None) -> dict[str, Any]:
     """The pictures and captions of tab ``s.tab`` (:data:`TAB_VIEWS`) for the analysis in ``session``,
     by name, drawn from it (or given back from its pictures): the forward never runs again. The
     attribution tab runs its attribution when this photo, class and method have none yet (the one
     model run here; ``progress``: Gradio's tracker, for it). ``{}`` for a tab without such views (Model,
-    Downloads), before any analysis and for an unknown tab."""
+    Downloads), before any analysis, for an unknown tab, and when the request's browser tab has
+    analysed another photo meanwhile (``request``: Gradio's; the old photo's pictures must not land)."""
+    out = _tab_views(session, s, progress)
+    return {} if out and isinstance(session, Session) and _superseded(session, request) else out
+
+
+def _tab_views(session: Session | None, s: Settings, progress: Any) -> dict[str, Any]:
+    """:func:`show_tab` without the check for a newer analysis."""
     if not _live(session) or s.tab not in TAB_VIEWS:
         return {}
     with _user_errors(ran_model=s.tab == "attribution"), _using(session):
@@ -1090,10 +1097,12 @@ def tab_marker(tab: str) -> Callable[[], str]:
     return mark
 
 
-def show_tab_after_analysis(session: Session | None, s: Settings, progress: Any = None) -> dict[str, Any]:
+def show_tab_after_analysis(
+    session: Session | None, s: Settings, progress: Any = None, request: Any = None
+) -> dict[str, Any]:
     """:func:`show_tab` for the event after a new analysis: the visible tab's views, but not the first
     tab's, which :func:`analyze` returned already."""
-    return {} if s.tab == TABS[0] else show_tab(session, s, progress)
+    return {} if s.tab == TABS[0] else show_tab(session, s, progress, request)
 
 
 NO_PWA = "This model has no window-to-window attention at this resolution."

@@ -108,7 +108,8 @@ class Binding:
         """(callable, inputs, outputs) for an event: ``fn`` gets the state's value and the settings of
         every bound control, and returns values for some of ``names`` (those it leaves out do not
         change; ``{}`` changes nothing). ``progress``: ``fn`` also takes ``progress=``, Gradio's
-        progress tracker (for work that may run long, such as an attribution)."""
+        progress tracker (for work that may run long, such as an attribution), and ``request=``, the
+        event's ``gr.Request`` (which browser tab asked)."""
 
         def call(data: dict, **kwargs: Any) -> Any:
             out = self.write(fn(data.get(state), self.read(data), **kwargs))
@@ -118,8 +119,12 @@ class Binding:
         def run(data: dict) -> Any:
             return call(data)
 
-        def run_with_progress(data: dict, progress: Any = gr.Progress()) -> Any:  # noqa: B008 (Gradio finds it by this default)
-            return call(data, progress=progress)
+        def run_with_progress(
+            data: dict,
+            progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds it by this default)
+            request: gr.Request | None = None,  # Gradio finds it by this annotation
+        ) -> Any:
+            return call(data, progress=progress, request=request)
 
         if progress:
             run = run_with_progress
