@@ -1049,7 +1049,7 @@ def show_tab(session: Session | None, s: Settings, progress: Any = None, request
     Downloads), before any analysis, for an unknown tab, and when the request's browser tab has
     analysed another photo meanwhile (``request``: Gradio's; the old photo's pictures must not land)."""
     out = _tab_views(session, s, progress)
-    return {} if out and isinstance(session, Session) and _superseded(session, request) else out
+    return {} if out and _superseded(session, request) else out  # views drawn: session is a live Session
 
 
 def _tab_views(session: Session | None, s: Settings, progress: Any) -> dict[str, Any]:

@@ -111,24 +111,20 @@ class Binding:
         progress tracker (for work that may run long, such as an attribution), and ``request=``, the
         event's ``gr.Request`` (which browser tab asked)."""
 
-        def call(data: dict, **kwargs: Any) -> Any:
+        def run(data: dict, **kwargs: Any) -> Any:
             out = self.write(fn(data.get(state), self.read(data), **kwargs))
             # Gradio reads an empty dict as one value (too few for several outputs): say "no change"
             return out if out else gr.skip()
-
-        def run(data: dict) -> Any:
-            return call(data)
 
         def run_with_progress(
             data: dict,
             progress: Any = gr.Progress(),  # noqa: B008 (Gradio finds it by this default)
             request: gr.Request | None = None,  # Gradio finds it by this annotation
         ) -> Any:
-            return call(data, progress=progress, request=request)
+            return run(data, progress=progress, request=request)
 
-        if progress:
-            run = run_with_progress
-        run.__name__ = run.__qualname__ = getattr(fn, "__name__", "run")
+        handler = run_with_progress if progress else run
+        handler.__name__ = handler.__qualname__ = getattr(fn, "__name__", "run")
 
         inputs = {state, *(c for n, c in self.components.items() if n in {f.name for f in fields(Settings)})}
-        return run, inputs, {self.components[n] for n in names}
+        return handler, inputs, {self.components[n] for n in names}
