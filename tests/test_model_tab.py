@@ -171,19 +171,3 @@ def test_warm_up_computes_the_default_models_statistics(monkeypatch, counted):
     assert len(counted) == 1
     model_tab.model_tab(None, "dwa_distance", models.MODEL_DEFAULT)
     assert len(counted) == 1
-
-
-def test_the_centre_square_runs_once_per_analysis_not_per_measure(tmp_path, monkeypatch):
-    from PIL import Image
-
-    wide = tmp_path / "wide.png"
-    with Image.open(EXAMPLES[0]) as im:
-        im.convert("RGB").resize((450, 300)).save(wide)
-    session = analyze(str(wide))
-    forwards = []
-    real = stats.square_records
-    monkeypatch.setattr(stats, "square_records", lambda *a, **k: forwards.append(1) or real(*a, **k))
-    first = model_tab.model_tab(session, "pwa_distance", models.MODEL_DEFAULT)[1]
-    model_tab.model_tab(session, "dwa_distance", models.MODEL_DEFAULT)
-    assert model_tab.model_tab(session, "pwa_distance", models.MODEL_DEFAULT)[1] == first
-    assert len(forwards) == 1

@@ -76,13 +76,8 @@ def model_tab(
             records = fwd.records
             h, w = fwd.image.shape[:2]
             if h != w:  # compare like for like: the reference photos are square
-
-                def centre_square() -> list[Any]:
-                    with entry.borrow() as model:
-                        return stats.square_records(model, fwd.image)
-
-                # one forward per analysis, not one per measure picked
-                records = session.draw(("centre_square_records", entry.key), centre_square)
+                with entry.borrow() as model:
+                    records = stats.square_records(model, fwd.image)
                 s = min(h, w)
                 square_note = (
                     f" The photo was analysed at {w} x {h} px (width x height); the values marked are those of "
