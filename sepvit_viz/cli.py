@@ -79,6 +79,8 @@ output, per photo, in DIR/<photo>/:
   rollout.png (view rollout: the pooled rollout), input.png (the crop the model saw), maps.npz (--npz),
   ..._<view>_figure.png (--figures), ..._heads.png (--gallery)
 and DIR/index.html, linking every file with each photo's top-5 classes.
+Rendering into a DIR used before replaces the files of the same names and leaves the others (other
+blocks or views of the earlier run); index.html lists only this run's files. Use a new DIR to start clean.
 """
 
 #: What each per-block view shows, for the line above its picture (``{u}``: window, or group for GSA).

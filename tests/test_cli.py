@@ -525,3 +525,21 @@ def test_a_full_disk_or_ctrl_c_ends_with_one_line_not_a_traceback(monkeypatch, c
     assert main(["render", "x.jpg", "--out", "o"]) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_rendering_again_into_the_same_out_replaces_same_names_and_indexes_only_this_run(folder, tmp_path):
+    """As --help says: a second run with fewer blocks rewrites its own files, leaves the earlier run's
+    others in place, and its index.html links only what it wrote."""
+    out = tmp_path / "o"
+    args = ["--out", str(out), "--model", "sepvit_test", "--size", "64", "--views", "tokens"]
+    assert main(["render", str(folder / "cat.jpg"), *args, "--block", "0,1"]) == 0
+    first = sorted(p.name for p in (out / "cat").glob("s*.png"))
+    assert len(first) == 2
+    kept = out / "cat" / first[1]
+    stamp = kept.stat().st_mtime_ns
+    assert main(["render", str(folder / "cat.jpg"), *args, "--block", "0"]) == 0
+    assert sorted(p.name for p in (out / "cat").glob("s*.png")) == first  # the block-1 file stays
+    assert kept.stat().st_mtime_ns == stamp
+    index = (out / "index.html").read_text()
+    assert first[0] in index and first[1] not in index
+    assert "replaces the files of the same names" in cli.OUTPUT_HELP

@@ -100,6 +100,35 @@ def test_a_photo_of_another_shape_is_compared_by_its_centre_square(tmp_path):
     assert not np.allclose(np.nan_to_num(square), np.nan_to_num(other))
 
 
+def test_the_centre_square_forward_runs_once_per_analysis(tmp_path, monkeypatch):
+    """Changing the measure redraws from the kept centre-square records; a new analysis (another
+    photo) runs its own forward; the records count in the analysis's bytes and go on release."""
+    from PIL import Image
+
+    calls = []
+    real = stats.square_records
+
+    def counted(model, image):
+        calls.append(image.shape)
+        return real(model, image)
+
+    monkeypatch.setattr(stats, "square_records", counted)
+    paths = []
+    for i, size in enumerate([(450, 300), (300, 450)]):
+        paths.append(tmp_path / f"photo{i}.png")
+        with Image.open(EXAMPLES[i]) as im:
+            im.convert("RGB").resize(size).save(paths[-1])
+    first = analyze(str(paths[0]))
+    before = first.nbytes
+    captions = [model_tab.model_tab(first, m, models.MODEL_DEFAULT)[1] for m in ("pwa_distance", "dwa_distance")]
+    assert len(calls) == 1 and captions[0] != captions[1]
+    assert first.nbytes > before  # the kept records are counted
+    second = analyze(str(paths[1]))
+    model_tab.model_tab(second, "pwa_distance", models.MODEL_DEFAULT)
+    assert len(calls) == 2 and calls[1] != calls[0]
+    assert first.release() and first.square_records is None
+
+
 def test_a_released_analysis_asks_for_analyze_again():
     session = analyze(EXAMPLES[1])
     assert session.release()

@@ -265,6 +265,9 @@ class Session:
     scorecard: Scorecard | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     pictures: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
+    #: Capture records of the photo's centre square when its input was not square (the Model tab's
+    #: marks, :func:`sepvit_viz.serving.model_tab.model_tab`): made on first use, then kept.
+    square_records: list[AttentionRecord] | None = field(default=None, repr=False)
 
     #: Pictures kept per session (about 0.7 MB each at 224 px): enough that the events following one
     #: another (``/analyze``, then the secondary views) never draw a picture twice.
@@ -288,6 +291,7 @@ class Session:
         # counted in place: this runs on every draw (the budget's touch), so nothing is converted
         pictures = sum(pipeline.array_nbytes(p) for p in list(self.pictures.values()))
         extra = sum(nbytes(a) for a in list(self.attributions.values()) + list(self.curves.values()))
+        extra += pipeline.array_nbytes(self.square_records or [])
         return self.forward.nbytes + self.maps.memo_nbytes + extra + pictures
 
     @contextmanager
@@ -320,6 +324,7 @@ class Session:
                 self.scorecards.clear()
                 self.scorecard = None
                 self.pictures.clear()
+                self.square_records = None
                 return True
             finally:
                 self.lock.release()

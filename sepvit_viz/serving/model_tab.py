@@ -5,7 +5,8 @@ size on the bundled example photos (under 1 s for Lite at 224 px) and kept in th
 cache under the pool's :class:`~.models.ModelKey`, so a new or replaced checkpoint gets its own.
 The current photo's values are marked on the same axes when it was analysed with the same model: its
 capture records when its input was square, as the reference photos are, else those of one more forward
-on its centre square (another shape has other window grids and longer distances).
+on its centre square, made once per analysis (another shape has other window grids and longer
+distances).
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ def _check_measure(measure: Any) -> str:
     if measure not in stats.MEASURE_NAMES:
         raise SettingsError(f"Unknown measure {measure!r}; choose one of {', '.join(stats.MEASURE_NAMES)}.")
     return str(measure)
+
+
+def _square_records(session: Session, entry: ModelEntry, fwd: Forward) -> list[Any]:
+    """Records of ``fwd``'s centre square (one more forward), made once per analysis and kept in it.
+
+    Made outside the session's lock, which guards its drawings and would otherwise wait on a model
+    forward; two calls at once may both run it, and either result is the same.
+    """
+    records = session.square_records
+    if records is None:
+        with entry.borrow() as model:
+            records = stats.square_records(model, fwd.image)
+        if not session.released:  # a released session keeps no arrays
+            session.square_records = records
+    return records
 
 
 def reference_stats(entry: ModelEntry, size: int = DEFAULT_RESOLUTION) -> stats.ModelStats:
@@ -76,8 +92,7 @@ def model_tab(
             records = fwd.records
             h, w = fwd.image.shape[:2]
             if h != w:  # compare like for like: the reference photos are square
-                with entry.borrow() as model:
-                    records = stats.square_records(model, fwd.image)
+                records = _square_records(session, entry, fwd)
                 s = min(h, w)
                 square_note = (
                     f" The photo was analysed at {w} x {h} px (width x height); the values marked are those of "
