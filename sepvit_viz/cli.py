@@ -13,8 +13,8 @@ file with each photo's top-5 classes. A view a block does not have (PWA of a glo
 file. Photos are read as the app reads uploads (:func:`read_photo`: EXIF orientation applied, size
 bounds checked); one that cannot be read, or whose input does not hold ``--point``, is listed in the
 index and skipped. One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or
-any checkpoint whose model card has a coverage text) the index and one stderr line say which classes
-the model is reliable on; stdout stays the single ``wrote ...`` line.
+any checkpoint with a model card) the index and one stderr line give the card's one-line note
+(:func:`sepvit_viz.model.weights.model_note`); stdout stays the single ``wrote ...`` line.
 """
 
 from __future__ import annotations

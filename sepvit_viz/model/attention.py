@@ -6,7 +6,8 @@ token) tokens of one window, h heads, d = C / h channels per head.
 The model knows nothing about visualisation: attention probabilities simply pass through two
 identity modules, ``dwa_tap`` and ``pwa_tap``, together with the window geometry, so that forward
 hooks can watch them. When nothing watches a tap, DWA runs through
-``scaled_dot_product_attention`` and no probability tensor is ever built.
+``scaled_dot_product_attention``, or for small windows (``_SMALL_WINDOW`` tokens or fewer, more under
+bfloat16) through a plain matmul and softmax that is faster there; the probabilities are then never kept.
 """
 
 from __future__ import annotations

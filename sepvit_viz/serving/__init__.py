@@ -12,6 +12,7 @@
 * :mod:`.errors`: errors meant for users (one log line, no traceback).
 * :mod:`.page`: the CSS and the script the page is launched with (``page.LAUNCH_STYLE``).
 
-Shared, module-level objects (the pool, the cache) hold no per-user data; per user there is one
-:class:`~.handlers.Session` in a ``gr.State``.
+Shared, module-level objects (the pool, the cache) hold no per-user data, with one exception: which
+analysis is each browser tab's newest (``handlers._LATEST``, a number per tab, so a slow result for an
+earlier photo is dropped); per user there is one :class:`~.handlers.Session` in a ``gr.State``.
 """

@@ -8,7 +8,8 @@ target (:data:`TARGETS`) also get a met / not met verdict, printed and (``--upda
 in the model card.
 
 The app and the ``render`` command show one line drawn from the model card next to their predictions
-(:func:`sepvit_viz.model.weights.model_note`; the card's ``coverage`` text when it has no evaluation).
+(:func:`sepvit_viz.model.weights.model_note`; an older card without a training-data summary gives its
+``coverage`` text).
 """
 
 from __future__ import annotations
