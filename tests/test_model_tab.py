@@ -98,6 +98,17 @@ def test_a_photo_of_another_shape_is_compared_by_its_centre_square(tmp_path):
     with entry.borrow() as model:
         other = stats.photo_values(stats.square_records(model, np.ascontiguousarray(left_square)))
     assert not np.allclose(np.nan_to_num(square), np.nan_to_num(other))
+    # a photo so long that its short side is under 224: the size note names the square the values come
+    # from, not the photo's own input
+    long = tmp_path / "long.png"
+    with Image.open(EXAMPLES[0]) as im:
+        im.convert("RGB").resize((1000, 100)).save(long)
+    session = analyze(str(long))
+    h, w = session.forward.image.shape[:2]
+    assert h < 224 < w
+    _, caption, _ = model_tab.model_tab(session, "pwa_distance", models.MODEL_DEFAULT)
+    assert f"come from a {h} x {h} px input (width x height), the reference photos' from 224 x 224" in caption
+    assert f"analysed at {w} x {h} px" in caption
 
 
 def test_the_centre_square_forward_runs_once_per_analysis(tmp_path, monkeypatch):

@@ -378,11 +378,15 @@ def test_model_tab_view_marks_the_photo_and_says_where_it_stands(model):
     assert "over 3 reference photo(s)" in caption and "of 15 heads" in caption
     assert "Note" not in caption  # same input size
     _, bigger = capture_forward(model, torch.randn(1, 3, 96, 96))
-    assert "analysed at 96 x 96 px (width x height" in stats_plots.model_tab_view(st, "dwa_distance", bigger)[1]
-    assert "the reference photos at 64 x 64;" in stats_plots.model_tab_view(st, "dwa_distance", bigger)[1]
+    assert "come from a 96 x 96 px input (width x height" in stats_plots.model_tab_view(st, "dwa_distance", bigger)[1]
+    assert "the reference photos' from 64 x 64;" in stats_plots.model_tab_view(st, "dwa_distance", bigger)[1]
     # a photo kept at its aspect (the app's default): width first, as the status line writes it
     _, wide = capture_forward(model, torch.randn(1, 3, 64, 96))  # 64 high, 96 wide
-    assert "analysed at 96 x 64 px (width x height" in stats_plots.model_tab_view(st, "dwa_distance", wide)[1]
+    assert "come from a 96 x 64 px input (width x height" in stats_plots.model_tab_view(st, "dwa_distance", wide)[1]
+    # an input size that is not a multiple of the stride: the size given is the one named and compared
+    _, odd = capture_forward(model, torch.randn(1, 3, 62, 62))  # 16 stage-1 cells, as for 64
+    assert "Note" in stats_plots.model_tab_view(st, "dwa_distance", odd, input_size=(62, 62))[1]
+    assert "come from a 62 x 62 px input" in stats_plots.model_tab_view(st, "dwa_distance", odd, input_size=(62, 62))[1]
     _, caption_none = stats_plots.model_tab_view(st, "pwa_distance", None)
     assert caption_none == "PWA mean distance between windows (px) of every head, over 3 reference photo(s)."
     other = sepvit_viz.create_model("sepvit_test", depths=(1, 2, 4, 2)).eval()

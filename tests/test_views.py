@@ -392,3 +392,10 @@ def test_the_pwa_matrix_is_as_large_for_a_landscape_photo_as_for_a_portrait_one(
         sizes[size] = views.pwa_matrix(a, ViewSettings(block=blk)).picture.shape
     assert sizes[(64, 256)] == sizes[(256, 64)]
     assert sizes[(64, 256)][1] >= 256  # at least as wide as the photo's long side
+
+
+def test_the_pixel_caption_names_the_cells_row_and_column(analysis):
+    """The caption gives the pixel as (x, y) and its feature cell as (row, col), each labelled: at stride
+    4 the pixel x=100, y=10 is row 3 (10 / 4 rounded), column 25 (100 / 4)."""
+    caption = views.pixel(analysis, ViewSettings(block=0, point=(10, 100))).caption
+    assert "Pixel (x=100, y=10) is feature cell (row 3, col 25)" in caption

@@ -87,18 +87,19 @@ def model_tab(
             entry = MODELS.get(model_choice, hub_repo, hub_revision)
         same = fwd is not None and fwd.model_key == entry.key
         ref = reference_stats(entry, fwd.resolution if same else DEFAULT_RESOLUTION)
-        records, square_note = None, ""
+        records, square_note, size = None, "", None
         if same:
             records = fwd.records
-            h, w = fwd.image.shape[:2]
+            h, w = size = fwd.image.shape[:2]
             if h != w:  # compare like for like: the reference photos are square
                 records = _square_records(session, entry, fwd)
                 s = min(h, w)
+                size = (s, s)
                 square_note = (
                     f" The photo was analysed at {w} x {h} px (width x height); the values marked are those of "
                     f"its centre {s} x {s} square, the shape of the reference photos."
                 )
-        picture, caption = stats_plots.model_tab_view(ref, measure, records)
+        picture, caption = stats_plots.model_tab_view(ref, measure, records, input_size=size)
         caption = f"**{entry.label}**: {caption}{square_note}"
         if fwd is None:
             caption += " " + (RELEASED_MESSAGE if isinstance(session, Session) and session.released else NO_PHOTO)

@@ -315,6 +315,7 @@ def model_tab_view(
     measure: str,
     records: Sequence[Any] | None = None,
     *,
+    input_size: tuple[int, int] | None = None,
     dpi: int = 100,
 ) -> tuple[np.ndarray, str]:
     """(picture, caption) for an app's "Model" tab: ``measure`` against depth for the loaded checkpoint
@@ -322,8 +323,10 @@ def model_tab_view(
 
     ``records``: the current photo's capture records (e.g. ``Analysis.records``; batch image 0) or None
     for no photo. The caption says on how many heads the photo lies within the 5-95% range of the
-    reference photos, and warns when the photo was analysed at another input size than they were
-    (distances are in input pixels, so they are then not comparable).
+    reference photos, and warns when the records come from an input of another size than theirs
+    (distances are in input pixels, so they are then not comparable). ``input_size``: (H, W) of the
+    input the records come from (e.g. ``Analysis.image.shape[:2]``); None reads it from the records'
+    first feature map, exact for sizes that are multiples of its stride.
 
     Raises:
         ValueError: an unknown measure, or records of a model with other blocks or heads.
@@ -340,12 +343,14 @@ def model_tab_view(
             raise ValueError("the photo's attention comes from another model than the statistics")
         marks = photo_values(records)
         caption += " " + typicality_caption(first, marks, measure)
-        g = records[0].geometry
-        side = (g.height * g.stride, g.width * g.stride)
+        if input_size is None:
+            g = records[0].geometry
+            input_size = (g.height * g.stride, g.width * g.stride)
+        side = (int(input_size[0]), int(input_size[1]))
         if side != (first.size, first.size):
             caption += (
-                f" Note: the photo was analysed at {side[1]} x {side[0]} px (width x height, as in the status "
-                f"line), the reference photos at {first.size} x {first.size}; distances are in input pixels and "
+                f" Note: the values marked come from a {side[1]} x {side[0]} px input (width x height), the "
+                f"reference photos' from {first.size} x {first.size}; distances are in input pixels and "
                 "windows differ, so compare with care."
             )
     return _figure_rgb(depth_figure(items, measure, marks=marks, dpi=dpi)), caption

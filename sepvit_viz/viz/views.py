@@ -277,7 +277,7 @@ def pixel(an: Analysis, s: ViewSettings) -> View:
             else f"; it gives {q.token_weight:.1%} of its attention to its {unit(rec)} token"
         )
         place = "the global window" if not rec.has_token else f"{unit(rec)} {q.window}"
-        caption = f"Pixel (x={x}, y={y}) is feature cell {q.cell} of {rec.label}, in {place} ({head_name(h)}){tok}."
+        caption = f"Pixel (x={x}, y={y}) is feature cell (row {q.cell[0]}, col {q.cell[1]}) of {rec.label}, in {place} ({head_name(h)}){tok}."
         return View(pic, caption, q.heat, (render.TITLE_HEIGHT, 0), k, an.size)
     comp = an.composed(i, (y, x), h, s.self_weight)
     title = f"pixel (x={x}, y={y}) · whole block, own cell left out · {head_name(h)}"
