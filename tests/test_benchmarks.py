@@ -183,3 +183,18 @@ def test_probe_rows_name_each_checkpoint_apart() -> None:
         "runs/x/b.safetensors",
         "y",
     ]
+
+
+def test_folded_head_is_the_teacher_classifier_on_the_projected_mean_token() -> None:
+    import torch
+
+    from benchmarks.probe_folded_head import folded_head
+
+    g = torch.Generator().manual_seed(0)
+    fc_w, fc_b = torch.randn(7, 5, generator=g), torch.randn(7, generator=g)
+    proj_w, proj_b = torch.randn(5, 3, generator=g), torch.randn(5, generator=g)
+    tokens = torch.randn(2, 4, 3, generator=g)  # (B, N, C)
+    want = (tokens @ proj_w.T + proj_b).mean(dim=1) @ fc_w.T + fc_b
+    w, b = folded_head(fc_w, fc_b, proj_w, proj_b)
+    assert w.shape == (7, 3) and b.shape == (7,)
+    torch.testing.assert_close(tokens.mean(dim=1) @ w.T + b, want)

@@ -37,11 +37,13 @@ from sepvit_viz.training.distill import (
     config_from_args,
     final_resolution,
     kd_loss,
+    least_squares_linear,
     lr_at,
     main,
     param_groups,
     parse_dir_weights,
     resolution_at,
+    seed_for_name,
     weighted_epoch_order,
 )
 
@@ -377,6 +379,9 @@ def test_command_line_run_and_resume(photo_dirs, tmp_path, teacher_available) ->
     assert state["step"] == 3 and state["images_seen"] == 12
     card = json.loads(out.with_name("student.card.json").read_text())
     assert card["steps"] == 3 and card["weights_dtype"] == "float16"
+    # the default seed follows --name (not the default name's), and the resumed run kept it
+    assert json.loads(state["config"])["seed"] == seed_for_name("cli") == card["seed"] != seed_for_name("lite")
+    assert card["feature_projection_start"] == "random"  # no --init-from: nothing to fit to
     assert set(card["evaluation_during_training"]["results"]) == {"val"}
     metrics = (tmp_path / "runs" / "cli" / "metrics.jsonl").read_text().splitlines()
     assert any('"eval"' in line for line in metrics)
@@ -920,3 +925,84 @@ def test_training_photos_are_turned_upright_as_the_app_does(tmp_path) -> None:
     assert square[:, :8].mean() < 60 and square[:, -8:].mean() > 200  # upright: white now on the right
     imgs, _, _ = load_eval_set(tmp_path, 32)
     assert imgs[0, :, :8].float().mean() < 60 and imgs[0, :, -8:].float().mean() > 200
+
+
+def test_least_squares_linear_recovers_a_linear_map() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 6, generator=g)
+    weight, bias = torch.randn(4, 6, generator=g), torch.randn(4, generator=g)
+    y = x @ weight.T + bias + 0.01 * torch.randn(500, 4, generator=g)
+    w, b = least_squares_linear(x, y, ridge=0.0)
+    torch.testing.assert_close(w, weight, atol=0.01, rtol=0)
+    torch.testing.assert_close(b, bias, atol=0.01, rtol=0)
+    # no other map fits the points better: nudging any entry raises the squared error
+    err = ((x @ w.T + b - y) ** 2).mean()
+    assert ((x @ (w + 0.01).T + b - y) ** 2).mean() > err and ((x @ w.T + b - 0.01 - y) ** 2).mean() > err
+
+
+def test_runs_named_apart_see_different_views_and_a_given_seed_is_kept(photo_dirs, tmp_path) -> None:
+    a, b = DistillConfig(name="run22"), DistillConfig(name="run23")
+    assert a.seed == seed_for_name("run22") and a.seed != b.seed
+    assert DistillConfig(name="run22", seed=5).seed == 5 and DistillConfig(name="run22", seed=0).seed == 0
+    one = Distiller(_config(photo_dirs, tmp_path / "a", name="run22", seed=None))
+    two = Distiller(_config(photo_dirs, tmp_path / "b", name="run23", seed=None))
+    assert not torch.equal(one._epoch_order(0), two._epoch_order(0)) or not torch.equal(
+        one._epoch_order(1), two._epoch_order(1)
+    )
+    x1 = augment_batch_of(one)
+    x2 = augment_batch_of(two)
+    assert not torch.allclose(x1, x2)
+    # the held-out subsets watched during training do not move with the seed
+    assert [v[2] for v in one.eval_sets.values()] == [v[2] for v in two.eval_sets.values()]
+
+
+def augment_batch_of(dist: Distiller) -> torch.Tensor:
+    """The first training view batch ``dist`` would draw (crops and flips from its generator)."""
+
+    idx = dist.next_indices()
+    return augment_groups(dist.photo_batch(idx), len(idx), 224, scale=(0.3, 1.0), generator=dist.gen)
+
+
+def test_a_run_from_a_checkpoint_fits_the_feature_projection_first(
+    photo_dirs, tmp_path, teacher_available, monkeypatch
+) -> None:
+    parent = Distiller(_config(photo_dirs, tmp_path / "p", name="parent", steps=2))
+    for _ in range(2):
+        parent.train_step()
+    parent.export(final=True)
+
+    cfg = _config(photo_dirs, tmp_path / "c", name="child", steps=1, init_from=parent.cfg.out, proj_fit_batches=3)
+    child = Distiller(cfg)
+    gen_before = child.gen.get_state().clone()
+    import sepvit_viz.training.distill as distill_module
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    solve = distill_module.least_squares_linear
+    monkeypatch.setattr(distill_module, "least_squares_linear", lambda x, y: seen.append((x, y)) or solve(x, y))
+    fit = child.fit_projection(3)
+    # the projection now is the least-squares read-out of those tokens: the loss's gradient there is ~0
+    [(tokens_fit, targets_fit)] = seen
+    child.feat_proj.zero_grad()
+    F.mse_loss(child.feat_proj(tokens_fit), targets_fit).backward()
+    assert child.feat_proj.weight.grad.abs().max() < 1e-4 and child.feat_proj.bias.grad.abs().max() < 1e-4
+    assert fit["views"] == 12 and fit["resolution"] == 64
+    assert fit["feature_loss_after"] < fit["feature_loss_before"]
+    assert torch.equal(child.gen.get_state(), gen_before)  # the training stream is untouched
+    # the fitted read-out carries over to views it was not fitted on
+
+    x = augment_groups(child.photo_batch(torch.arange(4)), 4, 224, scale=(0.9, 1.0), generator=torch.Generator())
+    with torch.no_grad():
+        tokens = child.student.eval().forward_features(F.interpolate(x, size=(64, 64), mode="bilinear", antialias=True))
+        assert child.feature_loss(tokens, child.teacher_outputs(x)[1], 64).item() < fit["feature_loss_before"]
+
+    # through run(): the fit happens once, before the first step, and the card says so
+    from sepvit_viz.training.distill import run
+
+    dist = run(cfg, progress_bar=False)
+    card = json.loads(Path(dist.cfg.out).with_name("student.card.json").read_text())
+    start = card["feature_projection_start"]
+    assert start["batches"] == 3 and start["feature_loss_after"] < start["feature_loss_before"]
+    # --proj-fit-batches 0 keeps the old random start
+    cfg0 = _config(photo_dirs, tmp_path / "d", name="child0", steps=1, init_from=parent.cfg.out, proj_fit_batches=0)
+    card0 = json.loads(Path(run(cfg0, progress_bar=False).cfg.out).with_name("student.card.json").read_text())
+    assert card0["feature_projection_start"] == "random"

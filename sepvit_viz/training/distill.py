@@ -31,6 +31,7 @@ import shlex
 import signal
 import sys
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,14 +112,43 @@ class DistillConfig:
     eval_limit: int = 200
     log_every: int = 20
     fp16_out: bool = True
-    seed: int = 0
+    # None: drawn from the run's name (seed_for_name), so runs chained with the same flags see new
+    # views; a given seed is kept. The saved config holds the resolved number, so --resume replays it.
+    seed: int | None = None
+    # A run that starts from a checkpoint fits the feature projection by least squares on this many
+    # batches before its first step (0: start it random, as a run from scratch does).
+    proj_fit_batches: int = 16
 
     def __post_init__(self) -> None:
         if self.out is None:
             self.out = default_out(self.runs_dir, self.name, self.model)
+        if self.seed is None:
+            self.seed = seed_for_name(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def seed_for_name(name: str) -> int:
+    """A run's default seed: a 31-bit hash (CRC-32) of its name, the same on every machine and Python."""
+    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+
+
+#: The seed of the held-out subsets evaluated during training: fixed, so every run's log is comparable.
+EVAL_SUBSET_SEED = 0
+
+
+def least_squares_linear(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear map ``y ~ x @ weight.T + bias`` of least squared error: x (M, C), y (M, F) ->
+    weight (F, C), bias (F,), float32. ``ridge`` times the mean diagonal of x's Gram matrix is added to
+    its diagonal (not the bias's), which keeps the solve stable when channels are nearly collinear."""
+    xd = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    gram = xd.T @ xd
+    c = x.shape[1]
+    reg = torch.zeros(c + 1, dtype=torch.float64)
+    reg[:c] = ridge * gram.diagonal()[:c].mean()
+    sol = torch.linalg.solve(gram + torch.diag(reg), xd.T @ y.double())  # (C + 1, F)
+    return sol[:c].T.float().contiguous(), sol[c].float()
 
 
 def default_out(runs_dir: str | Path, name: str, model: str) -> str:
@@ -367,13 +397,16 @@ class Distiller:
         self.wall_s: dict[str, float] = {}  # training wall time by hardware (pauses excluded)
         self._summary: dict[str, Any] | None = None
         self.eval_sets = {
-            Path(d).name: load_eval_set(d, 224, limit=cfg.eval_limit, seed=cfg.seed) for d in cfg.val_dirs or []
+            Path(d).name: load_eval_set(d, 224, limit=cfg.eval_limit, seed=EVAL_SUBSET_SEED) for d in cfg.val_dirs or []
         }
         self._teacher_eval: dict[str, torch.Tensor] = {}
 
     # ---- data
     def _epoch_order(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        # its own stream per (seed, epoch): seeding with the training generator's number would draw the
+        # first epoch's order from the same sequence as its crops
+        stream = np.random.SeedSequence([int(self.cfg.seed), epoch, 1]).generate_state(1, dtype=np.uint64)[0]
+        g = torch.Generator().manual_seed(int(stream))
         if not self.dir_weights:
             return torch.randperm(len(self.data), generator=g)
         # Oversample folders (e.g. the 99 small-photo mini-ImageNet classes, which lag far behind).
@@ -468,15 +501,61 @@ class Distiller:
     def teacher_logits(self, x224: torch.Tensor) -> torch.Tensor:
         return self.teacher_outputs(x224, compiled=False)[0]
 
-    def feature_loss(self, tokens: torch.Tensor, teacher_feats: torch.Tensor, res: int) -> torch.Tensor:
-        """MSE between projected student tokens (B, N, C4) and the teacher's map pooled to the
-        student's (h, w) grid, each position standardised over channels (B, 1280, 7, 7)."""
+    @staticmethod
+    def feature_target(teacher_feats: torch.Tensor, res: int) -> torch.Tensor:
+        """The teacher's map (B, 1280, 7, 7) pooled to the student's last-stage grid at ``res`` px,
+        row-major like its tokens, each position standardised over channels -> (B, N, 1280)."""
         from sepvit_viz.model.sepvit import feature_sizes
 
         h, w = feature_sizes(res, res)[-1]
         target = F.adaptive_avg_pool2d(teacher_feats, (h, w)).flatten(2).transpose(1, 2)
-        target = F.layer_norm(target, target.shape[-1:])
-        return F.mse_loss(self.feat_proj(tokens.float()), target)
+        return F.layer_norm(target, target.shape[-1:])
+
+    def feature_loss(self, tokens: torch.Tensor, teacher_feats: torch.Tensor, res: int) -> torch.Tensor:
+        """MSE between projected student tokens (B, N, C4) and :meth:`feature_target`."""
+        return F.mse_loss(self.feat_proj(tokens.float()), self.feature_target(teacher_feats, res))
+
+    @torch.no_grad()
+    def fit_projection(self, batches: int) -> dict[str, float]:
+        """Set the feature projection to the least-squares map from the student's tokens to the
+        teacher's targets on ``batches`` batches of plain views (crop and flip; no low resolution, no
+        mixup) at the schedule's first resolution, student in eval mode.
+
+        A run from a checkpoint would otherwise start the projection at random, and the feature loss
+        (as heavy as the KD loss) would push the trained student through a random read-out until the
+        projection caught up. The batches come from their own generator, so the training stream is the
+        same with or without the fit. Returns the feature loss on those batches before and after, the
+        batches, views and seconds."""
+        cfg = self.cfg
+        t0 = time.time()
+        res = resolution_at(0.0, cfg.res_schedule)
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(cfg.seed), 2]).generate_state(1)[0]))
+        was_training = self.student.training
+        self.student.eval()
+        tokens, targets = [], []
+        for _ in range(batches):
+            idx = torch.randperm(len(self.data), generator=gen)[: cfg.batch_size]
+            x = augment_groups(self.photo_batch(idx), len(idx), 224, scale=(cfg.crop_scale_min, 1.0), generator=gen)
+            _, teacher_feats = self.teacher_outputs(x)
+            xs = x if res == 224 else F.interpolate(x, size=(res, res), mode="bilinear", antialias=True)
+            with self.autocast():
+                tokens.append(self.student_features(xs).float().flatten(0, 1))
+            targets.append(self.feature_target(teacher_feats, res).flatten(0, 1))
+        self.student.train(was_training)
+        x_all, y_all = torch.cat(tokens), torch.cat(targets)
+        before = F.mse_loss(self.feat_proj(x_all), y_all).item()
+        weight, bias = least_squares_linear(x_all, y_all)
+        self.feat_proj.weight.copy_(weight)
+        self.feat_proj.bias.copy_(bias)
+        after = F.mse_loss(self.feat_proj(x_all), y_all).item()
+        return {
+            "batches": batches,
+            "views": batches * cfg.batch_size,
+            "resolution": res,
+            "feature_loss_before": round(before, 4),
+            "feature_loss_after": round(after, 4),
+            "seconds": round(time.time() - t0, 1),
+        }
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
@@ -738,6 +817,12 @@ class Distiller:
             },
             "weights_dtype": "float16" if cfg.fp16_out else "float32",
             "changed_on_resume": [h for h in self.history if "changed" in h],
+            "seed": cfg.seed,
+            # how the feature projection started (a run from a checkpoint fits it before its first step)
+            "feature_projection_start": next(
+                (h["projection_fit"] for h in self.history if "projection_fit" in h),
+                "random" if cfg.feature_weight > 0 else "none (no feature matching)",
+            ),
             "evaluation_during_training": {"subset_per_folder": cfg.eval_limit, "results": last_eval},
             "coverage": coverage_text(summary),
             **self.lineage_fields(),
@@ -859,7 +944,18 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval-every-min", type=float, help=f"held-out evaluation this often (default {d.eval_every_min})")
     a("--eval-limit", type=int, help=f"photos per held-out folder during training (default {d.eval_limit})")
     a("--log-every", type=int, help=f"log a line every N steps (default {d.log_every})")
-    a("--seed", type=int, help=f"default {d.seed}")
+    a(
+        "--seed",
+        type=int,
+        help="seed of the views, their order and drop path (default: a hash of --name, so runs chained with "
+        "the same flags see new views)",
+    )
+    a(
+        "--proj-fit-batches",
+        type=int,
+        help="a run from --init-from fits the feature projection by least squares on this many batches "
+        f"before its first step; 0 starts it random (default {d.proj_fit_batches})",
+    )
     a("--resume", action="store_true", help="continue runs/<name>/state.pt; flags given now override its config")
     return p
 
@@ -869,6 +965,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[DistillConfig, dict[str,
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     base = DistillConfig().to_dict()
     base["out"] = None  # the default follows this run's --runs-dir, --name and --model
+    base["seed"] = None  # likewise the default seed follows --name (a resumed run keeps its saved one)
     state = None
     if args.resume:
         name = given.get("name", base["name"])
@@ -928,6 +1025,10 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
         if changed:  # flags given with --resume: keep a record for the model card
             dist.history.append({"step": dist.step, "images_seen": dist.images_seen, "changed": changed})
             log.info("changed on resume: " + json.dumps(changed))
+    elif cfg.init_from and cfg.feature_weight > 0 and cfg.proj_fit_batches > 0:
+        fit = dist.fit_projection(cfg.proj_fit_batches)
+        dist.history.append({"step": 0, "images_seen": 0, "projection_fit": fit})
+        log.info("feature projection fitted by least squares: " + json.dumps(fit))
     log.info("config " + json.dumps(cfg.to_dict()))
     log.info(
         f"{len(dist.data)} training photos; held-out subsets: { {k: len(v[1]) for k, v in dist.eval_sets.items()} }"
