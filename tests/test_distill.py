@@ -44,6 +44,7 @@ from sepvit_viz.training.distill import (
     parse_dir_weights,
     resolution_at,
     seed_for_name,
+    shift_cells,
     weighted_epoch_order,
 )
 
@@ -1006,3 +1007,26 @@ def test_a_run_from_a_checkpoint_fits_the_feature_projection_first(
     cfg0 = _config(photo_dirs, tmp_path / "d", name="child0", steps=1, init_from=parent.cfg.out, proj_fit_batches=0)
     card0 = json.loads(Path(run(cfg0, progress_bar=False).cfg.out).with_name("student.card.json").read_text())
     assert card0["feature_projection_start"] == "random"
+
+
+def test_shift_cells_moves_the_map_towards_the_bottom_right() -> None:
+    rows = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 1, 4, 4)  # value = row index
+    out = shift_cells(rows, 0.25)
+    # cell v holds the map at v - 0.25 (the first row repeated beyond the edge); columns alike
+    torch.testing.assert_close(out[0, 0, :, 2], torch.tensor([0.0, 0.75, 1.75, 2.75]))
+    cols = rows.transpose(2, 3)
+    torch.testing.assert_close(shift_cells(cols, 1.0)[0, 0, 1], torch.tensor([0.0, 0.0, 1.0, 2.0]))
+    torch.testing.assert_close(shift_cells(rows, 0.0), rows)
+    with pytest.raises(ValueError, match="shift"):
+        shift_cells(rows, 1.5)
+
+
+def test_align_features_shifts_the_teachers_map_before_pooling(photo_dirs, tmp_path, teacher_available) -> None:
+    plain = Distiller(_config(photo_dirs, tmp_path / "a"))
+    aligned = Distiller(_config(photo_dirs, tmp_path / "b", align_features=True))
+    assert aligned.teacher_cell_shift == 31 / 32
+    feats = torch.randn(2, 8, 7, 7)
+    # at 224 the student's grid is the teacher's: the aligned target is the shifted map, standardised
+    want = F.layer_norm(shift_cells(feats, 31 / 32).flatten(2).transpose(1, 2), (8,))
+    torch.testing.assert_close(aligned.feature_target(feats, 224), want)
+    assert not torch.allclose(plain.feature_target(feats, 224), want)

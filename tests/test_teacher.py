@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from sepvit_viz.preprocess import preprocess
-from sepvit_viz.training.teacher import EfficientNetLite, create_teacher, fuse_batchnorm, same_padding
+from sepvit_viz.training.teacher import (
+    Conv2dSame,
+    EfficientNetLite,
+    cell_centre_offset,
+    create_teacher,
+    fuse_batchnorm,
+    same_padding,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "examples"
 
@@ -28,6 +35,36 @@ def test_output_size_follows_same_padding() -> None:
         feats = model.forward_features(torch.zeros(1, 3, 67, 100))
     # Five stride-2 stages: ceil(67 / 32) = 3, ceil(100 / 32) = 4.
     assert feats.shape == (1, 1280, 3, 4)
+
+
+def _support_centre(chain: torch.nn.Module, size: int, cell: int) -> float:
+    """Centre (rows) of the input pixels that output cell (cell, cell) of ``chain`` depends on."""
+    x = torch.zeros(1, 1, size, size, requires_grad=True)
+    chain(x)[0, 0, cell, cell].backward()
+    rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten()
+    return (rows.min().item() + rows.max().item()) / 2
+
+
+def _ones(layers: list[torch.nn.Conv2d]) -> torch.nn.Sequential:
+    for m in layers:
+        torch.nn.init.ones_(m.weight)
+    return torch.nn.Sequential(*layers)
+
+
+def test_cell_centre_offset_is_where_same_padding_puts_the_cells() -> None:
+    # k3 s2, k3 s2, k5 s2 as in the teacher's first three strided layers: measured from the pixels a
+    # cell in the middle depends on, against the offset the function computes
+    chain = _ones([Conv2dSame(1, 1, 3, 2), Conv2dSame(1, 1, 3, 2), Conv2dSame(1, 1, 5, 2)])
+    offset = cell_centre_offset(chain, 64)
+    assert offset == 1 + 2 + 4 * (2 - 1)
+    assert _support_centre(chain, 64, 3) == offset + 8 * 3
+    # the teacher's five strided layers at 224: 31 px, almost one 32-px cell
+    assert cell_centre_offset(EfficientNetLite(), 224) == 31.0
+    # the student's patch embeddings pad symmetrically: its token i is centred at pixel 8 i here
+    from sepvit_viz.model.layers import OverlapPatchEmbed
+
+    embeds = [OverlapPatchEmbed(1, 1, 7, 4, 1e-6).proj, OverlapPatchEmbed(1, 1, 3, 2, 1e-6).proj]
+    assert _support_centre(_ones(embeds), 64, 3) == 8 * 3
 
 
 def test_fused_batchnorm_keeps_the_function() -> None:

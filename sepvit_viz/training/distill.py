@@ -118,6 +118,10 @@ class DistillConfig:
     # A run that starts from a checkpoint fits the feature projection by least squares on this many
     # batches before its first step (0: start it random, as a run from scratch does).
     proj_fit_batches: int = 16
+    # Resample the teacher's final map onto the student's token centres before pooling (the teacher's
+    # padding puts its cells 31 px lower right than the student's tokens at 224). Off by default so
+    # that resuming a run saved without this key keeps its target.
+    align_features: bool = False
 
     def __post_init__(self) -> None:
         if self.out is None:
@@ -149,6 +153,18 @@ def least_squares_linear(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-4) 
     reg[:c] = ridge * gram.diagonal()[:c].mean()
     sol = torch.linalg.solve(gram + torch.diag(reg), xd.T @ y.double())  # (C + 1, F)
     return sol[:c].T.float().contiguous(), sol[c].float()
+
+
+def shift_cells(feats: torch.Tensor, shift: float) -> torch.Tensor:
+    """(B, C, H, W) -> same shape, cell (v, u) holding the map at cell coordinates (v - shift, u - shift):
+    linear between neighbouring cells, the first row and column repeated beyond the edge. ``shift`` in
+    [0, 1] cells (content moves towards the bottom right)."""
+    if not 0.0 <= shift <= 1.0:
+        raise ValueError(f"shift must lie in [0, 1] cells, got {shift}")
+    up = torch.cat([feats[:, :, :1], feats[:, :, :-1]], dim=2)  # row v holds row v - 1
+    feats = (1 - shift) * feats + shift * up
+    left = torch.cat([feats[:, :, :, :1], feats[:, :, :, :-1]], dim=3)
+    return (1 - shift) * feats + shift * left
 
 
 def default_out(runs_dir: str | Path, name: str, model: str) -> str:
@@ -302,7 +318,7 @@ class Distiller:
         """``load_init=False`` skips ``cfg.init_from`` (a resumed run restores its own weights and parent
         card from its state, so the parent checkpoint may have moved or gone)."""
         from sepvit_viz.model.sepvit import create_model
-        from sepvit_viz.training.teacher import create_teacher
+        from sepvit_viz.training.teacher import cell_centre_offset, create_teacher
 
         self.cfg = cfg
         self.log = log or logging.getLogger("sepvit_viz.training.distill")
@@ -332,6 +348,8 @@ class Distiller:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
         self.teacher = create_teacher(cfg.teacher_checkpoint).to(self.device, memory_format=torch.channels_last)
+        # in teacher cells: how far its cell centres lie below / right of the student's token centres
+        self.teacher_cell_shift = cell_centre_offset(self.teacher, 224) / 32
         self.student = create_model(cfg.model, num_classes=1000, drop_path_rate=cfg.drop_path_rate)
         # the card of the checkpoint this run starts from: its lineage continues in this run's card
         self.parent_card: dict[str, Any] | None = None
@@ -501,12 +519,17 @@ class Distiller:
     def teacher_logits(self, x224: torch.Tensor) -> torch.Tensor:
         return self.teacher_outputs(x224, compiled=False)[0]
 
-    @staticmethod
-    def feature_target(teacher_feats: torch.Tensor, res: int) -> torch.Tensor:
+    def feature_target(self, teacher_feats: torch.Tensor, res: int) -> torch.Tensor:
         """The teacher's map (B, 1280, 7, 7) pooled to the student's last-stage grid at ``res`` px,
-        row-major like its tokens, each position standardised over channels -> (B, N, 1280)."""
+        row-major like its tokens, each position standardised over channels -> (B, N, 1280).
+
+        With ``align_features`` the map is first shifted by the teacher's cell offset
+        (:func:`sepvit_viz.training.teacher.cell_centre_offset`, 31 px of a 32-px cell), so that a
+        cell holds what lies around the student's token of the same index at 224 px."""
         from sepvit_viz.model.sepvit import feature_sizes
 
+        if self.cfg.align_features:
+            teacher_feats = shift_cells(teacher_feats, self.teacher_cell_shift)
         h, w = feature_sizes(res, res)[-1]
         target = F.adaptive_avg_pool2d(teacher_feats, (h, w)).flatten(2).transpose(1, 2)
         return F.layer_norm(target, target.shape[-1:])
@@ -949,6 +972,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="seed of the views, their order and drop path (default: a hash of --name, so runs chained with "
         "the same flags see new views)",
+    )
+    a(
+        "--align-features",
+        dest="align_features",
+        action="store_true",
+        default=None,
+        help="shift the teacher's feature map onto the student's token centres before the feature loss "
+        "(its padding puts them 31 px apart at 224; default: off)",
     )
     a(
         "--proj-fit-batches",

@@ -75,6 +75,25 @@ class Conv2dSame(nn.Conv2d):
         return super().forward(x)
 
 
+def cell_centre_offset(model: nn.Module, size: int = 224) -> float:
+    """Centre of output cell 0 of ``model``'s strided :class:`Conv2dSame` layers, in input pixels, for a
+    square input of side ``size``: cell ``i`` is centred at ``offset + total_stride * i``.
+
+    TF "SAME" padding pads a strided layer more after than before, so each one moves its output
+    towards the bottom right by ``(k - 1) / 2 - pad_before`` of its input pixels: 31 px for
+    EfficientNet-Lite0 at 224, almost one 32-px cell. A convolution padded symmetrically (the
+    student's patch embeddings) has offset 0."""
+    offset, stride, side = 0.0, 1, size
+    for m in model.modules():
+        if isinstance(m, Conv2dSame) and m.stride[0] != 1:
+            k, s = m.kernel_size[0], m.stride[0]
+            before, _ = same_padding(side, k, s)
+            offset += stride * ((k - 1) / 2 - before)
+            stride *= s
+            side = math.ceil(side / s)
+    return offset
+
+
 def _bn(ch: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(ch, eps=BN_EPS)
 
