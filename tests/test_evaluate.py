@@ -217,6 +217,10 @@ def test_update_card_records_targets_and_verdicts_in_a_copy_of_the_card(monkeypa
     assert ev["limit_per_folder"] is None and "verdict_note" not in ev
     entry = evaluate.update_card(card, [{"name": "imagenette", "photos": 8, "student_top1": 0.5}], limit=8)
     assert "subset" in entry["verdict_note"] and entry["verdict"]["imagenette"]["all"] == "not met"
+    # the protocol names the student's precision as it was measured
+    assert "student fp32" in entry["protocol"]
+    bf16 = evaluate.update_card(card, [{"name": "imagenette", "photos": 8, "student_top1": 0.5}], bf16=True)
+    assert "student under bf16 autocast" in bf16["protocol"] and "student fp32" not in bf16["protocol"]
 
 
 def test_update_card_refuses_to_drop_what_the_card_holds(monkeypatch, tmp_path, capsys):

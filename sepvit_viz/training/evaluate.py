@@ -275,8 +275,7 @@ def update_card(
     names = [r["name"] for r in rows if r["name"] in targets]
     entry: dict[str, Any] = {
         "protocol": "1000-way top-1 at 224 px, bicubic resize, centre crop 0.875, mean = std = 0.5; "
-        "student fp32"
-        + (" (bf16 autocast)" if bf16 else "")
+        + ("student under bf16 autocast" if bf16 else "student fp32")
         + (", teacher bf16" if teacher_bf16 else ", teacher fp32"),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "results": {r["name"]: {k: v for k, v in r.items() if k not in ("name", "dir")} for r in rows},
