@@ -167,6 +167,11 @@ def shift_cells(feats: torch.Tensor, shift: float) -> torch.Tensor:
     return (1 - shift) * feats + shift * left
 
 
+def student_view(x: torch.Tensor, res: int) -> torch.Tensor:
+    """The student's copy of a (B, 3, 224, 224) teacher view: antialiased bilinear to ``res`` px."""
+    return x if res == 224 else F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+
+
 def default_out(runs_dir: str | Path, name: str, model: str) -> str:
     """The student checkpoint's default path: inside the run's folder, never the shipped asset."""
     return str(Path(runs_dir) / name / f"{model}_distilled.safetensors")
@@ -560,7 +565,7 @@ class Distiller:
             idx = torch.randperm(len(self.data), generator=gen)[: cfg.batch_size]
             x = augment_groups(self.photo_batch(idx), len(idx), 224, scale=(cfg.crop_scale_min, 1.0), generator=gen)
             _, teacher_feats = self.teacher_outputs(x)
-            xs = x if res == 224 else F.interpolate(x, size=(res, res), mode="bilinear", antialias=True)
+            xs = student_view(x, res)
             with self.autocast():
                 tokens.append(self.student_features(xs).float().flatten(0, 1))
             targets.append(self.feature_target(teacher_feats, res).flatten(0, 1))
@@ -594,9 +599,7 @@ class Distiller:
             x = low_resolution(x, self.low_res_prob[torch.as_tensor(idx)], generator=self.gen)
         x = mixup(x, cfg.mixup_alpha, cfg.mixup_prob, generator=self.gen)
         target, teacher_feats = self.teacher_outputs(x)
-        xs = (
-            x if res == 224 else F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
-        )
+        xs = student_view(x, res)
         self.student.train()
         with self.autocast():
             tokens = self.student_features(xs)  # (B, N, C4)
