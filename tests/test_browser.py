@@ -102,6 +102,16 @@ def assert_no_error_toast(page) -> None:
     assert errors.count() == 0, f"error toast: {errors.first.inner_text()}"
 
 
+def page_state(page, screenshot: Path, **extra: str) -> str:
+    """What the page shows (status, captions, toasts) for a failure message; a screenshot saved too."""
+    page.screenshot(path=screenshot, full_page=True)
+    ids = ("status", "top5", "token_caption", "attribution_caption", "pwa_caption", "compare_caption")
+    lines = [f"{k}: {v!r}" for k, v in extra.items()]
+    lines += [f"#{i}: {page.locator(f'#{i}').inner_text()[:300]!r}" for i in ids]
+    lines += [f"toast: {t[:300]!r}" for t in page.locator('[data-testid="toast-body"]').all_inner_texts()]
+    return "the page did not get there; it shows\n" + "\n".join(lines) + f"\n(screenshot: {screenshot})"
+
+
 def text_of(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id}").inner_text()
 
@@ -207,11 +217,11 @@ def test_upload_switch_tabs_click_and_download(url, browser, tmp_path):
     # a new photo while the attribution tab is shown: the event after the analysis draws this tab
     before = text_of(page, "attribution_caption")
     page.locator("#photo input[type=file]").set_input_files(photos.example_photos()[0])
-    page.wait_for_function(
-        "([id, old]) => { const t = document.getElementById(id).innerText; return t.includes('for class') && t !== old; }",
-        arg=["attribution_caption", before],
-        timeout=TIMEOUT_MS,
-    )
+    changed = "([id, old]) => { const t = document.getElementById(id).innerText; return t.includes('for class') && t !== old; }"
+    try:
+        page.wait_for_function(changed, arg=["attribution_caption", before], timeout=TIMEOUT_MS)
+    except Exception as e:  # say what the page showed instead (a timeout alone says nothing)
+        raise AssertionError(page_state(page, tmp_path / "6_timed_out.png", before=before)) from e
     assert_not_blank(painted(page, "attribution_img"), "attribution of the new photo")
     page.screenshot(path=tmp_path / "6_new_photo_on_the_attribution_tab.png", full_page=True)
     assert_no_error_toast(page)
