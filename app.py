@@ -225,6 +225,11 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
 
     # ---------------------------------------------------------------------- events
     # fmt: off
+    # events that redraw keep their last trigger: Gradio's default (outside .change) drops a trigger
+    # that arrives while the same event is still pending, so a second photo sent while the first
+    # one's attribution was drawn would leave that tab empty, and a method picked during another
+    # method's attribution would never be drawn (buttons keep the default: a double click runs once)
+    last = dict(trigger_mode="always_last")
     analyze_inputs = [photo, model, hub_repo, hub_revision, resolution, target, method, cmap, opacity,
                       token_block, token_head, pwa_block, pwa_head, pair, fit, smooth, pixel_view]
     # the first tab's pictures only (handlers.TABS[0]); the other tabs are drawn when shown
@@ -247,12 +252,12 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     # the shown tab's views (drawn from the analysis; the attribution tab may run its attribution)
     tab_views = [name for names in handlers.TAB_VIEWS.values() for name in names]
     show_fn, show_inputs, show_outputs = page.handler(handlers.show_tab, analysis, tab_views, progress=True)
-    show = dict(fn=show_fn, inputs=show_inputs, outputs=show_outputs, **PRIVATE)
+    show = dict(fn=show_fn, inputs=show_inputs, outputs=show_outputs, **PRIVATE, **last)
     shown_fn, _, _ = page.handler(handlers.show_tab_after_analysis, analysis, tab_views, progress=True)
     show_after = dict(show, fn=shown_fn, show_progress_on=attribution_img, **MODEL_WORK)
     # the Model tab: statistics of the chosen model (computed once per model), this photo marked
     stats_args = dict(fn=model_tab.model_tab, inputs=[analysis, measure, model, hub_repo, hub_revision],
-                      outputs=[depth_img, depth_caption, kinds_img], **MODEL_WORK)
+                      outputs=[depth_img, depth_caption, kinds_img], **MODEL_WORK, **last)
     measure.input(api_name="model_stats", **stats_args)  # the public endpoint first, then the private events
     # after a new analysis, only while the Model tab is shown
     stats_after = dict(stats_args, fn=model_tab.model_tab_if_shown, inputs=[shown_tab, *stats_args["inputs"]],
@@ -262,11 +267,12 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     load_args = dict(fn=handlers.load_model, inputs=[model, hub_repo, hub_revision], outputs=None,
                      show_progress="hidden", **PRIVATE, **MODEL_WORK)
     analyze_btn.click(**load_args).success(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze",
-                                           **MODEL_WORK).success(**after).success(**show_after).success(**stats_after)
+                                           **MODEL_WORK, **last).success(**after, **last).success(
+        **show_after).success(**stats_after)
     # a new photo (upload, paste, webcam or example) is analysed at once
-    photo.change(**load_args, trigger_mode="always_last").success(
-        handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, **PRIVATE, **MODEL_WORK).success(
-        **after).success(**show_after).success(**stats_after)
+    photo.change(**load_args, **last).success(
+        handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, **PRIVATE, **MODEL_WORK,
+        **last).success(**after, **last).success(**show_after).success(**stats_after)
     # a tab that is selected is drawn from the analysis (never a forward); the page remembers it
     for tab_id, tab in (("tokens", tokens_tab), ("pwa", pwa_tab), ("compare", compare_tab)):
         tab.select(handlers.tab_marker(tab_id), None, shown_tab, **PRIVATE, queue=False).then(**show, **DRAWING)
@@ -283,7 +289,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     # (progress on the picture only: over the caption its text would overlap the old caption)
     explain_args = dict(fn=handlers.explain, inputs=[analysis, target, method, cmap, opacity, smooth],
                         outputs=[attribution_img, attribution_caption], show_progress_on=attribution_img,
-                        **MODEL_WORK)
+                        **MODEL_WORK, **last)
     method.input(api_name="explain", **explain_args)
     target.input(**explain_args, **PRIVATE)
     smooth.input(**explain_args, **PRIVATE)
@@ -294,18 +300,18 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     # (public endpoints are registered before the private events that share their function)
     tokens_args = dict(fn=handlers.window_tokens,
                        inputs=[analysis, token_block, token_head, cmap, opacity, point_x, point_y, pixel_view],
-                       outputs=[token_img, token_caption, pixel_img, pixel_caption], **DRAWING)
+                       outputs=[token_img, token_caption, pixel_img, pixel_caption], **DRAWING, **last)
     token_head.input(api_name="window_tokens", **tokens_args)
     token_block.input(handlers.head_update, [analysis, token_block, token_head], token_head,
                       **PRIVATE, queue=False).then(**tokens_args, **PRIVATE)
     pixel_view.input(**tokens_args, **PRIVATE)
     token_img.select(handlers.point_from_select, [analysis], [point_x, point_y], **PRIVATE, queue=False).then(
         handlers.pixel_query, [analysis, token_block, token_head, point_x, point_y, cmap, opacity, pixel_view],
-        [token_img, pixel_img, pixel_caption], api_name="pixel_query", **DRAWING)
+        [token_img, pixel_img, pixel_caption], api_name="pixel_query", **DRAWING, **last)
 
     # cross-window attention: a click on the photo picks a window; block / head redraw
     pwa_args = dict(fn=handlers.cross_window, inputs=[analysis, pwa_block, pwa_head, window, cmap, opacity],
-                    outputs=[pwa_matrix_img, pwa_row_img, pwa_caption], **DRAWING)
+                    outputs=[pwa_matrix_img, pwa_row_img, pwa_caption], **DRAWING, **last)
     pwa_row_img.select(handlers.window_from_select, [analysis, pwa_block], [window], **PRIVATE, queue=False).then(
         api_name="cross_window", **pwa_args)
     pwa_block.input(handlers.head_update, [analysis, pwa_block, pwa_head], pwa_head,
@@ -315,7 +321,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
 
     # compare DSSA vs GSA
     compare_args = dict(fn=handlers.compare, inputs=[analysis, pair, token_head, cmap, opacity],
-                        outputs=[compare_slider, compare_a, compare_b, compare_caption], **DRAWING)
+                        outputs=[compare_slider, compare_a, compare_b, compare_caption], **DRAWING, **last)
     pair.input(api_name="compare", **compare_args)
 
     # colormap / opacity: redraw every view from the cached analysis (no model run)
@@ -326,6 +332,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
         outputs=[attribution_img, token_img, pixel_img, pwa_matrix_img, pwa_row_img, compare_slider, compare_a,
                  compare_b],
         **DRAWING,
+        **last,
     )
     cmap.input(api_name="render", **render_args)
     opacity.release(**render_args, **PRIVATE)

@@ -331,6 +331,35 @@ def test_the_page_starts_on_the_token_tab_and_draws_each_tab_when_shown():
             assert len(f.outputs) > 1 and f.fn({}) == gr.skip(), f.name
 
 
+def test_every_queued_redraw_keeps_its_last_trigger():
+    """A trigger that arrives while the same event is pending must run after it, not be dropped
+    (Gradio's default outside ``.change``): a second photo sent while the first one's attribution was
+    drawn would otherwise leave the attribution tab empty, and a method picked during another one's
+    attribution would never be drawn. Only button clicks keep the default (a double click runs once),
+    and unqueued events, which return at once."""
+    import app
+
+    fns = list(app.demo.fns.values())
+    for f in fns:
+        clicked = bool(f.targets) and f.targets[0][1] == "click"
+        if f.queue and not clicked:
+            assert f.trigger_mode == "always_last", f"{f.name} drops a trigger that arrives while it runs"
+    # the whole chain of a new photo and of Analyze, every step after the first
+    by_id = app.demo.fns
+    for first in ("analyze_new_photo", "analyze"):
+        step = next(f for f in fns if f.name == first)
+        chain = [step]
+        while step := next((f for f in fns if f.trigger_after is not None and by_id[f.trigger_after] is step), None):
+            chain.append(step)
+        assert [f.name.rstrip("_1") for f in chain] == [
+            first,
+            "after_analysis",
+            "show_tab_after_analysis",
+            "model_tab_if_shown",
+        ]
+        assert {f.trigger_mode for f in chain} == {"always_last"}
+
+
 def test_maps_over_the_photo_go_as_jpeg_plots_as_png():
     """Gradio encodes the maps drawn over the photo as JPEG (about 100x faster than PNG), the plots and
     the PWA matrix as PNG; the Downloads tab's files stay PNG."""

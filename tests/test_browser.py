@@ -107,8 +107,13 @@ def page_state(page, screenshot: Path, **extra: str) -> str:
     page.screenshot(path=screenshot, full_page=True)
     ids = ("status", "top5", "token_caption", "attribution_caption", "pwa_caption", "compare_caption")
     lines = [f"{k}: {v!r}" for k, v in extra.items()]
-    lines += [f"#{i}: {page.locator(f'#{i}').inner_text()[:300]!r}" for i in ids]
-    lines += [f"toast: {t[:300]!r}" for t in page.locator('[data-testid="toast-body"]').all_inner_texts()]
+    # read at once (a tab never shown has no element, and a locator would wait for one)
+    texts = page.evaluate(
+        "(ids) => ids.map(i => { const e = document.getElementById(i); return e ? e.innerText : null; })", ids
+    )
+    lines += [f"#{i}: {(t or '(not on the page)')[:300]!r}" for i, t in zip(ids, texts)]
+    toasts = page.locator('[data-testid="toast-body"]').all_inner_texts()
+    lines += [f"toast: {t[:300]!r}" for t in toasts]
     return "the page did not get there; it shows\n" + "\n".join(lines) + f"\n(screenshot: {screenshot})"
 
 
@@ -254,6 +259,60 @@ def test_a_wide_photo_keeps_its_aspect_and_a_click_lands_on_its_pixel(url, brows
     wait_text(page, "pixel_caption", f"Pixel (x={x}, y={y})")
     wait_text(page, "pixel_caption", "window 15")  # stage 2 block 1: 4 x 8 windows of 56 px: row 1, column 7
     page.screenshot(path=tmp_path / "6_wide_photo.png", full_page=True)
+    assert_no_error_toast(page)
+    page.close()
+
+
+def top1(page) -> str | None:
+    """The first class of the top-5 list ("name (index)"), None while there is none."""
+    import re
+
+    found = re.search(r"^(.+ \(\d+\))$", page.locator("#top5").inner_text(), re.M)
+    return found.group(1) if found else None
+
+
+def new_top1(page, old: str | None) -> str:
+    """Wait until the top-5 list's first class is another than ``old``; that class ("name (index)")."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (now := top1(page)) in (None, old):
+        assert time.monotonic() < deadline, f"the top-5 list still shows {now!r}"
+        page.wait_for_timeout(50)
+    return now
+
+
+def test_a_photo_sent_while_the_last_one_is_attributed_gets_its_own_attribution(url, browser, tmp_path):
+    """On the attribution tab with a slow method, a photo sent while the last photo's attribution is
+    still running is attributed once that one ends: its caption names the new photo's top class
+    (a dropped event would leave the tab empty)."""
+    from sepvit_viz.serving import photos
+
+    church, reef, elephant = (photos.example_photos()[i] for i in (1, 3, 0))
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    page.locator("#photo input[type=file]").set_input_files(church)
+    wait_text(page, "status", "Model:")
+    open_tab(page, "Class attribution")
+    wait_text(page, "attribution_caption", "for class")
+    page.locator("#method input").click()
+    page.locator("#method input").fill("Integrated Gradients")
+    page.keyboard.press("Enter")
+    wait_text(page, "attribution_caption", "Integrated Gradients")
+    page.locator("#photo input[type=file]").set_input_files(reef)
+    reef_class = new_top1(page, top1(page))
+    # the reef's analysis is on the page and its attribution starts: send the next photo now
+    page.locator("#photo input[type=file]").set_input_files(elephant)
+    wanted = f"for class {new_top1(page, reef_class)}"
+    try:
+        page.wait_for_function(
+            "([id, needle]) => document.getElementById(id).innerText.includes(needle)",
+            arg=["attribution_caption", wanted],
+            timeout=60_000,
+        )
+    except Exception as e:  # say what the page showed instead
+        raise AssertionError(page_state(page, tmp_path / "timed_out.png", wanted=wanted)) from e
+    assert "Integrated Gradients" in text_of(page, "attribution_caption")
+    assert_not_blank(painted(page, "attribution_img"), "attribution of the last photo")
     assert_no_error_toast(page)
     page.close()
 
