@@ -317,6 +317,40 @@ def test_a_photo_sent_while_the_last_one_is_attributed_gets_its_own_attribution(
     page.close()
 
 
+def pick_method(page, label: str) -> None:
+    page.locator("#method input").click()
+    page.locator("#method input").fill(label)
+    page.keyboard.press("Enter")
+
+
+def test_a_method_picked_while_another_is_attributed_is_drawn(url, browser, tmp_path):
+    """A method picked while the last method's attribution is still running is drawn once that one
+    ends: the caption and picture end on the method the dropdown shows."""
+    from sepvit_viz.serving import photos
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    page.locator("#photo input[type=file]").set_input_files(photos.example_photos()[4])
+    wait_text(page, "status", "Model:")
+    open_tab(page, "Class attribution")
+    wait_text(page, "attribution_caption", "for class")
+    pick_method(page, "Integrated Gradients")
+    page.wait_for_timeout(200)  # its attribution (about a second) is running
+    pick_method(page, "Saliency")
+    try:
+        page.wait_for_function(
+            "([id, needle]) => document.getElementById(id).innerText.startsWith(needle)",
+            arg=["attribution_caption", "Saliency for class"],
+            timeout=60_000,
+        )
+    except Exception as e:  # say what the page showed instead
+        raise AssertionError(page_state(page, tmp_path / "timed_out.png", wanted="Saliency")) from e
+    assert_not_blank(painted(page, "attribution_img"), "saliency")
+    assert_no_error_toast(page)
+    page.close()
+
+
 # ------------------------------------------------------------------------------------ issue 19
 # what a first-time user tripped over, looked at as a person would at 1400 x 1000
 
