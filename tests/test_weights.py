@@ -360,3 +360,23 @@ def test_the_readme_quotes_the_shipped_cards_figures():
     expected = f"| {many['photos']} photos of {many['classes']} other classes"
     assert expected in readme
     assert f"right on **{many['student_right']}** (teacher {many['teacher_right']}) |" in readme
+
+
+def test_the_quoted_attribution_scorecard_was_measured_on_the_shipped_checkpoint():
+    """README and benchmarks/results_scorecard.json name the run they scored: it must be the shipped one.
+
+    A new checkpoint ships with a new scorecard (benchmarks/bench_attribution.py, docs/attribution.md),
+    or the README stops calling its figures the shipped checkpoint's.
+    """
+    import json
+    import re
+
+    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, card_path_for
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = json.loads(card_path_for(DEFAULT_CHECKPOINT).read_text())["run"]  # e.g. "run23"
+    readme = " ".join((root / "README.md").read_text().split())
+    quoted = re.findall(r"32 Imagenette photos, run (\d+)'s checkpoint, the shipped one", readme)
+    assert quoted == [shipped.removeprefix("run")]
+    scored = json.loads((root / "benchmarks" / "results_scorecard.json").read_text())["args"]["checkpoint"]
+    assert scored.startswith(f"run {shipped.removeprefix('run')} ")
