@@ -26,7 +26,7 @@ gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from sepvit_viz import limits  # noqa: E402
-from sepvit_viz.serving import cache, handlers, models, photos, settings  # noqa: E402
+from sepvit_viz.serving import cache, handlers, inputs, models, photos, settings  # noqa: E402
 from sepvit_viz.viz import maps, render, views  # noqa: E402
 
 EXAMPLE = photos.example_photos()[0]
@@ -702,11 +702,11 @@ def test_typed_class_text_finds_its_class(state):
     class; part of several names says which (issue 19, item 1; the page selects the box's text on a
     click so typing replaces it, tested in the browser)."""
     names = state.forward.class_names
-    assert handlers._parse_target("iguana", names, 0) == names.index("common iguana")
-    assert handlers._parse_target("39: common iguana", names, 0) == 39
-    assert handlers._parse_target("top", names, 7) == 7
+    assert inputs.parse_target("iguana", names, 0) == names.index("common iguana")
+    assert inputs.parse_target("39: common iguana", names, 0) == 39
+    assert inputs.parse_target("top", names, 7) == 7
     with pytest.raises(handlers.SettingsError, match=r"part of 8 class names \(.*Persian cat"):
-        handlers._parse_target("cat", names, 0)
+        inputs.parse_target("cat", names, 0)
     _, caption = handlers.explain(state, "IGUANA", "saliency", "inferno", 0.6, progress=noop)
     assert "common iguana" in caption
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import threading
 import time
 import uuid
@@ -52,16 +51,26 @@ from sepvit_viz.preprocess import to_tensor
 from sepvit_viz.serving import downloads
 from sepvit_viz.serving.cache import RESULTS, SESSIONS, AttributionKey, ForwardKey, digest, nbytes
 from sepvit_viz.serving.errors import user_error
+from sepvit_viz.serving.inputs import (
+    check_cmap,
+    check_flag,
+    check_method,
+    check_point,
+    check_smooth,
+    check_window,
+    is_top,
+    parse_head,
+    parse_target,
+    stale_class,
+    stale_head,
+)
 from sepvit_viz.serving.models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEntry, ModelKey
 from sepvit_viz.serving.photos import example_photos, load_photo
 from sepvit_viz.serving.settings import DEFAULT_METHOD, DEFAULT_PWA_BLOCK, DEFAULT_TOKEN_BLOCK, TOP_PREDICTION, Settings
 from sepvit_viz.validation import (
-    AmbiguousClassError,
     SettingsError,
     UserInputError,
     choose,
-    resolve_class,
-    validate_head,
     validate_opacity,
     validate_resolution,
     validate_steps,
@@ -459,107 +468,6 @@ def default_block_table() -> list[Any]:
     return create_model("sepvit_lite").block_table(DEFAULT_RESOLUTION)
 
 
-# ------------------------------------------------------------------------------------ checks
-def _parse_head(head: Any, num_heads: int) -> maps.HeadSelect:
-    if head is None or head == "":
-        return "mean"
-    return validate_head(head, num_heads)  # type: ignore[return-value]
-
-
-def _is_top(target: Any) -> bool:
-    """The target means "the top prediction" (unset, "top", "Top prediction")."""
-    return target is None or (
-        isinstance(target, str) and target.strip().lower() in ("", TOP_PREDICTION, "top prediction")
-    )
-
-
-def _stale_class(target: Any, num_classes: int) -> bool:
-    """True for a class dropdown value (the digits of a class number) at or past ``num_classes``: one
-    the page keeps from a model with more classes. Names, ``"#i"``, ints and malformed values are not
-    stale (the strict checks refuse them)."""
-    return isinstance(target, str) and target.strip().isdigit() and int(target) >= num_classes
-
-
-def _parse_target(target: Any, class_names: Sequence[str], top1: int) -> int:
-    """Class index from "top", an index (int or string, optionally "i: name") or a class name."""
-    if _is_top(target):
-        return top1
-    if isinstance(target, str):
-        m = re.fullmatch(r"\s*(\d+):.*", target)  # a dropdown label "123: name"
-        if m:
-            target = m.group(1)
-    try:
-        return resolve_class(target, class_names)
-    except AmbiguousClassError:
-        raise
-    except SettingsError:
-        # text typed into the search box and left there: a part of exactly one class name is that class
-        text = target.strip().lower() if isinstance(target, str) else ""
-        hits = [i for i, name in enumerate(class_names) if text and text in name.lower()]
-        if len(hits) == 1:
-            return hits[0]
-        if hits:
-            some = ", ".join(f"{i}: {class_names[i]}" for i in hits[:5]) + (", ..." if len(hits) > 5 else "")
-            raise SettingsError(
-                f"{target.strip()!r} is part of {len(hits)} class names ({some}); pick one from the list."
-            ) from None
-        raise
-
-
-def _check_method(method: Any) -> str:
-    method = method or DEFAULT_METHOD
-    if not isinstance(method, str) or method not in METHODS:  # a list (the API's dropdown takes one) is no method
-        raise SettingsError(f"Unknown attribution method {method!r}; choose one of {', '.join(METHODS)}.")
-    return str(method)
-
-
-def _check_cmap(cmap: Any) -> str:
-    cmap = cmap or COLORMAPS[0]
-    if cmap not in COLORMAPS:
-        raise SettingsError(f"Unknown colormap {cmap!r}; choose one of {', '.join(COLORMAPS)}.")
-    return str(cmap)
-
-
-def _unset(v: Any) -> bool:
-    """Hidden click fields start at -1 (nothing clicked yet); None and "" mean the same."""
-    if v is None or v == "":
-        return True
-    try:
-        return float(v) == -1
-    except (TypeError, ValueError):
-        return False
-
-
-def _check_point(x: Any, y: Any, size: tuple[int, int]) -> tuple[int, int] | None:
-    """(y, x) model-input pixel from the click fields; None when nothing is clicked (-1)."""
-    if _unset(x) or _unset(y):
-        return None
-    try:
-        if isinstance(x, (bool, np.bool_)) or isinstance(y, (bool, np.bool_)):
-            raise TypeError
-        yy, xx = round(float(y)), round(float(x))
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite coordinate
-        raise SettingsError(f"A point needs two numbers (x, y), got {(x, y)!r}.") from None
-    if not (0 <= yy < size[0] and 0 <= xx < size[1]):
-        raise SettingsError(
-            f"Point (x={xx}, y={yy}) is outside the model input ({size[1]} x {size[0]} pixels: "
-            f"x from 0 to {size[1] - 1}, y from 0 to {size[0] - 1})."
-        )
-    return yy, xx
-
-
-def _check_window(window: Any) -> int | None:
-    if _unset(window):
-        return None
-    try:
-        wf = float(window)
-    except (TypeError, ValueError):
-        raise SettingsError(f"Window must be a whole number, got {window!r}.") from None
-    if isinstance(window, bool) or not wf.is_integer():
-        raise SettingsError(f"Window must be a whole number, got {window!r}.")
-    return int(wf)
-
-
 def _pwa_record(fwd: Forward, block: str) -> AttentionRecord:
     rec = fwd.record(block)
     if rec.pwa is None:
@@ -624,11 +532,11 @@ def _view_settings(session: Session, s: Settings, block: str, head: Any) -> view
     i = fwd.index(block)
     return views.ViewSettings(
         block=i,
-        head=_parse_head(head, fwd.records[i].num_heads),
-        cmap=_check_cmap(s.cmap),
+        head=parse_head(head, fwd.records[i].num_heads),
+        cmap=check_cmap(s.cmap),
         alpha=validate_opacity(DEFAULT_OPACITY if s.opacity is None else s.opacity),
-        point=_check_point(s.x, s.y, session.maps.size),
-        window=_check_window(s.window),
+        point=check_point(s.x, s.y, session.maps.size),
+        window=check_window(s.window),
         through=choose(s.pixel_view or "dwa", PIXEL_VIEWS, "Pixel view"),  # "Block" -> "block"
     )
 
@@ -636,12 +544,12 @@ def _view_settings(session: Session, s: Settings, block: str, head: Any) -> view
 # ------------------------------------------------------------------------------------ views
 def _attribution_view(session: Session, s: Settings, progress: Any = None) -> views.View:
     fwd = session.forward
-    method = _check_method(s.method)
-    target = _parse_target(s.target, fwd.class_names, session.top1)
+    method = check_method(s.method)
+    target = parse_target(s.target, fwd.class_names, session.top1)
     att = _attribution(session, None, method, target, progress)
     vs = _view_settings(session, s, s.token_block or DEFAULT_TOKEN_BLOCK, "mean")
     # display only: the stored attribution (scored, downloaded) stays the raw map
-    stride = session.maps.records[0].geometry.stride if _check_smooth(s.smooth) else 0
+    stride = session.maps.records[0].geometry.stride if check_smooth(s.smooth) else 0
     return session.draw(
         ("attribution", method, target, vs.cmap, vs.alpha, bool(stride)),
         lambda: views.attribution(
@@ -658,23 +566,9 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
     )
 
 
-def _check_flag(value: Any, what: str) -> bool:
-    """A checkbox's value: a bool (None, an empty component, is off); anything else is refused."""
-    if value is None:
-        return False
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise SettingsError(f"{what} must be true or false, got {value!r}.")
-
-
-def _check_smooth(value: Any) -> bool:
-    """The "smooth the stripes" checkbox: a bool (None, an empty component, is off)."""
-    return _check_flag(value, "Smoothing")
-
-
 def _has_attribution(session: Session, s: Settings) -> bool:
-    method = _check_method(s.method)
-    return (method, _parse_target(s.target, session.forward.class_names, session.top1)) in session.attributions
+    method = check_method(s.method)
+    return (method, parse_target(s.target, session.forward.class_names, session.top1)) in session.attributions
 
 
 def _tokens(session: Session, s: Settings) -> views.View:
@@ -746,19 +640,8 @@ def _compare_settings(session: Session, s: Settings) -> tuple[int, int, views.Vi
     # The tab shows the token tab's head, chosen for a block that may have more heads than the pair:
     # a head no block of the model has is refused; one the pair lacks is drawn as the mean (the
     # pictures name the head they show, and _compare_views' caption says so).
-    head = _parse_head(s.token_head, max(r.num_heads for r in fwd.records))
+    head = parse_head(s.token_head, max(r.num_heads for r in fwd.records))
     return a, b, vs.with_(head=head)
-
-
-def _stale_head(head: Any, num_heads: int) -> bool:
-    """True for a well-formed head index that this block lacks (e.g. head 3 of a 2-head block), which a
-    page keeps from a block with more heads; False for a head the block has and for a malformed one
-    (``"abc"``, ``-1``), which the strict checks refuse."""
-    try:
-        h = validate_head(head, 1 << 30)  # well-formed for some block
-    except SettingsError:
-        return False
-    return isinstance(h, int) and h >= num_heads
 
 
 def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
@@ -795,7 +678,7 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
         if name is None:
             return value
         num_heads = fwd.record(name).num_heads
-        if _stale_head(value, num_heads):
+        if stale_head(value, num_heads):
             notes.append(f"{what} {value} → mean (the block has {num_heads})")
             return "mean"
         return value
@@ -804,7 +687,7 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
     ph = head(s.pwa_head, pb, "cross-window head")
     tgt = s.target
     n_classes = len(fwd.class_names)
-    if _stale_class(tgt, n_classes):
+    if stale_class(tgt, n_classes):
         notes.append(f"class {str(tgt).strip()} → top prediction (the model has {n_classes} classes)")
         tgt = TOP_PREDICTION
     return s.with_(token_block=tb, token_head=th, pwa_block=pb, pwa_head=ph, pair=pr, target=tgt), notes
@@ -869,10 +752,10 @@ def analyze(
         res = validate_resolution(DEFAULT_RESOLUTION if s.resolution is None else s.resolution)
         fit = choose(s.fit, pipeline.FITS, "Photo fit")
         s = s.with_(pixel_view=choose(s.pixel_view, PIXEL_VIEWS, "Pixel view"))
-        _check_method(s.method)
-        _check_cmap(s.cmap)
+        check_method(s.method)
+        check_cmap(s.cmap)
         validate_opacity(s.opacity)
-        _check_smooth(s.smooth)
+        check_smooth(s.smooth)
         progress(0.02, desc="Reading the photo")
         image = load_photo(photo)
         progress(0.08, desc="Loading the model")
@@ -885,7 +768,7 @@ def analyze(
             # the page's dropdowns may hold a block, head or pair of the last model or resolution
             s, notes = fit_to_forward(fwd, s)
             # every setting is checked here, so that a wrong one fails the call, not a later view
-            _parse_target(s.target, fwd.class_names, session.top1)
+            parse_target(s.target, fwd.class_names, session.top1)
             _view_settings(session, s, s.token_block, s.token_head)
             if s.pwa_block is not None:  # None: this model has no PWA at this input
                 _pwa_settings(session, s)
@@ -1015,7 +898,7 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
         tgt = s.target
         if tgt not in {v for _, v in tgt_opts}:  # typed text analyze accepted: the class it named
             try:
-                tgt = TOP_PREDICTION if _is_top(tgt) else str(_parse_target(tgt, fwd.class_names, session.top1))
+                tgt = TOP_PREDICTION if is_top(tgt) else str(parse_target(tgt, fwd.class_names, session.top1))
             except SettingsError:
                 tgt = TOP_PREDICTION
         th_opts = head_choices(fwd.record(tb).num_heads)
@@ -1122,8 +1005,8 @@ def _pwa_block_or_none(session: Session, s: Settings) -> str | None:
 
 def _attribution_caption(session: Session, s: Settings, view: views.View) -> str:
     """The attribution's caption, with its deletion / insertion AUCs once the faithfulness panel measured them."""
-    method = _check_method(s.method)
-    scores = session.curves.get((method, _parse_target(s.target, session.forward.class_names, session.top1)))
+    method = check_method(s.method)
+    scores = session.curves.get((method, parse_target(s.target, session.forward.class_names, session.top1)))
     if scores is None:
         return view.caption
     return view.caption + (
@@ -1167,7 +1050,7 @@ def explain(
     (``gr.skip()`` for both): the old photo's map must not replace the new photo's."""
     with _user_errors(ran_model=True), _using(session) as session:
         s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity, smooth=smooth)
-        method = _check_method(s.method)
+        method = check_method(s.method)
         progress(0.0, desc=f"{METHODS[method].label}")
         view = _attribution_view(session, s, _progress_fn(progress, 0.0, 1.0))
         if _superseded(session, request):
@@ -1211,7 +1094,7 @@ def pixel_query(
         if x is None or y is None:
             raise SettingsError("Click a pixel on the photo (or give x and y).")
         s = Settings.of(token_block=block or None, token_head=head, cmap=cmap, opacity=opacity, x=x, y=y)
-        if _check_point(x, y, session.maps.size) is None:
+        if check_point(x, y, session.maps.size) is None:
             raise SettingsError("Click a pixel on the photo (or give x and y).")
         tok, pix = _token_views(session, s.with_(pixel_view=view or "dwa"))
         return tok.picture, pix.picture, pix.caption
@@ -1383,11 +1266,11 @@ def faithfulness(
     for both, as in :func:`explain`).
     """
     with _user_errors(ran_model=True), _using(session) as session:
-        tgt = _parse_target(target, session.forward.class_names, session.top1)
+        tgt = parse_target(target, session.forward.class_names, session.top1)
         steps = validate_steps(steps, maximum=MAX_FAITHFULNESS_STEPS, what="The number of deletion / insertion steps")
         scope = choose("this method" if scope is None else scope, FAITH_SCOPES, "Score scope")
-        sanity = _check_flag(sanity, "The sanity check option")
-        methods = list(METHODS) if scope == "all methods" else [_check_method(method)]
+        sanity = check_flag(sanity, "The sanity check option")
+        methods = list(METHODS) if scope == "all methods" else [check_method(method)]
         if "random" not in methods:
             methods.append("random")  # the floor of every verdict
         entry = MODELS.entry_for(session.forward.model_key)
@@ -1458,7 +1341,7 @@ def prepare_downloads(
         s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)
         pictures: dict[str, np.ndarray] = {"input": fwd.image}
         if _has_attribution(session, s):
-            m, t = _check_method(s.method), _parse_target(s.target, fwd.class_names, session.top1)
+            m, t = check_method(s.method), parse_target(s.target, fwd.class_names, session.top1)
             pictures[f"attribution_{m}_{t}"] = _attribution_view(session, s).picture
         tok, pix = _token_views(session, s)
         pictures["window_tokens"], pictures[f"pixel_{s.pixel_view}"] = tok.picture, pix.picture
