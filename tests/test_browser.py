@@ -280,6 +280,13 @@ def new_top1(page, old: str | None) -> str:
     return now
 
 
+def pick_method(page, label: str) -> None:
+    """Choose an attribution method in the dropdown by typing its label."""
+    page.locator("#method input").click()
+    page.locator("#method input").fill(label)
+    page.keyboard.press("Enter")
+
+
 def test_a_photo_sent_while_the_last_one_is_attributed_gets_its_own_attribution(url, browser, tmp_path):
     """On the attribution tab with a slow method, a photo sent while the last photo's attribution is
     still running is attributed once that one ends: its caption names the new photo's top class
@@ -313,12 +320,6 @@ def test_a_photo_sent_while_the_last_one_is_attributed_gets_its_own_attribution(
     assert_not_blank(painted(page, "attribution_img"), "attribution of the last photo")
     assert_no_error_toast(page)
     page.close()
-
-
-def pick_method(page, label: str) -> None:
-    page.locator("#method input").click()
-    page.locator("#method input").fill(label)
-    page.keyboard.press("Enter")
 
 
 def test_a_method_picked_while_another_is_attributed_is_drawn(url, browser, tmp_path):
