@@ -82,7 +82,7 @@ def test_sessions_count_their_maps_and_the_oldest_is_released_past_the_budget(mo
     assert a.nbytes > size0  # the maps and pictures drawn count too
 
     budget = cache.SessionBudget(max_bytes=int(1.5 * a.nbytes))
-    monkeypatch.setattr(handlers, "SESSIONS", budget)
+    monkeypatch.setattr(cache, "SESSIONS", budget)
     budget.touch(a)
     b = _analyze(second)
     assert a.released and not b.released and budget.released == 1
@@ -105,7 +105,7 @@ def test_an_analysis_in_use_is_not_released_mid_request(monkeypatch):
     first, second = photos.example_photos()[:2]
     a = _analyze(first)
     budget = cache.SessionBudget(max_bytes=0)  # full: any other analysis releases the oldest it may
-    monkeypatch.setattr(handlers, "SESSIONS", budget)
+    monkeypatch.setattr(cache, "SESSIONS", budget)
     budget.touch(a)
     others = []
 
@@ -134,7 +134,7 @@ def test_a_new_analysis_is_not_released_before_it_is_returned(monkeypatch):
     release the new analysis under it: the request answers with its pictures, not an internal error."""
     first, second = photos.example_photos()[:2]
     budget = cache.SessionBudget(max_bytes=0)  # full: any other analysis releases the oldest it may
-    monkeypatch.setattr(handlers, "SESSIONS", budget)
+    monkeypatch.setattr(cache, "SESSIONS", budget)
     others = []
 
     def progress(*args, desc="", **kwargs):

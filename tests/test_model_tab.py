@@ -9,6 +9,7 @@ import pytest
 gr = pytest.importorskip("gradio")
 
 from sepvit_viz.serving import handlers, model_tab, models, photos  # noqa: E402
+from sepvit_viz.serving.session import RELEASED_MESSAGE  # noqa: E402
 from sepvit_viz.stats import measures as stats  # noqa: E402
 
 EXAMPLES = photos.example_photos()
@@ -144,7 +145,7 @@ def test_a_released_analysis_asks_for_analyze_again():
     session = analyze(EXAMPLES[1])
     assert session.release()
     _, caption, _ = model_tab.model_tab(session, "dwa_distance", None)
-    assert handlers.RELEASED_MESSAGE in caption and model_tab.NO_PHOTO not in caption
+    assert RELEASED_MESSAGE in caption and model_tab.NO_PHOTO not in caption
 
 
 def test_measure_changes_the_plot_and_bad_measure_is_a_clear_error(sessions):

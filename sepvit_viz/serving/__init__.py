@@ -13,6 +13,6 @@
 * :mod:`.page`: the CSS and the script the page is launched with (``page.LAUNCH_STYLE``).
 
 Shared, module-level objects (the pool, the cache) hold no per-user data, with one exception: which
-analysis is each browser tab's newest (``handlers._LATEST``, a number per tab, so a slow result for an
-earlier photo is dropped); per user there is one :class:`~.handlers.Session` in a ``gr.State``.
+analysis is each browser tab's newest (``session._LATEST``, a number per tab, so a slow result for an
+earlier photo is dropped); per user there is one :class:`~.session.Session` in a ``gr.State``.
 """

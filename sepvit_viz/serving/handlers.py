@@ -16,25 +16,20 @@ pixel or window) are drawn from it without running the model again.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from sepvit_viz.explain.attribution import METHODS, Attribution, attribute, describe, destripe
-from sepvit_viz.explain.faithfulness import Curves
 from sepvit_viz.explain.scorecard import MEASURES, Scorecard, faithfulness_table
 from sepvit_viz.limits import (
     COLORMAPS,
@@ -42,14 +37,13 @@ from sepvit_viz.limits import (
     DEFAULT_OPACITY,
     DEFAULT_RESOLUTION,
     MAX_FAITHFULNESS_STEPS,
-    STATE_TTL_S,
 )
 from sepvit_viz.model.runtime import release_free_memory
 from sepvit_viz.model.sepvit import create_model
 from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, CheckpointError, model_note
 from sepvit_viz.preprocess import to_tensor
 from sepvit_viz.serving import downloads
-from sepvit_viz.serving.cache import RESULTS, SESSIONS, AttributionKey, ForwardKey, digest, nbytes
+from sepvit_viz.serving.cache import RESULTS, AttributionKey, digest
 from sepvit_viz.serving.errors import user_error
 from sepvit_viz.serving.inputs import (
     check_cmap,
@@ -66,6 +60,15 @@ from sepvit_viz.serving.inputs import (
 )
 from sepvit_viz.serving.models import MODEL_DEFAULT, MODEL_HUB, MODELS, ModelEntry, ModelKey
 from sepvit_viz.serving.photos import example_photos, load_photo
+from sepvit_viz.serving.session import (
+    Forward,
+    Session,
+    live,
+    mark_latest,
+    run_forward,
+    superseded,
+    using,
+)
 from sepvit_viz.serving.settings import DEFAULT_METHOD, DEFAULT_PWA_BLOCK, DEFAULT_TOKEN_BLOCK, TOP_PREDICTION, Settings
 from sepvit_viz.validation import (
     SettingsError,
@@ -212,191 +215,6 @@ def warm_up(background: bool = True) -> threading.Thread | None:
 
 
 # ------------------------------------------------------------------------------------ analysis
-@dataclass(frozen=True)
-class Forward:
-    """One forward of one photo under attention capture (deterministic: shared by the result cache).
-
-    ``result`` is the pipeline's :class:`sepvit_viz.viz.pipeline.Analysis`; only its arrays are read
-    from here, never its memo (each session gets a copy with its own memo, ``result.fresh()``).
-    """
-
-    model_key: ModelKey
-    model_label: str
-    warning: str | None
-    resolution: int
-    class_names: list[str]
-    result: pipeline.Analysis
-    probs: np.ndarray
-    seconds: float
-    fit: str = "crop"
-
-    @property
-    def image(self) -> np.ndarray:
-        return self.result.image
-
-    @property
-    def records(self) -> list[AttentionRecord]:
-        return self.result.records
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the arrays held (for the result cache's budget)."""
-        return self.result.nbytes + int(self.probs.nbytes)
-
-    def index(self, name: str) -> int:
-        """Position of block ``name`` (``"stages.1.blocks.0"``) in the records; clear error if unknown."""
-        for i, r in enumerate(self.records):
-            if r.name == name:
-                return i
-        raise SettingsError(f"Unknown block {name!r}; choose one of: {', '.join(r.name for r in self.records)}.")
-
-    def record(self, name: str) -> AttentionRecord:
-        return self.records[self.index(name)]
-
-
-_SERIALS = itertools.count()
-
-
-@dataclass
-class Session:
-    """What the app keeps per user (in a ``gr.State``): the forward and what was computed from it.
-
-    ``maps`` memoises every attention map drawn so far; ``attributions`` and ``curves`` hold the
-    attribution maps and deletion / insertion curves per (method, class); ``scorecards`` the
-    faithfulness tables per (methods, class, steps, sanity option), ``scorecard`` the one shown last.
-    """
-
-    forward: Forward
-    maps: pipeline.Analysis
-    attributions: dict[tuple[str, int], Attribution] = field(default_factory=dict)
-    curves: dict[tuple[str, int], Curves] = field(default_factory=dict)
-    scorecards: dict[tuple[tuple[str, ...], int, int, str | None], Scorecard] = field(default_factory=dict)
-    scorecard: Scorecard | None = None
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    pictures: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
-    #: Capture records of the photo's centre square when its input was not square (the Model tab's
-    #: marks, :func:`sepvit_viz.serving.model_tab.model_tab`): made on first use, then kept.
-    square_records: list[AttentionRecord] | None = field(default=None, repr=False)
-
-    #: Pictures kept per session (about 0.7 MB each at 224 px): enough that the events following one
-    #: another (``/analyze``, then the secondary views) never draw a picture twice.
-    MAX_PICTURES: ClassVar[int] = 8  # every tab's pictures (6) and two more
-    #: True once :meth:`release` let go of the arrays (the memory budget, :data:`cache.SESSIONS`).
-    released: bool = False
-    #: True once :func:`after_analysis` set the page up for this analysis: clearing the photo runs
-    #: that event chain again on the same session, and then it must change nothing.
-    page_set: bool = False
-    #: Requests reading this analysis now (:meth:`in_use`); the memory budget never releases it then.
-    _busy: int = field(default=0, repr=False)
-    _busy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    #: Which analysis this is, in the order they were made (:func:`_superseded` compares them).
-    serial: int = field(default_factory=lambda: next(_SERIALS))
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the arrays this user's analysis holds: the forward, its maps, attributions, pictures."""
-        if self.released:
-            return 0
-        # counted in place: this runs on every draw (the budget's touch), so nothing is converted
-        pictures = sum(pipeline.array_nbytes(p) for p in list(self.pictures.values()))
-        extra = sum(nbytes(a) for a in list(self.attributions.values()) + list(self.curves.values()))
-        extra += pipeline.array_nbytes(self.square_records or [])
-        return self.forward.nbytes + self.maps.memo_nbytes + extra + pictures
-
-    @contextmanager
-    def in_use(self) -> Iterator[Session]:
-        """Mark the analysis read by a request for the ``with`` body: :meth:`release` refuses meanwhile,
-        so another user's analysis that fills the memory budget cannot pull it away mid-request.
-        Raises :class:`SettingsError` (:data:`RELEASED_MESSAGE`) when it is released already."""
-        with self._busy_lock:
-            if self.released:
-                raise SettingsError(RELEASED_MESSAGE)
-            self._busy += 1
-        try:
-            yield self
-        finally:
-            with self._busy_lock:
-                self._busy -= 1
-
-    def release(self) -> bool:
-        """Let go of every array (the user is asked to analyse again); False while a request uses it
-        (:meth:`in_use`) or draws from it."""
-        with self._busy_lock:
-            if self._busy or not self.lock.acquire(blocking=False):
-                return False
-            try:
-                self.released = True
-                self.forward = None  # type: ignore[assignment]  # a released session is never read (_using refuses it)
-                self.maps = None  # type: ignore[assignment]
-                self.attributions.clear()
-                self.curves.clear()
-                self.scorecards.clear()
-                self.scorecard = None
-                self.pictures.clear()
-                self.square_records = None
-                return True
-            finally:
-                self.lock.release()
-
-    def draw(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        """``make()`` once per ``key`` (a view's function name and its settings), the last few kept."""
-        with self.lock:
-            if key in self.pictures:
-                self.pictures.move_to_end(key)
-                return self.pictures[key]
-            value = make()
-            self.pictures[key] = value
-            while len(self.pictures) > self.MAX_PICTURES:
-                self.pictures.popitem(last=False)
-        SESSIONS.touch(self)  # it grew: the budget may now release older analyses
-        return value
-
-    @classmethod
-    def of(cls, fwd: Forward) -> Session:
-        """A new user's analysis of ``fwd``, counted in the memory budget (:data:`cache.SESSIONS`)."""
-        session = cls(fwd, fwd.result.fresh())
-        SESSIONS.touch(session)
-        return session
-
-    @property
-    def top1(self) -> int:
-        return int(np.argmax(self.forward.probs))
-
-
-def _live(session: Any) -> bool:
-    """A user's analysis that can be read (not empty, not released by the memory budget)."""
-    return isinstance(session, Session) and not session.released
-
-
-def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int, fit: str = "crop") -> Forward:
-    """One forward under capture (:func:`sepvit_viz.viz.pipeline.analyze`), cached by model, size and photo.
-
-    ``fit``: ``"crop"`` (the centre square) or ``"aspect"`` (an input of the photo's shape, the shorter
-    side at ``resolution``: :func:`sepvit_viz.viz.pipeline.fit_size`)."""
-    hw = pipeline.fit_size((photo.height, photo.width), resolution, fit)
-    key = ForwardKey(entry.key, resolution, digest(np.asarray(photo)), hw)
-    hit = RESULTS.get(key)
-    if hit is not None:
-        # a square photo has one input either way: the entry is shared, the fit asked for is said
-        return hit if hit.fit == fit else replace(hit, fit=fit)
-    start = time.perf_counter()
-    with entry.borrow() as model:
-        result = pipeline.analyze(model, photo, size=hw, class_names=entry.class_names, precompute=False)
-    fwd = Forward(
-        entry.key,
-        entry.label,
-        entry.warning,
-        resolution,
-        entry.class_names,
-        result,
-        result.probs.astype(np.float32),
-        time.perf_counter() - start,
-        fit,
-    )
-    RESULTS.put(key, fwd)
-    return fwd
-
-
 def _attribution(
     session: Session,
     model_entry: ModelEntry | None,
@@ -475,55 +293,6 @@ def _pwa_record(fwd: Forward, block: str) -> AttentionRecord:
             f"{rec.label} has global attention: no window-to-window (PWA) attention. Choose a DSSA or GSA block."
         )
     return rec
-
-
-#: What a user whose analysis the memory budget released is told.
-RELEASED_MESSAGE = (
-    "This analysis was set aside to keep the server's memory bounded (many people are using the app); "
-    "press Analyze again to redo it."
-)
-
-
-#: The last analysis made for each browser session (Gradio's ``session_hash``: a tab, or an API
-#: client), by serial; bounded, the oldest forgotten first.
-_LATEST: OrderedDict[str, int] = OrderedDict()
-_LATEST_LOCK = threading.Lock()
-_LATEST_MAX = 4096
-
-
-def _mark_latest(session: Session, request: gr.Request | None) -> None:
-    """Record ``session`` as the newest analysis of the request's browser session."""
-    key = getattr(request, "session_hash", None)
-    if key is None:
-        return
-    with _LATEST_LOCK:
-        _LATEST[key] = session.serial
-        _LATEST.move_to_end(key)
-        while len(_LATEST) > _LATEST_MAX:
-            _LATEST.popitem(last=False)
-
-
-def _superseded(session: Session, request: gr.Request | None) -> bool:
-    """True when the request's browser session has analysed another photo since ``session`` was made:
-    a slow attribution or score that ends then must not put the old photo's result on the page."""
-    key = getattr(request, "session_hash", None)
-    with _LATEST_LOCK:
-        latest = _LATEST.get(key) if key is not None else None
-    return latest is not None and latest > session.serial
-
-
-@contextmanager
-def _using(session: Session | None) -> Iterator[Session]:
-    """The user's analysis, held for the ``with`` body (:meth:`Session.in_use`: the memory budget
-    cannot release it mid-request); a clear message when there is none or it was released."""
-    if not isinstance(session, Session):
-        raise SettingsError(
-            "No analysis to draw from. Upload a photo (or pick an example) and press Analyze; an analysis is "
-            f"kept for {STATE_TTL_S // 60} minutes after it is made, after that press Analyze again."
-        )
-    with session.in_use():
-        SESSIONS.touch(session)  # used now: the last to be released
-        yield session
 
 
 def _view_settings(session: Session, s: Settings, block: str, head: Any) -> views.ViewSettings:
@@ -762,8 +531,8 @@ def analyze(
         entry = MODELS.get(s.model, s.hub_repo, s.hub_revision)
         progress(0.15, desc=f"SepViT forward at {res} px")
         session = Session.of(run_forward(entry, image, res, fit))
-        _mark_latest(session, request)  # a slower request on an earlier photo of this tab now shows nothing
-        with _using(session):  # held: another user's analysis cannot release it mid-request
+        mark_latest(session, request)  # a slower request on an earlier photo of this tab now shows nothing
+        with using(session):  # held: another user's analysis cannot release it mid-request
             fwd = session.forward
             # the page's dropdowns may hold a block, head or pair of the last model or resolution
             s, notes = fit_to_forward(fwd, s)
@@ -885,9 +654,9 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
     clicks, and the other tabs' pictures and captions emptied: they belonged to the last photo, and
     :func:`show_tab` draws them for this one when their tab is shown. ``{}`` (nothing changes) before
     any analysis, and for an analysis whose page is set up already (the photo was cleared)."""
-    if not _live(session) or session.page_set:
+    if not live(session) or session.page_set:
         return {}
-    with _user_errors(), _using(session):
+    with _user_errors(), using(session):
         fwd = session.forward
         recs = fwd.records
         s, _ = fit_to_forward(fwd, s)  # as analyze fitted them
@@ -937,14 +706,14 @@ def show_tab(session: Session | None, s: Settings, progress: Any = None, request
     Downloads), before any analysis, for an unknown tab, and when the request's browser tab has
     analysed another photo meanwhile (``request``: Gradio's; the old photo's pictures must not land)."""
     out = _tab_views(session, s, progress)
-    return {} if out and _superseded(session, request) else out  # views drawn: session is a live Session
+    return {} if out and superseded(session, request) else out  # views drawn: session is a live Session
 
 
 def _tab_views(session: Session | None, s: Settings, progress: Any) -> dict[str, Any]:
     """:func:`show_tab` without the check for a newer analysis."""
-    if not _live(session) or s.tab not in TAB_VIEWS:
+    if not live(session) or s.tab not in TAB_VIEWS:
         return {}
-    with _user_errors(ran_model=s.tab == "attribution"), _using(session):
+    with _user_errors(ran_model=s.tab == "attribution"), using(session):
         if s.tab == "tokens":
             tok, pix = _token_views(session, s)
             return {
@@ -1019,7 +788,7 @@ def head_update(session: Session | None, block: str | None, head: Any) -> Any:
     """Head dropdown choices for a block (keeps the head when the new block has it)."""
     num = None
     # read once: the memory budget may release the analysis (forward -> None) at any moment
-    fwd = session.forward if _live(session) else None
+    fwd = session.forward if live(session) else None
     if fwd is not None:
         try:
             num = fwd.record(block).num_heads
@@ -1048,12 +817,12 @@ def explain(
     in place and is not an output (a slow call cannot put back an analysis a new photo replaced).
     When the same browser tab has analysed another photo while this ran, nothing changes on the page
     (``gr.skip()`` for both): the old photo's map must not replace the new photo's."""
-    with _user_errors(ran_model=True), _using(session) as session:
+    with _user_errors(ran_model=True), using(session) as session:
         s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity, smooth=smooth)
         method = check_method(s.method)
         progress(0.0, desc=f"{METHODS[method].label}")
         view = _attribution_view(session, s, _progress_fn(progress, 0.0, 1.0))
-        if _superseded(session, request):
+        if superseded(session, request):
             return gr.skip(), gr.skip()
         return view.picture, _attribution_caption(session, s, view)
 
@@ -1072,7 +841,7 @@ def window_tokens(
 
     Returns (token map, its caption, pixel view, its caption).
     """
-    with _user_errors(), _using(session) as session:
+    with _user_errors(), using(session) as session:
         s = Settings.of(token_block=block or None, token_head=head, cmap=cmap, opacity=opacity, x=x, y=y)
         tok, pix = _token_views(session, s.with_(pixel_view=view or "dwa"))
         return tok.picture, tok.caption, pix.picture, pix.caption
@@ -1090,7 +859,7 @@ def pixel_query(
 ) -> tuple[Any, ...]:
     """One pixel's attention (x, y in model-input pixels): in its window (``view="dwa"``) or through the
     whole block (``"block"``). Returns (token map with the pixel marked, pixel view, caption)."""
-    with _user_errors(), _using(session) as session:
+    with _user_errors(), using(session) as session:
         if x is None or y is None:
             raise SettingsError("Click a pixel on the photo (or give x and y).")
         s = Settings.of(token_block=block or None, token_head=head, cmap=cmap, opacity=opacity, x=x, y=y)
@@ -1107,7 +876,7 @@ def cross_window(
 
     Returns (matrix picture, heat map over the photo, caption).
     """
-    with _user_errors(), _using(session) as session:
+    with _user_errors(), using(session) as session:
         s = Settings.of(pwa_block=block or None, pwa_head=head, window=window, cmap=cmap, opacity=opacity)
         mat, row = _pwa_views(session, s)
         return mat.picture, row.picture, row.caption
@@ -1115,7 +884,7 @@ def cross_window(
 
 def compare(session: Session | None, pair: str | None, head: Any, cmap: str | None, opacity: Any) -> tuple[Any, ...]:
     """DSSA vs GSA token maps side by side and as an image-slider pair."""
-    with _user_errors(), _using(session) as session:
+    with _user_errors(), using(session) as session:
         a, b, caption = _compare_views(session, Settings.of(pair=pair, token_head=head, cmap=cmap, opacity=opacity))
         return (a.picture, b.picture), a.picture, b.picture, caption
 
@@ -1131,7 +900,7 @@ def _clicked_view(session: Session, evt: gr.SelectData | None) -> tuple[int, int
 
 def point_from_select(session: Session | None, evt: gr.SelectData) -> tuple[Any, Any]:
     """Click on the token map -> (x, y) in model-input pixels; nothing changes off the photo."""
-    if not _live(session):
+    if not live(session):
         return gr.update(), gr.update()
     try:
         with session.in_use():
@@ -1148,7 +917,7 @@ def reset_window() -> int:
 
 def window_from_select(session: Session | None, block: str | None, evt: gr.SelectData) -> Any:
     """Click on the cross-window view -> index of the window (or group) under it."""
-    if not _live(session):
+    if not live(session):
         return gr.update()
     try:
         with session.in_use():  # SettingsError when released meanwhile
@@ -1191,9 +960,9 @@ def rerender(
 ) -> tuple[Any, ...]:
     """Redraw every view after a colormap / opacity change (cached attributions; no model run).
     Returns (attribution, token map, pixel view, PWA matrix, cross-window map, slider pair, DSSA, GSA)."""
-    if not _live(session):
+    if not live(session):
         return (gr.update(),) * 8
-    with _user_errors(), _using(session):
+    with _user_errors(), using(session):
         tab_controls = (token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view)
         s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)
         att = _attribution_view(session, s).picture if _has_attribution(session, s) else gr.update()
@@ -1265,7 +1034,7 @@ def faithfulness(
     analysis cannot put the old analysis back, and its table and plot are not shown then (``gr.skip()``
     for both, as in :func:`explain`).
     """
-    with _user_errors(ran_model=True), _using(session) as session:
+    with _user_errors(ran_model=True), using(session) as session:
         tgt = parse_target(target, session.forward.class_names, session.top1)
         steps = validate_steps(steps, maximum=MAX_FAITHFULNESS_STEPS, what="The number of deletion / insertion steps")
         scope = choose("this method" if scope is None else scope, FAITH_SCOPES, "Score scope")
@@ -1302,7 +1071,7 @@ def faithfulness(
         for row in card.rows:  # the curves plot (mean fill): the shown table's own curves, not computed again
             if "mean" in row.curves:  # a constant map has none (not scored)
                 session.curves[(row.method, tgt)] = row.curves["mean"]
-        if _superseded(session, request):
+        if superseded(session, request):
             return gr.skip(), gr.skip()
         session.scorecard = card
         curves = {METHODS[m].label: session.curves[(m, tgt)] for m in methods if (m, tgt) in session.curves}
@@ -1335,7 +1104,7 @@ def prepare_downloads(
     the maps of the current token-tab settings and every attribution map computed so far (raw: the
     ``smooth`` display setting changes the PNG only).
     """
-    with _user_errors(), _using(session) as session:
+    with _user_errors(), using(session) as session:
         fwd = session.forward
         tab_controls = (token_block, token_head, x, y, pwa_block, pwa_head, window, pair, view)
         s = _view_controls(target, method, cmap, opacity, *tab_controls, smooth)

@@ -16,8 +16,9 @@ from typing import Any
 import gradio as gr
 
 from sepvit_viz.limits import DEFAULT_RESOLUTION
-from sepvit_viz.serving.handlers import RELEASED_MESSAGE, Forward, Session, _user_errors
+from sepvit_viz.serving.handlers import _user_errors
 from sepvit_viz.serving.models import MODEL_HUB, MODELS, ModelEntry
+from sepvit_viz.serving.session import RELEASED_MESSAGE, Forward, Session
 from sepvit_viz.stats import measures as stats
 from sepvit_viz.stats import plots as stats_plots
 from sepvit_viz.validation import SettingsError
