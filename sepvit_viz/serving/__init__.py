@@ -6,6 +6,9 @@
 * :mod:`.cache`: the result cache (bounded LRU under typed keys: :class:`~.cache.ForwardKey`,
   :class:`~.cache.AttributionKey`).
 * :mod:`.photos`: undecoded uploads in, upright RGB photos out (clear messages for bad files).
+* :mod:`.session`: a photo's forward (:class:`~.session.Forward`) and one user's analysis of it
+  (:class:`~.session.Session`), held per request so the memory budget cannot release it mid-request.
+* :mod:`.inputs`: pure checks of the raw values a page or API call sends.
 * :mod:`.handlers`: the Gradio handlers; they draw through :mod:`sepvit_viz.viz.views`.
 * :mod:`.downloads`: PNG and .npz files of the current views, pruned after an hour.
 * :mod:`.model_tab`: the "Model" tab (model-level attention statistics, the current photo marked).
