@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
 from PIL import Image  # noqa: E402
 
 from sepvit_viz.serving import cache, handlers, models, page, photos, settings  # noqa: E402
+from sepvit_viz.serving import session as session_mod  # noqa: E402
 
 #: (wall seconds, CPU seconds) of each repeat of one step, by the step's row label.
 Timings = dict[str, list[tuple[float, float]]]
@@ -171,8 +172,8 @@ def steps(repeats: int, size: int, method: str) -> Timings:
 def photo_steps(out: Timings, img: Image.Image, s: settings.Settings) -> None:
     """The steps of :func:`steps` for one photo, timed into ``out``."""
     entry = models.MODELS.get(models.MODEL_DEFAULT)
-    fwd = timed(out, "/analyze: forward under capture", lambda: handlers.run_forward(entry, img, s.resolution))
-    session = handlers.Session.of(fwd)
+    fwd = timed(out, "/analyze: forward under capture", lambda: session_mod.run_forward(entry, img, s.resolution))
+    session = session_mod.Session.of(fwd)
     tok, _ = timed(out, "/analyze: token map and pixel view", lambda: handlers._token_views(session, s))
     timed(out, "follow-up event `after_analysis` (captions, dropdowns)", lambda: handlers.after_analysis(session, s))
     timed(out, "follow-up event `show_tab_after_analysis` (first tab: nothing)",

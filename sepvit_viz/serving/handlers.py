@@ -1,7 +1,7 @@
 """Handlers of the Gradio app (``app.py`` only lays out components and wires them to these).
 
-Every handler takes component values (plus the per-user :class:`Session` held in a ``gr.State``)
-and returns display-ready values: RGB uint8 arrays, ``{class name: probability}`` dicts, Markdown,
+Every handler takes component values (plus the per-user
+:class:`~sepvit_viz.serving.session.Session` held in a ``gr.State``) and returns display-ready values: RGB uint8 arrays, ``{class name: probability}`` dicts, Markdown,
 table rows, file paths. Pictures and captions come from :mod:`sepvit_viz.viz.views` (the CLI draws
 through the same functions). The public API endpoints keep their positional parameters; inside,
 each builds one :class:`~sepvit_viz.serving.settings.Settings`. Library errors meant for users
@@ -9,8 +9,8 @@ each builds one :class:`~sepvit_viz.serving.settings.Settings`. Library errors m
 become :class:`gradio.Error` with their message; anything else is logged with a reference and the
 user gets :data:`INTERNAL_ERROR_MESSAGE`.
 
-Per user: :class:`Session` (the forward, its own memo of maps, the attributions and faithfulness
-scores computed so far). Views that only change rendering (block, head, colormap, opacity, clicked
+Per user: :class:`~sepvit_viz.serving.session.Session` (the forward, its own memo of maps, the
+attributions and faithfulness scores computed so far). Views that only change rendering (block, head, colormap, opacity, clicked
 pixel or window) are drawn from it without running the model again.
 """
 

@@ -157,7 +157,7 @@ class Session:
                 return False
             try:
                 self.released = True
-                self.forward = None  # type: ignore[assignment]  # a released session is never read (_using refuses it)
+                self.forward = None  # type: ignore[assignment]  # a released session is never read (using refuses it)
                 self.maps = None  # type: ignore[assignment]
                 self.attributions.clear()
                 self.curves.clear()
