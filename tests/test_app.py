@@ -1300,6 +1300,43 @@ def test_attribution_caption_names_the_method_settings(state):
     assert caption.startswith("**Grad-CAM** (stage 4 feature map, positive part) for class **")
 
 
+def test_an_uploads_two_change_events_make_one_analysis_drawn_once():
+    """Gradio fires the photo's change event twice when an upload replaces a photo, and the two chains
+    of events run at once. Both analyses must be one session: as two they raced (the page kept one, the
+    newest mark named the other, every view of the page's session was withheld as superseded, and the
+    attribution tab stayed empty). The second chain changes nothing once the first set the page up, and
+    the shown tab is drawn once. The Analyze button on the same photo makes a new analysis."""
+    import types
+
+    import gradio as gr
+
+    tab, other = types.SimpleNamespace(session_hash="tab-dup"), types.SimpleNamespace(session_hash="tab-dup-2")
+    before, photo = photos.example_photos()[0], photos.example_photos()[3]
+    defaults = [p.default for p in list(inspect.signature(handlers.analyze).parameters.values())[1:-2]]
+
+    def change_event(current, request=tab):
+        return handlers.analyze_new_photo(photo, *defaults, current, progress=noop, request=request)
+
+    page = handlers.analyze(before, progress=noop, request=tab)[0]
+    shown = settings.Settings(tab="attribution", method="saliency")
+    assert handlers.after_analysis(page, shown)
+    # both events read the page's session before either returned
+    first, second = change_event(page), change_event(page)
+    assert first[0] is second[0] is not page and not handlers.superseded(first[0], tab)
+    assert not_blank(second[3]) and second[2] == first[2]  # the second is answered in full, the same
+    assert handlers.after_analysis(first[0], shown) and handlers.after_analysis(second[0], shown) == {}
+    assert not_blank(handlers.show_tab_after_analysis(first[0], shown, noop, tab)["attribution_img"])
+    assert handlers.show_tab_after_analysis(second[0], shown, noop, tab) == {}
+    # a change event that arrives once the page holds the new analysis changes nothing
+    late = change_event(first[0])
+    assert late[0] is first[0] and all(v == gr.update() for v in late[1:])
+    # another browser tab's upload of the same photo is its own analysis
+    assert change_event(None, other)[0] is not first[0]
+    # the Analyze button: a new analysis of the same photo, which supersedes the last one
+    again = handlers.analyze(photo, progress=noop, request=tab)[0]
+    assert again is not first[0] and handlers.superseded(first[0], tab)
+
+
 def test_a_slow_result_for_an_earlier_photo_does_not_replace_the_new_photos():
     """A tab analyses photo A, starts a slow attribution, then analyses photo B: when the attribution
     (or a faithfulness score) of A ends, the page keeps B's pictures (gr.skip()); another tab, and the

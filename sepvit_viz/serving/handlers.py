@@ -64,8 +64,8 @@ from sepvit_viz.serving.session import (
     Forward,
     Session,
     live,
-    mark_latest,
     run_forward,
+    session_for,
     superseded,
     using,
 )
@@ -497,6 +497,55 @@ def analyze(
     running the forward again. ``target`` and ``method`` are checked here (a bad one fails before
     the forward), but the attribution runs only when it is shown.
     """
+    return _analyze(
+        photo,
+        model_choice,
+        hub_repo,
+        hub_revision,
+        resolution,
+        target,
+        method,
+        cmap,
+        opacity,
+        token_block,
+        token_head,
+        pwa_block,
+        pwa_head,
+        pair,
+        fit,
+        smooth,
+        pixel_view,
+        progress=progress,
+        request=request,
+    )
+
+
+def _analyze(
+    photo: Any,
+    model_choice: str | None,
+    hub_repo: str | None,
+    hub_revision: str | None,
+    resolution: Any,
+    target: Any,
+    method: str | None,
+    cmap: str | None,
+    opacity: Any,
+    token_block: str | None,
+    token_head: Any,
+    pwa_block: str | None,
+    pwa_head: Any,
+    pair: str | None,
+    fit: str | None,
+    smooth: Any,
+    pixel_view: str | None,
+    *,
+    progress: Any,
+    request: Any,
+    current: Session | None = None,
+) -> tuple[Any, ...]:
+    """:func:`analyze`; ``current``: the page's analysis (:func:`analyze_new_photo`). When the photo
+    and settings give that same analysis again (:func:`session_for`) and its page is set up already,
+    nothing on the page changes: the session, then no-change updates."""
     s = Settings.of(
         model=model_choice,
         hub_repo=hub_repo,
@@ -530,8 +579,10 @@ def analyze(
         progress(0.08, desc="Loading the model")
         entry = MODELS.get(s.model, s.hub_repo, s.hub_revision)
         progress(0.15, desc=f"SepViT forward at {res} px")
-        session = Session.of(run_forward(entry, image, res, fit))
-        mark_latest(session, request)  # a slower request on an earlier photo of this tab now shows nothing
+        # this tab's newest analysis: a slower request on an earlier photo of this tab now shows nothing
+        session = session_for(run_forward(entry, image, res, fit), request, current)
+        if session is current and session.page_set:  # the same upload again: the page shows it already
+            return (session, *(gr.update() for _ in range(ANALYZE_OUTPUTS - 1)))
         with using(session):  # held: another user's analysis cannot release it mid-request
             fwd = session.forward
             # the page's dropdowns may hold a block, head or pair of the last model or resolution
@@ -575,13 +626,14 @@ def analyze_new_photo(
     request: gr.Request | None = None,
 ) -> tuple[Any, ...]:
     """:func:`analyze` for the photo's change event (its inputs, then the current session); clearing
-    the photo keeps everything as it is. Every parameter is positional: Gradio hands the progress
+    the photo keeps everything as it is, and so does the same photo again (Gradio fires the change
+    event twice when an upload replaces a photo). Every parameter is positional: Gradio hands the progress
     tracker and the request only to those (not after ``*args``)."""
     if photo is None:
         return (current, *(gr.update() for _ in range(ANALYZE_OUTPUTS - 1)))
     inputs = (photo, model_choice, hub_repo, hub_revision, resolution, target, method, cmap, opacity)
     inputs += (token_block, token_head, pwa_block, pwa_head, pair, fit, smooth, pixel_view)
-    return analyze(*inputs, progress=progress, request=request)
+    return _analyze(*inputs, progress=progress, request=request, current=current)
 
 
 def top5(fwd: Forward) -> dict[str, float]:
@@ -758,8 +810,21 @@ def show_tab_after_analysis(
     session: Session | None, s: Settings, progress: Any = None, request: Any = None
 ) -> dict[str, Any]:
     """:func:`show_tab` for the event after a new analysis: the visible tab's views, but not the first
-    tab's, which :func:`analyze` returned already."""
-    return {} if s.tab == TABS[0] else show_tab(session, s, progress, request)
+    tab's, which :func:`analyze` returned already, and ``{}`` for a tab this event drew for this
+    analysis already (:attr:`Session.tabs_drawn`: the same chain of events ran again on it)."""
+    if s.tab == TABS[0] or not live(session):
+        return {}
+    with session.lock:  # claimed before drawing: two such events at once draw the tab once
+        if s.tab in session.tabs_drawn:
+            return {}
+        session.tabs_drawn.add(s.tab)
+    out: dict[str, Any] = {}
+    try:
+        out = show_tab(session, s, progress, request)
+    finally:
+        if not out:  # nothing drawn (superseded, an error): the next such event may draw it
+            session.tabs_drawn.discard(s.tab)
+    return out
 
 
 NO_PWA = "This model has no window-to-window attention at this resolution."

@@ -3,7 +3,7 @@ cache) and what one user computed from it (:class:`Session`, held in a ``gr.Stat
 
 The memory budget (:data:`sepvit_viz.serving.cache.SESSIONS`) counts every :class:`Session` and may
 release the least recently used one; :func:`using` holds one for a request so that cannot happen
-mid-request, and tells a user whose analysis is gone what to do. :func:`mark_latest` /
+mid-request, and tells a user whose analysis is gone what to do. :func:`session_for` /
 :func:`superseded` say whether a browser session has analysed another photo since, so a slow result
 for the old photo never reaches the page. No Gradio components are built here.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from sepvit_viz.validation import SettingsError
 from sepvit_viz.viz import pipeline
 from sepvit_viz.viz.capture import AttentionRecord
 
-__all__ = ["RELEASED_MESSAGE", "Forward", "Session", "live", "mark_latest", "run_forward", "superseded", "using"]
+__all__ = ["RELEASED_MESSAGE", "Forward", "Session", "live", "run_forward", "session_for", "superseded", "using"]
 
 
 #: What a user whose analysis the memory budget released is told.
@@ -117,6 +118,10 @@ class Session:
     #: True once :func:`~sepvit_viz.serving.handlers.after_analysis` set the page up for this analysis:
     #: clearing the photo runs that event chain again on the same session, and then it must change nothing.
     page_set: bool = False
+    #: The tabs drawn for this analysis by the event after it (``handlers.show_tab_after_analysis``):
+    #: when the chain of events runs again on the same session (a photo cleared, or the same upload's
+    #: second change event), the page shows them already and nothing is sent again.
+    tabs_drawn: set[str] = field(default_factory=set, repr=False)
     #: Requests reading this analysis now (:meth:`in_use`); the memory budget never releases it then.
     _busy: int = field(default=0, repr=False)
     _busy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -228,23 +233,50 @@ def run_forward(entry: ModelEntry, photo: Image.Image, resolution: int, fit: str
     return fwd
 
 
-#: The last analysis made for each browser session (Gradio's ``session_hash``: a tab, or an API
-#: client), by serial; bounded, the oldest forgotten first.
-_LATEST: OrderedDict[str, int] = OrderedDict()
+#: The newest analysis of each browser session (Gradio's ``session_hash``: a tab, or an API client):
+#: its serial, and the session itself while anything else holds it (a weak reference: this table never
+#: keeps an analysis alive); bounded, the oldest forgotten first.
+_LATEST: OrderedDict[str, tuple[int, weakref.ref[Session]]] = OrderedDict()
 _LATEST_LOCK = threading.Lock()
 _LATEST_MAX = 4096
 
 
-def mark_latest(session: Session, request: Any) -> None:
-    """Record ``session`` as the newest analysis of the request's browser session."""
+def _same_forward(a: Forward, b: Forward) -> bool:
+    """Both forwards are of the same model input through the same model (so their captures are equal)."""
+    same_input = (a.model_key, a.resolution, a.fit, a.result.size) == (b.model_key, b.resolution, b.fit, b.result.size)
+    return same_input and np.array_equal(a.image, b.image)
+
+
+def session_for(fwd: Forward, request: Any, current: Session | None = None) -> Session:
+    """The analysis of ``fwd`` for the request's browser session, recorded as its newest
+    (:func:`superseded` compares against it).
+
+    A new :class:`Session` (:meth:`Session.of`), except when the browser session's newest analysis is
+    a live one of the same input and model whose page is not set up yet (:attr:`Session.page_set`),
+    or is ``current`` (the analysis the page holds, given by a photo's change event): then that same
+    session. One upload that replaces a photo fires Gradio's change event twice, so the
+    page runs two identical analyses at once; as two sessions they would race (the page keeps the
+    session of the request that returned last, while the newest mark may name the other, and then
+    every view of the page's session is withheld as superseded, leaving its tabs empty). The
+    Analyze button's new analysis of the same photo comes after the page was set up, and gets a new
+    session.
+    """
     key = getattr(request, "session_hash", None)
     if key is None:
-        return
+        return Session.of(fwd)
     with _LATEST_LOCK:
-        _LATEST[key] = session.serial
+        newest = _LATEST.get(key)
+        same = newest[1]() if newest is not None else None
+        reusable = same is not None and live(same) and (not same.page_set or same is current)
+        old = same.forward if reusable else None  # read once: the memory budget may release it meanwhile
+        if old is not None and _same_forward(old, fwd):
+            return same
+        session = Session.of(fwd)
+        _LATEST[key] = (session.serial, weakref.ref(session))
         _LATEST.move_to_end(key)
         while len(_LATEST) > _LATEST_MAX:
             _LATEST.popitem(last=False)
+        return session
 
 
 def superseded(session: Session, request: Any) -> bool:
@@ -252,8 +284,8 @@ def superseded(session: Session, request: Any) -> bool:
     a slow attribution or score that ends then must not put the old photo's result on the page."""
     key = getattr(request, "session_hash", None)
     with _LATEST_LOCK:
-        latest = _LATEST.get(key) if key is not None else None
-    return latest is not None and latest > session.serial
+        newest = _LATEST.get(key) if key is not None else None
+    return newest is not None and newest[0] > session.serial
 
 
 @contextmanager
