@@ -1330,11 +1330,44 @@ def test_an_uploads_two_change_events_make_one_analysis_drawn_once():
     # a change event that arrives once the page holds the new analysis changes nothing
     late = change_event(first[0])
     assert late[0] is first[0] and all(v == gr.update() for v in late[1:])
+    bad = list(defaults)
+    bad[4] = "no such class"  # the target: checked on that path too
+    with pytest.raises(gr.Error, match="no such class"):
+        handlers.analyze_new_photo(photo, *bad, first[0], progress=noop, request=tab)
     # another browser tab's upload of the same photo is its own analysis
     assert change_event(None, other)[0] is not first[0]
     # the Analyze button: a new analysis of the same photo, which supersedes the last one
     again = handlers.analyze(photo, progress=noop, request=tab)[0]
     assert again is not first[0] and handlers.superseded(first[0], tab)
+
+
+def test_a_tab_drawn_while_the_page_is_set_up_is_drawn_again(monkeypatch):
+    """Two chains of events on one session (an upload's change event and an Analyze click at once):
+    the second may draw the shown tab while the first sets the page up, which empties that tab; the
+    first chain's drawing then draws it again. A setup that fails leaves the page to the next one."""
+    import types
+
+    tab = types.SimpleNamespace(session_hash="tab-interleaved")
+    session = handlers.analyze(photos.example_photos()[5], progress=noop, request=tab)[0]
+    shown = settings.Settings(tab="attribution", method="saliency")
+    setup = handlers._page_for
+
+    def failing(session, s):
+        raise RuntimeError("setup failed")
+
+    monkeypatch.setattr(handlers, "_page_for", failing)
+    with pytest.raises(RuntimeError):
+        handlers.after_analysis(session, shown)
+    assert not session.page_set
+
+    def interleaved(session, s):
+        assert handlers.after_analysis(session, s) == {}  # the other chain's setup: nothing to do
+        assert handlers.show_tab_after_analysis(session, s, noop, tab)  # its drawing lands first
+        return setup(session, s)
+
+    monkeypatch.setattr(handlers, "_page_for", interleaved)
+    assert handlers.after_analysis(session, shown)["attribution_img"] is None  # the tab emptied
+    assert not_blank(handlers.show_tab_after_analysis(session, shown, noop, tab)["attribution_img"])
 
 
 def test_a_slow_result_for_an_earlier_photo_does_not_replace_the_new_photos():

@@ -497,55 +497,20 @@ def analyze(
     running the forward again. ``target`` and ``method`` are checked here (a bad one fails before
     the forward), but the attribution runs only when it is shown.
     """
-    return _analyze(
-        photo,
-        model_choice,
-        hub_repo,
-        hub_revision,
-        resolution,
-        target,
-        method,
-        cmap,
-        opacity,
-        token_block,
-        token_head,
-        pwa_block,
-        pwa_head,
-        pair,
-        fit,
-        smooth,
-        pixel_view,
-        progress=progress,
-        request=request,
-    )
+    inputs = (photo, model_choice, hub_repo, hub_revision, resolution, target, method, cmap, opacity)
+    inputs += (token_block, token_head, pwa_block, pwa_head, pair, fit, smooth, pixel_view)
+    return _analyze(inputs, progress=progress, request=request)
 
 
 def _analyze(
-    photo: Any,
-    model_choice: str | None,
-    hub_repo: str | None,
-    hub_revision: str | None,
-    resolution: Any,
-    target: Any,
-    method: str | None,
-    cmap: str | None,
-    opacity: Any,
-    token_block: str | None,
-    token_head: Any,
-    pwa_block: str | None,
-    pwa_head: Any,
-    pair: str | None,
-    fit: str | None,
-    smooth: Any,
-    pixel_view: str | None,
-    *,
-    progress: Any,
-    request: Any,
-    current: Session | None = None,
+    inputs: tuple[Any, ...], *, progress: Any, request: Any, current: Session | None = None
 ) -> tuple[Any, ...]:
-    """:func:`analyze`; ``current``: the page's analysis (:func:`analyze_new_photo`). When the photo
-    and settings give that same analysis again (:func:`session_for`) and its page is set up already,
-    nothing on the page changes: the session, then no-change updates."""
+    """:func:`analyze` of its ``inputs`` (its parameters before ``progress``, in order); ``current``:
+    the page's analysis (:func:`analyze_new_photo`). When the photo and settings give that same
+    analysis again (:func:`session_for`) and its page is set up already, nothing on the page changes:
+    the session, then no-change updates."""
+    (photo, model_choice, hub_repo, hub_revision, resolution, target, method, cmap, opacity) = inputs[:9]
+    (token_block, token_head, pwa_block, pwa_head, pair, fit, smooth, pixel_view) = inputs[9:]
     s = Settings.of(
         model=model_choice,
         hub_repo=hub_repo,
@@ -581,8 +546,6 @@ def _analyze(
         progress(0.15, desc=f"SepViT forward at {res} px")
         # this tab's newest analysis: a slower request on an earlier photo of this tab now shows nothing
         session = session_for(run_forward(entry, image, res, fit), request, current)
-        if session is current and session.page_set:  # the same upload again: the page shows it already
-            return (session, *(gr.update() for _ in range(ANALYZE_OUTPUTS - 1)))
         with using(session):  # held: another user's analysis cannot release it mid-request
             fwd = session.forward
             # the page's dropdowns may hold a block, head or pair of the last model or resolution
@@ -594,6 +557,8 @@ def _analyze(
                 _pwa_settings(session, s)
             if s.pair is not None:
                 _compare_settings(session, s)
+            if session is current and session.page_set:  # the same upload again: the page shows it
+                return (session, *(gr.update() for _ in range(ANALYZE_OUTPUTS - 1)))
             progress(0.9, desc="Drawing the window tokens")
             tok, pix = _token_views(session, s)
             return session, status_markdown(fwd, notes), top5(fwd), tok.picture, pix.picture
@@ -633,7 +598,7 @@ def analyze_new_photo(
         return (current, *(gr.update() for _ in range(ANALYZE_OUTPUTS - 1)))
     inputs = (photo, model_choice, hub_repo, hub_revision, resolution, target, method, cmap, opacity)
     inputs += (token_block, token_head, pwa_block, pwa_head, pair, fit, smooth, pixel_view)
-    return _analyze(*inputs, progress=progress, request=request, current=current)
+    return _analyze(inputs, progress=progress, request=request, current=current)
 
 
 def top5(fwd: Forward) -> dict[str, float]:
@@ -705,9 +670,26 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
     faithfulness table, the token tab's captions (its pictures came with :func:`analyze`), reset
     clicks, and the other tabs' pictures and captions emptied: they belonged to the last photo, and
     :func:`show_tab` draws them for this one when their tab is shown. ``{}`` (nothing changes) before
-    any analysis, and for an analysis whose page is set up already (the photo was cleared)."""
-    if not live(session) or session.page_set:
+    any analysis, and for an analysis whose page is set up already (the photo was cleared, or the
+    same upload's other change event got there first)."""
+    if not live(session):
         return {}
+    with session.lock:  # claimed before the work: a second chain of events on this session waits for none
+        if session.page_set:
+            return {}
+        session.page_set = True
+    try:
+        out = _page_for(session, s)
+    except BaseException:
+        session.page_set = False  # not set up: the next such event tries again
+        raise
+    with session.lock:  # the other tabs go out emptied: one drawn meanwhile (by the other chain) is drawn again
+        session.tabs_drawn.clear()
+    return out
+
+
+def _page_for(session: Session, s: Settings) -> dict[str, Any]:
+    """:func:`after_analysis`'s values for a live session (no claim)."""
     with _user_errors(), using(session):
         fwd = session.forward
         recs = fwd.records
@@ -746,7 +728,6 @@ def after_analysis(session: Session | None, s: Settings) -> dict[str, Any]:
         for tab, shown in TAB_VIEWS.items():
             if tab != TABS[0]:
                 out.update({name: "" if name.endswith("_caption") else None for name in shown})
-        session.page_set = True
         return out
 
 

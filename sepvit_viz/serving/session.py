@@ -270,6 +270,7 @@ def session_for(fwd: Forward, request: Any, current: Session | None = None) -> S
         reusable = same is not None and live(same) and (not same.page_set or same is current)
         old = same.forward if reusable else None  # read once: the memory budget may release it meanwhile
         if old is not None and _same_forward(old, fwd):
+            cache.SESSIONS.touch(same)  # used now: the last the memory budget would release
             return same
         session = Session.of(fwd)
         _LATEST[key] = (session.serial, weakref.ref(session))
