@@ -212,3 +212,20 @@ def test_warm_up_computes_the_default_models_statistics(monkeypatch, counted):
     assert len(counted) == 1
     model_tab.model_tab(None, "dwa_distance", models.MODEL_DEFAULT)
     assert len(counted) == 1
+
+
+def test_the_tab_is_drawn_once_per_analysis_and_settings_after_an_analysis():
+    """The event after an analysis draws the shown Model tab; when the same chain of events runs again
+    on that analysis (a photo cleared, or an upload's second change event) it sends nothing, unless a
+    setting it draws with changed (another measure or model)."""
+    session = analyze(photos.example_photos()[6])
+    drawn = model_tab.model_tab_if_shown("model", session, "dwa_distance", models.MODEL_DEFAULT, "", "")
+    assert picture(drawn[0]) and "SepViT" in drawn[1]
+    assert (
+        model_tab.model_tab_if_shown("model", session, "dwa_distance", models.MODEL_DEFAULT, "", "") == (gr.skip(),) * 3
+    )
+    other = model_tab.model_tab_if_shown("model", session, "pwa_entropy_norm", models.MODEL_DEFAULT, "", "")
+    assert picture(other[0]) and not np.array_equal(np.asarray(other[0]), np.asarray(drawn[0]))
+    # another analysis of the same photo is drawn again
+    again = analyze(photos.example_photos()[6])
+    assert picture(model_tab.model_tab_if_shown("model", again, "pwa_entropy_norm", models.MODEL_DEFAULT, "", "")[0])

@@ -18,7 +18,7 @@ import gradio as gr
 from sepvit_viz.limits import DEFAULT_RESOLUTION
 from sepvit_viz.serving.handlers import _user_errors
 from sepvit_viz.serving.models import MODEL_HUB, MODELS, ModelEntry
-from sepvit_viz.serving.session import RELEASED_MESSAGE, Forward, Session
+from sepvit_viz.serving.session import RELEASED_MESSAGE, Forward, Session, live
 from sepvit_viz.stats import measures as stats
 from sepvit_viz.stats import plots as stats_plots
 from sepvit_viz.validation import SettingsError
@@ -112,7 +112,16 @@ def model_tab(
 def model_tab_if_shown(tab: str | None, *args: Any) -> tuple[Any, ...]:
     """:func:`model_tab` (``args`` its parameters) when the page shows the Model tab, else nothing changes:
     a new analysis or model draws the tab's plots only where they are seen (its select event draws
-    them when it is opened)."""
+    them when it is opened), and for an analysis whose tab this event drew with these settings already
+    (the same chain of events again: a photo cleared, or the same upload's second change event)."""
     if tab != "model":
         return gr.skip(), gr.skip(), gr.skip()
-    return model_tab(*args)
+    session, drawn = args[0], tuple(args[1:])
+    if live(session):
+        with session.lock:
+            if session.model_tab_drawn == drawn:
+                return gr.skip(), gr.skip(), gr.skip()
+    out = model_tab(*args)
+    if live(session):
+        session.model_tab_drawn = drawn
+    return out

@@ -122,6 +122,9 @@ class Session:
     #: when the chain of events runs again on the same session (a photo cleared, or the same upload's
     #: second change event), the page shows them already and nothing is sent again.
     tabs_drawn: set[str] = field(default_factory=set, repr=False)
+    #: The Model tab's settings (measure, model, Hub repo, revision) when the event after an analysis
+    #: drew it for this analysis last (``model_tab.model_tab_if_shown``): the same again draws nothing.
+    model_tab_drawn: tuple[Any, ...] | None = field(default=None, repr=False)
     #: Requests reading this analysis now (:meth:`in_use`); the memory budget never releases it then.
     _busy: int = field(default=0, repr=False)
     _busy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
