@@ -1030,3 +1030,64 @@ def test_align_features_shifts_the_teachers_map_before_pooling(photo_dirs, tmp_p
     want = F.layer_norm(shift_cells(feats, 31 / 32).flatten(2).transpose(1, 2), (8,))
     torch.testing.assert_close(aligned.feature_target(feats, 224), want)
     assert not torch.allclose(plain.feature_target(feats, 224), want)
+
+
+def test_a_weight_average_is_what_a_run_evaluates_exports_and_resumes(photo_dirs, tmp_path, teacher_available) -> None:
+    """``--ema-decay``: after each step the average moves ``1 - decay`` of the way to the weights; the
+    held-out evaluation and the exported checkpoint use it while training goes on with the weights
+    themselves, and a resumed run continues the average exactly."""
+    from sepvit_viz import load_checkpoint
+
+    cfg = _config(photo_dirs, tmp_path, steps=3, ema_decay=0.6)
+    dist = Distiller(cfg)
+    expected = {k: v.clone().float() for k, v in dist.student.state_dict().items() if v.is_floating_point()}
+    for _ in range(3):
+        dist.train_step()
+        for k, v in dist.student.state_dict().items():
+            if k in expected:
+                expected[k] = 0.6 * expected[k] + 0.4 * v.float()
+    for k, v in expected.items():
+        torch.testing.assert_close(dist.ema.average[k], v, rtol=0, atol=1e-6, msg=k)
+    trained = {k: v.clone() for k, v in dist.student.state_dict().items()}
+    name = next(k for k in expected if k.endswith("weight") and expected[k].ndim == 2)
+    assert not torch.allclose(trained[name].float(), expected[name])  # the average is not the weights
+
+    seen = []  # the weights the student holds while it is evaluated
+    hook = dist.student.register_forward_pre_hook(lambda m, x: seen.append(m.state_dict()[name].clone()))
+    dist.evaluate()
+    hook.remove()
+    assert seen and all(torch.equal(w, dist.ema.average[name]) for w in seen)
+    dist.export(final=True)
+    saved = load_checkpoint(cfg.out).state_dict()
+    torch.testing.assert_close(saved[name], dist.ema.average[name], rtol=0, atol=0)  # a float32 file
+    for k, v in dist.student.state_dict().items():  # training goes on with its own weights
+        torch.testing.assert_close(v, trained[k], rtol=0, atol=0, msg=k)
+    card = json.loads(Path(cfg.out).with_name("student.card.json").read_text())
+    assert card["optimizer"]["weight_average_decay"] == 0.6
+
+    # a resume continues the average exactly (the same name: the same views)
+    first = Distiller(_config(photo_dirs, tmp_path, steps=3, ema_decay=0.6, runs_dir=str(tmp_path / "again")))
+    first.train_step()
+    first.save_state()
+    second = Distiller(first.cfg)
+    second.load_state_dict(torch.load(first.state_path, map_location="cpu", weights_only=True))
+    for _ in range(2):
+        second.train_step()
+    for k, v in expected.items():
+        torch.testing.assert_close(second.ema.average[k], v, rtol=0, atol=1e-6, msg=k)
+
+
+def test_a_weight_average_refuses_an_impossible_decay_and_another_models_average() -> None:
+    from sepvit_viz.training.ema import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    for decay in (0.0, 1.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="decay"):
+            WeightAverage(model, decay)
+    avg = WeightAverage(model, 0.9)
+    with pytest.raises(ValueError, match="does not fit"):
+        avg.load_state_dict(WeightAverage(torch.nn.Linear(3, 2, bias=False), 0.9).state_dict())
+    with pytest.raises(RuntimeError), avg.swapped(model):  # the weights come back after an error too
+        model.weight.data.add_(1.0)
+        raise RuntimeError("stop")
+    torch.testing.assert_close(model.weight, avg.average["weight"] * 1.0)

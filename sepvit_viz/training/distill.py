@@ -22,6 +22,7 @@ stay on the CPU generator, so the data order and crops do not depend on the devi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -56,6 +57,7 @@ from sepvit_viz.training.data import (
     normalize_uint8,
     training_data_summary,
 )
+from sepvit_viz.training.ema import WeightAverage
 
 __all__ = ["DistillConfig", "Distiller", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
 
@@ -122,6 +124,9 @@ class DistillConfig:
     # padding puts its cells 31 px lower right than the student's tokens at 224). Off by default so
     # that resuming a run saved without this key keeps its target.
     align_features: bool = False
+    # Evaluate and export an exponential moving average of the student's weights, updated after every
+    # step with this decay (0: off, the trained weights themselves; sepvit_viz.training.ema).
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.out is None:
@@ -365,6 +370,8 @@ class Distiller:
             parent = card_path_for(cfg.init_from)
             self.parent_card = json.loads(parent.read_text()) if parent.is_file() else None
         self.student.to(self.device)
+        # made from the weights the run starts with: a resumed run loads its saved average over these
+        self.ema = WeightAverage(self.student, cfg.ema_decay) if cfg.ema_decay > 0 else None
         # The fused (scaled_dot_product_attention) path's backward is slow on CPU: with the explicit
         # attention path a training step at 128-224 px is 1.5-2x faster here. Evaluation stays fused.
         self.student.set_fused_attn(cfg.fused_attn)
@@ -613,6 +620,8 @@ class Distiller:
             self.student.parameters(), cfg.clip_grad if cfg.clip_grad > 0 else float("inf")
         )
         self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.student)
         self.step += 1
         self.images_seen += x.shape[0]
         if self.device.type == "cuda":
@@ -637,7 +646,17 @@ class Distiller:
     @torch.no_grad()
     def evaluate(self, charge: bool = False) -> dict[str, dict[str, float]]:
         """Top-1 and agreement on the held-out subsets. ``charge``: count the time against the budget,
-        each batch at most ``MAX_CHARGED_S`` (a pause under SIGSTOP must not end the run)."""
+        each batch at most ``MAX_CHARGED_S`` (a pause under SIGSTOP must not end the run). With
+        ``ema_decay`` the weight average is evaluated (what :meth:`export` writes)."""
+        with self.exported_weights():
+            return self._evaluate(charge)
+
+    def exported_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """The student holds the weights this run evaluates and exports inside the block: the weight
+        average with ``ema_decay``, else its own."""
+        return self.ema.swapped(self.student) if self.ema is not None else contextlib.nullcontext(self.student)
+
+    def _evaluate(self, charge: bool) -> dict[str, dict[str, float]]:
         self.student.eval()
         self.student.set_fused_attn(True)
         results = {}
@@ -675,6 +694,7 @@ class Distiller:
             "student": self.student.state_dict(),
             "optimizer": self.opt.state_dict(),
             "feat_proj": self.feat_proj.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "step": self.step,
             "images_seen": self.images_seen,
             "elapsed": self.elapsed,
@@ -696,6 +716,11 @@ class Distiller:
         if "feat_proj" in state:
             self.feat_proj.load_state_dict(state["feat_proj"])
         self.opt.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if "ema" in state:
+                self.ema.load_state_dict(state["ema"])
+            else:  # switched on at this resume: the average starts at the saved weights
+                self.ema = WeightAverage(self.student, self.cfg.ema_decay)
         # load_state_dict brings back the saved hyper-parameters of each group; the learning rate is set
         # every step, the weight decay only here (a --weight-decay given with --resume must take effect)
         self.opt.param_groups[0]["weight_decay"] = self.cfg.weight_decay
@@ -725,7 +750,8 @@ class Distiller:
         out.parent.mkdir(parents=True, exist_ok=True)
         card = self.model_card(final)
         meta = {"model_card": json.dumps(card), "training": "distilled from EfficientNet-Lite0 (function matching)"}
-        save_checkpoint(self.student, out, extra_metadata=meta, dtype=torch.float16 if self.cfg.fp16_out else None)
+        with self.exported_weights():
+            save_checkpoint(self.student, out, extra_metadata=meta, dtype=torch.float16 if self.cfg.fp16_out else None)
         card_path = card_path_for(out)
         card_path.write_text(json.dumps(card, indent=2) + "\n")
 
@@ -840,6 +866,8 @@ class Distiller:
                 "schedule": "cosine",
                 "batch_size": cfg.batch_size,
                 "drop_path_rate": cfg.drop_path_rate,
+                # the checkpoint holds this average of the weights (None: the weights themselves)
+                "weight_average_decay": cfg.ema_decay or None,
             },
             "weights_dtype": "float16" if cfg.fp16_out else "float32",
             "changed_on_resume": [h for h in self.history if "changed" in h],
@@ -924,6 +952,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--clip-grad", type=float, help=f"gradient norm clip, 0 = off (default {d.clip_grad})")
     a("--temperature", type=float, help=f"softmax temperature of the KL (default {d.temperature})")
     a("--feature-weight", type=float, help=f"weight of the feature-matching loss, 0 = off (default {d.feature_weight})")
+    a(
+        "--ema-decay",
+        type=float,
+        help="evaluate and export an exponential moving average of the weights with this decay per step, "
+        f"e.g. 0.999 (default {d.ema_decay}: off)",
+    )
     a("--drop-path-rate", type=float, help=f"student stochastic depth (default {d.drop_path_rate})")
     a("--res-schedule", help=f"student resolution by progress, e.g. 0:160,0.7:224 (default {d.res_schedule})")
     a("--crop-scale-min", type=float, help=f"smallest random-crop area fraction (default {d.crop_scale_min})")
