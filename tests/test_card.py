@@ -97,6 +97,14 @@ def test_a_low_resolution_run_says_so_in_its_record() -> None:
     assert "low_resolution" not in card["other_runs"][1]
 
 
+def test_a_weight_average_run_records_its_decay() -> None:
+    run_card = {**_run_card("run27", "run23", (0.6, 0.2)), "optimizer": {"lr": 1e-4, "weight_average_decay": 0.999}}
+    plain = {**_run_card("run26", "run23", (0.6, 0.2)), "optimizer": {"lr": 1e-4, "weight_average_decay": None}}
+    card, _ = record_other_runs(SHIPPED, [run_card, plain])
+    assert card["other_runs"][0]["weight_average_decay"] == 0.999
+    assert "weight_average_decay" not in card["other_runs"][1]
+
+
 def test_a_new_card_carries_the_old_cards_runs_off_the_chain(tmp_path, capsys) -> None:
     old, _ = record_other_runs(
         SHIPPED, [_run_card("gpu3", "run10", (0.4, 0.2)), _run_card("run13", "run12", (0.5, 0.2))]

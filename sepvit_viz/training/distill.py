@@ -886,14 +886,16 @@ class Distiller:
 
 def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
     """A finished run's entry in its descendants' lineage, taken from its model card: what it trained
-    on (with ``low_resolution`` when the run used ``--low-res-dirs``), how long, and its held-out
-    evaluation (the full one if the card has it, else the last one made while training)."""
+    on (with ``low_resolution`` when the run used ``--low-res-dirs`` and ``weight_average_decay`` when
+    it exported a weight average, ``--ema-decay``), how long, and its held-out evaluation (the full
+    one if the card has it, else the last one made while training)."""
     evaluation = (card.get("evaluation") or {}).get("results")
     if evaluation is None:
         evaluation = (card.get("evaluation_during_training") or {}).get("results")
     init = card.get("initialised_from")
     data = card.get("training_data") or {}
     low_res = (card.get("augmentation") or {}).get("low_resolution")
+    ema_decay = (card.get("optimizer") or {}).get("weight_average_decay")
     return {
         "run": card.get("run", "unnamed"),
         "initialised_from": init.get("run", init.get("checkpoint")) if isinstance(init, dict) else init,
@@ -907,6 +909,7 @@ def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
         "training_photos": data.get("total_photos"),
         "folder_sampling_weights": data.get("folder_sampling_weights"),
         **({"low_resolution": low_res} if low_res else {}),
+        **({"weight_average_decay": ema_decay} if ema_decay else {}),
         "evaluation": evaluation,
     }
 
