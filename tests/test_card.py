@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sepvit_viz.training.card import carry_other_runs, main, mean_top1, record_other_runs
+from sepvit_viz.training.card import carry_other_runs, main, mean_agreement, mean_top1, record_other_runs
 
 
 def _run_card(name: str, parent: str, top1: tuple[float, float], right: int = 5) -> dict:
@@ -33,6 +33,23 @@ SHIPPED = {"run": "run12", "lineage": [{"run": "run10"}, {"run": "run11"}], "eva
 def test_mean_top1_averages_the_folders() -> None:
     assert mean_top1(_run_card("r", "p", (0.5, 0.25))) == pytest.approx(0.375)
     assert mean_top1({"run": "r"}) is None
+
+
+def test_mean_agreement_reads_only_the_folders_with_an_agreement_target() -> None:
+    card = {
+        "evaluation": {
+            "results": {
+                "a": {"student_top1": 0.7, "agreement": 0.6},
+                "b": {"student_top1": 0.3, "agreement": 0.4},
+                "c": {"student_top1": 0.8, "agreement": 0.1},  # no agreement target: left out
+            },
+            "targets": {"a": {"agreement_min": 0.75}, "b": {"agreement_min": 0.5}, "c": {"agreement_min": None}},
+        }
+    }
+    assert mean_agreement(card) == pytest.approx(0.5)
+    card, _ = record_other_runs(SHIPPED, [{**card, "run": "run28", "initialised_from": {"run": "run27"}}])
+    assert card["other_runs"][0]["mean_agreement"] == 0.5
+    assert mean_agreement(_run_card("r", "p", (0.5, 0.25))) is None  # no targets recorded
 
 
 def test_a_run_off_the_chain_is_recorded_with_its_figures() -> None:

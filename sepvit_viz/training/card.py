@@ -3,7 +3,8 @@
 A card's ``lineage`` lists the runs its checkpoint descends from. A run that was evaluated and not
 shipped, and that no shipped checkpoint descends from, would otherwise appear in no card. This module
 adds such runs, taken from their own cards, to a card's ``other_runs``, each with its held-out
-evaluation, its mean top-1 over those folders, its many-classes count and ``shipped: false``.
+evaluation, its mean top-1 over those folders, its mean agreement over the folders that have an
+agreement target, its many-classes count and ``shipped: false``.
 
     python -m sepvit_viz.training.card assets/sepvit_lite_distilled.card.json \
         runs/run13/sepvit_lite_distilled.card.json --why "mean top-1 44.6% <= 45.7% (run 12)"
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["carry_other_runs", "main", "mean_top1", "other_run_record", "record_other_runs"]
+__all__ = ["carry_other_runs", "main", "mean_agreement", "mean_top1", "other_run_record", "record_other_runs"]
 
 
 def mean_top1(card: dict[str, Any]) -> float | None:
@@ -34,15 +35,33 @@ def mean_top1(card: dict[str, Any]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def mean_agreement(card: dict[str, Any]) -> float | None:
+    """The mean student-teacher agreement over the folders of the card's full ``evaluation`` that have
+    an agreement target (``evaluation.targets[folder].agreement_min``); None without such a folder."""
+    evaluation = card.get("evaluation") or {}
+    results = evaluation.get("results") or {}
+    targets = evaluation.get("targets") or {}
+    values = [
+        r["agreement"]
+        for name, r in results.items()
+        if isinstance(r, dict) and "agreement" in r and (targets.get(name) or {}).get("agreement_min") is not None
+    ]
+    return sum(values) / len(values) if values else None
+
+
 def other_run_record(run_card: dict[str, Any], why: str | None = None) -> dict[str, Any]:
     """A not-shipped run's entry: its lineage record plus ``shipped: false``, ``mean_top1``,
-    ``many_classes`` (student / teacher right of how many) and ``why_not_shipped`` when given."""
+    ``mean_agreement`` (where the card has agreement targets), ``many_classes`` (student / teacher
+    right of how many) and ``why_not_shipped`` when given."""
     from sepvit_viz.training.distill import lineage_record
 
     record = {**lineage_record(run_card), "shipped": False}
     mean = mean_top1(run_card)
     if mean is not None:
         record["mean_top1"] = round(mean, 4)
+    agreement = mean_agreement(run_card)
+    if agreement is not None:
+        record["mean_agreement"] = round(agreement, 4)
     many = run_card.get("many_classes")
     if isinstance(many, dict) and "student_right" in many:
         record["many_classes"] = {k: many.get(k) for k in ("photos", "student_right", "teacher_right")}
