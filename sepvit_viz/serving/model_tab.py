@@ -123,5 +123,6 @@ def model_tab_if_shown(tab: str | None, *args: Any) -> tuple[Any, ...]:
                 return gr.skip(), gr.skip(), gr.skip()
     out = model_tab(*args)
     if live(session):
-        session.model_tab_drawn = drawn
+        with session.lock:  # written under the lock it is read under
+            session.model_tab_drawn = drawn
     return out
