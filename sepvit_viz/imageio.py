@@ -22,8 +22,8 @@ What it guarantees, for any input (path, bytes, PIL image or numpy array):
 - Pillow's global settings (``Image.MAX_IMAGE_PIXELS``, ``ImageFile.LOAD_TRUNCATED_IMAGES``) are read,
   never written; a ``DecompressionBombWarning`` raised while decoding becomes an error locally.
 
-Colour modes become RGB as follows: transparency (RGBA, LA, PA, P with a transparent colour) is
-composited on **white**; CMYK and YCbCr through Pillow's converters; 1-bit and L as grey; 16-bit
+Colour modes become RGB as follows: transparency (RGBA, LA, PA, and P, L, RGB or 16-bit grey with a
+transparent colour) is composited on **white**; CMYK and YCbCr through Pillow's converters; 1-bit and L as grey; 16-bit
 integer grey (I;16, I;16B, I;16L, I) divided by 257 (full 16-bit range -> 0..255; 32-bit ``I`` values
 outside 0..65535 are scaled by their range); 32-bit float (F) scaled by its finite range.
 """
@@ -227,10 +227,22 @@ def _scale_by_range(values: np.ndarray) -> np.ndarray:
     return out * (255.0 / (hi - lo)) if hi > lo else np.zeros(values.shape)
 
 
+def _keyed_to_background(rgb: Image.Image, keyed: np.ndarray) -> Image.Image:
+    """``rgb`` with the pixels where ``keyed`` (H, W) bool is True set to :data:`BACKGROUND`."""
+    if not keyed.any():
+        return rgb
+    out = np.asarray(rgb).copy()
+    out[keyed] = BACKGROUND
+    return Image.fromarray(out, mode="RGB")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any decoded Pillow mode -> RGB (see the module docstring for the rules)."""
     mode = image.mode
+    key = image.info.get("transparency")  # a PNG tRNS colour: pixels of exactly this value are transparent
     if mode == "RGB":
+        if isinstance(key, tuple) and len(key) == 3:
+            return _keyed_to_background(image, np.all(np.asarray(image) == np.asarray(key, np.uint8), axis=-1))
         return image
     if mode == "P":
         has_alpha = "transparency" in image.info or (image.palette is not None and image.palette.mode == "RGBA")
@@ -244,8 +256,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode == "I":
         values = np.asarray(image).astype(np.float64)
         if values.size and (values.min() < 0 or values.max() > 65535):
-            return _grey_to_rgb(_scale_by_range(values))
-        return _grey_to_rgb(values / 257.0)
+            rgb = _grey_to_rgb(_scale_by_range(values))
+        else:
+            rgb = _grey_to_rgb(values / 257.0)
+        return _keyed_to_background(rgb, values == key) if isinstance(key, int) else rgb
     if mode == "F":
         return _grey_to_rgb(_scale_by_range(np.asarray(image)))
     try:

@@ -81,3 +81,6 @@ HUB_TIMEOUT_S: Final[float] = 5.0
 MAX_HUB_CHECKPOINT_BYTES: Final[int] = 400 * 2**20
 #: Seconds prepared download files are kept.
 DOWNLOAD_TTL_S: Final[int] = 3600
+#: Prepared download folders kept at most (the newest; Gradio copies the files into its own cache as
+#: the answer goes out, so older folders are only a convenience). About 45 MB each at 448 px.
+DOWNLOAD_FOLDERS_MAX: Final[int] = 8

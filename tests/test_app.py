@@ -844,6 +844,73 @@ def test_downloads_hold_the_views_and_the_arrays(state):
     for r in state.forward.records:
         assert arrays[f"{r.name}.dwa"].shape == r.dwa.shape[1:]
     assert any(k.startswith("attribution.") for k in arrays.files)
+    # the cross-window tab's row (block stages.0.blocks.0, window 3), not the token tab's window
+    pwa = state.forward.index("stages.0.blocks.0")
+    assert str(arrays["cross_window.block"]) == "stages.0.blocks.0" and int(arrays["cross_window.window"]) == 3
+    assert str(arrays["cross_window.head"]) == "mean"
+    assert np.allclose(arrays["cross_window.pwa_row"], state.maps.pwa_matrix(pwa, "mean")[3])
+    assert np.allclose(arrays["cross_window.pwa_map"], state.maps.pwa_map(pwa, 3, "mean"))
+    token_window = state.maps.window_at(pwa, (40, 30))
+    assert token_window != 3 and not np.allclose(arrays["cross_window.pwa_map"], state.maps.pwa_map(pwa, token_window))
+
+
+def test_downloads_are_private_bounded_and_repeatable(state, tmp_path, monkeypatch):
+    """The download folder is this process's own (mode 0700, not a shared fixed name); at most
+    DOWNLOAD_FOLDERS_MAX folders are kept; the same views give the same bytes (Gradio's cache is
+    content-addressed, so a repeated request costs no disk); a link under the root is never followed."""
+    import os
+    import stat
+
+    from sepvit_viz.limits import DOWNLOAD_FOLDERS_MAX, DOWNLOAD_TTL_S
+    from sepvit_viz.serving import downloads
+
+    args = ("top", settings.DEFAULT_METHOD, "inferno", 0.6, "stages.1.blocks.1", "0", 30, 40)
+    args += ("stages.0.blocks.0", "mean", 3, None, "dwa")
+    first = handlers.prepare_downloads(state, *args)
+    root = downloads.download_root()
+    assert Path(first[0]).parent.parent == root and root.name.startswith("sepvit_viz_downloads_")
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    second = handlers.prepare_downloads(state, *args)
+    assert Path(second[0]).parent != Path(first[0]).parent
+    for a, b in zip(first, second):
+        assert Path(a).read_bytes() == Path(b).read_bytes(), Path(a).name
+    with zipfile.ZipFile(first[-1]) as z:  # no member stamped with the time it was written
+        assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    for _ in range(DOWNLOAD_FOLDERS_MAX + 2):
+        handlers.prepare_downloads(state, *args)
+    assert len([d for d in root.iterdir() if d.is_dir()]) == DOWNLOAD_FOLDERS_MAX
+    # prune removes old and surplus folders, never what a link points to
+    victim = tmp_path / "victim"
+    (victim / "old").mkdir(parents=True)
+    fake = tmp_path / "root"
+    fake.mkdir()
+    (fake / "link").symlink_to(victim)
+    for i in range(3):
+        (fake / f"d{i}").mkdir()
+        os.utime(fake / f"d{i}", (1000.0 + i, 1000.0 + i))
+    downloads.prune(now=2000.0, root=fake, keep=1)
+    assert sorted(p.name for p in fake.iterdir()) == ["d2", "link"] and (victim / "old").is_dir()
+    downloads.prune(now=1000.0 + DOWNLOAD_TTL_S + 10, root=fake)
+    assert sorted(p.name for p in fake.iterdir()) == ["link"]
+    linked_root = tmp_path / "linked_root"
+    linked_root.symlink_to(victim)
+    os.utime(victim / "old", (0, 0))
+    downloads.prune(root=linked_root)
+    assert (victim / "old").is_dir()
+
+
+def test_class_text_naming_no_single_class_blocks_only_the_attribution(state):
+    """Text left in the class box that names several classes ("cat") refuses the attribution, which
+    needs a class, but not a new analysis (the top prediction, with a note), a redraw or downloads."""
+    _, status, *_ = analyze(target="cat")
+    assert "class 'cat' → top prediction" in status
+    args = ("cat", settings.DEFAULT_METHOD, "viridis", 0.5, None, "mean", -1, -1, None, "mean", -1, None, "dwa")
+    out = handlers.rerender(state, *args)
+    assert out[0] == gr.update() and isinstance(out[1], np.ndarray)  # the attribution is left as it is
+    names = [Path(f).name for f in handlers.prepare_downloads(state, *args)]
+    assert "window_tokens.png" in names and not any(n.startswith("attribution_") for n in names)
+    with pytest.raises(gr.Error, match="part of 8 class names"):
+        handlers.explain(state, "cat", "saliency", "inferno", 0.6, progress=noop)
 
 
 # ------------------------------------------------------------------------------------ models

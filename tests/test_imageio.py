@@ -218,6 +218,26 @@ def test_palette_with_transparency_on_white(tmp_path):
     assert (out[:, 10:] == [0, 0, 255]).all()
 
 
+def test_rgb_with_a_transparent_colour_on_white(tmp_path):
+    a = np.zeros((20, 20, 3), dtype=np.uint8)  # left half the key colour (black), right half red
+    a[:, 10:, 0] = 200
+    out = np.asarray(
+        load_image(write(tmp_path, "key.png", encode(Image.fromarray(a, "RGB"), "PNG", transparency=(0, 0, 0))))
+    )
+    assert (out[:, :10] == 255).all()
+    assert (out[:, 10:] == [200, 0, 0]).all()  # only the exact key colour is transparent
+
+
+def test_16_bit_grey_with_a_transparent_value_on_white(tmp_path):
+    a = np.full((20, 20), 5140, dtype=np.uint16)  # 5140 / 257 = 20
+    a[:, :10] = 7
+    img = Image.fromarray(a.astype(np.int32), "I").convert("I;16")
+    path = write(tmp_path, "g16.png", encode(img, "PNG", transparency=7))
+    assert Image.open(path).info.get("transparency") == 7  # the file really carries the key
+    out = np.asarray(load_image(path))
+    assert (out[:, :10] == 255).all() and (out[:, 10:] == 20).all()
+
+
 def test_la_on_white(tmp_path):
     a = np.zeros((20, 20, 2), dtype=np.uint8)
     a[..., 0] = 50

@@ -99,8 +99,8 @@ def test_a_photo_of_another_shape_is_compared_by_its_centre_square(tmp_path):
     with entry.borrow() as model:
         other = stats.photo_values(stats.square_records(model, np.ascontiguousarray(left_square)))
     assert not np.allclose(np.nan_to_num(square), np.nan_to_num(other))
-    # a photo so long that its short side is under 224: the size note names the square the values come
-    # from, not the photo's own input
+    # a photo so long that its short side is under 224: the reference photos are measured at the side
+    # of the square the marked values come from (distances are in input pixels), not at 224
     long = tmp_path / "long.png"
     with Image.open(EXAMPLES[0]) as im:
         im.convert("RGB").resize((1000, 100)).save(long)
@@ -108,8 +108,14 @@ def test_a_photo_of_another_shape_is_compared_by_its_centre_square(tmp_path):
     h, w = session.forward.image.shape[:2]
     assert h < 224 < w
     _, caption, _ = model_tab.model_tab(session, "pwa_distance", models.MODEL_DEFAULT)
-    assert f"come from a {h} x {h} px input (width x height), the reference photos' from 224 x 224" in caption
-    assert f"analysed at {w} x {h} px" in caption
+    assert f"analysed at {w} x {h} px" in caption and f"centre {h} x {h} square" in caption
+    assert "compare with care" not in caption
+    with entry.borrow() as model:
+        square = stats.photo_values(stats.square_records(model, session.forward.image))
+    small_ref = model_tab.reference_stats(entry, h)
+    assert small_ref.size == h
+    verdict = stats.typicality_caption(small_ref, square, "pwa_distance")
+    assert verdict in caption and verdict != stats.typicality_caption(ref, square, "pwa_distance")
 
 
 def test_the_centre_square_forward_runs_once_per_analysis(tmp_path, monkeypatch):

@@ -336,8 +336,14 @@ def _attribution_view(session: Session, s: Settings, progress: Any = None) -> vi
 
 
 def _has_attribution(session: Session, s: Settings) -> bool:
+    """An attribution of ``s``'s method and class is stored. Text in the class box that names no single
+    class has none: redraws and downloads, which do not depend on the class, go on without it."""
     method = check_method(s.method)
-    return (method, parse_target(s.target, session.forward.class_names, session.top1)) in session.attributions
+    try:
+        target = parse_target(s.target, session.forward.class_names, session.top1)
+    except SettingsError:
+        return False
+    return (method, target) in session.attributions
 
 
 def _tokens(session: Session, s: Settings) -> views.View:
@@ -419,8 +425,9 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
     The page keeps its dropdowns across analyses, so they may name a block, head or pair that this
     model at this input does not have (another variant, a smaller resolution with fewer windows).
     Such a value becomes the default (the default block, the first block with PWA, the first pair,
-    ``"mean"``, the top prediction for a class number past the model's classes), and the note says
-    what replaced what; an unset value becomes the default silently.
+    ``"mean"``, the top prediction for a class number past the model's classes or for class-box text
+    that names no single class), and the note says what replaced what; an unset value becomes the
+    default silently.
     Malformed values (a head ``"abc"`` or ``-1``) are left as they are for the strict checks to refuse.
     """
     recs = fwd.records
@@ -459,6 +466,12 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
     if stale_class(tgt, n_classes):
         notes.append(f"class {str(tgt).strip()} → top prediction (the model has {n_classes} classes)")
         tgt = TOP_PREDICTION
+    elif isinstance(tgt, str) and not is_top(tgt):
+        try:  # text typed into the class box and left there: only the attribution needs a class
+            parse_target(tgt, fwd.class_names, 0)
+        except SettingsError:
+            notes.append(f"class {tgt.strip()!r} → top prediction (it names no single class)")
+            tgt = TOP_PREDICTION
     return s.with_(token_block=tb, token_head=th, pwa_block=pb, pwa_head=ph, pair=pr, target=tgt), notes
 
 
@@ -1147,8 +1160,9 @@ def prepare_downloads(
     """PNG files of the current views and ``sepvit_analysis.npz`` with the raw arrays.
 
     The .npz holds the model input, logits and probabilities, every block's DWA (and PWA) attention,
-    the maps of the current token-tab settings and every attribution map computed so far (raw: the
-    ``smooth`` display setting changes the PNG only).
+    the maps of the current token-tab settings, the cross-window tab's shown row (``cross_window.*``:
+    its map over the window grid, the matrix row, and the block, head and window it is of) and every
+    attribution map computed so far (raw: the ``smooth`` display setting changes the PNG only).
     """
     with _user_errors(), using(session) as session:
         fwd = session.forward
@@ -1160,9 +1174,21 @@ def prepare_downloads(
             pictures[f"attribution_{m}_{t}"] = _attribution_view(session, s).picture
         tok, pix = _token_views(session, s)
         pictures["window_tokens"], pictures[f"pixel_{s.pixel_view}"] = tok.picture, pix.picture
+        cross: dict[str, np.ndarray] = {}
         if _pwa_block_or_none(session, s):  # a model without PWA has no cross-window pictures
             mat, row = _pwa_views(session, s)
             pictures["pwa_matrix"], pictures["cross_window"] = mat.picture, row.picture
+            # the arrays of the cross-window tab's own block, head and window (the token tab's may differ)
+            pvs = _pwa_settings(session, s)
+            i, head = pvs.block, session.maps.head_for(pvs.block, pvs.head)
+            w = views.query_window(session.maps, i, pvs)
+            cross = {
+                "cross_window.pwa_map": row.heat,
+                "cross_window.pwa_row": session.maps.pwa_matrix(i, head)[w],
+                "cross_window.block": np.asarray(fwd.records[i].name),
+                "cross_window.head": np.asarray(str(head)),
+                "cross_window.window": np.asarray(w),
+            }
         try:
             a, b, _ = _compare_views(session, s)
             pictures["compare_dssa"], pictures["compare_gsa"] = a.picture, b.picture
@@ -1173,6 +1199,7 @@ def prepare_downloads(
             arrays = session.maps.arrays(vs.block, vs.head, vs.point)
             attributions = list(session.attributions.items())
         arrays["probs"] = fwd.probs
+        arrays.update(cross)
         for (m, t), att in attributions:
             arrays[f"attribution.{m}.{t}"] = att.map_hw
         return downloads.write_files(pictures, arrays)

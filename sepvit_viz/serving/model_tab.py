@@ -74,8 +74,9 @@ def model_tab(
     """The Model tab: (``measure`` against depth with this photo's values marked, caption, kinds plot).
 
     The model is the one chosen in the model dropdown (None: the current photo's model, else the
-    default). Statistics are taken at the current photo's input size when it was analysed with that
-    model, else at 224 px.
+    default). When the current photo was analysed with that model, the statistics are taken at the
+    side of its centre square (the shorter side of its input), the square its marked values come
+    from, so that distances in pixels and window counts compare like for like; else at 224 px.
     """
     with _user_errors(ran_model=True):
         measure = _check_measure(measure)
@@ -87,7 +88,7 @@ def model_tab(
         else:
             entry = MODELS.get(model_choice, hub_repo, hub_revision)
         same = fwd is not None and fwd.model_key == entry.key
-        ref = reference_stats(entry, fwd.resolution if same else DEFAULT_RESOLUTION)
+        ref = reference_stats(entry, min(fwd.image.shape[:2]) if same else DEFAULT_RESOLUTION)
         records, square_note, size = None, "", None
         if same:
             records = fwd.records

@@ -56,6 +56,7 @@ __all__ = [
     "pwa_figure",
     "pwa_matrix",
     "pwa_row",
+    "query_window",
     "rollout",
     "side_by_side",
     "tokens",
@@ -209,7 +210,9 @@ def _require_pwa(rec: AttentionRecord) -> None:
         )
 
 
-def _window(an: Analysis, i: int, s: ViewSettings) -> int:
+def query_window(an: Analysis, i: int, s: ViewSettings) -> int:
+    """The PWA query window of block ``i`` that views drawn with ``s`` show: ``s.window`` (checked),
+    else the window holding ``s.point``."""
     rec = an.records[i]
     if s.window is None:
         return an.window_at(i, s.point)
@@ -305,7 +308,7 @@ def pwa_row(an: Analysis, s: ViewSettings) -> View:
     the window grid, the window outlined."""
     i, rec, h, k = _resolve(an, s)
     _require_pwa(rec)
-    w = _window(an, i, s)
+    w = query_window(an, i, s)
     heat = an.pwa_map(i, w, h)
     row = an.pwa_matrix(i, h)[w]
     n, u = rec.geometry.num_windows, unit(rec)
@@ -324,7 +327,7 @@ def pwa_matrix(an: Analysis, s: ViewSettings) -> View:
     """The block's n x n PWA matrix (rows = query windows), the chosen window's row outlined."""
     i, rec, h, k = _resolve(an, s)
     _require_pwa(rec)
-    w = _window(an, i, s)
+    w = query_window(an, i, s)
     mat = an.pwa_matrix(i, h)
     n, u = mat.shape[0], unit(rec)
     pic = render.matrix_view(
@@ -475,7 +478,7 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
         heat, box = q.heat, q.box
     elif view == "pwa_map":
         _require_pwa(rec)
-        w = _window(an, i, s)
+        w = query_window(an, i, s)
         heat, box = an.pwa_map(i, w, h), an.window_box(i, w)
     elif view == "composed":
         heat = an.composed(i, s.point, h, s.self_weight).mixed  # own cell left out, as in :func:`pixel`
@@ -504,7 +507,7 @@ def pwa_figure(an: Analysis, s: ViewSettings) -> np.ndarray:
     return render.pwa_matrix_figure(
         an.pwa_matrix(i, h),
         cmap=s.cmap,
-        highlight=_window(an, i, s),
+        highlight=query_window(an, i, s),
         grid=rec.grid,
         title=f"{rec.label}\nPWA · {head_name(h)}",
         unit=unit(rec),
