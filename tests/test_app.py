@@ -901,9 +901,10 @@ def test_downloads_are_private_bounded_and_repeatable(state, tmp_path, monkeypat
 
 def test_class_text_naming_no_single_class_blocks_only_the_attribution(state):
     """Text left in the class box that names several classes ("cat") refuses the attribution, which
-    needs a class, but not a new analysis (the top prediction, with a note), a redraw or downloads."""
-    _, status, *_ = analyze(target="cat")
-    assert "class 'cat' → top prediction" in status
+    needs a class, and a new analysis (every setting is checked there), but not a colormap or opacity
+    redraw or the downloads, which do not depend on the class."""
+    with pytest.raises(gr.Error, match="part of 8 class names"):
+        analyze(target="cat")
     args = ("cat", settings.DEFAULT_METHOD, "viridis", 0.5, None, "mean", -1, -1, None, "mean", -1, None, "dwa")
     out = handlers.rerender(state, *args)
     assert out[0] == gr.update() and isinstance(out[1], np.ndarray)  # the attribution is left as it is

@@ -425,9 +425,8 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
     The page keeps its dropdowns across analyses, so they may name a block, head or pair that this
     model at this input does not have (another variant, a smaller resolution with fewer windows).
     Such a value becomes the default (the default block, the first block with PWA, the first pair,
-    ``"mean"``, the top prediction for a class number past the model's classes or for class-box text
-    that names no single class), and the note says what replaced what; an unset value becomes the
-    default silently.
+    ``"mean"``, the top prediction for a class number past the model's classes), and the note says
+    what replaced what; an unset value becomes the default silently.
     Malformed values (a head ``"abc"`` or ``-1``) are left as they are for the strict checks to refuse.
     """
     recs = fwd.records
@@ -466,12 +465,6 @@ def fit_to_forward(fwd: Forward, s: Settings) -> tuple[Settings, list[str]]:
     if stale_class(tgt, n_classes):
         notes.append(f"class {str(tgt).strip()} → top prediction (the model has {n_classes} classes)")
         tgt = TOP_PREDICTION
-    elif isinstance(tgt, str) and not is_top(tgt):
-        try:  # text typed into the class box and left there: only the attribution needs a class
-            parse_target(tgt, fwd.class_names, 0)
-        except SettingsError:
-            notes.append(f"class {tgt.strip()!r} → top prediction (it names no single class)")
-            tgt = TOP_PREDICTION
     return s.with_(token_block=tb, token_head=th, pwa_block=pb, pwa_head=ph, pair=pr, target=tgt), notes
 
 
