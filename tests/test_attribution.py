@@ -188,6 +188,23 @@ def test_class_index_outside_the_model_is_refused(model, image):
     assert attribute(model, image, torch.tensor(4), "saliency").target == 4  # e.g. logits.argmax()
 
 
+def test_a_model_without_num_classes_is_asked_how_many_it_has(image):
+    """A plain classifier (no ``num_classes``): a class one past its logits raised Captum's
+    IndexError for six methods, and the random map explained a class that does not exist."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.LazyLinear(5))
+    net(image)  # materialise the lazy layer
+    net.eval()
+    assert not hasattr(net, "num_classes")
+    for method in ("saliency", "integrated_gradients", "occlusion", "smoothgrad", "input_x_gradient", "random"):
+        if method not in METHODS:
+            continue
+        with pytest.raises(ValueError, match="classes 0 to 4"):
+            attribute(net, image, 5, method)
+        assert attribute(net, image, 4, method).target == 4
+    assert attribute(net, image, None, "saliency").target == int(net(image).argmax())
+
+
 def test_requires_eval_mode(model, image):
     model.train()
     try:

@@ -89,6 +89,9 @@ def test_a_signed_map_whose_magnitude_follows_the_photo_fails(photo):
 def test_cascade_randomises_top_down_and_leaves_the_model_alone():
     torch.manual_seed(0)
     model = create_model("sepvit_test", num_classes=5).eval()
+    with torch.no_grad():  # stand-in for training: every parameter away from its init (a fresh
+        for p in model.parameters():  # LayerNorm is re-initialised to the values it has)
+            p.add_(torch.randn_like(p) * 0.1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     names = [n for n, _ in cascade_levels(model)]
     assert names == ["head"] + [f"stage {i}" for i in range(len(model.stages), 0, -1)]
@@ -141,3 +144,22 @@ def test_the_fully_randomised_model_keeps_no_trained_parameter():
         if a.numel() > 8 and b.std() > 0:
             corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
             assert abs(corr) < 0.3, (name, corr)
+
+
+def test_randomising_an_untrained_model_draws_its_init_again():
+    """What the init writes is told by the parameter's version, not its value: a LayerNorm gain at
+    exactly 1 (a fresh model) was taken for a parameter no init touched and replaced by N(0, 0.02)
+    noise, collapsing the 'random' model's logits."""
+    from sepvit_viz.explain.sanity import fully_randomised
+
+    torch.manual_seed(0)
+    model = create_model("sepvit_test").eval()
+    rand = fully_randomised(model, seed=0)
+    norms = [m for m in rand.modules() if isinstance(m, nn.LayerNorm)]
+    assert norms and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in norms)
+    tokens = [p for n, p in rand.named_parameters() if "window_tokens" in n]
+    assert tokens and all(p.std() > 0.005 for p in tokens)  # never drawn by the init: drawn afresh
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert rand(x).std() > 0.5 * model(x).std()

@@ -181,6 +181,26 @@ def test_an_attribution_of_another_class_is_not_scored_as_this_one():
         score_method(net, x, 1, "gradcam", attribution=a, steps=2, road_fractions=(0.5,), sanity=None)
 
 
+def test_the_sanity_check_recomputes_a_given_map_with_its_own_options_and_smoothing():
+    """A smoothed map, or one made with non-default options, was compared with the randomised model's
+    raw, default-option map: not like with like."""
+    torch.manual_seed(0)
+    net = create_model("sepvit_test", num_classes=5).eval()
+    x = torch.randn(1, 3, 64, 64)
+    a = attribute(net, x, 1, "integrated_gradients", steps=4, baseline="blurred", smooth=True)
+    shared = {}
+    r = score_method(net, x, 1, "integrated_gradients", attribution=a, steps=2, road_fractions=(0.5,), shared=shared)
+    rand = shared["randomised"]
+    same = attribute(rand, x, 1, "integrated_gradients", steps=4, baseline="blurred", smooth=True).map_hw
+    default = attribute(rand, x, 1, "integrated_gradients").map_hw
+    assert not np.allclose(same, default)
+    np.testing.assert_allclose(r.sanity.maps[-1], same, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="made with options"):
+        score_method(
+            net, x, 1, "integrated_gradients", attribution=a, options={"steps": 8}, steps=2, road_fractions=(0.5,)
+        )
+
+
 def test_a_constant_map_is_not_scored_as_a_ranking():
     """An empty map (the SepViT relevance of a class no token argues for) would be deleted in raster
     order, top rows first: it gets no scores and no verdict, not a verdict on that order."""

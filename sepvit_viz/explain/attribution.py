@@ -391,9 +391,16 @@ def attribute(
     # normal tensor, and Captum needs grad mode on
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_(method not in ("occlusion", "random"))
-        if target is None:
+        n = getattr(model, "num_classes", None)
+        if target is None or not (isinstance(n, int) and n > 0):
+            # a model that does not say how many classes it has is asked (one forward)
             with torch.no_grad():
-                target = int(model(x).argmax(dim=-1).item())
+                logits = model(x)
+            target = int(logits.argmax(dim=-1).item()) if target is None else check_target(model, target)
+            if not 0 <= target < logits.shape[-1]:
+                raise ValueError(
+                    f"class index {target} is out of range: this model has classes 0 to {logits.shape[-1] - 1}"
+                )
         target = check_target(model, target)
         start = time.perf_counter()
         raw, map_hw, extras = _RUNNERS[method](model, x, target, opts, progress)

@@ -88,7 +88,10 @@ def _reinitialise(modules: Sequence[nn.Module], init: Callable[[nn.Module], None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator_seed)
         for top in modules:
-            trained = [p.detach().clone() for p in top.parameters()]
+            # what an init writes is told by the parameter's version counter (every in-place write
+            # through torch.nn.init bumps it), not by its values: a LayerNorm gain that sits at exactly
+            # 1 is re-initialised to 1, and must stay 1
+            versions = [p._version for p in top.parameters()]
             for m in top.modules():
                 if init is not None:
                     init(m)
@@ -96,9 +99,10 @@ def _reinitialise(modules: Sequence[nn.Module], init: Callable[[nn.Module], None
                     m.reset_parameters()
             # parameters no init touched (SepViT's window tokens, which start at zero) are drawn
             # afresh, N(0, 0.02): adding noise to them would keep the trained values (correlation ~0.96)
-            for p, before in zip(top.parameters(), trained):
-                if torch.equal(p.detach(), before):
-                    p.data.normal_(0.0, 0.02)
+            for p, before in zip(top.parameters(), versions):
+                if p._version == before:
+                    with torch.no_grad():
+                        p.normal_(0.0, 0.02)
 
 
 def _randomised(model: nn.Module, seed: int) -> Iterator[tuple[str, nn.Module]]:

@@ -189,7 +189,9 @@ def score_method(
         model: classifier in eval mode; x: (1, 3, H, W) preprocessed photo; target: class index.
         method, options: as :func:`sepvit_viz.explain.attribution.attribute`.
         attribution: an already computed :class:`~sepvit_viz.explain.attribution.Attribution` of this method
-            and target on ``x`` (skips recomputing it); one of another method or class raises ``ValueError``.
+            and target on ``x`` (skips recomputing it); one of another method or class, or made with
+            other ``options`` than those given, raises ``ValueError``. The sanity check recomputes it on
+            the randomised model with its own options and smoothing.
         steps: deletion / insertion steps; road_fractions: ROAD's removal shares (None: defaults).
         sanity: ``"full"`` (fully randomised model only: one more attribution), ``"cascade"`` (head,
             then every stage: one per level) or None.
@@ -206,9 +208,10 @@ def score_method(
     ``K`` shares, in batches of ``batch_size``; the sanity check is one more attribution (``"full"``)
     or five (``"cascade"``).
     """
-    from sepvit_viz.explain.attribution import METHODS, attribute
+    from sepvit_viz.explain.attribution import METHODS, attribute, method_options
 
     opts = dict(options or {})
+    smooth = None  # the method's default, as attribute() applies it
     shared = {} if shared is None else shared
 
     def report(frac: float, desc: str) -> None:
@@ -217,11 +220,21 @@ def score_method(
 
     if attribution is None:
         attribution = attribute(model, x, target, method, **opts)
-    elif (attribution.method, int(attribution.target)) != (method, int(target)):
-        raise ValueError(
-            f"the attribution given is {attribution.method} for class {attribution.target}, "
-            f"but {method} for class {target} is to be scored"
-        )
+    else:
+        if (attribution.method, int(attribution.target)) != (method, int(target)):
+            raise ValueError(
+                f"the attribution given is {attribution.method} for class {attribution.target}, "
+                f"but {method} for class {target} is to be scored"
+            )
+        # the sanity check recomputes the map on a randomised model: with the given map's own options
+        # and smoothing, so that like is compared with like
+        given = dict(attribution.extras.get("options", {}))
+        if options is not None and given and method_options(method) | opts != given:
+            raise ValueError(
+                f"the attribution given was made with options {given}, not {method_options(method) | opts}"
+            )
+        opts = given or opts
+        smooth = bool(attribution.extras.get("smoothed", False))
     map_hw = attribution.map_hw
     if not _ranks_pixels(map_hw):  # nothing to delete "most attributed first": NaN, not raster-order scores
         keys = [m.key for m in MEASURES] + ([m.key for m in TUNED_MEASURES] if tuned else [])
@@ -265,7 +278,7 @@ def score_method(
             raise ValueError(f"sanity must be 'full', 'cascade' or None, got {sanity!r}")
 
         def explain(m: nn.Module, xx: torch.Tensor, t: int) -> np.ndarray:
-            return attribute(m, xx, t, method, **opts).map_hw
+            return attribute(m, xx, t, method, smooth=smooth, **opts).map_hw
 
         rand = None
         if sanity == "full":
