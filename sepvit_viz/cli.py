@@ -3,16 +3,16 @@
     python -m sepvit_viz render PHOTO_OR_FOLDER... --out DIR [--model NAME] [--checkpoint PATH]
         [--size 224 | --size 320x224] [--fit crop|aspect] [--block all|0,2,stages.1.blocks.1] [--head mean|max|min|N]
         [--cmap inferno] [--alpha 0.6] [--point Y,X] [--views tokens,pixel,...] [--figures] [--gallery]
-        [--npz]
+        [--npz] [--threads N]
 
 Writes, per photo, ``DIR/<photo>/s<stage>_b<block>_<kind>_<view>.png`` for every selected block and
 view (:func:`picture_name`; drawn by :mod:`sepvit_viz.viz.views`, the app's pictures, at least
-:data:`PICTURE_WIDTH` pixels wide under a line naming block, kind and view), each DSSA block beside
+:data:`PICTURE_WIDTH` pixels on the photo's longer side, under a line naming block, kind and view), each DSSA block beside
 the GSA block after it (:func:`pair_name`), the pooled rollout, and ``DIR/index.html`` linking every
 file with each photo's top-5 classes. A view a block does not have (PWA of a global block) writes no
 file. Photos are read as the app reads uploads (:func:`read_photo`: EXIF orientation applied, size
 bounds checked); one that cannot be read, or whose input does not hold ``--point``, is listed in the
-index and skipped. One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or
+index and on stderr (``skipped PATH: reason``) and skipped. One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or
 any checkpoint with a model card) the index and one stderr line give the card's one-line note
 (:func:`sepvit_viz.model.weights.model_note`); stdout stays the single ``wrote ...`` line.
 """
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
@@ -161,13 +162,20 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--views", default=",".join(views.CLI_VIEWS), help=f"comma-separated subset of {','.join(views.CLI_VIEWS)}"
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; on a busy machine 1 can be faster than 2)",
+    )
     p.add_argument("--figures", action="store_true", help="also write annotated matplotlib figures (slower)")
     p.add_argument("--gallery", action="store_true", help="also write a per-head gallery per block (slower)")
     p.add_argument(
         "--npz",
         action="store_true",
         help="also export the raw arrays as maps.npz per photo: every block's DWA and PWA, and the maps "
-        "of each selected block (<block>.token_map, .pixel_query, .composed, .composed_mixed, .pwa_map) and the rollout",
+        "of each selected block (<block>.token_map, .pixel_query, .composed, .composed_mixed, .pwa_map, "
+        "and <block>.head, the head they show), the point (y, x) and input size (h, w) they are for, and the rollout",
     )
     return p
 
@@ -262,9 +270,9 @@ def _save(rgb: np.ndarray, path: Path) -> str:
 
 
 def picture_scale(size: tuple[int, int]) -> int:
-    """Picture pixels per model pixel for an (H, W) input: the app's factor, or more so the photo is at
-    least :data:`PICTURE_WIDTH` wide."""
-    return max(views.display_scale(size), -(-PICTURE_WIDTH // max(int(size[1]), 1)))
+    """Picture pixels per model pixel for an (H, W) input: the app's factor, or more so that the
+    photo's longer side is at least :data:`PICTURE_WIDTH` (a narrow portrait is not blown up to that width)."""
+    return max(views.display_scale(size), -(-PICTURE_WIDTH // max(int(size[0]), int(size[1]), 1)))
 
 
 def header(rgb: np.ndarray, text: str) -> np.ndarray:
@@ -359,6 +367,10 @@ def _render_photo(
         arrays: dict[str, np.ndarray] = {}
         for i in blocks:  # every block's DWA / PWA, and the maps of each selected block (keyed by its name)
             arrays.update(a.arrays(i, args.head, args.point))
+            # the head the maps show: a block with fewer heads than --head N shows the mean of its heads
+            arrays[f"{a.records[i].name}.head"] = np.asarray(str(a.head_for(i, args.head)))
+        arrays["point"] = np.asarray(a.centre() if args.point is None else args.point, dtype=np.int64)
+        arrays["input_size"] = np.asarray(a.size, dtype=np.int64)
         render.export_npz(arrays, folder / "maps.npz")
         extra.append(("raw arrays", "maps.npz"))
     return {"rows": rows, "extra": extra}
@@ -424,6 +436,10 @@ def run_render(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --views names no view; choose from {','.join(views.CLI_VIEWS)}")
     if not 0.0 <= args.alpha <= 1.0:
         raise SystemExit("error: --alpha must be within 0..1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"error: --threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     try:
         render._lut(args.cmap)
         input_size(args.size)
@@ -467,6 +483,7 @@ def run_render(args: argparse.Namespace) -> int:
                 _check_point(args.point, a.size)
             except (ImageInputError, OSError, ValueError) as e:
                 entry["error"] = str(e)
+                tqdm.write(f"skipped {photo}: {e}", file=sys.stderr)
                 failed += 1
                 bar.update(len(blocks))
                 entries.append(entry)

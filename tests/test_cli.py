@@ -119,12 +119,15 @@ def test_every_block_is_named_by_stage_block_and_kind_and_global_blocks_write_no
     assert "Global blocks (one window, no PWA) have no pwa_map or pwa_matrix file" in helptext
 
 
-@pytest.mark.parametrize("size", [(224, 224), (320, 224), (224, 320), (448, 448), (64, 48), (512, 512)])
+@pytest.mark.parametrize(
+    "size", [(224, 224), (320, 224), (224, 320), (448, 448), (64, 48), (512, 512), (448, 64), (64, 448)]
+)
 def test_pictures_are_at_least_the_readable_width_and_the_apps_scale(size):
+    """The photo's longer side reaches PICTURE_WIDTH: a narrow portrait is not blown up to that width."""
     k = cli.picture_scale(size)
-    assert size[1] * k >= cli.PICTURE_WIDTH
+    assert max(size) * k >= cli.PICTURE_WIDTH
     assert k >= sepvit_viz.viz.views.display_scale(size)
-    assert size[1] * (k - 1) < cli.PICTURE_WIDTH or k == sepvit_viz.viz.views.display_scale(
+    assert max(size) * (k - 1) < cli.PICTURE_WIDTH or k == sepvit_viz.viz.views.display_scale(
         size
     )  # no bigger than needed
 
@@ -299,6 +302,7 @@ def test_fit_aspect_keeps_the_photo_shape(folder, tmp_path):
         (["--head=-1"], "head indices start at 0"),
         (["--block", ","], "names no block"),  # an empty selection rendered nothing and said rc 0
         (["--views", " "], "names no view"),
+        (["--threads", "0"], "--threads must be at least 1"),
     ],
 )
 def test_bad_arguments_fail_clearly(folder, tmp_path, capsys, extra, message):
@@ -376,7 +380,10 @@ def test_point_outside_the_input_is_a_clear_error_not_a_traceback(folder, tmp_pa
     assert not (out / "cat_2").exists()
     text = (out / "index.html").read_text()
     assert "could not render: --point 10,80 is outside the model input (64 x 64 pixels" in text
-    assert "1 failed" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "1 failed" in printed.out
+    # the terminal says which photo failed and why, not only the index
+    assert re.search(r"skipped \S*cat\.png: --point 10,80 is outside the model input", printed.err), printed.err
 
 
 def test_index_links_work_for_photo_names_with_url_characters(tmp_path):
@@ -410,6 +417,23 @@ def test_npz_holds_the_maps_of_the_selected_blocks(folder, tmp_path):
     selected = {names[1], "stages.1.blocks.1"}
     assert {f.rsplit(".", 1)[0] for f in files if f.endswith(".token_map")} == selected
     assert all(f"{n}.dwa" in files for n in names) and "rollout" in files
+
+
+def test_npz_says_which_head_point_and_size_its_maps_are_for(folder, tmp_path):
+    """``--head 1`` on a one-head block shows the mean of its heads: the file says so per block, and
+    holds the point and the input size (with ``--fit aspect`` each photo has its own)."""
+    out = tmp_path / "out"
+    # sepvit_test: blocks 0-2 have one head, 3-4 two
+    args = ["--model", "sepvit_test", "--size", "64", "--fit", "aspect", "--block", "2,3", "--views", "tokens"]
+    cmd = ["render", str(folder / "cat.jpg"), "--out", str(out), *args, "--head", "1", "--point", "10,80", "--npz"]
+    assert main(cmd) == 0
+    names = [b.name for b in sepvit_viz.create_model("sepvit_test").iter_blocks()]
+    with np.load(out / "cat" / "maps.npz") as z:
+        assert str(z[f"{names[2]}.head"]) == "mean" and str(z[f"{names[3]}.head"]) == "1"
+        assert z["point"].tolist() == [10, 80] and z["input_size"].tolist() == [64, 96]
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "c"), *args, "--npz"]) == 0
+    with np.load(tmp_path / "c" / "cat" / "maps.npz") as z:  # no --point: the centre
+        assert z["point"].tolist() == [32, 48] and str(z[f"{names[3]}.head"]) == "mean"
 
 
 def test_a_head_some_selected_blocks_lack_is_named_in_a_warning(folder, tmp_path, capsys):
@@ -543,3 +567,13 @@ def test_rendering_again_into_the_same_out_replaces_same_names_and_indexes_only_
     index = (out / "index.html").read_text()
     assert first[0] in index and first[1] not in index
     assert "replaces the files of the same names" in cli.OUTPUT_HELP
+
+
+def test_threads_sets_torchs_cpu_threads(folder, tmp_path, monkeypatch):
+    import torch
+
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)  # the test process keeps its own threads
+    args = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "tokens", "--threads", "1"]
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), *args]) == 0
+    assert seen == [1]

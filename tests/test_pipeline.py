@@ -60,6 +60,28 @@ def test_transparency_is_flattened_on_white(model):
     assert torch.allclose(denormalize(x[0]), torch.ones(3, 48, 48))
 
 
+def test_a_photo_opened_with_pil_is_read_upright_as_the_app_reads_it(tmp_path):
+    """A phone photo stored landscape with EXIF orientation 6 (upright: portrait): ``Image.open`` keeps
+    the stored pixels, so the library read it sideways while the app and the CLI (``load_image``) read
+    it upright."""
+    from sepvit_viz.imageio import load_image
+
+    stored = np.zeros((120, 200, 3), np.uint8)
+    stored[:, :100] = (255, 0, 0)  # left half red: upright, the top half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    with Image.open(path) as im:
+        crop = np.asarray(prepare_image(im, 224, fit="aspect"))
+    assert crop.shape[0] > crop.shape[1]  # portrait
+    top, bottom = crop[: crop.shape[0] // 3], crop[-crop.shape[0] // 3 :]
+    assert top[..., 0].mean() > 200 and bottom[..., 0].mean() < 50
+    # an image load_image already turned upright is not turned again
+    again = np.asarray(prepare_image(load_image(path), 224, fit="aspect"))
+    assert again.shape == crop.shape and np.abs(again.astype(int) - crop.astype(int)).mean() < 2
+
+
 def test_class_names_are_imagenet_for_1000_classes_else_generic(model, photo):
     names = class_names_for(1000)
     assert names[1] == "goldfish" and len(names) == 1000
@@ -235,6 +257,11 @@ def test_head_galleries_and_figures(model, photo):
     assert views.gallery(a, "tokens", s).ndim == 3
     assert views.pwa_figure(a, s).ndim == 3
     assert views.figure(a, "composed", s).ndim == 3
+    # the figures about one pixel mark it and name it (the --figures pictures of the CLI)
+    cyan = lambda rgb: ((rgb[..., 0] < 80) & (rgb[..., 1] > 180) & (rgb[..., 2] > 180)).sum()  # noqa: E731
+    for view in ("composed", "pixel"):
+        at = views.figure(a, view, s.with_(point=(10, 50)))
+        assert cyan(at) > cyan(views.figure(a, "tokens", s.with_(point=(10, 50)))), view
     glob = next(i for i, r in enumerate(a.records) if not r.has_token)
     with pytest.raises(views.NoView, match="no window-to-window"):
         views.pwa_figure(a, s.with_(block=glob))

@@ -168,3 +168,30 @@ def test_png_and_npz_round_trips(tmp_path):
     assert render.export_npz(arrays, tmp_path / "maps.npz") is None
     with np.load(tmp_path / "maps.npz") as z:
         np.testing.assert_array_equal(z["pwa"], np.eye(2))
+
+
+def test_a_portrait_gallery_keeps_its_title_clear_of_the_panel_titles():
+    """The gallery of a portrait input printed its title over the panels' "head N" labels."""
+    for hw in ((224, 96), (96, 224), (64, 64)):
+        img = np.zeros((*hw, 3), np.uint8)
+        heats = [np.random.default_rng(i).random(hw) for i in range(3)]
+        fig = render.head_gallery_figure(img, heats, ncols=4, suptitle="stage 3 · block 2 · tokens per head", dpi=60)
+        fig.canvas.draw()
+        top = fig._suptitle.get_window_extent()
+        for ax in fig.axes:
+            assert not top.overlaps(ax.get_window_extent()), hw
+            if ax.get_title():
+                assert not top.overlaps(ax.title.get_window_extent()), hw
+
+
+def test_overlay_figure_marks_the_point():
+    img = np.full((64, 96, 3), 128, np.uint8)
+    heat = np.zeros((64, 96))
+    plain = render.overlay_figure(img, heat, dpi=60)
+    marked = render.overlay_figure(img, heat, point=(10, 80), dpi=60)
+    cyan = lambda rgb: (rgb[..., 0] < 80) & (rgb[..., 1] > 180) & (rgb[..., 2] > 180)  # noqa: E731
+    assert not cyan(plain).any() and cyan(marked).sum() > 10
+    ys, xs = np.nonzero(cyan(marked))
+    # the cross lies in the upper right of the map (axes span 2-78% of the width, 3-89% of the height from the bottom)
+    h, w = marked.shape[:2]
+    assert xs.mean() > 0.02 * w + 0.76 * w * 0.6 and ys.mean() < h * 0.5

@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from sepvit_viz.imageio import to_rgb
+from sepvit_viz.imageio import to_rgb, upright
 from sepvit_viz.limits import INPUT_MAX_SIDE as MAX_SIDE
 from sepvit_viz.limits import INPUT_MIN_SIDE as MIN_SIDE
 from sepvit_viz.limits import MAX_RESOLUTION, MIN_RESOLUTION, RESOLUTION_MULTIPLE
@@ -143,7 +143,8 @@ def fit_size(
 def prepare_image(
     image: Image.Image, size: int | Sequence[int] = 224, crop_pct: float = CROP_PCT, fit: str = "crop"
 ) -> Image.Image:
-    """Any PIL image -> RGB ``(height, width)`` crop the model sees (evaluation transform).
+    """Any PIL image -> RGB ``(height, width)`` crop the model sees (evaluation transform), turned
+    upright from its EXIF orientation first (as :func:`sepvit_viz.imageio.load_image` does).
 
     A square size is exactly :func:`sepvit_viz.preprocess.resize_center_crop`; for (H, W) the image is
     scaled (bicubic) to cover ``(H, W) / crop_pct`` keeping its aspect, then centre-cropped. An int
@@ -151,6 +152,7 @@ def prepare_image(
     centre crop takes only the ``crop_pct`` border and what rounding leaves over); an (H, W) ``size``
     is used as given.
     """
+    image = upright(image)  # a photo opened with Image.open still carries its EXIF orientation
     if isinstance(size, (int, np.integer)):
         size = fit_size((image.height, image.width), int(size), fit)
     h, w = input_size(size)

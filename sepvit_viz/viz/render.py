@@ -40,6 +40,7 @@ __all__ = [
     "export_npz",
     "figure_to_rgb",
     "head_gallery",
+    "head_gallery_figure",
     "matrix_view",
     "overlay",
     "overlay_figure",
@@ -332,8 +333,8 @@ def figure_to_rgb(fig: Figure) -> np.ndarray:
     return rgb
 
 
-def _new_figure(width_in: float, height_in: float, dpi: int = 100) -> Figure:
-    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+def _new_figure(width_in: float, height_in: float, dpi: int = 100, layout: str | None = None) -> Figure:
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -381,13 +382,17 @@ def overlay_figure(
     grid: Lines | None = None,
     subgrid: Lines | None = None,
     box: Box | None = None,
+    point: tuple[int, int] | None = None,
     dpi: int = 100,
 ) -> np.ndarray:
-    """Figure-tier overlay with a title and a colour bar: (H', W', 3) uint8."""
+    """Figure-tier overlay with a title and a colour bar: (H', W', 3) uint8. ``point`` (y, x), in
+    ``heat``'s pixels, is marked with a cyan cross (the query pixel of a pixel view)."""
     lo, hi = _range(heat, vmin, vmax)
     fig = _new_figure(4.2, 3.6, dpi)
     ax = fig.add_axes((0.02, 0.03, 0.76, 0.86))
     im = _draw_map(ax, image, heat, cmap, alpha, lo, hi, grid, subgrid, box)
+    if point is not None:
+        ax.plot([point[1]], [point[0]], marker="+", color="cyan", markersize=11, markeredgewidth=2)
     im.set_alpha(1.0)  # the colour bar shows the colormap, not the blend
     fig.colorbar(im, cax=fig.add_axes((0.81, 0.06, 0.035, 0.8)))
     im.set_alpha(alpha)
@@ -446,6 +451,37 @@ def head_gallery(
     dpi: int = 80,
 ) -> np.ndarray:
     """One panel per head (or any list of maps), with a shared colour scale by default."""
+    return figure_to_rgb(
+        head_gallery_figure(
+            image,
+            heats,
+            titles=titles,
+            cmap=cmap,
+            alpha=alpha,
+            shared_scale=shared_scale,
+            ncols=ncols,
+            grid=grid,
+            suptitle=suptitle,
+            dpi=dpi,
+        )
+    )
+
+
+def head_gallery_figure(
+    image: np.ndarray,
+    heats: Sequence[np.ndarray],
+    *,
+    titles: Sequence[str] | None = None,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+    shared_scale: bool = True,
+    ncols: int = 4,
+    grid: Lines | None = None,
+    suptitle: str = "",
+    dpi: int = 80,
+) -> Figure:
+    """The figure behind :func:`head_gallery`: panels shaped like the photo, laid out (constrained
+    layout) so that the title, the panel titles and the colour bar never overlap, portrait or landscape."""
     if not heats:
         raise ValueError("head_gallery needs at least one map")
     k = len(heats)
@@ -453,7 +489,8 @@ def head_gallery(
     nrows = -(-k // ncols)
     lo = min(float(h.min()) for h in heats) if shared_scale else None
     hi = max(float(h.max()) for h in heats) if shared_scale else None
-    fig = _new_figure(2.2 * ncols + 0.6, 2.3 * nrows + (0.3 if suptitle else 0), dpi)
+    aspect = min(max(image.shape[0] / max(image.shape[1], 1), 0.25), 4.0)  # panel height / width
+    fig = _new_figure(2.2 * ncols + 0.6, (2.0 * aspect + 0.3) * nrows + (0.3 if suptitle else 0), dpi, "constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     im = None
     for i, ax in enumerate(axes.flat):
@@ -470,7 +507,7 @@ def head_gallery(
         im.set_alpha(alpha)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
-    return figure_to_rgb(fig)
+    return fig
 
 
 def side_by_side_figure(

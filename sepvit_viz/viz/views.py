@@ -491,12 +491,17 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
     else:
         raise ValueError(f"unknown view {view!r}")
     title = "rollout over all blocks" if view == "rollout" else f"{rec.label}\n{view} · {head_name(h)}"
+    # the views about one query pixel mark it (cyan cross) and name it, as the app's pictures do
+    about_point = view in ("pixel", "composed") or (view == "rollout" and s.rollout_query == "point")
+    point = (an.centre() if s.point is None else (int(s.point[0]), int(s.point[1]))) if about_point else None
     if view == "composed":
         title += " · own cell left out"
     elif view == "pwa_map":
         title += f" · {unit(rec)} {w} (outlined) over all {unit(rec)}s"
+    if point is not None:
+        title += f" · pixel (y {point[0]}, x {point[1]})"
     return render.overlay_figure(
-        an.image, heat, title=title, cmap=s.cmap, alpha=s.alpha, grid=grid, subgrid=sub, box=box
+        an.image, heat, title=title, cmap=s.cmap, alpha=s.alpha, grid=grid, subgrid=sub, box=box, point=point
     )
 
 
@@ -524,7 +529,9 @@ def gallery(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
         cmap=s.cmap,
         alpha=s.alpha,
         grid=grid,
-        suptitle=f"{rec.label} · {view} per head",
+        suptitle=f"{rec.label} · "
+        + ("attention each pixel receives" if view == "tokens" and not rec.has_token else view)
+        + " per head",
     )
 
 
