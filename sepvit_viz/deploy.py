@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-__all__ = ["LFS_PATTERNS", "SPACE_GITATTRIBUTES", "SpacePlan", "deploy", "is_binary", "main", "plan"]
+__all__ = ["LFS_PATTERNS", "SPACE_GITATTRIBUTES", "SpacePlan", "deploy", "is_binary", "main", "plan", "uncommitted"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,6 +89,25 @@ def _tracked(root: Path) -> list[str]:
             f"cannot list the files git tracks in {root} ({reason}): a Space is deployed from a git checkout"
         ) from None
     return sorted(p for p in run.stdout.decode().split("\0") if p)
+
+
+def uncommitted(root: Path, files: Sequence[str]) -> list[str]:
+    """Those of ``files`` (tracked, relative to ``root``) whose working-tree content differs from the
+    last commit: a deploy sends the working tree, so an edit in progress (a card a running
+    evaluation rewrites, a checkpoint a run exports) would go out unreviewed."""
+    if not files:
+        return []
+    try:
+        run = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain=v1", "-z", "--untracked-files=no", "--", *files],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ValueError(f"cannot ask git which files changed in {root} ({e})") from None
+    entries = [e for e in run.stdout.decode(errors="replace").split("\0") if e]
+    return sorted(e[3:] for e in entries if len(e) > 3)
 
 
 @dataclass(frozen=True)
@@ -189,15 +208,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("repo_id", help="the Space, as owner/name (created when missing)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be sent; send nothing")
     parser.add_argument("--private", action="store_true", help="create the Space private")
+    parser.add_argument(
+        "--allow-uncommitted",
+        action="store_true",
+        help="send files whose working-tree content differs from the last commit (refused by default)",
+    )
     args = parser.parse_args(argv)
     try:
         space = plan()
+        changed = uncommitted(space.root, space.files)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for rel in space.files:
         print(("lfs  " if rel in space.lfs else "git  ") + rel)
     print(f"{len(space.files)} files, {space.nbytes / 2**20:.1f} MB, {len(space.lfs)} by large-file storage")
+    if changed:
+        what = f"{len(changed)} file(s) differ from the last commit: {', '.join(changed)}"
+        if args.dry_run or args.allow_uncommitted:
+            print(f"WARNING: {what}; they would be sent as they are now", file=sys.stderr)
+        else:
+            print(f"error: {what}; commit them, or pass --allow-uncommitted", file=sys.stderr)
+            return 2
     if args.dry_run:
         print("(files on the Space that this list lacks are deleted by a real deploy)")
         return 0

@@ -143,3 +143,54 @@ def test_a_new_card_carries_the_old_cards_runs_off_the_chain(tmp_path, capsys) -
     with pytest.raises(SystemExit):
         main([str(new_path)])  # nothing to record and nothing to carry
     assert "--carry-from" in capsys.readouterr().err
+
+
+def test_carried_entries_get_the_means_their_own_figures_give() -> None:
+    """Entries recorded before ``mean_agreement`` existed (run 24's) get it from their own evaluation,
+    over the folders with an agreement target (imagewoof has none)."""
+    old_entry = {
+        "run": "run24",
+        "shipped": False,
+        "evaluation": {
+            "imagenette": {"student_top1": 0.75, "agreement": 0.70},
+            "mini-imagenet": {"student_top1": 0.38, "agreement": 0.50},
+            "tiny-imagenet": {"student_top1": 0.23, "agreement": 0.42},
+            "imagewoof": {"student_top1": 0.76, "agreement": 0.99},
+        },
+    }
+    card, _ = carry_other_runs(
+        {"run": "run28", "lineage": [{"run": "run23"}]}, {"run": "run23", "other_runs": [old_entry]}
+    )
+    (entry,) = card["other_runs"]
+    assert entry["mean_agreement"] == pytest.approx((0.70 + 0.50 + 0.42) / 3, abs=1e-4)
+    assert entry["mean_top1"] == pytest.approx((0.75 + 0.38 + 0.23 + 0.76) / 4, abs=1e-4)
+
+
+def test_a_checkpoint_from_another_branch_keeps_the_replaced_chain_on_record() -> None:
+    """run29 branches from run22; the shipped card was run23's (from run22): run23 must stay on record."""
+    shipped = {
+        **_run_card("run23", "run22", (0.6, 0.4)),
+        "lineage": [{"run": "run21"}, {"run": "run22"}],
+        "other_runs": [{"run": "run20", "shipped": False}],
+    }
+    new = {"run": "run29", "lineage": [{"run": "run21"}, {"run": "run22"}]}
+    card, _ = carry_other_runs(new, shipped)
+    runs = {r["run"]: r for r in card["other_runs"]}
+    assert set(runs) == {"run20", "run23"}
+    assert runs["run23"]["shipped"] == "before this checkpoint" and runs["run23"]["mean_top1"] == pytest.approx(0.5)
+    # a branch further back: the replaced card's lineage after the branch point comes along too
+    card, _ = carry_other_runs({"run": "run30", "lineage": [{"run": "run21"}]}, shipped)
+    assert {r["run"] for r in card["other_runs"]} == {"run20", "run22", "run23"}
+
+
+def test_lineage_records_aligned_features_and_warmup() -> None:
+    from sepvit_viz.training.distill import lineage_record
+
+    run_card = {
+        **_run_card("run24", "run23", (0.6, 0.2)),
+        "optimizer": {"lr": 1e-4, "warmup_fraction": 0.02},
+        "feature_loss": {"weight": 1.0, "aligned_to_student_tokens": True},
+    }
+    rec = lineage_record(run_card)
+    assert rec["aligned_features"] is True and rec["warmup_fraction"] == 0.02
+    assert "aligned_features" not in lineage_record(_run_card("run22", "run21", (0.6, 0.2)))

@@ -149,3 +149,24 @@ def test_dry_run_lists_and_sends_nothing(capsys, monkeypatch):
     assert deploy.main(["me/x", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "lfs  assets/sepvit_lite_distilled.safetensors" in out and "git  app.py" in out
+
+
+def test_files_changed_since_the_last_commit_are_not_sent_unasked(tmp_path, monkeypatch, capsys):
+    """A deploy sends the working tree: a card a running evaluation rewrote went out unreviewed."""
+    root = _mini_project(tmp_path)
+    _add(root)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    real_plan = deploy.plan
+    monkeypatch.setattr(deploy, "plan", lambda: real_plan(root))
+    sent = []
+    monkeypatch.setattr(deploy, "deploy", lambda *a, **k: sent.append(a) or "info")
+    assert deploy.uncommitted(root, real_plan(root).files) == []
+    assert deploy.main(["me/x"]) == 0 and len(sent) == 1
+    (root / "app.py").write_text("edited\n")
+    assert deploy.uncommitted(root, real_plan(root).files) == ["app.py"]
+    assert deploy.main(["me/x"]) == 2 and len(sent) == 1
+    assert "differ from the last commit: app.py" in capsys.readouterr().err
+    assert deploy.main(["me/x", "--dry-run"]) == 0  # a dry run lists them with a warning
+    assert "WARNING" in capsys.readouterr().err
+    assert deploy.main(["me/x", "--allow-uncommitted"]) == 0 and len(sent) == 2

@@ -1030,6 +1030,11 @@ def test_align_features_shifts_the_teachers_map_before_pooling(photo_dirs, tmp_p
     want = F.layer_norm(shift_cells(feats, 31 / 32).flatten(2).transpose(1, 2), (8,))
     torch.testing.assert_close(aligned.feature_target(feats, 224), want)
     assert not torch.allclose(plain.feature_target(feats, 224), want)
+    # the card says which target the feature loss had (runs 24 on used it and their cards did not say)
+    for dist, flag in ((plain, False), (aligned, True)):
+        card = dist.model_card(final=False)
+        assert card["feature_loss"]["aligned_to_student_tokens"] is flag
+        assert ("--align-features" in card["method"]) is flag
 
 
 def test_a_weight_average_is_what_a_run_evaluates_exports_and_resumes(photo_dirs, tmp_path, teacher_available) -> None:

@@ -186,9 +186,9 @@ def test_verdicts_at_and_around_the_bar():
 
 
 def test_update_card_records_targets_and_verdicts_in_a_copy_of_the_card(monkeypatch, tmp_path):
-    net = copy_photos(tmp_path / "sets" / "imagenette", "imagenette", {TENCH: 3, SPRINGER: 1})
+    net = copy_photos(tmp_path / "val" / "imagenette", "imagenette", {TENCH: 3, SPRINGER: 1})
     mini_wnid = sorted(p.name for p in (VAL / "mini-imagenet").iterdir() if p.is_dir())[0]
-    mini = copy_photos(tmp_path / "sets" / "mini-imagenet", "mini-imagenet", {mini_wnid: 2})
+    mini = copy_photos(tmp_path / "val" / "mini-imagenet", "mini-imagenet", {mini_wnid: 2})
     card = tmp_path / "student.card.json"
     shutil.copy(CARD, card)
     before = json.loads(card.read_text())
@@ -204,7 +204,13 @@ def test_update_card_records_targets_and_verdicts_in_a_copy_of_the_card(monkeypa
         k: v for k, v in before.items() if k != "evaluation"
     }
     ev = after["evaluation"]
-    assert ev["results"]["imagenette"] == {"photos": 4, "student_top1": 0.75, "teacher_top1": 0.75, "agreement": 1.0}
+    assert ev["results"]["imagenette"] == {
+        "folder": "val/imagenette",
+        "photos": 4,
+        "student_top1": 0.75,
+        "teacher_top1": 0.75,
+        "agreement": 1.0,
+    }
     assert ev["results"]["mini-imagenet"]["student_top1"] == 0.0
     assert ev["targets"] == {
         "imagenette": {"student_top1_min": 0.75, "agreement_min": 0.75},
@@ -217,6 +223,7 @@ def test_update_card_records_targets_and_verdicts_in_a_copy_of_the_card(monkeypa
     assert ev["limit_per_folder"] is None and "verdict_note" not in ev
     entry = evaluate.update_card(card, [{"name": "imagenette", "photos": 8, "student_top1": 0.5}], limit=8)
     assert "subset" in entry["verdict_note"] and entry["verdict"]["imagenette"]["all"] == "not met"
+    assert entry["teacher_dtype"] is None and "no teacher" in entry["protocol"]  # none was run
     # the protocol names the student's precision as it was measured
     assert "student fp32" in entry["protocol"]
     bf16 = evaluate.update_card(card, [{"name": "imagenette", "photos": 8, "student_top1": 0.5}], bf16=True)
@@ -255,6 +262,47 @@ def test_update_card_refuses_to_drop_what_the_card_holds(monkeypatch, tmp_path, 
     assert rc == 2 and card.read_text() == before
     err = capsys.readouterr().err
     assert "would drop the results of imagewoof" in err and "--replace" in err
+
+
+def test_update_card_refuses_a_folder_the_card_does_not_name_as_held_out(monkeypatch, tmp_path, capsys):
+    """``train/imagenette`` and ``val/imagenette`` share a name: a training folder's figures were
+    recorded, and shown in the app, as held-out."""
+    card = tmp_path / "student.card.json"
+    shutil.copy(CARD, card)
+    before = card.read_text()
+    assert "val/imagenette" in json.loads(before)["training_data"]["held_out_never_trained_on"]
+    d = copy_photos(tmp_path / "train" / "imagenette", "imagenette", {TENCH: 2})
+    rc, _ = run_main_with_stand_ins(monkeypatch, tmp_path, [d], "--update-card", "--replace")
+    assert rc == 2 and card.read_text() == before
+    assert "train/imagenette is not among the held-out folders" in capsys.readouterr().err
+    assert evaluate.not_held_out(card, [tmp_path / "val" / "imagenette", d]) == ["train/imagenette"]
+    assert evaluate.not_held_out(tmp_path / "none.card.json", [d]) == []  # no list: nothing to check against
+
+
+def test_an_unreadable_photo_is_skipped_and_counted(tmp_path, capsys):
+    """A truncated JPEG or a macOS ``._`` file ended the whole evaluation with a traceback."""
+    from sepvit_viz import create_model
+
+    d = copy_photos(tmp_path / "val" / "imagenette", "imagenette", {TENCH: 2})
+    good = next((d / TENCH).iterdir())
+    (d / TENCH / "._broken.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (d / TENCH / "truncated.jpg").write_bytes(good.read_bytes()[:200])
+    model = create_model("sepvit_test", num_classes=1000).eval()
+    (row,) = evaluate.evaluate_dirs(model, [d], batch_size=4)
+    assert row["photos"] == 2 and row["unreadable_photos_skipped"] == 2
+    err = capsys.readouterr().err
+    assert "._broken.jpg" in err and "truncated.jpg" in err
+
+
+def test_many_classes_agreement_compares_class_indices_not_names():
+    """ "crane" names two classes (134 the bird, 517 the machine): the same name is not agreement."""
+    rows = [
+        {"class": "crane", "student": {"top1": "crane", "index": 517, "right": False},
+         "teacher": {"top1": "crane", "index": 134, "right": True}},
+        {"class": "tench", "student": {"top1": "tench", "index": 0, "right": True},
+         "teacher": {"top1": "tench", "index": 0, "right": True}},
+    ]  # fmt: skip
+    assert evaluate.many_classes_summary(rows, "x")["agreement"] == 1
 
 
 # ------------------------------------------------------------------------------ coverage text

@@ -312,25 +312,29 @@ def test_model_note_is_one_line_drawn_from_the_card(tmp_path):
             "held_out_never_trained_on": ["val/imagewoof", "val/x"],
         },
         "evaluation": {
-            "results": {"imagewoof": {"student_top1": 0.605, "teacher_top1": 0.81}, "x": {"student_top1": 0.2}}
+            "results": {"imagewoof": {"student_top1": 0.605, "teacher_top1": 0.805}, "x": {"student_top1": 0.2}}
         },
     }
     card_path_for(ckpt).write_text(json.dumps(card))
     note = model_note(ckpt)
     assert "\n" not in note
     assert note.startswith("Distilled from EfficientNet-Lite0 on 180,367 photos; 296 of the 1000 classes")
-    assert "Held-out top-1: imagewoof 60% (teacher 81%), x 20%." in note
+    assert "Held-out top-1: imagewoof 61% (teacher 81%), x 20%." in note  # halves round up, as the README's
     card["evaluation"]["limit_per_folder"] = 8  # a quick subset run says so
     card["evaluation"]["results"]["train-folder"] = {"student_top1": 0.99}  # not held out: not shown
     card_path_for(ckpt).write_text(json.dumps(card))
-    assert "Held-out top-1 (on at most 8 photos per folder): imagewoof 60% (teacher 81%), x 20%." in model_note(ckpt)
+    assert "Held-out top-1 (on at most 8 photos per folder): imagewoof 61% (teacher 81%), x 20%." in model_note(ckpt)
+    card["evaluation"]["results"]["x"]["folder"] = "train/x"  # measured on a training folder of that name
+    card_path_for(ckpt).write_text(json.dumps(card))
+    assert "x 20%" not in model_note(ckpt) and "imagewoof 61%" in model_note(ckpt)
+    card["evaluation"]["results"]["x"]["folder"] = "val/x"
     assert "different classes" not in model_note(ckpt)  # no many-classes measure on this card
     card["many_classes"] = {"folder": "examples", "photos": 36, "classes": 35, "student_right": 3, "teacher_right": 30}
     card_path_for(ckpt).write_text(json.dumps(card))
     assert "x 20%. On 36 photos of 35 different classes it names 3 right (teacher 30). Expect" in model_note(ckpt)
     card["many_classes"] = "garbled"  # a malformed entry is left out, the rest stays
     card_path_for(ckpt).write_text(json.dumps(card))
-    assert "different classes" not in model_note(ckpt) and "imagewoof 60%" in model_note(ckpt)
+    assert "different classes" not in model_note(ckpt) and "imagewoof 61%" in model_note(ckpt)
     del card["training_data"]["classes_with_at_least_100_photos"]  # an older card: its coverage text
     card_path_for(ckpt).write_text(json.dumps(card))
     assert model_note(ckpt) == "old text"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import warnings
 from collections.abc import Mapping
@@ -73,6 +74,12 @@ def coverage_note(checkpoint: str | Path | None = None) -> str | None:
     return " ".join(text.split())
 
 
+def _percent(rate: Any) -> int:
+    """A rate as a whole percent, halves rounded up (80.5% -> 81, as people round; Python's format
+    rounds 0.805 to 80 on the float's binary value)."""
+    return math.floor(100 * float(rate) + 0.5 + 1e-9)
+
+
 def model_note(checkpoint: str | Path | None = None) -> str | None:
     """One line on what the checkpoint (default: the shipped one) was trained on and how it measured
     on held-out photos, drawn from its model card; None without a card.
@@ -100,14 +107,16 @@ def model_note(checkpoint: str | Path | None = None) -> str | None:
         evaluation = card.get("evaluation") or {}
         results = evaluation.get("results") or {}
         # only folders the card names as held out: an evaluated training folder says nothing
-        held_out = {Path(h).name for h in data.get("held_out_never_trained_on", [])}
+        held_keys = set(data.get("held_out_never_trained_on", []))
+        held_out = {Path(h).name for h in held_keys}
         parts = []
         for name, r in results.items():
-            if name not in held_out:
+            # a result that says where it was measured (val/imagenette) must be that held-out folder
+            if name not in held_out or (r.get("folder") and r["folder"] not in held_keys):
                 continue
-            part = f"{name} {100 * float(r['student_top1']):.0f}%"
+            part = f"{name} {_percent(r['student_top1'])}%"
             if "teacher_top1" in r:
-                part += f" (teacher {100 * float(r['teacher_top1']):.0f}%)"
+                part += f" (teacher {_percent(r['teacher_top1'])}%)"
             parts.append(part)
     except (KeyError, TypeError, ValueError):
         return coverage_note(checkpoint)

@@ -100,22 +100,61 @@ def record_other_runs(
     return out, messages
 
 
+def _fill_means(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with ``mean_top1`` and ``mean_agreement`` computed from its own ``evaluation`` where
+    it lacks them (entries recorded before those fields existed); the agreement targets are
+    :data:`sepvit_viz.training.evaluate.TARGETS`'."""
+    from sepvit_viz.training.evaluate import TARGETS
+
+    results = record.get("evaluation")
+    if not isinstance(results, dict):
+        return record
+    out = dict(record)
+    if "mean_top1" not in out:
+        mean = mean_top1({"evaluation": {"results": results}})
+        if mean is not None:
+            out["mean_top1"] = round(mean, 4)
+    if "mean_agreement" not in out:
+        targets = {n: {"agreement_min": a} for n, (_, a) in TARGETS.items()}
+        agreement = mean_agreement({"evaluation": {"results": results, "targets": targets}})
+        if agreement is not None:
+            out["mean_agreement"] = round(agreement, 4)
+    return out
+
+
 def carry_other_runs(card: dict[str, Any], source: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Return a copy of ``card`` with the ``other_runs`` entries of ``source`` appended, as recorded
-    there, and one message per entry. An entry of a run that is ``card``'s own, in its ``lineage`` or
-    already in its ``other_runs`` is left out (the card's own record of a run wins)."""
+    """Return a copy of ``card`` with the ``other_runs`` entries of ``source`` appended, and one message
+    per entry. An entry of a run that is ``card``'s own, in its ``lineage`` or already in its
+    ``other_runs`` is left out (the card's own record of a run wins); an entry without ``mean_top1`` or
+    ``mean_agreement`` gets them from its own evaluation.
+
+    When ``card`` does not descend from ``source``'s run (a checkpoint from another branch replaces
+    it), ``source``'s own run (``shipped: "before this checkpoint"``) and the runs of its lineage that
+    ``card``'s lineage lacks are carried too, so that no run drops out of the record."""
+    from sepvit_viz.training.distill import lineage_record
+
     out = dict(card)
     others = list(out.get("other_runs") or [])
     taken = {r.get("run") for r in out.get("lineage") or []} | {out.get("run")} | {r.get("run") for r in others}
     messages: list[str] = []
-    for record in source.get("other_runs") or []:
-        name = record.get("run") if isinstance(record, dict) else None
+    records = [r if isinstance(r, dict) else {} for r in source.get("other_runs") or []]
+    if source.get("run") and source.get("run") not in taken:  # another branch: keep the old chain on record
+        for entry in source.get("lineage") or []:
+            if isinstance(entry, dict) and entry.get("run") not in taken:
+                records.append({**entry, "shipped": False, "note": "in the lineage of the checkpoint shipped before"})
+        own = {**lineage_record(source), "shipped": "before this checkpoint"}
+        mean, agreement = mean_top1(source), mean_agreement(source)
+        own.update({"mean_top1": round(mean, 4)} if mean is not None else {})
+        own.update({"mean_agreement": round(agreement, 4)} if agreement is not None else {})
+        records.append(own)
+    for record in records:
+        name = record.get("run")
         if not name:
             raise ValueError("an other_runs entry without a 'run' name in the card to carry from")
         if name in taken:
             messages.append(f"{name}: already in the card, not carried")
             continue
-        others.append(dict(record))
+        others.append(_fill_means(record))
         taken.add(name)
         messages.append(f"{name}: carried")
     out["other_runs"] = others

@@ -461,12 +461,18 @@ def mixup(
 
 
 def load_eval_set(
-    root: str | Path, size: int = 224, limit: int | None = None, seed: int = 0
+    root: str | Path,
+    size: int = 224,
+    limit: int | None = None,
+    seed: int = 0,
+    unreadable: list[Path] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
     """Labelled photos under ``root`` with the evaluation transform, as uint8 to keep memory small.
 
     Returns (images (N, size, size, 3) uint8, labels (N,) int64, paths). ``limit`` takes a fixed
-    random subset (same ``seed`` -> same photos). Normalise with :func:`normalize_uint8`.
+    random subset (same ``seed`` -> same photos). A photo that cannot be decoded (truncated, empty, a
+    ``._`` resource fork) is left out, and its path appended to ``unreadable`` when given: one bad
+    file does not end an evaluation. Normalise with :func:`normalize_uint8`.
     """
     items = labelled_images(root)
     if limit is not None and limit < len(items):
@@ -474,11 +480,18 @@ def load_eval_set(
         keep = sorted(torch.randperm(len(items), generator=g)[:limit].tolist())
         items = [items[i] for i in keep]
     imgs = np.empty((len(items), size, size, 3), dtype=np.uint8)
-    for i, (path, _) in enumerate(items):
-        with Image.open(path) as im:
-            imgs[i] = np.asarray(resize_center_crop(upright(im), size), dtype=np.uint8)
-    labels = torch.tensor([label for _, label in items], dtype=torch.int64)
-    return torch.from_numpy(imgs), labels, [p for p, _ in items]
+    kept: list[tuple[Path, int]] = []
+    for path, label in items:
+        try:
+            with Image.open(path) as im:
+                imgs[len(kept)] = np.asarray(resize_center_crop(upright(im), size), dtype=np.uint8)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            if unreadable is not None:
+                unreadable.append(Path(path))
+            continue
+        kept.append((path, label))
+    labels = torch.tensor([label for _, label in kept], dtype=torch.int64)
+    return torch.from_numpy(imgs[: len(kept)]), labels, [p for p, _ in kept]
 
 
 def training_data_summary(files: Sequence[str | Path], dirs: Sequence[str | Path]) -> dict:

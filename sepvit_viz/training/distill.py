@@ -426,9 +426,13 @@ class Distiller:
         self.speed: dict[str, dict[str, list[float]]] = {}
         self.wall_s: dict[str, float] = {}  # training wall time by hardware (pauses excluded)
         self._summary: dict[str, Any] | None = None
+        unreadable: list[Path] = []  # left out of the subsets, said once here
         self.eval_sets = {
-            Path(d).name: load_eval_set(d, 224, limit=cfg.eval_limit, seed=EVAL_SUBSET_SEED) for d in cfg.val_dirs or []
+            Path(d).name: load_eval_set(d, 224, limit=cfg.eval_limit, seed=EVAL_SUBSET_SEED, unreadable=unreadable)
+            for d in cfg.val_dirs or []
         }
+        for path in unreadable:
+            self.log.warning("held-out photo %s could not be read; left out of the evaluation subset", path)
         self._teacher_eval: dict[str, torch.Tensor] = {}
 
     # ---- data
@@ -807,6 +811,7 @@ class Distiller:
             + (
                 f" plus {cfg.feature_weight} x MSE between a linear projection of the student's last-stage "
                 "tokens and the teacher's final feature map"
+                + (" shifted onto the student's token centres (--align-features)" if cfg.align_features else "")
                 if cfg.feature_weight > 0
                 else ""
             )
@@ -870,6 +875,11 @@ class Distiller:
                 "weight_average_decay": cfg.ema_decay or None,
             },
             "weights_dtype": "float16" if cfg.fp16_out else "float32",
+            "feature_loss": {
+                "weight": cfg.feature_weight,
+                # the teacher's map shifted by its cell offset before pooling (--align-features)
+                "aligned_to_student_tokens": bool(cfg.align_features) if cfg.feature_weight > 0 else None,
+            },
             "changed_on_resume": [h for h in self.history if "changed" in h],
             "seed": cfg.seed,
             # how the feature projection started (a run from a checkpoint fits it before its first step)
@@ -886,9 +896,10 @@ class Distiller:
 
 def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
     """A finished run's entry in its descendants' lineage, taken from its model card: what it trained
-    on (with ``low_resolution`` when the run used ``--low-res-dirs`` and ``weight_average_decay`` when
-    it exported a weight average, ``--ema-decay``), how long, and its held-out evaluation (the full
-    one if the card has it, else the last one made while training)."""
+    on (with ``low_resolution`` when the run used ``--low-res-dirs``, ``weight_average_decay`` when
+    it exported a weight average, ``--ema-decay``, and ``aligned_features`` with ``--align-features``),
+    its peak lr and warmup, how long, and its held-out evaluation (the full one if the card has it,
+    else the last one made while training)."""
     evaluation = (card.get("evaluation") or {}).get("results")
     if evaluation is None:
         evaluation = (card.get("evaluation_during_training") or {}).get("results")
@@ -896,6 +907,7 @@ def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
     data = card.get("training_data") or {}
     low_res = (card.get("augmentation") or {}).get("low_resolution")
     ema_decay = (card.get("optimizer") or {}).get("weight_average_decay")
+    aligned = (card.get("feature_loss") or {}).get("aligned_to_student_tokens")
     return {
         "run": card.get("run", "unnamed"),
         "initialised_from": init.get("run", init.get("checkpoint")) if isinstance(init, dict) else init,
@@ -906,10 +918,12 @@ def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
         "hardware": card.get("hardware"),
         "resolution_schedule": (card.get("resolution") or {}).get("schedule (progress:px)"),
         "lr": (card.get("optimizer") or {}).get("lr"),
+        "warmup_fraction": (card.get("optimizer") or {}).get("warmup_fraction"),
         "training_photos": data.get("total_photos"),
         "folder_sampling_weights": data.get("folder_sampling_weights"),
         **({"low_resolution": low_res} if low_res else {}),
         **({"weight_average_decay": ema_decay} if ema_decay else {}),
+        **({"aligned_features": True} if aligned else {}),
         "evaluation": evaluation,
     }
 

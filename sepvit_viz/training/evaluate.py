@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -106,12 +107,18 @@ def evaluate_dirs(
         teacher_bf16 = cpu_has_native_bf16()
     rows = []
     for d in dirs:
-        images, labels, _ = load_eval_set(d, 224, limit=limit, seed=seed)  # checks the folder's layout
+        unreadable: list[Path] = []
+        images, labels, _ = load_eval_set(d, 224, limit=limit, seed=seed, unreadable=unreadable)  # checks the layout
+        for path in unreadable:
+            print(f"skipped unreadable photo {path}", file=sys.stderr)
+        if not len(labels):
+            raise ValueError(f"{d}: no readable photo")
         s = predict(model, images, batch_size, bf16=bf16, desc=f"student {Path(d).name}")
         row: dict[str, Any] = {
             "dir": str(d),
             "name": Path(d).name,
             "photos": len(labels),
+            **({"unreadable_photos_skipped": len(unreadable)} if unreadable else {}),
             "student_top1": (s == labels).double().mean().item(),
         }
         if teacher is not None:
@@ -175,7 +182,12 @@ def evaluate_examples(
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 prob = net(x_in).float().softmax(-1)[0]
             top = int(prob.argmax())
-            row[who] = {"top1": names[top], "probability": round(float(prob[top]), 3), "right": top == label}
+            row[who] = {
+                "top1": names[top],
+                "index": top,  # names are not unique ("crane": 134 the bird, 517 the machine)
+                "probability": round(float(prob[top]), 3),
+                "right": top == label,
+            }
         rows.append(row)
     return rows
 
@@ -191,7 +203,10 @@ def many_classes_summary(rows: Sequence[dict[str, Any]], folder: str | Path) -> 
     }
     if rows and all("teacher" in r for r in rows):
         out["teacher_right"] = sum(bool(r["teacher"]["right"]) for r in rows)
-        out["agreement"] = sum(r["student"]["top1"] == r["teacher"]["top1"] for r in rows)
+        out["agreement"] = sum(
+            r["student"].get("index", r["student"]["top1"]) == r["teacher"].get("index", r["teacher"]["top1"])
+            for r in rows
+        )
     return out
 
 
@@ -273,16 +288,23 @@ def update_card(
     card_path = Path(card_path)
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     names = [r["name"] for r in rows if r["name"] in targets]
+    with_teacher = any("teacher_top1" in r for r in rows)
     entry: dict[str, Any] = {
         "protocol": "1000-way top-1 at 224 px, bicubic resize, centre crop 0.875, mean = std = 0.5; "
         + ("student under bf16 autocast" if bf16 else "student fp32")
-        + (", teacher bf16" if teacher_bf16 else ", teacher fp32"),
+        + ((", teacher bf16" if teacher_bf16 else ", teacher fp32") if with_teacher else ", no teacher"),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "results": {r["name"]: {k: v for k, v in r.items() if k not in ("name", "dir")} for r in rows},
+        "results": {
+            r["name"]: {
+                **({"folder": held_out_key(r["dir"])} if r.get("dir") else {}),
+                **{k: v for k, v in r.items() if k not in ("name", "dir")},
+            }
+            for r in rows
+        },
         "limit_per_folder": limit,
         "targets_source": TARGETS_SOURCE,
         "targets": {n: {"student_top1_min": targets[n][0], "agreement_min": targets[n][1]} for n in names},
-        "teacher_dtype": "bf16" if teacher_bf16 else "float32",
+        "teacher_dtype": ("bf16" if teacher_bf16 else "float32") if with_teacher else None,
         "verdict": verdicts(rows, targets),
     }
     if limit is not None:
@@ -290,6 +312,24 @@ def update_card(
     card["evaluation"] = entry
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return entry
+
+
+def held_out_key(folder: str | Path) -> str:
+    """A held-out folder's name as cards record it: its last two path parts (``val/imagewoof``)."""
+    return str(Path(*Path(os.path.abspath(os.fspath(folder))).parts[-2:]))
+
+
+def not_held_out(card_path: str | Path, folders: Sequence[str | Path]) -> list[str]:
+    """The ``folders`` (as :func:`held_out_key` names them) that the card's
+    ``training_data.held_out_never_trained_on`` does not list: figures from them must not be recorded
+    as held-out (``train/imagenette`` and ``val/imagenette`` share a name). A card that lists no
+    held-out folders (an older card) refuses none."""
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    held = (card.get("training_data") or {}).get("held_out_never_trained_on")
+    if not held:
+        return []
+    return [held_out_key(f) for f in folders if held_out_key(f) not in set(held)]
 
 
 def evaluation_losses(card_path: str | Path, folders: Sequence[str], teacher: bool, limit: int | None) -> list[str]:
@@ -359,6 +399,16 @@ def main(argv: list[str] | None = None) -> int:
             check_eval_dir(d)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.update_card and args.dirs:
+        wrong = not_held_out(card_path_for(args.checkpoint), args.dirs)
+        if wrong:
+            print(
+                f"error: --update-card records figures as held-out, but {', '.join(wrong)} is not among the "
+                f"held-out folders the card names (training_data.held_out_never_trained_on): "
+                "measure it without --update-card",
+                file=sys.stderr,
+            )
             return 2
     if args.update_card and args.dirs and not args.replace:
         lost = evaluation_losses(
