@@ -408,3 +408,12 @@ def test_an_even_stem_kernel_is_refused():
         SepViTConfig.from_official(
             {"embed_dims": [32, 64, 128, 256], "num_heads": [1, 2, 4, 8], "depths": [1, 2, 6, 2], "patch_size": 4}
         )
+
+
+def test_a_forward_on_the_meta_device_traces_shapes():
+    """Shape and FLOP tracing on "meta" crashed for one-head PWA blocks (Lite's stage 1): autocast
+    has no state to ask for that device."""
+    with torch.device("meta"):
+        model = create_model("sepvit_test", num_classes=10).eval()
+    out = model(torch.empty(2, 3, 64, 64, device="meta"))
+    assert out.shape == (2, 10) and out.device.type == "meta"

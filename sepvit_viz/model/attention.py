@@ -139,7 +139,8 @@ class SeparableAttention(nn.Module):
             # one head: every window's (P, C) block is one row of a (B, n, P*C) matrix (a strided view
             # of y), so the mix and the shortcut are a single batched GEMM: feats + A @ feats
             rows = feats.reshape(B, n, (L - 1) * C)
-            if torch.is_autocast_enabled(rows.device.type):
+            # (autocast exists only for real devices: a shape trace on "meta" has none to ask about)
+            if rows.device.type != "meta" and torch.is_autocast_enabled(rows.device.type):
                 # autocast would run baddbmm, shortcut included, in bf16: keep the shortcut's precision
                 # as the multi-head path does (bf16 product, float32 sum)
                 return (torch.bmm(attn[:, 0], rows) + rows).view(B, n, L - 1, C)
