@@ -264,15 +264,21 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                        **PRIVATE)
     # the model is loaded first, by an event without outputs: a model that cannot be loaded (an
     # unreachable Hub repo) says so once and leaves the last analysis on the page untouched
+    # (its progress shows on the status line: a Hub checkpoint can take a while to download)
     load_args = dict(fn=handlers.load_model, inputs=[model, hub_repo, hub_revision], outputs=None,
-                     show_progress="hidden", **PRIVATE, **MODEL_WORK)
+                     show_progress="minimal", show_progress_on=[status], **PRIVATE, **MODEL_WORK)
     analyze_btn.click(**load_args).success(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze",
                                            **MODEL_WORK, **last).success(**after, **last).success(
         **show_after).success(**stats_after)
     # a new photo (upload, paste, webcam or example) is analysed at once
-    photo.change(**load_args, **last).success(
-        handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, **PRIVATE, **MODEL_WORK,
-        **last).success(**after, **last).success(**show_after).success(**stats_after)
+    # (a refused photo, or its model, leaves the last analysis on the page: the status says whose it is)
+    refused = dict(fn=handlers.photo_refused, inputs=[analysis], outputs=[status], **PRIVATE, queue=False)
+    load_new = photo.change(**load_args, **last)
+    load_new.failure(**refused)
+    new_photo = load_new.success(
+        handlers.analyze_new_photo, [*analyze_inputs, analysis], analyze_outputs, **PRIVATE, **MODEL_WORK, **last)
+    new_photo.failure(**refused)
+    new_photo.success(**after, **last).success(**show_after).success(**stats_after)
     # a tab that is selected is drawn from the analysis (never a forward); the page remembers it
     for tab_id, tab in (("tokens", tokens_tab), ("pwa", pwa_tab), ("compare", compare_tab)):
         tab.select(handlers.tab_marker(tab_id), None, shown_tab, **PRIVATE, queue=False).then(**show, **DRAWING)
@@ -294,7 +300,9 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     target.input(**explain_args, **PRIVATE)
     smooth.input(**explain_args, **PRIVATE)
     faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps, sanity], [faith_table, faith_plot],
-                    api_name="faithfulness", **MODEL_WORK)
+                    api_name="faithfulness", **MODEL_WORK).success(
+        handlers.attribution_caption_after_scores, [analysis, target, method, cmap, opacity, smooth],
+        attribution_caption, **PRIVATE, **DRAWING)
 
     # window tokens: block / head / view redraw; a click on the token map picks a pixel
     # (public endpoints are registered before the private events that share their function)
@@ -335,7 +343,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
         **last,
     )
     cmap.input(api_name="render", **render_args)
-    opacity.release(**render_args, **PRIVATE)
+    opacity.input(**render_args, **PRIVATE)  # not only release: a change by keyboard redraws too
 
     downloads_btn.click(
         handlers.prepare_downloads,

@@ -1438,6 +1438,73 @@ def test_a_tab_drawn_while_the_page_is_set_up_is_drawn_again(monkeypatch):
     assert not_blank(handlers.show_tab_after_analysis(session, shown, noop, tab)["attribution_img"])
 
 
+def test_a_refused_analysis_leaves_the_pages_analysis_current():
+    """A new photo refused for a setting ("crane" in the class box names two classes) was marked the
+    tab's newest analysis before the check: the analysis the page still shows then drew nothing more,
+    without a word (attribution, scores, shown tabs)."""
+    import types
+
+    import gradio as gr
+
+    tab = types.SimpleNamespace(session_hash="tab-refused")
+    first, second = photos.example_photos()[:2]
+    page = handlers.analyze(first, progress=noop, request=tab)[0]
+    with pytest.raises(gr.Error, match="crane"):
+        handlers.analyze(second, target="crane", progress=noop, request=tab)
+    assert not handlers.superseded(page, tab)
+    picture, caption = handlers.explain(page, "top", "saliency", "inferno", 0.6, progress=noop, request=tab)
+    assert not_blank(picture) and "Saliency" in caption
+    newer = handlers.analyze(second, progress=noop, request=tab)[0]  # an accepted one still supersedes
+    assert handlers.superseded(page, tab) and not handlers.superseded(newer, tab)
+
+
+def test_a_refused_photo_says_the_pictures_are_the_previous_photos(state):
+    """The photo box shows the refused photo while the pictures are still the last analysis': the
+    status says so, wired to the failure of the new photo's model load and of its analysis."""
+    import app
+
+    status = handlers.photo_refused(state)
+    assert status.startswith(handlers.PHOTO_REFUSED) and "previous photo" in status and "Model:" in status
+    assert handlers.photo_refused(None).startswith(handlers.PHOTO_REFUSED)
+    fns = app.demo.fns
+    refused = [d for d in fns.values() if d.name == "photo_refused"]
+    assert {fns[d.trigger_after].name for d in refused} == {"load_model", "analyze_new_photo"}
+    assert all(d.trigger_only_on_failure for d in refused)
+    photo = next(b for b in app.demo.blocks.values() if getattr(b, "elem_id", None) == "status")
+    assert all([o._id for o in d.outputs] == [photo._id] for d in refused)
+
+
+def test_scores_reach_the_attribution_caption_and_old_downloads_stay_off_a_new_page():
+    """After "Compute scores" the caption gains its AUCs (it did only at a later redraw); files of an
+    earlier photo prepared while a new one was analysed do not fill the emptied list; keyboard
+    changes of the opacity redraw (only the slider's release did)."""
+    import types
+
+    import app
+    import gradio as gr
+
+    tab = types.SimpleNamespace(session_hash="tab-scores")
+    first, second = photos.example_photos()[:2]
+    page = handlers.analyze(first, progress=noop, request=tab)[0]
+    args = ("top", "saliency", "inferno", 0.6, False)
+    _, before = handlers.explain(page, *args[:4], progress=noop, request=tab)
+    assert "Deletion AUC" not in before
+    handlers.faithfulness(page, "top", "saliency", "this method", 4, progress=noop, request=tab)
+    after = handlers.attribution_caption_after_scores(page, *args, request=tab)
+    assert "Deletion AUC" in after and "Insertion" not in before
+    fns = app.demo.fns
+    (dep,) = [d for d in fns.values() if d.name == "attribution_caption_after_scores"]
+    assert fns[dep.trigger_after].name == "faithfulness" and dep.trigger_only_on_success
+    down = ("top", "saliency", "inferno", 0.6, None, "mean", -1, -1, None, "mean", -1, None, "dwa", False)
+    assert isinstance(handlers.prepare_downloads(page, *down, request=tab), list)
+    handlers.analyze(second, progress=noop, request=tab)
+    assert handlers.prepare_downloads(page, *down, request=tab) == gr.skip()
+    assert handlers.attribution_caption_after_scores(page, *args, request=tab) == gr.skip()
+    opacity = next(b for b in app.demo.blocks.values() if getattr(b, "elem_id", None) == "opacity")
+    redraw_triggers = {t for d in fns.values() if d.name == "rerender" for t in d.targets}
+    assert (opacity._id, "input") in redraw_triggers
+
+
 def test_a_slow_result_for_an_earlier_photo_does_not_replace_the_new_photos():
     """A tab analyses photo A, starts a slow attribution, then analyses photo B: when the attribution
     (or a faithfulness score) of A ends, the page keeps B's pictures (gr.skip()); another tab, and the

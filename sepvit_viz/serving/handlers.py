@@ -64,6 +64,8 @@ from sepvit_viz.serving.session import (
     Forward,
     Session,
     live,
+    newest_mark,
+    restore_mark,
     run_forward,
     session_for,
     superseded,
@@ -551,18 +553,24 @@ def _analyze(
         entry = MODELS.get(s.model, s.hub_repo, s.hub_revision)
         progress(0.15, desc=f"SepViT forward at {res} px")
         # this tab's newest analysis: a slower request on an earlier photo of this tab now shows nothing
+        mark = newest_mark(request)
         session = session_for(run_forward(entry, image, res, fit), request, current)
         with using(session):  # held: another user's analysis cannot release it mid-request
             fwd = session.forward
             # the page's dropdowns may hold a block, head or pair of the last model or resolution
             s, notes = fit_to_forward(fwd, s)
             # every setting is checked here, so that a wrong one fails the call, not a later view
-            parse_target(s.target, fwd.class_names, session.top1)
-            _view_settings(session, s, s.token_block, s.token_head)
-            if s.pwa_block is not None:  # None: this model has no PWA at this input
-                _pwa_settings(session, s)
-            if s.pair is not None:
-                _compare_settings(session, s)
+            try:
+                parse_target(s.target, fwd.class_names, session.top1)
+                _view_settings(session, s, s.token_block, s.token_head)
+                if s.pwa_block is not None:  # None: this model has no PWA at this input
+                    _pwa_settings(session, s)
+                if s.pair is not None:
+                    _compare_settings(session, s)
+            except UserInputError:
+                # refused: the page keeps the analysis it shows, which must stay the newest
+                restore_mark(request, mark, session)
+                raise
             if session is current and session.page_set:  # the same upload again: the page shows it
                 return (session, *(gr.update() for _ in range(ANALYZE_OUTPUTS - 1)))
             progress(0.9, desc="Drawing the window tokens")
@@ -635,6 +643,20 @@ def status_markdown(fwd: Forward, notes: Sequence[str] = ()) -> str:
         line += "\n\nNot in this model at this input, so shown instead: " + "; ".join(notes) + "."
     caveat = coverage_markdown(fwd.model_key)
     return (f"⚠️ {fwd.warning}\n\n" if fwd.warning else "") + line + (f"\n\n{caveat}" if caveat else "")
+
+
+#: The status line's first words after a new photo was refused (:func:`photo_refused`).
+PHOTO_REFUSED = "**This photo was not analysed** (the message says why)"
+
+
+def photo_refused(session: Session | None) -> str:
+    """The status after a new photo's analysis (or its model) was refused: the photo box shows the new
+    photo while the pictures, and the analysis every control draws from, are still the previous
+    photo's; the status says so instead of leaving them to pass for the new photo's."""
+    if live(session):
+        fwd = session.forward
+        return f"{PHOTO_REFUSED}: the pictures below are of the previous photo.\n\n" + status_markdown(fwd)
+    return f"{PHOTO_REFUSED}. Fix the setting it names and press Analyze, or choose another photo."
 
 
 #: The page's tabs by id, in order: the first is shown after a new analysis until another is chosen.
@@ -877,6 +899,27 @@ def explain(
         if superseded(session, request):
             return gr.skip(), gr.skip()
         return view.picture, _attribution_caption(session, s, view)
+
+
+def attribution_caption_after_scores(
+    session: Session | None,
+    target: Any,
+    method: str | None,
+    cmap: str | None,
+    opacity: Any,
+    smooth: Any = False,
+    request: gr.Request | None = None,
+) -> Any:
+    """The attribution's caption once the faithfulness panel has scored it (its deletion / insertion
+    AUCs added), run after "Compute scores"; no change when there is no attribution of this class and
+    method to caption, or the tab has analysed another photo since."""
+    if not live(session) or superseded(session, request):
+        return gr.skip()
+    with _user_errors(), using(session) as session:
+        s = Settings.of(target=target, method=method, cmap=cmap, opacity=opacity, smooth=smooth)
+        if not _has_attribution(session, s):
+            return gr.skip()
+        return _attribution_caption(session, s, _attribution_view(session, s))
 
 
 def window_tokens(
@@ -1149,8 +1192,11 @@ def prepare_downloads(
     pair: str | None,
     view: str | None = "dwa",
     smooth: Any = False,
-) -> list[str]:
-    """PNG files of the current views and ``sepvit_analysis.npz`` with the raw arrays.
+    request: gr.Request | None = None,
+) -> Any:
+    """PNG files of the current views and ``sepvit_analysis.npz`` with the raw arrays (no change,
+    ``gr.skip()``, when the browser tab has analysed another photo while they were written: the list
+    a new analysis emptied must not fill with the old photo's files).
 
     The .npz holds the model input, logits and probabilities, every block's DWA (and PWA) attention,
     the maps of the current token-tab settings, the cross-window tab's shown row (``cross_window.*``:
@@ -1195,4 +1241,5 @@ def prepare_downloads(
         arrays.update(cross)
         for (m, t), att in attributions:
             arrays[f"attribution.{m}.{t}"] = att.map_hw
-        return downloads.write_files(pictures, arrays)
+        files = downloads.write_files(pictures, arrays)
+        return gr.skip() if superseded(session, request) else files

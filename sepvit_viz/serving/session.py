@@ -34,7 +34,18 @@ from sepvit_viz.validation import SettingsError
 from sepvit_viz.viz import pipeline
 from sepvit_viz.viz.capture import AttentionRecord
 
-__all__ = ["RELEASED_MESSAGE", "Forward", "Session", "live", "run_forward", "session_for", "superseded", "using"]
+__all__ = [
+    "RELEASED_MESSAGE",
+    "Forward",
+    "Session",
+    "live",
+    "newest_mark",
+    "restore_mark",
+    "run_forward",
+    "session_for",
+    "superseded",
+    "using",
+]
 
 
 #: What a user whose analysis the memory budget released is told.
@@ -281,6 +292,30 @@ def session_for(fwd: Forward, request: Any, current: Session | None = None) -> S
         while len(_LATEST) > _LATEST_MAX:
             _LATEST.popitem(last=False)
         return session
+
+
+def newest_mark(request: Any) -> tuple[int, weakref.ref[Session]] | None:
+    """The request's browser session's newest-analysis mark as it is now (for :func:`restore_mark`)."""
+    key = getattr(request, "session_hash", None)
+    with _LATEST_LOCK:
+        return _LATEST.get(key) if key is not None else None
+
+
+def restore_mark(request: Any, mark: tuple[int, weakref.ref[Session]] | None, session: Session) -> None:
+    """Undo :func:`session_for`'s mark of ``session`` when its analysis was refused after it was made
+    (a setting the new analysis does not have): the page keeps its analysis, which must not count
+    as superseded. A mark another request has set since is left alone."""
+    key = getattr(request, "session_hash", None)
+    if key is None:
+        return
+    with _LATEST_LOCK:
+        now = _LATEST.get(key)
+        if now is None or now[0] != session.serial or (mark is not None and mark[0] == session.serial):
+            return
+        if mark is None:
+            del _LATEST[key]
+        else:
+            _LATEST[key] = mark
 
 
 def superseded(session: Session, request: Any) -> bool:
