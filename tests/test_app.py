@@ -1480,8 +1480,9 @@ def test_scores_reach_the_attribution_caption_and_old_downloads_stay_off_a_new_p
     changes of the opacity redraw (only the slider's release did)."""
     import types
 
-    import app
     import gradio as gr
+
+    import app
 
     tab = types.SimpleNamespace(session_hash="tab-scores")
     first, second = photos.example_photos()[:2]
