@@ -302,7 +302,7 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
     faith_btn.click(handlers.faithfulness, [analysis, target, method, scope, steps, sanity], [faith_table, faith_plot],
                     api_name="faithfulness", **MODEL_WORK).success(
         handlers.attribution_caption_after_scores, [analysis, target, method, cmap, opacity, smooth],
-        attribution_caption, **PRIVATE, **DRAWING)
+        attribution_caption, **PRIVATE, **DRAWING, **last)
 
     # window tokens: block / head / view redraw; a click on the token map picks a pixel
     # (public endpoints are registered before the private events that share their function)
