@@ -264,9 +264,10 @@ with gr.Blocks(title="SepViT Attention Explorer", analytics_enabled=False, delet
                        **PRIVATE)
     # the model is loaded first, by an event without outputs: a model that cannot be loaded (an
     # unreachable Hub repo) says so once and leaves the last analysis on the page untouched
-    # (its progress shows on the status line: a Hub checkpoint can take a while to download)
+    # (a model not loaded yet says so in a notice: a progress mark on an output would be marked failed
+    # when the load fails, and the page's last analysis must stay as it is)
     load_args = dict(fn=handlers.load_model, inputs=[model, hub_repo, hub_revision], outputs=None,
-                     show_progress="minimal", show_progress_on=[status], **PRIVATE, **MODEL_WORK)
+                     show_progress="hidden", **PRIVATE, **MODEL_WORK)
     analyze_btn.click(**load_args).success(handlers.analyze, analyze_inputs, analyze_outputs, api_name="analyze",
                                            **MODEL_WORK, **last).success(**after, **last).success(
         **show_after).success(**stats_after)

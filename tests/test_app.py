@@ -1512,6 +1512,21 @@ def test_scores_reach_the_attribution_caption_and_old_downloads_stay_off_a_new_p
     assert (opacity._id, "input") in redraw_triggers
 
 
+def test_a_model_not_loaded_yet_says_so_while_it_loads(monkeypatch):
+    """Loading (a Hub download) showed nothing on the page: the load step has no output to mark."""
+    import gradio as gr
+
+    said = []
+    monkeypatch.setattr(gr, "Info", said.append)
+    store = models.ModelStore(replicas=1)
+    monkeypatch.setattr(handlers, "MODELS", store)
+    handlers.load_model(models.MODEL_RANDOM)
+    assert said == [handlers.LOADING_MESSAGE] and store.loaded(models.MODEL_RANDOM)
+    handlers.load_model(models.MODEL_RANDOM)  # in the pool: nothing to say
+    assert said == [handlers.LOADING_MESSAGE]
+    assert not store.loaded("no such choice")
+
+
 def test_a_slow_result_for_an_earlier_photo_does_not_replace_the_new_photos():
     """A tab analyses photo A, starts a slow attribution, then analyses photo B: when the attribution
     (or a faithfulness score) of A ends, the page keeps B's pictures (gr.skip()); another tab, and the

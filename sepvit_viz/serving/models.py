@@ -198,6 +198,16 @@ class ModelStore:
             return ModelKey("hub", repo, rev or "main"), load_hub
         raise SettingsError(f"Unknown model choice {choice!r}; choose one from the list.")
 
+    def loaded(self, choice: str | None, repo: str | None = None, revision: str | None = None) -> bool:
+        """True when the model of this choice is in the pool (:meth:`get` returns at once); False also
+        for a choice :meth:`resolve` refuses (then :meth:`get` says why)."""
+        try:
+            key, _ = self.resolve(choice, repo, revision)
+        except SettingsError:
+            return False
+        with self._lock:
+            return key in self._entries
+
     def get(self, choice: str | None, repo: str | None = None, revision: str | None = None) -> ModelEntry:
         """The loaded model for a choice (loaded now, once, if needed)."""
         key, loader = self.resolve(choice, repo, revision)
