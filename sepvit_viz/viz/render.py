@@ -20,6 +20,7 @@ import io
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -437,34 +438,10 @@ def pwa_matrix_figure(
     return figure_to_rgb(fig)
 
 
-def head_gallery(
-    image: np.ndarray,
-    heats: Sequence[np.ndarray],
-    *,
-    titles: Sequence[str] | None = None,
-    cmap: str = "inferno",
-    alpha: float = 0.6,
-    shared_scale: bool = True,
-    ncols: int = 4,
-    grid: Lines | None = None,
-    suptitle: str = "",
-    dpi: int = 80,
-) -> np.ndarray:
-    """One panel per head (or any list of maps), with a shared colour scale by default."""
-    return figure_to_rgb(
-        head_gallery_figure(
-            image,
-            heats,
-            titles=titles,
-            cmap=cmap,
-            alpha=alpha,
-            shared_scale=shared_scale,
-            ncols=ncols,
-            grid=grid,
-            suptitle=suptitle,
-            dpi=dpi,
-        )
-    )
+def head_gallery(image: np.ndarray, heats: Sequence[np.ndarray], **options: Any) -> np.ndarray:
+    """One panel per head (or any list of maps), with a shared colour scale by default: (H', W', 3)
+    uint8 of :func:`head_gallery_figure` (``options``: its keyword arguments)."""
+    return figure_to_rgb(head_gallery_figure(image, heats, **options))
 
 
 def head_gallery_figure(
