@@ -162,6 +162,9 @@ def test_carried_entries_get_the_means_their_own_figures_give() -> None:
         {"run": "run28", "lineage": [{"run": "run23"}]}, {"run": "run23", "other_runs": [old_entry]}
     )
     (entry,) = card["other_runs"]
+    # an entry the card already holds (inherited when distill wrote it) is filled the same way
+    inherited, _ = carry_other_runs({"run": "run28", "lineage": [{"run": "run23"}], "other_runs": [old_entry]}, {})
+    assert inherited["other_runs"] == [entry]
     assert entry["mean_agreement"] == pytest.approx((0.70 + 0.50 + 0.42) / 3, abs=1e-4)
     assert entry["mean_top1"] == pytest.approx((0.75 + 0.38 + 0.23 + 0.76) / 4, abs=1e-4)
 

@@ -134,7 +134,8 @@ def carry_other_runs(card: dict[str, Any], source: dict[str, Any]) -> tuple[dict
     from sepvit_viz.training.distill import lineage_record
 
     out = dict(card)
-    others = list(out.get("other_runs") or [])
+    # the card's own entries too: one inherited through distill was never carried
+    others = [_fill_means(r) if isinstance(r, dict) else r for r in out.get("other_runs") or []]
     taken = {r.get("run") for r in out.get("lineage") or []} | {out.get("run")} | {r.get("run") for r in others}
     messages: list[str] = []
     records = [r if isinstance(r, dict) else {} for r in source.get("other_runs") or []]
