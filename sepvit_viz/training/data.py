@@ -38,6 +38,7 @@ __all__ = [
     "augment_groups",
     "build_cache",
     "coverage_text",
+    "held_out_key",
     "imagenet_class_names",
     "imagenet_classes",
     "labelled_images",
@@ -458,6 +459,12 @@ def mixup(
     perm = torch.randperm(b, generator=generator).to(x.device)
     lam = lam.view(b, *([1] * (x.dim() - 1))).to(device=x.device, dtype=x.dtype)
     return lam * x + (1 - lam) * x[perm]
+
+
+def held_out_key(folder: str | Path) -> str:
+    """A held-out folder's name as model cards record it: its last two path parts (``val/imagewoof``),
+    wherever the folder lies on this machine."""
+    return str(Path(*Path(os.path.abspath(os.fspath(folder))).parts[-2:]))
 
 
 def load_eval_set(

@@ -50,6 +50,7 @@ from sepvit_viz.training.data import (
     augment_groups,
     build_cache,
     coverage_text,
+    held_out_key,
     labelled_images,
     load_eval_set,
     low_resolution,
@@ -826,7 +827,7 @@ class Distiller:
                 },
                 "folder_sampling_weights": cfg.dir_weights or "none (each photo once per epoch)",
                 # named by their last two path parts (val/imagewoof): where they lie is this machine's business
-                "held_out_never_trained_on": [str(Path(*Path(folder_key(d)).parts[-2:])) for d in cfg.val_dirs],
+                "held_out_never_trained_on": [held_out_key(d) for d in cfg.val_dirs],
             },
             "images_seen": self.images_seen,
             "epochs": round(self.images_seen / max(len(self.data), 1), 2),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from sepvit_viz.model.weights import card_path_for, coverage_note
-from sepvit_viz.training.data import labelled_images, load_eval_set, normalize_uint8
+from sepvit_viz.training.data import held_out_key, labelled_images, load_eval_set, normalize_uint8
 
 __all__ = [
     "TARGETS",
@@ -312,11 +311,6 @@ def update_card(
     card["evaluation"] = entry
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return entry
-
-
-def held_out_key(folder: str | Path) -> str:
-    """A held-out folder's name as cards record it: its last two path parts (``val/imagewoof``)."""
-    return str(Path(*Path(os.path.abspath(os.fspath(folder))).parts[-2:]))
 
 
 def not_held_out(card_path: str | Path, folders: Sequence[str | Path]) -> list[str]:
