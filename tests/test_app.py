@@ -188,13 +188,23 @@ def test_warm_up_makes_the_examples_instant(monkeypatch):
     monkeypatch.setattr(handlers.pipeline, "analyze", forbidden)
     monkeypatch.setattr(handlers, "attribute", forbidden)
     for path in photos.example_photos():
-        assert len(analyze(path)[2]) == 5
+        session, _, top5, *_ = analyze(path)
+        assert len(top5) == 5
+        # the default attribution was computed too: the attribution tab draws without the model
+        shown = handlers.show_tab(session, settings.Settings(tab="attribution"), noop)
+        assert not_blank(shown["attribution_img"])
 
 
 def test_analysis_of_a_photo_is_cached_and_deterministic():
     first, again = analyze()[0], analyze()[0]
     assert again.forward is first.forward  # the cached forward, not a new model run
     assert again.maps is not first.maps  # but every user gets their own memo of maps
+    cache.RESULTS.clear()  # a new model run on the same photo gives the same numbers
+    fresh = analyze()[0]
+    assert fresh.forward is not first.forward
+    assert np.array_equal(fresh.forward.probs, first.forward.probs)
+    for a, b in zip(fresh.forward.records, first.forward.records, strict=True):
+        assert np.array_equal(a.dwa, b.dwa), a.name
 
 
 def test_higher_resolution_gives_more_windows():
@@ -1525,6 +1535,10 @@ def test_a_model_not_loaded_yet_says_so_while_it_loads(monkeypatch):
     handlers.load_model(models.MODEL_RANDOM)  # in the pool: nothing to say
     assert said == [handlers.LOADING_MESSAGE]
     assert not store.loaded("no such choice")
+    # a Hub choice says that it downloads first (the download itself is not this test's business)
+    monkeypatch.setattr(store, "get", lambda *args: None)
+    handlers.load_model(models.MODEL_HUB, "someone/some-repo")
+    assert said == [handlers.LOADING_MESSAGE, handlers.HUB_LOADING_MESSAGE]
 
 
 def test_a_slow_result_for_an_earlier_photo_does_not_replace_the_new_photos():

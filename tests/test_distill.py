@@ -1092,7 +1092,13 @@ def test_a_weight_average_refuses_an_impossible_decay_and_another_models_average
     avg = WeightAverage(model, 0.9)
     with pytest.raises(ValueError, match="does not fit"):
         avg.load_state_dict(WeightAverage(torch.nn.Linear(3, 2, bias=False), 0.9).state_dict())
+    with torch.no_grad():  # a training step: the weights move away from the average
+        model.weight.add_(1.0)
+    trained = model.weight.detach().clone()
     with pytest.raises(RuntimeError), avg.swapped(model):  # the weights come back after an error too
+        torch.testing.assert_close(model.weight.data, avg.average["weight"])  # the average inside the block
         model.weight.data.add_(1.0)
         raise RuntimeError("stop")
-    torch.testing.assert_close(model.weight, avg.average["weight"] * 1.0)
+    # the model's own weights, not the average (which they would equal had they never moved)
+    torch.testing.assert_close(model.weight.data, trained, rtol=0, atol=0)
+    assert not torch.allclose(model.weight, avg.average["weight"])

@@ -40,7 +40,7 @@ def test_overlay_opacity_ends():
     half = render.overlay(img, heat, alpha=0.5).astype(int)
     expect = (img.astype(float) + render.colorize(heat).astype(float)) / 2
     assert np.abs(half - expect).max() <= 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="differ in size"):  # our check, not numpy's broadcasting error
         render.overlay(img, heat[:-1])
 
 
@@ -53,7 +53,10 @@ def test_lines_box_and_marker_touch_only_their_pixels():
     box = render.draw_box(img, (2, 3, 10, 12), width=1).any(axis=2)
     assert box[2, 3:12].all() and box[9, 3:12].all() and box[2:10, 3].all() and box[2:10, 11].all()
     assert not box[5, 5] and box.sum() == 2 * 9 + 2 * 6
-    assert render.draw_marker(img, (10, 10)).any(axis=2)[10, 10]
+    marker = render.draw_marker(img, (10, 10)).any(axis=2)  # a cross: two 3 x 11 bars around (10, 10)
+    ys, xs = np.nonzero(marker)
+    assert marker[10, 10] and marker.sum() == 2 * 3 * 11 - 3 * 3
+    assert ys.min() == xs.min() == 5 and ys.max() == xs.max() == 15
     assert not img.any()  # inputs are never modified
 
 

@@ -185,15 +185,17 @@ def load_model(choice: str | None = MODEL_DEFAULT, repo: str | None = "", revisi
     with _user_errors():
         if not MODELS.loaded(choice, repo, revision):
             # the one step with no output to carry a progress mark: a notice says what is taking time
-            gr.Info(LOADING_MESSAGE)
+            gr.Info(HUB_LOADING_MESSAGE if choice == MODEL_HUB else LOADING_MESSAGE)
         try:
             MODELS.get(choice, repo, revision)
         except (SettingsError, CheckpointError) as e:
             raise SettingsError(f"{e} The analysis shown is unchanged.") from None
 
 
-#: The notice :func:`load_model` shows while a model that is not in the pool yet loads.
-LOADING_MESSAGE = "Loading the model (a Hugging Face Hub checkpoint is downloaded first; that can take a while)."
+#: The notices :func:`load_model` shows while a model that is not in the pool yet loads: a local
+#: checkpoint, or a Hub checkpoint that is downloaded first.
+LOADING_MESSAGE = "Loading the model."
+HUB_LOADING_MESSAGE = "Downloading the checkpoint from the Hugging Face Hub, then loading it; that can take a while."
 
 
 def warm_up(background: bool = True) -> threading.Thread | None:
