@@ -195,7 +195,9 @@ def load_model(choice: str | None = MODEL_DEFAULT, repo: str | None = "", revisi
 #: The notices :func:`load_model` shows while a model that is not in the pool yet loads: a local
 #: checkpoint, or a Hub checkpoint that is downloaded first.
 LOADING_MESSAGE = "Loading the model."
-HUB_LOADING_MESSAGE = "Downloading the checkpoint from the Hugging Face Hub, then loading it; that can take a while."
+HUB_LOADING_MESSAGE = (
+    "Loading the checkpoint from the Hugging Face Hub (downloaded first unless cached); that can take a while."
+)
 
 
 def warm_up(background: bool = True) -> threading.Thread | None:
