@@ -41,6 +41,7 @@ from typing import Final
 import numpy as np
 from PIL import (  # importing a plugin registers its decoder; Image.open(formats=...) needs them registered
     BmpImagePlugin,  # noqa: F401
+    ExifTags,
     GifImagePlugin,  # noqa: F401
     Image,
     ImageOps,
@@ -269,8 +270,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation. A damaged EXIF block leaves the image as stored (it still decodes)."""
+    """Apply the EXIF orientation. An image stored upright is returned as it is, not copied; a damaged
+    EXIF block leaves the image as stored (it still decodes)."""
     try:
+        # asked first: exif_transpose copies the whole image even when there is nothing to turn
+        # (a 50 MP upload: 150 MB per request)
+        if image.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+            return image
         return ImageOps.exif_transpose(image)
     except (ValueError, TypeError, KeyError, OSError, SyntaxError):
         return image

@@ -60,9 +60,6 @@ __all__ = [
     "prepare_image",
 ]
 
-#: The EXIF tag of a photo's orientation (1: stored upright).
-EXIF_ORIENTATION = 0x0112
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -155,10 +152,7 @@ def prepare_image(
     centre crop takes only the ``crop_pct`` border and what rounding leaves over); an (H, W) ``size``
     is used as given.
     """
-    # a photo opened with Image.open still carries its EXIF orientation; asked first, since turning
-    # copies the whole image even when there is nothing to turn (a 50 MP upload: 150 MB per request)
-    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
-        image = upright(image)
+    image = upright(image)  # a photo opened with Image.open still carries its EXIF orientation
     if isinstance(size, (int, np.integer)):
         size = fit_size((image.height, image.width), int(size), fit)
     h, w = input_size(size)
