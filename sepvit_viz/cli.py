@@ -78,7 +78,7 @@ output, per photo, in DIR/<photo>/:
   s<stage>_b<i>_dssa_vs_b<j>_gsa.png (view pair)
       a DSSA block (left) beside the GSA block after it (right), each half labelled with its kind
   rollout.png (view rollout: the pooled rollout), input.png (the crop the model saw), maps.npz (--npz),
-  ..._<view>_figure.png (--figures), ..._heads.png (--gallery)
+  ..._<view>_figure.png (--figures), ..._heads.png (--gallery, blocks with more than one head)
 and DIR/index.html, linking every file with each photo's top-5 classes.
 Rendering into a DIR used before replaces the files of the same names and leaves the others (other
 blocks or views of the earlier run); index.html lists only this run's files. Use a new DIR to start clean.
@@ -169,7 +169,11 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="torch CPU threads (default: torch's choice; on a busy machine 1 can be faster than 2)",
     )
     p.add_argument("--figures", action="store_true", help="also write annotated matplotlib figures (slower)")
-    p.add_argument("--gallery", action="store_true", help="also write a per-head gallery per block (slower)")
+    p.add_argument(
+        "--gallery",
+        action="store_true",
+        help="also write a per-head gallery (tokens view) per block with more than one head (slower)",
+    )
     p.add_argument(
         "--npz",
         action="store_true",
@@ -470,7 +474,7 @@ def run_render(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --head {args.head}: the selected blocks have at most {most} head(s), 0 to {most - 1}")
     if lacking:
         print(
-            f"WARNING: --head {args.head}: {', '.join(lacking)} have fewer heads; their pictures show the mean of heads",
+            f"WARNING: --head {args.head}: {', '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} fewer heads; {'its' if len(lacking) == 1 else 'their'} pictures show the mean of heads",
             file=sys.stderr,
         )
     entries, taken, failed = [], {"index.html"}, 0

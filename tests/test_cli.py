@@ -441,7 +441,7 @@ def test_a_head_some_selected_blocks_lack_is_named_in_a_warning(folder, tmp_path
     args = ["--model", "sepvit_test", "--size", "64", "--block", "2,3", "--views", "tokens", "--head", "1"]
     assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), *args]) == 0
     err = capsys.readouterr().err
-    assert "WARNING: --head 1: stages.1.blocks.1 have fewer heads; their pictures show the mean of heads" in err
+    assert "WARNING: --head 1: stages.1.blocks.1 has fewer heads; its pictures show the mean of heads" in err
     assert "stages.2.blocks.0" not in err.split("WARNING")[1].split("\n")[0]
     args[args.index("--head") + 1] = "0"  # every selected block has head 0: nothing to warn about
     assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o2"), *args]) == 0

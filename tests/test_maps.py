@@ -380,6 +380,9 @@ def test_pooling_matrix_is_the_conv_footprint():
     # away from the borders every fine cell is covered equally (no checkerboard)
     big = maps.pooling_matrix((16, 16), (8, 8)).sum(0).reshape(16, 16)
     np.testing.assert_allclose(big[2:-2, 2:-2], 0.25)
+    # at the edges (as documented): per axis 2/3, 7/12 for the first two cells, 1/4 for the last one
+    axis = np.sqrt(np.diag(big))[[0, 1, 5, 15]]
+    np.testing.assert_allclose(axis, [2 / 3, 7 / 12, 1 / 2, 1 / 4])
     v = RNG.random((3, 64))
     np.testing.assert_allclose(maps._pool_left(v, (16, 16), (8, 8)), v @ maps.pooling_matrix((16, 16), (8, 8)))
 

@@ -198,3 +198,27 @@ def test_overlay_figure_marks_the_point():
     # the cross lies in the upper right of the map (axes span 2-78% of the width, 3-89% of the height from the bottom)
     h, w = marked.shape[:2]
     assert xs.mean() > 0.02 * w + 0.76 * w * 0.6 and ys.mean() < h * 0.5
+
+
+def _ink_at_edges(rgb: np.ndarray, rows: slice, cols: int = 3) -> bool:
+    band = rgb[rows]
+    return bool((band[:, :cols] < 200).any() or (band[:, -cols:] < 200).any())
+
+
+def test_long_figure_titles_are_shown_whole():
+    """The CLI's --figures title for the composed view at its defaults ("... · mean of heads · own cell
+    left out · pixel (y 112, x 112)") ran past both edges of the figure, and a one-head gallery's title
+    (stage 1 of Lite) lost a fifth of its width on each side."""
+    img, heat = photo(224, 224), RNG.random((224, 224))
+    title = (
+        "stage 1 · block 1 · DSSA (w=7, 8x8 windows)\n"
+        "composed · mean of heads · own cell left out · pixel (y 112, x 112)"
+    )
+    out = render.overlay_figure(img, heat, title=title)
+    assert not _ink_at_edges(out, slice(0, int(0.1 * out.shape[0])))
+    fig = render.head_gallery_figure(
+        img, [heat], suptitle="stage 1 · block 1 · DSSA (w=7, 8x8 windows) · tokens per head"
+    )
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width

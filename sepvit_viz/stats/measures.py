@@ -659,7 +659,7 @@ def typicality_caption(stats: ModelStats, values: np.ndarray, measure: str, low:
     if not outside:
         return text + "."
     names = ", ".join(f"{r.block_label} head {r.head}" for r in outside[:6])
-    return text + f"; outside: {names}" + (" ..." if len(outside) > 6 else "") + "."
+    return text + f"; outside: {names}" + (f" and {len(outside) - 6} more" if len(outside) > 6 else "") + "."
 
 
 def example_photos() -> list[Path]:

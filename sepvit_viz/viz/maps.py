@@ -525,8 +525,11 @@ def pooling_matrix(
     Row (i, j) of the ``dst`` grid spreads over the cells of the ``src`` grid inside the convolution's
     footprint (rows ``stride*i - padding .. + kernel - 1``), clipped to the map (the zero padding
     carries no image content) and renormalised. ``tent`` weights the 3 taps (1/2, 1, 1/2) per axis:
-    with stride 2 every source cell is then covered equally; ``uniform`` (1, 1, 1) over-weights the
-    odd cells that two footprints share and paints a checkerboard on the rollout.
+    with stride 2 every source cell away from the edges is then covered equally (column sums 1/2 per
+    axis); at the edges, per axis, the first source cell gets 2/3 (its footprint lost the padded tap
+    and was renormalised), the second 7/12 and the last of an even-sized source 1/4 (it lies in one
+    footprint only). ``uniform`` (1, 1, 1) over-weights the odd cells that two footprints share and
+    paints a checkerboard on the rollout.
     """
     (hs, ws), (hd, wd) = src, dst
     return np.kron(
@@ -643,7 +646,8 @@ def rollout(
     (``mean`` / ``max`` / ``min`` over heads of A_dw and A_pw) before composing. Between stages the
     patch embedding (3x3 conv, stride 2, padding 1) is the pooling matrix P_s (:func:`pooling_matrix`):
     each coarse cell draws from its 3x3 footprint with tent weights (1/2, 1, 1/2 per axis, which cover
-    every fine cell equally). The position conv (PEG) is taken as
+    every fine cell equally away from the map's edges: per axis, the first fine cell weighs 4/3 of an
+    interior one, the last of an even-sized map 1/2; see :func:`pooling_matrix`). The position conv (PEG) is taken as
     identity. The chain, from the output of block ``end`` back to the first block's input, is
 
         R = R_end · ... · P_s · R_k · ... · R_0    (rows: block ``end``'s cells, cols: block 0's cells)

@@ -340,6 +340,18 @@ def _new_figure(width_in: float, height_in: float, dpi: int = 100, layout: str |
     return fig
 
 
+def _fit_suptitle(fig: Figure, title: str, fontsize: float = 9, min_fontsize: float = 5) -> None:
+    """``fig.suptitle(title)`` at ``fontsize``, smaller where its longest line would be wider than the
+    figure (a long view title, a narrow one-panel gallery): the title is shown whole, never cut off."""
+    text = fig.suptitle(title, fontsize=fontsize)
+    room = fig.bbox.width - 8  # a few pixels clear of the edges
+    for _ in range(3):  # text width is nearly proportional to the font size; check again after scaling
+        width = text.get_window_extent(fig.canvas.get_renderer()).width
+        if width <= room or text.get_fontsize() <= min_fontsize:
+            return
+        text.set_fontsize(max(min_fontsize, text.get_fontsize() * room / width * 0.98))
+
+
 def _draw_map(
     ax: Axes,
     image: np.ndarray,
@@ -398,7 +410,7 @@ def overlay_figure(
     fig.colorbar(im, cax=fig.add_axes((0.81, 0.06, 0.035, 0.8)))
     im.set_alpha(alpha)
     if title:
-        fig.suptitle(title, fontsize=9)
+        _fit_suptitle(fig, title)
     return figure_to_rgb(fig)
 
 
@@ -483,7 +495,7 @@ def head_gallery_figure(
         fig.colorbar(im, ax=axes, fraction=0.03, pad=0.02)
         im.set_alpha(alpha)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
+        _fit_suptitle(fig, suptitle)
     return fig
 
 
@@ -509,7 +521,7 @@ def side_by_side_figure(
         im.set_alpha(alpha)
         ax.set_title(title, fontsize=8)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
+        _fit_suptitle(fig, suptitle)
     return figure_to_rgb(fig)
 
 
