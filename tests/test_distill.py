@@ -168,7 +168,7 @@ def test_no_weight_decay_on_norms_biases_and_tokens() -> None:
 
 def test_augment_batch_crops_flips_and_normalises() -> None:
     g = torch.Generator().manual_seed(0)
-    photos = torch.randint(0, 256, (5, 48, 48, 3), dtype=torch.uint8)
+    photos = torch.randint(0, 256, (5, 48, 48, 3), dtype=torch.uint8, generator=g)
     out = augment_batch(photos, 32, scale=(0.3, 1.0), generator=g)
     assert out.shape == (5, 3, 32, 32) and out.dtype == torch.float32
     assert out.min() >= -1.0 - 1e-5 and out.max() <= 1.0 + 1e-5

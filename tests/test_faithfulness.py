@@ -386,7 +386,10 @@ def test_batched_road_equals_one_mask_at_a_time():
 
 
 def test_batched_imputation_stops_each_image_on_its_own():
-    x = _ramp(32, 32).expand(3, -1, -1, -1).clone() + 0.3 * torch.randn(3, 3, 32, 32)
+    # seeded: each image's stop is a residual-vs-tol comparison; fixed data keeps it away from a
+    # run-dependent borderline where batched and single rounding could stop at different iterations
+    g = torch.Generator().manual_seed(0)
+    x = _ramp(32, 32).expand(3, -1, -1, -1).clone() + 0.3 * torch.randn(3, 3, 32, 32, generator=g)
     holes = torch.zeros(3, 1, 32, 32, dtype=torch.bool)
     holes[0, 0, 10:12, 10:12] = True  # tiny: converges in a few iterations
     holes[1, 0, 2:30, 3:29] = True  # large: needs many
