@@ -473,8 +473,10 @@ def run_render(args: argparse.Namespace) -> int:
         most = max(b.num_heads for i, b in enumerate(model.iter_blocks()) if i in blocks)
         raise SystemExit(f"error: --head {args.head}: the selected blocks have at most {most} head(s), 0 to {most - 1}")
     if lacking:
+        one = len(lacking) == 1
         print(
-            f"WARNING: --head {args.head}: {', '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} fewer heads; {'its' if len(lacking) == 1 else 'their'} pictures show the mean of heads",
+            f"WARNING: --head {args.head}: {', '.join(lacking)} {'has' if one else 'have'} fewer heads; "
+            f"{'its' if one else 'their'} pictures show the mean of heads",
             file=sys.stderr,
         )
     entries, taken, failed = [], {"index.html"}, 0

@@ -446,6 +446,10 @@ def test_a_head_some_selected_blocks_lack_is_named_in_a_warning(folder, tmp_path
     args[args.index("--head") + 1] = "0"  # every selected block has head 0: nothing to warn about
     assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o2"), *args]) == 0
     assert "WARNING: --head" not in capsys.readouterr().err
+    args[args.index("--block") + 1], args[args.index("--head") + 1] = "1,2,3", "1"  # two lack head 1
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o3"), *args]) == 0
+    err = capsys.readouterr().err
+    assert "stages.1.blocks.0, stages.1.blocks.1 have fewer heads; their pictures show the mean" in err
 
 
 def test_photo_names_never_leave_out_or_take_the_index(tmp_path):

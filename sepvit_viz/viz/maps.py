@@ -647,8 +647,8 @@ def rollout(
     patch embedding (3x3 conv, stride 2, padding 1) is the pooling matrix P_s (:func:`pooling_matrix`):
     each coarse cell draws from its 3x3 footprint with tent weights (1/2, 1, 1/2 per axis, which cover
     every fine cell equally away from the map's edges: per axis, the first fine cell weighs 4/3 of an
-    interior one, the last of an even-sized map 1/2; see :func:`pooling_matrix`). The position conv (PEG) is taken as
-    identity. The chain, from the output of block ``end`` back to the first block's input, is
+    interior one, the last of an even-sized map 1/2; see :func:`pooling_matrix`). The position conv
+    (PEG) is taken as identity. The chain, from the output of block ``end`` back to the first block's input, is
 
         R = R_end · ... · P_s · R_k · ... · R_0    (rows: block ``end``'s cells, cols: block 0's cells)
 
