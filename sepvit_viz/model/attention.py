@@ -99,7 +99,7 @@ class SeparableAttention(nn.Module):
         if self.fused_attn and not self.dwa_tap.is_watched():
             limit = _SMALL_WINDOW_BF16 if q.dtype == torch.bfloat16 else _SMALL_WINDOW
             if limit >= L and not self.training and mask is None:
-                # Small windows (7x7 + token): three batched matmuls on contiguous heads beat the
+                # Small windows (7x7 + token): two batched matmuls and a softmax on contiguous heads beat the
                 # fused CPU kernel, whose tiling is made for long sequences (bench_model, DWA rows).
                 if h > 1:  # heads interleave in the qkv rows: gather each head's (L, d) block once
                     q, k, v = (t.contiguous() for t in (q, k, v))
