@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks import bench_model, run
+from benchmarks.common import md_table
+
+
+def test_md_table_keeps_pipes_inside_cells_as_text():
+    table = md_table(["method", "mean |rank corr.|", "already \\|escaped\\|"], [["a | b", 0.5, "x"]])
+    lines = table.splitlines()
+    # every row splits into as many cells as the header has columns (unescaped pipes only)
+    cells = [len(re.split(r"(?<!\\)\|", line)) - 2 for line in lines]
+    assert cells == [3, 3, 3], table
+    assert "mean \\|rank corr.\\|" in lines[0] and "already \\|escaped\\|" in lines[0]
+    assert "a \\| b" in lines[2]
 
 
 def test_discover_puts_model_first():
