@@ -13,21 +13,19 @@ from __future__ import annotations
 import inspect
 import json
 import threading
-import time
 import zipfile
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
+from gradio_client import Client, handle_file
 from PIL import Image
 
-gr = pytest.importorskip("gradio")
-from gradio_client import Client, handle_file  # noqa: E402
-
-from sepvit_viz import limits  # noqa: E402
-from sepvit_viz.serving import cache, handlers, inputs, models, photos, settings  # noqa: E402
-from sepvit_viz.viz import maps, render, views  # noqa: E402
+from sepvit_viz import limits
+from sepvit_viz.serving import cache, handlers, inputs, models, photos, settings
+from sepvit_viz.viz import maps, render, views
 
 EXAMPLE = photos.example_photos()[0]
 
@@ -1063,11 +1061,10 @@ def test_an_unreachable_hub_fails_fast_with_one_message_and_keeps_the_analysis(m
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
-    start = time.perf_counter()
     with pytest.raises(gr.Error) as info:
         handlers.load_model(models.MODEL_HUB, "someone/unreachable-model", "")
-    assert time.perf_counter() - start < 2.0
-    assert asked and asked[0]["timeout"] == limits.HUB_TIMEOUT_S  # one request, bounded; no retries
+    # fails fast: exactly one request, with a bounded timeout, and no retries
+    assert len(asked) == 1 and asked[0]["timeout"] == limits.HUB_TIMEOUT_S, asked
     msg = info.value.message
     assert "someone/unreachable-model" in msg and "cannot be reached" in msg and "unchanged" in msg, msg
     for raw in ("LocalEntryNotFoundError", "locate the file", "Traceback"):

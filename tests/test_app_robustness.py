@@ -15,17 +15,16 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
 from PIL import Image
 
-gr = pytest.importorskip("gradio")
-from gradio_client import Client, handle_file  # noqa: E402
-
-from sepvit_viz import limits  # noqa: E402
-from sepvit_viz.serving import handlers, models  # noqa: E402
-from sepvit_viz.serving.settings import Settings  # noqa: E402
+from sepvit_viz import limits
+from sepvit_viz.serving import handlers, models
+from sepvit_viz.serving.settings import Settings
 
 
 def noop(*args, **kwargs):

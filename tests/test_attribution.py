@@ -155,7 +155,7 @@ def test_every_method_gives_a_map_at_image_resolution(model, method):
     a = attribute(model, x, 6, method, progress=lambda f, d: calls.append(f))
     assert a.map_hw.shape == (60, 76) and a.map_hw.dtype == np.float32
     assert np.isfinite(a.map_hw).all() and np.isfinite(a.raw).all()
-    assert a.method == method and a.target == 6 and a.seconds >= 0
+    assert a.method == method and a.target == 6
     assert calls and calls[-1] == 1.0 and all(0 <= f <= 1 for f in calls)
     assert _no_hooks(model) and not model.training
 

@@ -3,14 +3,13 @@ checkpoint on the bundled example photos, cached per model, with the current pho
 
 from __future__ import annotations
 
+import gradio as gr  # (pinned in requirements.txt: a missing gradio fails, never skips)
 import numpy as np
 import pytest
 
-gr = pytest.importorskip("gradio")
-
-from sepvit_viz.serving import handlers, model_tab, models, photos  # noqa: E402
-from sepvit_viz.serving.session import RELEASED_MESSAGE  # noqa: E402
-from sepvit_viz.stats import measures as stats  # noqa: E402
+from sepvit_viz.serving import handlers, model_tab, models, photos
+from sepvit_viz.serving.session import RELEASED_MESSAGE
+from sepvit_viz.stats import measures as stats
 
 EXAMPLES = photos.example_photos()
 

@@ -153,10 +153,18 @@ def test_render_never_imports_pyplot():
         imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         imported += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
         assert not [m for m in imported if "pyplot" in m or m.endswith("pylab")], name
-    if "matplotlib.pyplot" not in sys.modules:  # only decidable when no other test imported it first
-        render.head_gallery(np.zeros((8, 8, 3), np.uint8), [np.eye(8)], dpi=20)
-        render.pwa_matrix_figure(np.eye(3), dpi=20)
-        assert "matplotlib.pyplot" not in sys.modules
+    # and at run time, in a fresh interpreter (in this one another test may have imported it first)
+    import subprocess
+
+    code = (
+        "import sys, numpy as np; from sepvit_viz.viz import render; "
+        "render.head_gallery(np.zeros((8, 8, 3), np.uint8), [np.eye(8)], dpi=20); "
+        "render.pwa_matrix_figure(np.eye(3), dpi=20); "
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_png_and_npz_round_trips(tmp_path):

@@ -56,7 +56,9 @@ def golden_maps(a: Analysis) -> dict[str, np.ndarray]:
 
 
 def test_maps_match_the_golden_arrays(analysis):
-    """Regenerate after a deliberate change of a map's definition:
+    """A regression pin, not the definition of right: the arrays were written from these maps after
+    test_maps had checked each definition against hand-worked values and an independent recomputation
+    from the attention weights; this catches any unintended change of a map. Regenerate after a deliberate change of a map's definition:
     ``python -c "from tests.test_views import write_golden; write_golden()"``."""
     got = golden_maps(analysis.fresh())
     with np.load(GOLDEN) as z:
@@ -232,8 +234,7 @@ def test_whole_block_view_of_a_real_photo_is_not_one_bright_cell():
     from sepvit_viz.viz.pipeline import load_model
 
     model, warning = load_model("sepvit_lite")
-    if warning:
-        pytest.skip(warning)
+    assert warning is None, warning  # the shipped checkpoint is in the repository: it must load
     photo = Path(__file__).resolve().parents[1] / "assets" / "examples" / "goldfish_435137.jpg"
     a = analyze(model, Image.open(photo), size=224, precompute=False)
     for blk, rec in enumerate(a.records):
