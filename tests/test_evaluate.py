@@ -103,6 +103,46 @@ def test_python_dash_m_reports_a_bad_folder_without_a_traceback(tmp_path):
     assert run.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path}: expected photos in subfolders")
 
 
+def one_photo_folder(tmp_path: Path) -> Path:
+    """A held-out-style folder with one photo (a bundled example) under the tench's WordNet id."""
+    d = tmp_path / "val" / "imagenette"
+    (d / TENCH).mkdir(parents=True)
+    shutil.copy(a_photo(), d / TENCH / "a.jpg")
+    return d
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--limit", "0"], "--limit must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--threads", "-1"], "--threads must be at least 1"),
+        (["--json", "{tmp}"], "not a file in an existing folder"),
+        (["--json", "{tmp}/no/such/folder/out.json"], "not a file in an existing folder"),
+    ],
+)
+def test_impossible_settings_are_refused_before_anything_runs(tmp_path, capsys, flags, says):
+    d = one_photo_folder(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([str(d), *[f.format(tmp=tmp_path) for f in flags]])
+    assert exit_info.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_a_bad_checkpoint_or_a_folder_of_unreadable_photos_is_a_one_line_error(tmp_path, capsys):
+    d = one_photo_folder(tmp_path)
+    text = tmp_path / "notes.safetensors"
+    text.write_text("not a checkpoint")
+    assert evaluate.main([str(d), "--checkpoint", str(text)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "notes.safetensors" in err, err
+    for photo in (d / TENCH).iterdir():  # every photo of the folder unreadable
+        photo.write_bytes(b"")
+    assert evaluate.main([str(d)]) == 2  # the shipped checkpoint
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith("error: ") and "no readable photo" in err, err
+
+
 # ------------------------------------------------------------------------------ the teacher path
 def test_teacher_top1_and_agreement_through_evaluate_dirs(tmp_path):
     d = copy_photos(tmp_path / "imagenette", "imagenette", {TENCH: 3, SPRINGER: 1})

@@ -82,6 +82,15 @@ def test_a_photo_opened_with_pil_is_read_upright_as_the_app_reads_it(tmp_path):
     assert again.shape == crop.shape and np.abs(again.astype(int) - crop.astype(int)).mean() < 2
 
 
+@pytest.mark.parametrize("not_a_photo", ["photo.jpg", np.zeros((32, 32, 3), np.uint8), None])
+def test_anything_but_a_pil_image_is_a_clear_type_error(model, not_a_photo):
+    """A path, an array or None: a TypeError that names the loader, not an AttributeError from deep inside."""
+    with pytest.raises(TypeError, match=r"expected a PIL image, got .*load_image"):
+        analyze(model, not_a_photo, size=64)
+    with pytest.raises(TypeError, match="expected a PIL image"):
+        prepare_image(not_a_photo, 64)
+
+
 def test_class_names_are_imagenet_for_1000_classes_else_generic(model, photo):
     names = class_names_for(1000)
     assert names[1] == "goldfish" and len(names) == 1000

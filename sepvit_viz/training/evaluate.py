@@ -346,7 +346,7 @@ def evaluation_losses(card_path: str | Path, folders: Sequence[str], teacher: bo
 
 def main(argv: list[str] | None = None) -> int:
     from sepvit_viz.model.runtime import tune_malloc
-    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, load_checkpoint
+    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 
     tune_malloc()
 
@@ -386,6 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.dirs and not args.examples and not args.many_classes:
         p.error("give held-out folders, --examples DIR, --many-classes DIR, or several")
+    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            p.error(f"{flag} must be at least 1 (got {value})")
+    if args.json_out:  # refused before the evaluation runs, not after it
+        target = Path(args.json_out)
+        if target.is_dir() or not target.parent.is_dir():
+            p.error(f"--json {args.json_out}: not a file in an existing folder")
     if args.threads:
         torch.set_num_threads(args.threads)
     for d in args.dirs:
@@ -415,14 +422,22 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    model = load_checkpoint(args.checkpoint).float().eval()
+    try:
+        model = load_checkpoint(args.checkpoint).float().eval()
+    except (CheckpointError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     teacher = None
     if args.teacher:
         from sepvit_viz.training.teacher import create_teacher
 
         teacher = create_teacher().to(memory_format=torch.channels_last)
     t0 = time.time()
-    rows = evaluate_dirs(model, args.dirs, teacher, limit=args.limit, batch_size=args.batch_size, bf16=args.bf16)
+    try:
+        rows = evaluate_dirs(model, args.dirs, teacher, limit=args.limit, batch_size=args.batch_size, bf16=args.bf16)
+    except (OSError, ValueError) as e:  # e.g. a folder whose every photo is unreadable
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"checkpoint: {args.checkpoint} (1000-way top-1 at 224, centre crop 0.875)")
     if rows:
         print(markdown_table(rows))
@@ -452,7 +467,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
+        try:
+            Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
+        except OSError as e:
+            print(f"error: --json {args.json_out}: {e.strerror or e}", file=sys.stderr)
+            return 2
     if args.update_card:
         card_path = card_path_for(args.checkpoint)
         from sepvit_viz.model.runtime import cpu_has_native_bf16

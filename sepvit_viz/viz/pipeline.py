@@ -151,7 +151,14 @@ def prepare_image(
     ``size`` with ``fit="aspect"`` first becomes :func:`fit_size` of the photo (its own shape, so the
     centre crop takes only the ``crop_pct`` border and what rounding leaves over); an (H, W) ``size``
     is used as given.
+
+    Raises ``TypeError`` for anything but a PIL image (a path, array or ``None``).
     """
+    if not isinstance(image, Image.Image):
+        raise TypeError(
+            f"expected a PIL image, got {type(image).__name__}: "
+            "sepvit_viz.imageio.load_image(path_or_array) opens or converts one"
+        )
     image = upright(image)  # a photo opened with Image.open still carries its EXIF orientation
     if isinstance(size, (int, np.integer)):
         size = fit_size((image.height, image.width), int(size), fit)
