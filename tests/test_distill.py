@@ -540,7 +540,7 @@ def test_the_time_budget_stops_the_run(photo_dirs, tmp_path, teacher_available) 
     assert main(_cli(photo_dirs, tmp_path, "timed", "--time-budget-min", str(budget_min))) == 0
     run_dir = tmp_path / "runs" / "timed"
     state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=True)
-    # it ran to the budget and no further than the step that crossed it (the stop reason names that step)
+    # it ran to the budget; the stop reason below names the step that crossed it
     assert state["elapsed"] >= budget_min * 60 and state["step"] >= 1
     assert (run_dir / "sepvit_test_distilled.safetensors").exists()
     card = json.loads((run_dir / "sepvit_test_distilled.card.json").read_text())

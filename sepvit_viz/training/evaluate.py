@@ -346,7 +346,7 @@ def evaluation_losses(card_path: str | Path, folders: Sequence[str], teacher: bo
 
 def main(argv: list[str] | None = None) -> int:
     from sepvit_viz.model.runtime import tune_malloc
-    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+    from sepvit_viz.model.weights import DEFAULT_CHECKPOINT, load_checkpoint
 
     tune_malloc()
 
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         model = load_checkpoint(args.checkpoint).float().eval()
-    except (CheckpointError, OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # CheckpointError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     teacher = None
