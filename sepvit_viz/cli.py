@@ -60,8 +60,8 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
-#: The photo in every written picture is at least this many pixels wide: the model input upscaled by
-#: an integer factor, as in the app (window borders stay exact), but never less than this.
+#: The photo's longer side in every written picture is at least this many pixels: the model input
+#: upscaled by an integer factor, as in the app (window borders stay exact), but never less than this.
 PICTURE_WIDTH = 600
 #: Font size (pixels) of the line above each written picture that names its block, kind and view.
 HEADER_FONT = 16

@@ -329,10 +329,11 @@ def load_image(
         max_bytes: largest file size (paths and bytes only).
         min_side: shortest side accepted.
         max_aspect: largest long side / short side.
-        max_short_side: when given, a larger image is shrunk (bicubic, aspect kept) so that its short
-            side is this; JPEGs are then decoded at a reduced scale first (``Image.draft``), so a 50 MP
-            photo costs a few MB instead of 150 MB. The model's centre crop needs a short side of
-            ``resolution / CROP_PCT`` at most (512 px at 448), so the app can pass 1024 and lose nothing.
+        max_short_side: when given, a larger path, bytes or PIL image is shrunk (bicubic, aspect kept)
+            so that its short side is this (a numpy array is returned at its own size); JPEGs are then
+            decoded at a reduced scale first (``Image.draft``), so a 50 MP photo costs a few MB instead
+            of 150 MB. The model's centre crop needs a short side of ``resolution / CROP_PCT`` at most
+            (512 px at 448), so the app can pass 1024 and lose nothing.
 
     Returns:
         A fully loaded ``RGB`` image: EXIF orientation applied, first frame of an animation,

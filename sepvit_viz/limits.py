@@ -50,7 +50,8 @@ MAX_FAITHFULNESS_STEPS: Final[int] = 64
 DEFAULT_OPACITY: Final[float] = 0.6
 #: Colormaps the app offers (the CLI takes any matplotlib name).
 COLORMAPS: Final[tuple[str, ...]] = ("inferno", "viridis", "magma", "plasma", "turbo", "jet", "gray")
-#: Pictures show the photo at least this many pixels wide (integer upscaling of the model input).
+#: Pictures upscale the model input by the integer factor DISPLAY_SIDE // (longer side), at least 1:
+#: a 224 px input is shown at 448 px, a 300 px input at 300 px.
 DISPLAY_SIDE: Final[int] = 448
 
 # ------------------------------------------------------------------ serving

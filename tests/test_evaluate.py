@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from sepvit_viz.model import runtime
 from sepvit_viz.model.weights import DEFAULT_CHECKPOINT
 from sepvit_viz.training import evaluate
 from sepvit_viz.training.data import wnid_to_index
@@ -268,6 +269,12 @@ def test_update_card_records_targets_and_verdicts_in_a_copy_of_the_card(monkeypa
     assert "student fp32" in entry["protocol"]
     bf16 = evaluate.update_card(card, [{"name": "imagenette", "photos": 8, "student_top1": 0.5}], bf16=True)
     assert "student under bf16 autocast" in bf16["protocol"] and "student fp32" not in bf16["protocol"]
+    # with a teacher row, the teacher's precision defaults to what evaluate_dirs would have used
+    row = {"name": "imagenette", "photos": 8, "student_top1": 0.5, "teacher_top1": 0.5, "agreement": 0.5}
+    for native, dtype in ((False, "float32"), (True, "bf16")):
+        monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
+        entry = evaluate.update_card(card, [row], limit=8)
+        assert entry["teacher_dtype"] == dtype and f"teacher {dtype.replace('float32', 'fp32')}" in entry["protocol"]
 
 
 def test_update_card_refuses_to_drop_what_the_card_holds(monkeypatch, tmp_path, capsys):

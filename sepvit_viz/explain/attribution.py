@@ -34,9 +34,8 @@ Stripes: every pixel-gradient map (Saliency, Input x Gradient, Integrated Gradie
 GradientSHAP and the SepViT relevance's pixel evidence) carries a comb at 1/4 and 1/2 cycle per
 pixel from the stage-1 patch embedding (7 x 7, stride 4; see :func:`destripe`).
 ``attribute(..., smooth=True)`` filters ``map_hw`` with :func:`destripe` and keeps the raw map in
-``extras["map_raw"]``. It is off by default: measured on photos used for no tuning, the filter
-changes the faithfulness scores (better on some measures, worse on others; ``docs/attribution.md``,
-rows ", destriped" of ``benchmarks/bench_attribution.py``), so it is a display option, not a free fix.
+``extras["map_raw"]``. It is off by default: the filter changes the faithfulness scores, so it is a
+display option (see ``docs/attribution.md``).
 """
 
 from __future__ import annotations
@@ -170,9 +169,7 @@ METHODS: dict[str, MethodInfo] = {
 }
 
 
-#: The method the app shows first. Chosen by the scorecard on photos used for no tuning
-#: (``docs/attribution.md``): the best mean rank over the six untuned measures among the methods at
-#: their defaults that pass the model-randomisation sanity check.
+#: The method the app and :func:`attribute` use when none is given (see ``docs/attribution.md``).
 DEFAULT_METHOD = "sepvit_relevance"
 
 
@@ -503,10 +500,9 @@ def _gradient_shap(model, x, target, opts, progress):
     input with Gaussian noise x' = x + e, a point p = a x' + (1 - a) b with a ~ U(0, 1); the
     attribution is the mean over draws of grad_p logit_c * (x' - b) (Captum's GradientShap: NoiseTunnel
     over InputBaselineXGradient). Why not Captum's own: it draws the baselines and a from NumPy's
-    global generator, so two calls with the same ``seed`` differed, and each chunk drew anew, so the
-    map depended on ``batch_size``. Here every draw comes from one generator seeded with ``seed``,
-    sample by sample in a fixed order, so the map is reproducible and the same for any batch size
-    (tested); the chunks bound memory.
+    global generator, so its result depends on global state and batch size. Here every draw comes
+    from one generator seeded with ``seed``, sample by sample in a fixed order, so the map is
+    reproducible and the same for any batch size (tested); the chunks bound memory.
     """
     samples, bs = int(opts["samples"]), int(opts["batch_size"])
     if samples < 1 or bs < 1:

@@ -42,11 +42,10 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    reference is also the deletion/insertion baseline (:mod:`sepvit_viz.explain.faithfulness`): a pixel's
    ``e`` is what blurring it away removes to first order.
 
-   Chosen with the blurred-fill curves (the tuning measure, see step 7): there the modulation lifted
-   insertion above every generic method; sharper modulation (smaller ``sigma``) traded insertion for
-   deletion. ``e`` carries the stride-4 gradient comb of the patch embedding, which is where
-   this map's stripes come from; ``attribute(..., "sepvit_relevance", smooth=True)`` filters them
-   (:func:`sepvit_viz.explain.attribution.destripe`), at a measured cost (``docs/attribution.md``).
+   ``e`` carries the stride-4 gradient comb of the patch embedding, which is where this map's stripes
+   come from; ``attribute(..., "sepvit_relevance", smooth=True)`` filters them
+   (:func:`sepvit_viz.explain.attribution.destripe`), which changes the faithfulness scores
+   (``docs/attribution.md``).
 
 7. **Two-scale pixel order, read along the removal path** (``sharp`` = delta, default 0.03;
    ``rounds`` = R, default 2; ``sharp=None`` skips the step). Step 6's map M is smooth at the scale
@@ -66,12 +65,11 @@ Definition (one image x, class c, logit y_c; every convention not named here is 
    values, reassigned in this order (the k-th pixel of the fused order gets M's k-th largest
    value), so its histogram and total are M's.
 
-   **Tuned, not scored, on this measure.** Steps 6 and 7 (modulation, ``sigma``, ``sharp``,
-   ``rounds``) were chosen on val/imagenette photos #0-49 with deletion / insertion curves whose fill
-   is the same blurred reference that step 7 reads along its path, so those curves favour this
-   method by construction: they are the *tuning* measure and are not reported as evidence. The
-   untuned measures (mean and noise fills, ROAD) and the model-randomisation sanity check, on photos
-   used for no tuning, are in ``docs/attribution.md`` and ``benchmarks/bench_attribution.py``.
+   **Tuned, not scored, on this measure.** The defaults of steps 6 and 7 (modulation, ``sigma``,
+   ``sharp``, ``rounds``) were tuned on deletion / insertion curves whose fill is the blurred
+   reference that step 7 reads along its path, so those curves favour this method and are not
+   evidence for it. The untuned measures (mean and noise fills, ROAD) and the model-randomisation
+   sanity check are in ``docs/attribution.md`` and ``benchmarks/bench_attribution.py``.
 
 So the stage maps are ``seed @ R_rollout`` where ``R_rollout`` is :func:`sepvit_viz.viz.maps.rollout_matrix`
 built from the gradient-weighted maps (a test checks exactly this). Properties (tested): class
@@ -245,7 +243,8 @@ class Weighted(NamedTuple):
 
     target, logit: the class and its logit; seed: (H4, W4) stage-4 relevance; blocks: every block's
     gradient-weighted maps in forward order; input_grad_x: (H, W) pixel contributions
-    ``sum_channels(dy_c/dx * (x - reference))`` (reference: zero or the blurred photo, step 6).
+    ``sum_channels(dy_c/dx * (x - x_ref))`` with :func:`weighted_attention`'s reference: zeros (its
+    default, input x gradient) or the blurred photo (step 6, :data:`DEFAULT_OPTIONS`).
     """
 
     target: int
@@ -264,7 +263,12 @@ def weighted_attention(
 ) -> Weighted:
     """Steps 1 and 2: one forward and one backward pass under this call's own capture (``keep_graph``).
 
-    ``x_ref``: the reference image (1, 3, H, W) when the caller already has it; else made from ``reference``.
+    ``x``: the model input (1, 3, H, W); ``target``: class index, None = the top class. ``reference``:
+    step 6's reference for :attr:`Weighted.input_grad_x`, ``"zero"`` (the default here: input x
+    gradient) or ``"blurred"`` (the photo blurred with sigma 10 px, what :func:`sepvit_relevance` and
+    :data:`DEFAULT_OPTIONS` use). ``x_ref``: the reference image (1, 3, H, W) when the caller already
+    has it; else made from ``reference``. Returns a :class:`Weighted`; raises ``ValueError`` for a
+    ``target`` that is not a class index of ``model``.
     """
     if target is not None:  # a negative index would silently explain the last class
         target = check_target(model, target)

@@ -10,9 +10,8 @@ a signed correlation near 0 would hide a magnitude map that still follows the ph
 map stays correlated when every weight is random explains the photo (edges, colour), not the model:
 it fails the check.
 
-Verdict rule (fixed before any measurement, see ``docs/attribution.md``): a method **passes** when
-the mean absolute rank correlation with the fully randomised model's map is below
-:data:`PASS_BELOW` (0.3, "well below 0.5").
+Verdict rule (see ``docs/attribution.md``): a method **passes** when the mean absolute rank
+correlation with the fully randomised model's map is below :data:`PASS_BELOW` (0.3, "well below 0.5").
 """
 
 from __future__ import annotations
@@ -98,7 +97,7 @@ def _reinitialise(modules: Sequence[nn.Module], init: Callable[[nn.Module], None
                 elif hasattr(m, "reset_parameters"):
                     m.reset_parameters()
             # parameters no init touched (SepViT's window tokens, which start at zero) are drawn
-            # afresh, N(0, 0.02): adding noise to them would keep the trained values (correlation ~0.96)
+            # afresh, N(0, 0.02): adding noise to them would keep the trained values
             for p, before in zip(top.parameters(), versions):
                 if p._version == before:
                     with torch.no_grad():
@@ -172,11 +171,14 @@ def cascading_randomisation(
     """Run ``explain(model, x, target) -> (H, W) map`` on the trained model and on its cascade.
 
     model: in eval mode (a deep copy is randomised; ``model`` itself is never changed).
-    original: the trained model's map when the caller has it (saves one call).
+    x: the model input (1, 3, H, W), passed to ``explain`` as is; target: the class explained.
+    original: the trained model's (H, W) map when the caller has it (saves one call).
     full_only: skip the intermediate levels and score only the fully randomised model (one call
         instead of one per level; ``levels`` then holds only the last name).
     randomised: with ``full_only``, the fully randomised model already built by
         :func:`fully_randomised` (same ``seed``): it is used instead of re-initialising a new copy.
+    Returns a :class:`SanityResult` (maps (H, W) float32); raises ``ValueError`` for a model in
+    training mode.
     """
     if model.training:
         raise ValueError("put the model in eval mode (model.eval()) first")

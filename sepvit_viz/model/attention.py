@@ -33,7 +33,8 @@ class AttentionTap(nn.Module):
 
     It exists so that hooks can catch the probabilities by module name
     (``stages.{i}.blocks.{j}.attn.dwa_tap`` / ``.pwa_tap``); a forward hook receives
-    ``args = (probs, geometry)``.
+    ``args = (probs, geometry)``, ``probs`` (B, n, h, L, L) at ``dwa_tap`` and (B, h, n, n) at
+    ``pwa_tap`` (softmax rows, axis letters as in the module docstring).
     """
 
     def forward(self, probs: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:  # noqa: ARG002

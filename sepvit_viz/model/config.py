@@ -13,8 +13,11 @@ base       128, 256, 512, 1024   1, 2, 14, 2   4, 8, 16, 32  82.3M      13.1G
 =========  ====================  ============  ============  =========  ============
 
 Window sizes per block repeat a per-stage pattern: stage 1 ``[7]``, stage 2 ``[7, 14]``,
-stage 3 ``[7, 14]`` (depth / 2 times) and stage 4 ``[7, 7]``: DSSA (window 7) and GSA
-(window 14 = a 2x2 group of 7x7 windows) alternate, DSSA first, in stages 2 and 3.
+stage 3 ``[7, 14]`` (depth / 2 times) and stage 4 ``[7, 7]``. At the reference size (224) a
+block whose window covers the whole feature map is built as a global block (:meth:`SepViTConfig.ref_grid`
+<= 1). So stage 1 is DSSA (window 7); in stage 2 DSSA and GSA (window 14 = a 2x2 group of 7x7
+windows) alternate, DSSA first; in stage 3 DSSA alternates with global blocks (window 14 covers the
+14x14 map); stage 4's blocks are all global.
 """
 
 from __future__ import annotations

@@ -55,13 +55,12 @@ def compile_for_inference(
     """``torch.compile`` a model in eval mode for unwatched inference; returns the compiled module.
 
     The whole forward is one inductor graph: Python dispatch goes and the element-wise work around
-    the attention is fused. On the project's 2-core CPU that cut Lite's batch-1 latency by 5-8%
-    (``benchmarks/bench_model.py``, "Compiled inference"). ``freezing`` lets
-    inductor treat the weights as constants (pre-packed for oneDNN, constant-folded): the compiled
-    module then ignores later changes to the weights, and it must be called under ``torch.no_grad()``
-    or ``torch.inference_mode()`` (:func:`predict` does). Compilation happens on the first call (tens
-    of seconds on a 2-core CPU, a C++ compiler is needed) and again for every new input shape unless
-    ``dynamic=True``.
+    the attention is fused; ``benchmarks/bench_model.py`` ("Compiled inference") measures the gain.
+    ``freezing`` lets inductor treat the weights as constants (pre-packed for oneDNN, constant-folded):
+    the compiled module then ignores later changes to the weights, and it must be called under
+    ``torch.no_grad()`` or ``torch.inference_mode()`` (:func:`predict` does). Compilation happens on
+    the first call (tens of seconds on a 2-core CPU, a C++ compiler is needed) and again for every new
+    input shape unless ``dynamic=True``.
 
     Args:
         model: a SepViT (any module) in eval mode; it is not modified.

@@ -15,9 +15,8 @@ __all__ = ["DropPath", "Linear", "Mlp", "OverlapPatchEmbed", "PosConv", "onednn_
 #: oneDNN's fused linear (+ exact GELU) for float32 CPU inference without autograd: OPT-IN, because it
 #: calls a private op (``torch.ops.mkldnn._linear_pointwise``) that a torch upgrade may change or
 #: remove. ``SEPVIT_ONEDNN_LINEAR=1`` (read at import) or ``layers.ONEDNN_LINEAR = True`` turns it on;
-#: without the op, or off, every call takes ``F.linear`` (the safe fallback, tested). On the project's
-#: 2-core AVX2 CPU it saved 9-14% of Lite's CPU time at 224 at batch 16 (two runs) and cost 7-8% at
-#: batch 1: ``python benchmarks/bench_fastpaths.py``.
+#: without the op, or off, every call takes ``F.linear`` (the safe fallback, tested). Whether it pays
+#: off depends on the CPU and batch size: measure with ``benchmarks/bench_fastpaths.py``.
 ONEDNN_LINEAR = os.environ.get("SEPVIT_ONEDNN_LINEAR", "0") == "1"
 
 

@@ -75,12 +75,10 @@ def malloc_settings() -> str:
 
 
 def release_free_memory() -> bool:
-    """Give freed heap memory back to the system (glibc ``malloc_trim(0)``); False where unavailable.
+    """Give freed heap memory back to the system (glibc ``malloc_trim(0)``).
 
-    A server that answers requests on several threads gets one glibc arena per thread, and each keeps
-    what its requests freed: after 8 concurrent users the app held about 0.5 GB of free heap and its
-    resident memory kept creeping up while the memory in use stayed flat. The app calls this after
-    every request that ran the model; it takes a few milliseconds.
+    Returns True once trimmed, False where glibc is not available. The app calls it after each
+    request that ran the model only when ``SEPVIT_MALLOC_TRIM=1`` (see docs/app.md).
     """
     libc = _glibc()
     if libc is None:

@@ -53,7 +53,12 @@ def feature_sizes(height: int, width: int, num_stages: int = 4) -> list[tuple[in
 
 @dataclass(frozen=True)
 class BlockInfo:
-    """One row of :meth:`SepViT.block_table`: what a block does at a given input size."""
+    """One row of :meth:`SepViT.block_table`: what a block does at a given input size.
+
+    feature_size: (H_i, W_i) of the stage's map; grid: (gh, gw) windows; pad: (rows, cols) padded at
+    the bottom / right; dwa_shape: (n, h, L, L) per image (n windows, h heads, L tokens of a window,
+    its token included); pwa_shape: (h, n, n), None for a global block (no PWA).
+    """
 
     name: str
     stage: int
@@ -327,11 +332,14 @@ class SepViT(nn.Module):
         indices: an int n takes the last n stages, a sequence takes those stage indices, None all.
         norm: apply the final norm to the last stage's map when it is returned.
         stop_early: run only up to the last stage asked for.
+        intermediates_only: return the maps alone (and run only up to the last stage asked for).
         Returns the intermediates alone, or (tokens, intermediates): the final tokens after the final
         norm, or with ``stop_early`` before the last stage, that stage's (B, N_i, C_i) tokens unnormed.
 
         Raises:
-            ValueError: for a stage index outside -num_stages..num_stages-1, or an empty selection.
+            ValueError: for an int count outside 1..num_stages, a stage index outside
+                -num_stages..num_stages-1, an empty selection, or an ``output_fmt`` other than
+                ``"NCHW"`` / ``"NHWC"``.
         """
         n = len(self.stages)
         if indices is None:

@@ -1,8 +1,8 @@
 """The result cache: a bounded, thread-safe LRU of deterministic results under typed keys.
 
-A forward (:class:`ForwardKey`: model, resolution, photo digest) and an attribution
-(:class:`AttributionKey`: the forward's key, method, class) depend on nothing else, so a photo seen
-again (the examples, a user pressing Analyze twice) comes back at once.
+A forward (:class:`ForwardKey`: model, resolution, photo digest, input size) and an attribution
+(:class:`AttributionKey`: model, resolution, digest of the model input, method, class) depend on
+nothing else, so a photo seen again (the examples, a user pressing Analyze twice) comes back at once.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ class ForwardKey:
 
 @dataclass(frozen=True)
 class AttributionKey:
-    """One attribution: of the model input of ``forward`` (:func:`digest` of the crop the model saw),
-    by ``method``, for class ``target``."""
+    """One attribution: by ``model`` at ``resolution``, of the model input ``image`` (:func:`digest` of
+    the crop the model saw, shape included), by ``method``, for class ``target``."""
 
     model: ModelKey
     resolution: int

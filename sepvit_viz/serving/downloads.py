@@ -66,8 +66,9 @@ def prune(now: float | None = None, root: Path | None = None, keep: int = DOWNLO
 
 
 def write_files(pictures: Mapping[str, np.ndarray], arrays: Mapping[str, np.ndarray]) -> list[str]:
-    """``<name>.png`` for each picture and ``sepvit_analysis.npz`` with ``arrays``, in a new folder;
-    returns their paths (pictures first)."""
+    """``<name>.png`` for each picture ((H, W, 3) uint8, any size) and ``sepvit_analysis.npz`` with
+    ``arrays``, in a new folder under :func:`download_root` (older folders pruned); returns their paths
+    (pictures first, the .npz last)."""
     root = download_root()
     prune(root=root, keep=DOWNLOAD_FOLDERS_MAX - 1)
     out = root / uuid.uuid4().hex

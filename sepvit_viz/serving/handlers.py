@@ -1088,7 +1088,8 @@ def rerender(
 #: Columns of the faithfulness table: the method, the six untuned measures of
 #: :data:`sepvit_viz.explain.scorecard.MEASURES` (↓ lower is better, ↑ higher is better), the verdict text,
 #: seconds. Short enough that the whole table fits its panel on a 1400 px wide window
-#: (:data:`FAITH_WIDTHS`); the light preset runs no sanity check, so its (empty) column is left out.
+#: (:data:`FAITH_WIDTHS`). The scorecard's sanity column is never shown: when the check runs, its
+#: result is in the verdict text.
 FAITH_HEADERS = ["method", *(m.label + (" ↓" if m.lower_is_better else " ↑") for m in MEASURES), "verdict", "seconds"]
 #: Width of each column of :data:`FAITH_HEADERS` (headers wrap inside them).
 FAITH_WIDTHS = ["13%", *["10%"] * len(MEASURES), "17%", "10%"]

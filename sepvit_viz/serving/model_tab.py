@@ -1,8 +1,8 @@
 """The "Model" tab: model-level attention statistics of the loaded checkpoint, the current photo marked.
 
 The statistics (:func:`sepvit_viz.stats.measures.cached_model_stats`) are computed once per model and input
-size on the bundled example photos (under 1 s for Lite at 224 px) and kept in the library's small
-cache under the pool's :class:`~.models.ModelKey`, so a new or replaced checkpoint gets its own.
+size on the bundled example photos and kept in the library's small cache under the pool's
+:class:`~.models.ModelKey`, so a new or replaced checkpoint gets its own.
 The current photo's values are marked on the same axes when it was analysed with the same model: its
 capture records when its input was square, as the reference photos are, else those of one more forward
 on its centre square, made once per analysis (another shape has other window grids and longer

@@ -13,11 +13,9 @@
   breaks between words only, so that every column fits a 1400 px wide window whole.
 
 * :data:`PHOTO_FORMAT` / :data:`PLOT_FORMAT`: how Gradio encodes the pictures it sends. Maps drawn
-  over the photo go as JPEG: a 500 x 560 map took Gradio about 90 ms of CPU to encode as PNG (the
-  photo's detail defeats deflate; 245 kB) and about 1 ms as JPEG (35 kB at Pillow's quality 75,
-  PSNR 38 dB; colour bars and titles stay legible). Plots and the PWA matrix (flat colours, text)
-  stay PNG, and the Downloads tab writes PNG files of every view. :func:`map_image` builds such a
-  picture.
+  over the photo are sent as JPEG (fast to encode; colour bars and titles stay legible); plots and
+  the PWA matrix as PNG; the Downloads tab writes PNG (timings: ``docs/app.md``). :func:`map_image`
+  builds such a picture.
 
 ``app.main()`` and the tests launch with :data:`LAUNCH_STYLE` (``demo.launch(**LAUNCH_STYLE)``).
 """
@@ -80,7 +78,7 @@ JS = f"""
 #: Keyword arguments of ``demo.launch`` that style the page.
 LAUNCH_STYLE: dict[str, Any] = {"css": CSS, "js": JS}
 
-#: Gradio's encoding of the maps drawn over the photo (lossy, about 100x faster than PNG to encode).
+#: Gradio's encoding of the maps drawn over the photo (lossy, fast to encode).
 PHOTO_FORMAT = "jpeg"
 #: Gradio's encoding of plots and matrices (flat colours and text: lossless, and small anyway).
 PLOT_FORMAT = "png"

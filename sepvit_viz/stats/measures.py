@@ -458,7 +458,7 @@ def _load(path: Path, size: int) -> np.ndarray:
     from sepvit_viz.imageio import load_image
     from sepvit_viz.preprocess import CROP_PCT, preprocess
 
-    # a JPEG is decoded straight at the scale the crop needs (Image.draft): 4-8x less decoding work
+    # a JPEG is decoded straight at the scale the crop needs (Image.draft)
     image = load_image(path, max_short_side=math.ceil(size / CROP_PCT))
     return preprocess(image, size)[0].numpy()
 
@@ -531,8 +531,8 @@ def compute_stats(
     that could not be read. Photos that fail are listed in each result's ``skipped``.
 
     Raises:
-        ValueError: a model in training mode, or models whose blocks differ.
-        StatsInputError: when not a single photo could be read.
+        ValueError: no model, a model in training mode, or ``batch_size`` < 1.
+        StatsInputError: models whose blocks differ, or not a single photo could be read.
     """
     import torch
 
@@ -554,7 +554,7 @@ def compute_stats(
 
     t0 = time.perf_counter()
     for arrays, ok in _batches(paths, size, batch_size, skip):
-        # float32 on purpose: bf16 autocast is emulated (20-30x slower) on CPUs without native bf16
+        # float32 on purpose: bf16 autocast is emulated, and slow, on CPUs without native bf16
         x = torch.from_numpy(arrays)
         names = [str(p) for p in ok]
         for label, model in models.items():
@@ -670,7 +670,7 @@ def example_photos() -> list[Path]:
 
 def model_fingerprint(model: Any) -> str:
     """A hex digest of a model's config and every weight (a key that changes whenever the weights do,
-    even when new weights are loaded into the same object). About 10 ms for Lite."""
+    even when new weights are loaded into the same object)."""
     import torch
 
     h = hashlib.blake2b(digest_size=16)

@@ -7,12 +7,12 @@ evaluation, its mean top-1 over those folders, its mean agreement over the folde
 agreement target, its many-classes count and ``shipped: false``.
 
     python -m sepvit_viz.training.card assets/sepvit_lite_distilled.card.json \
-        runs/run13/sepvit_lite_distilled.card.json --why "mean top-1 44.6% <= 45.7% (run 12)"
+        runs/RUN/sepvit_lite_distilled.card.json --why "mean top-1 below the shipped run's"
 
 A new checkpoint's card inherits its parent's ``other_runs`` when distill writes it; for a card
 written without them (or to merge another card's), ``--carry-from OLD_CARD`` copies them over::
 
-    python -m sepvit_viz.training.card runs/run20/sepvit_lite_distilled.card.json \
+    python -m sepvit_viz.training.card runs/RUN/sepvit_lite_distilled.card.json \
         --carry-from assets/sepvit_lite_distilled.card.json
 """
 

@@ -178,7 +178,7 @@ def _map(fn, jobs: list, workers: int, desc: str) -> Iterable:  # type: ignore[n
         import multiprocessing
 
         # spawn, not fork: a fork of a process whose torch thread pools already run can deadlock
-        # in the child (seen here when the teacher was built before the cache)
+        # in the child
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             yield from tqdm(pool.imap(fn, jobs, chunksize=64), total=len(jobs), desc=desc)
     else:

@@ -84,12 +84,12 @@ class DistillConfig:
     teacher_checkpoint: str | None = None
     init_from: str | None = None
     batch_size: int = 64
-    # 1e-3 or more made the student collapse to a constant prediction after ~1,000 steps (batch
-    # 32-64); run 1 (from random initialisation) used 5e-4, later runs 3e-4 and less (README).
+    # peak learning rate, reached after the warm-up, then cosine decay to min_lr (lr_at); too high a
+    # peak can collapse the student to a constant prediction (docs/weights.md)
     lr: float = 5e-4
     min_lr: float = 1e-5
     weight_decay: float = 0.05
-    warmup: float = 0.1  # with lr 5e-4: the pairing the README records as not collapsing
+    warmup: float = 0.1  # fraction of progress over which the learning rate rises linearly from 0 to lr
     clip_grad: float = 1.0
     time_budget_min: float | None = None
     steps: int | None = None
@@ -373,12 +373,12 @@ class Distiller:
         self.student.to(self.device)
         # made from the weights the run starts with: a resumed run loads its saved average over these
         self.ema = WeightAverage(self.student, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        # The fused (scaled_dot_product_attention) path's backward is slow on CPU: with the explicit
-        # attention path a training step at 128-224 px is 1.5-2x faster here. Evaluation stays fused.
+        # Training uses the explicit attention path by default: the fused (scaled_dot_product_attention)
+        # path's backward is slower on CPU (docs/weights.md). Evaluation stays fused.
         self.student.set_fused_attn(cfg.fused_attn)
-        # The teacher sees one fixed shape in every training step (batch, 3, 224, 224): compiled with
-        # frozen weights a whole step is 1.13-1.2x faster on a 2-core CPU (docs/training.md).
-        # Evaluation during training keeps the eager teacher (other batch sizes).
+        # --compile-teacher compiles the teacher for the one fixed shape of every training step
+        # (batch, 3, 224, 224), with frozen weights (speed: docs/training.md). Evaluation during
+        # training keeps the eager teacher (other batch sizes).
         self.teacher_compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
         if cfg.compile_teacher:
             self.teacher_compiled = torch.compile(
@@ -444,7 +444,7 @@ class Distiller:
         g = torch.Generator().manual_seed(int(stream))
         if not self.dir_weights:
             return torch.randperm(len(self.data), generator=g)
-        # Oversample folders (e.g. the 99 small-photo mini-ImageNet classes, which lag far behind).
+        # Each photo of folder ``name`` is drawn --dir-weights[name] times per epoch on average (default 1).
         return weighted_epoch_order(self.photo_folder, [self.dir_weights.get(n, 1.0) for n in self.folder_names], g)
 
     def next_indices(self) -> torch.Tensor:
@@ -489,8 +489,8 @@ class Distiller:
     def use_bf16(self) -> bool:
         """bf16 autocast: as configured, else (``bf16=None``) on an accelerator or a CPU with native bf16.
 
-        Resolved here, not in the saved config, so a run resumed on other hardware decides anew
-        (emulated bf16 on an AVX2-only CPU made a training step 20-30x slower than float32)."""
+        Resolved per process, not in the saved config, so a run resumed on other hardware decides
+        anew (bf16 is emulated, and slow, on a CPU without native support)."""
         if self.cfg.bf16 is not None:
             return self.cfg.bf16
         from sepvit_viz.model.runtime import cpu_has_native_bf16

@@ -44,8 +44,8 @@ __all__ = [
     "verdicts",
 ]
 
-#: The issue's bar (issue 17) per held-out folder name: (student top-1, student-teacher agreement), both
-#: minimums; None: no bar on that measure. ``benchmarks/bench_accuracy.py`` imports it.
+#: Minimum student top-1 and student-teacher agreement per held-out folder name (None: no bar on that
+#: measure); the source is :data:`TARGETS_SOURCE`. ``benchmarks/bench_accuracy.py`` imports it.
 TARGETS: dict[str, tuple[float, float | None]] = {
     "imagenette": (0.75, 0.75),
     "mini-imagenet": (0.36, 0.50),
@@ -98,7 +98,7 @@ def evaluate_dirs(
     """Per folder: photos, student top-1 and (with a teacher) teacher top-1 and top-1 agreement, at 224.
 
     The teacher runs under bf16 autocast where the CPU computes bf16 natively (``teacher_bf16=None``),
-    else in float32 (emulated bf16 is ~20x slower; the two agree on all but a few photos in a thousand).
+    else in float32 (bf16 is emulated, and slow, without native support).
     """
     if teacher_bf16 is None:
         from sepvit_viz.model.runtime import cpu_has_native_bf16
@@ -281,9 +281,17 @@ def update_card(
     bf16: bool = False,
     limit: int | None = None,
     targets: dict[str, tuple[float, float | None]] = TARGETS,
-    teacher_bf16: bool = True,
+    teacher_bf16: bool | None = None,
 ) -> dict[str, Any]:
-    """Record the rows under the card's ``evaluation`` with the targets and verdicts; returns that entry."""
+    """Record the rows under the card's ``evaluation`` with the targets and verdicts; returns that entry.
+
+    ``bf16`` and ``teacher_bf16`` name the precision the student and teacher ran at; ``teacher_bf16=None``
+    resolves it as :func:`evaluate_dirs` does (bf16 where the CPU computes bf16 natively).
+    """
+    if teacher_bf16 is None:
+        from sepvit_viz.model.runtime import cpu_has_native_bf16
+
+        teacher_bf16 = cpu_has_native_bf16()
     card_path = Path(card_path)
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     names = [r["name"] for r in rows if r["name"] in targets]

@@ -4,6 +4,6 @@
 - :mod:`.maps`: window-token, pixel, PWA, GSA, whole-block and rollout maps from captured arrays;
 - :mod:`.geometry`: model-input pixels <-> tokens, windows and displayed pictures (torch-free);
 - :mod:`.pipeline`: ``analyze``: one photo through the model under capture, maps memoised;
-- :mod:`.views`: (analysis, settings) -> (picture, caption), shared by the app and the CLI;
+- :mod:`.views`: (analysis, settings) -> ``View`` (picture, caption, map), shared by the app and the CLI;
 - :mod:`.render`: drawing (numpy + Pillow, matplotlib's Figure API on Agg; never pyplot).
 """

@@ -252,7 +252,8 @@ class AttentionCapture:
 
 
 def capture_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[AttentionRecord]]:
-    """One forward of ``model`` on ``x`` (no grad) under capture: (logits, records)."""
+    """One forward of ``model`` on ``x`` (B, 3, H, W) under inference mode and capture: (logits
+    (B, num_classes), one :class:`AttentionRecord` per block in model order)."""
     with torch.inference_mode(), AttentionCapture(model) as cap:
         out = model(x)
     return out, cap.records

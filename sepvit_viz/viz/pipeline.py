@@ -5,7 +5,7 @@
     model, warning = load_model("sepvit_lite")          # warning: None, or why weights are random
     result = analyze(model, pil_image, size=224)        # one forward under capture
     result.top5                                         # [Prediction(index, name, prob), ...]
-    view = views.tokens(result, views.ViewSettings(block=3, head="max"))   # (picture, caption)
+    view = views.tokens(result, views.ViewSettings(block=3, head="max"))  # View: .picture (Hp, Wp, 3), .caption
 
 ``analyze`` runs the model once under :class:`~sepvit_viz.viz.capture.AttentionCapture` and returns an
 :class:`Analysis` holding the captured attention, the image exactly as the model saw it and the top-5
@@ -87,6 +87,8 @@ class MapKey:
 
 # ----------------------------------------------------------------------------- inputs
 def input_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """An int or (H, W) -> the model input (H, W), each in :data:`MIN_SIDE`..:data:`MAX_SIDE`;
+    ``ValueError`` otherwise."""
     hw = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
     if len(hw) != 2 or not all(MIN_SIDE <= s <= MAX_SIDE for s in hw):
         raise ValueError(f"input size must be one int or (height, width), each in {MIN_SIDE}..{MAX_SIDE}; got {size}")
@@ -491,9 +493,12 @@ class Analysis:
         window: int | None = None,
         self_weight: float = 0.5,
     ) -> list[np.ndarray]:
-        """One map per head for ``view`` in tokens | pixel | pwa_map | composed (pwa_map: ``window``,
-        None: the one holding ``point``; composed: ``ComposedQuery.mixed`` with ``self_weight``, the
-        own cell left out)."""
+        """One (H, W) float map per head (H, W: the model input) for ``view`` in tokens | pixel |
+        pwa_map | composed (pwa_map: ``window``, None: the one holding ``point``; composed:
+        ``ComposedQuery.mixed`` with ``self_weight``, the own cell left out).
+
+        Raises ``ValueError`` for another ``view`` or one the block lacks (pwa_map of a global block).
+        """
         heads = self.record(block).num_heads
 
         def pwa(h: int) -> np.ndarray | None:

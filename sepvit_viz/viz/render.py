@@ -119,7 +119,8 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 def draw_lines(
     rgb: np.ndarray, lines: Lines, color: tuple[int, int, int] = WHITE, width: int = 1, opacity: float = 0.8
 ) -> np.ndarray:
-    """Draw full-height/width lines at the given (rows, cols) pixel positions (a copy is returned)."""
+    """Draw full-height/width lines on ``rgb`` (H, W, 3) uint8 at ``lines`` = (rows, cols) pixel
+    positions (positions outside the picture are skipped); returns an (H, W, 3) uint8 copy."""
     out = rgb.copy()
     h, w = out.shape[:2]
     mask = np.zeros((h, w), dtype=bool)
@@ -134,7 +135,8 @@ def draw_lines(
 
 
 def draw_box(rgb: np.ndarray, box: Box, color: tuple[int, int, int] = (0, 230, 255), width: int = 2) -> np.ndarray:
-    """Outline box (y0, x0, y1, x1), end exclusive, inside the image (a copy is returned)."""
+    """Outline box (y0, x0, y1, x1), end exclusive, clipped to ``rgb`` (H, W, 3) uint8; returns an
+    (H, W, 3) uint8 copy."""
     out = rgb.copy()
     h, w = out.shape[:2]
     y0, x0, y1, x1 = (int(v) for v in box)
@@ -151,7 +153,7 @@ def draw_box(rgb: np.ndarray, box: Box, color: tuple[int, int, int] = (0, 230, 2
 def draw_marker(
     rgb: np.ndarray, point: tuple[float, float], color: tuple[int, int, int] = (0, 230, 255), size: int = 5
 ) -> np.ndarray:
-    """A small cross at image point (y, x) (a copy is returned)."""
+    """A small cross at image point (y, x) of ``rgb`` (H, W, 3) uint8; returns an (H, W, 3) uint8 copy."""
     out = rgb.copy()
     h, w = out.shape[:2]
     y, x = int(point[0]), int(point[1])
@@ -206,7 +208,7 @@ def _band(width: int, title: str, height: int) -> np.ndarray:
 
 
 def title_band(rgb: np.ndarray, title: str, height: int = TITLE_HEIGHT) -> np.ndarray:
-    """Stack a white band with ``title`` above an image."""
+    """Stack a white band with ``title`` above ``rgb`` (H, W, 3) uint8: (H + height, W, 3) uint8."""
     return np.concatenate([_band(rgb.shape[1], title, height), rgb], axis=0)
 
 
@@ -260,7 +262,15 @@ def compose_view(
     colorbar: bool = True,
 ) -> np.ndarray:
     """The fast-tier picture of one map: overlay, window lines (and GSA sub-window lines), the query's
-    window box and point, a title band and a colour bar labelled with the value range."""
+    window box and point, a title band and a colour bar labelled with the value range.
+
+    ``image`` (H, W, 3) uint8 and ``heat`` (H, W); ``grid`` / ``subgrid`` (rows, cols) pixel positions,
+    ``box`` (y0, x0, y1, x1), ``marker`` (y, x), all in ``image``'s pixels. Returns
+    (H + TITLE_HEIGHT if ``title`` else H, W + 54 if ``colorbar`` else W, 3) uint8 (54 px:
+    :func:`colorbar_strip`'s width), the photo's top-left at (TITLE_HEIGHT if ``title`` else 0, 0).
+    Raises ``ValueError`` when ``heat`` and ``image`` differ in size, for ``alpha`` outside [0, 1] or
+    an unknown ``cmap``.
+    """
     lo, hi = _range(heat, vmin, vmax)
     out = overlay(image, heat, cmap, alpha, lo, hi)
     if subgrid is not None:
@@ -291,7 +301,9 @@ def matrix_view(
     """Fast-tier picture of a square attention matrix (e.g. PWA, n x n) with labelled axes.
 
     Cells are nearest-upscaled to about ``size`` pixels; ticks are window indices (raster order);
-    ``highlight`` outlines one query row; a colour bar gives the value range.
+    ``highlight`` outlines one query row; a colour bar gives the value range. ``matrix`` (n_r, n_c)
+    -> (n_r * cell + 32 (+ TITLE_HEIGHT with a ``title``), n_c * cell + 92, 3) uint8 with
+    ``cell = max(1, size // max(n_r, n_c))``: axis margins and the 54 px colour bar around the cells.
     """
     n_r, n_c = matrix.shape
     cell = max(1, size // max(n_r, n_c))
@@ -426,6 +438,7 @@ def pwa_matrix_figure(
 ) -> np.ndarray:
     """Figure-tier PWA matrix: query window rows, key window columns, integer ticks, colour bar.
 
+    ``matrix`` (n, n) -> (H', W', 3) uint8 (a 4.4 x 3.8 inch figure at ``dpi``).
     ``grid`` (gh, gw) adds faint separators between window rows of the grid (every gw windows).
     ``unit``: what the axes call a row and a column (``"group"`` for a GSA block's 14x14 groups).
     """
@@ -509,7 +522,11 @@ def side_by_side_figure(
     dpi: int = 90,
 ) -> np.ndarray:
     """Panels (heat, title, grid lines, sub-grid lines) side by side, each with its own colour bar
-    (e.g. a DSSA block and the GSA block after it at the same stage)."""
+    (e.g. a DSSA block and the GSA block after it at the same stage).
+
+    ``image`` (H, W, 3) uint8; each heat (H, W), its lines (rows, cols) pixel positions or None.
+    Returns (H', W', 3) uint8 (a 3.4 k x 3.3 inch figure at ``dpi`` for k panels).
+    """
     k = len(panels)
     fig = _new_figure(3.4 * k, 3.3, dpi)
     axes = fig.subplots(1, k, squeeze=False)[0]

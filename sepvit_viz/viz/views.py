@@ -1,4 +1,4 @@
-"""The one view layer: (analysis, settings) -> (picture, caption), for the app and the CLI alike.
+"""The one view layer: (analysis, settings) -> :class:`View` (picture, caption, map), for the app and the CLI.
 
     from sepvit_viz.viz import views
     s = views.ViewSettings(block="stages.1.blocks.0", head="max", window=5)
@@ -106,8 +106,9 @@ class View:
 
     picture: (Hp, Wp, 3) uint8; caption: Markdown; heat: the (H, W) map drawn, in model-input pixels
     (None for the matrix); origin: (top, left) of the photo inside the picture; scale: picture pixels
-    per model pixel; vrange: (vmin, vmax) of the colour scale when the view fixes it (the compare
-    pair's shared scale), else None (the map's own range).
+    per model pixel; size: (H, W) of the model input ((0, 0) for the matrix, so no click maps to the
+    photo); vrange: (vmin, vmax) of the colour scale when the view fixes it (the compare pair's
+    shared scale), else None (the map's own range).
     """
 
     picture: np.ndarray
@@ -388,7 +389,8 @@ def compare(an: Analysis, pair: tuple[int, int], s: ViewSettings) -> tuple[View,
 
 
 def side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
-    """Two pictures in one, bottoms padded white to one height."""
+    """Two pictures (Ha, Wa, 3) and (Hb, Wb, 3) uint8 in one, bottoms padded white to one height:
+    (max(Ha, Hb), Wa + gap + Wb, 3) uint8."""
     h = max(a.shape[0], b.shape[0])
 
     def pad(x: np.ndarray) -> np.ndarray:
@@ -466,8 +468,11 @@ def attribution(
 
 # ------------------------------------------------------------------------------------ figure tier
 def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
-    """Annotated matplotlib figure (Figure API, Agg) of one map view: tokens | pixel | pwa_map |
-    composed | rollout."""
+    """Annotated figure of one map view (tokens | pixel | pwa_map | composed | rollout), drawn with
+    matplotlib's Figure API on Agg and returned as pixels: (H', W', 3) uint8.
+
+    Raises ``ValueError`` for an unknown ``view``, :class:`NoView` for ``pwa_map`` of a global block.
+    """
     i, rec, h, _ = _resolve(an, s)
     grid, sub = an.grid_lines(i, s.gsa_subwindows)
     box = None
@@ -506,7 +511,8 @@ def figure(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
 
 
 def pwa_figure(an: Analysis, s: ViewSettings) -> np.ndarray:
-    """Annotated figure of the PWA matrix (raises :class:`NoView` for a global block)."""
+    """Annotated figure of the PWA matrix as pixels, (H', W', 3) uint8 (raises :class:`NoView` for a
+    global block)."""
     i, rec, h, _ = _resolve(an, s)
     _require_pwa(rec)
     return render.pwa_matrix_figure(
@@ -520,7 +526,8 @@ def pwa_figure(an: Analysis, s: ViewSettings) -> np.ndarray:
 
 
 def gallery(an: Analysis, view: str, s: ViewSettings) -> np.ndarray:
-    """One panel per head of ``view`` (tokens | pixel | pwa_map | composed) for ``s.block``."""
+    """One panel per head of ``view`` (tokens | pixel | pwa_map | composed) for ``s.block``:
+    (H', W', 3) uint8."""
     i, rec, _, _ = _resolve(an, s)
     grid, _ = an.grid_lines(i, False)
     return render.head_gallery(
