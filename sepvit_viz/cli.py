@@ -14,7 +14,9 @@ file. Photos are read as the app reads uploads (:func:`read_photo`: EXIF orienta
 bounds checked); one that cannot be read, or whose input does not hold ``--point``, is listed in the
 index and on stderr (``skipped PATH: reason``) and skipped. One forward pass per photo; a tqdm bar counts blocks rendered. With the shipped checkpoint (or
 any checkpoint with a model card) the index and one stderr line give the card's one-line note
-(:func:`sepvit_viz.model.weights.model_note`); stdout stays the single ``wrote ...`` line.
+(:func:`sepvit_viz.model.weights.model_note`); stdout stays the single ``wrote ...`` line. Bad input
+(an unknown block, a --size outside 32..512, a checkpoint that does not load, ...) is one ``error: ...``
+line on stderr and exit status 2; status 1 when no photo could be rendered.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from sepvit_viz.cliargs import RecordGiven, checkpoint_problem, model_mismatch, threads_problem
 from sepvit_viz.imageio import ImageInputError, load_image
-from sepvit_viz.limits import DECODE_SHORT_SIDE
+from sepvit_viz.limits import DECODE_SHORT_SIDE, INPUT_MAX_SIDE, INPUT_MIN_SIDE, MAX_THREADS
 from sepvit_viz.model.weights import model_note
 from sepvit_viz.outdir import prepare_out_dir
 from sepvit_viz.viz import maps, render, views
@@ -143,10 +146,22 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "source", type=Path, nargs="+", help="photos, or folders of photos (not recursive), e.g. a shell glob"
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--model", default="sepvit_lite", help="model variant (default sepvit_lite)")
+    # a string: --out '' must be refused, and Path('') is already '.'
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument(
+        "--model",
+        default="sepvit_lite",
+        action=RecordGiven,
+        help="model variant (default sepvit_lite); a checkpoint with its own architecture overrides it (with a warning)",
+    )
     p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")
-    p.add_argument("--size", type=_size, default=224, help="input size: N (see --fit) or HxW (default 224)")
+    p.add_argument(
+        "--size",
+        type=_size,
+        default=224,
+        help=f"input size: N (see --fit) or HxW, each side {INPUT_MIN_SIDE}..{INPUT_MAX_SIDE} pixels, any step "
+        "(default 224)",
+    )
     p.add_argument(
         "--fit",
         choices=("crop", "aspect"),
@@ -166,7 +181,7 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: torch's choice; on a busy machine 1 can be faster than 2)",
+        help=f"torch CPU threads, 1..{MAX_THREADS} (default: torch's choice; on a busy machine 1 can be faster than 2)",
     )
     p.add_argument("--figures", action="store_true", help="also write annotated matplotlib figures (slower)")
     p.add_argument(
@@ -431,6 +446,12 @@ def _write_index(out: Path, entries: list[dict], model_name: str, warning: str |
 
 
 def run_render(args: argparse.Namespace) -> int:
+    """Render what ``args`` (from :func:`add_render_arguments`) asks for; 0 when at least one photo was
+    rendered, 1 when none could be. Bad input raises ``SystemExit("error: ...")`` before anything is
+    written (:func:`main` prints it and returns 2)."""
+    for problem in (threads_problem(args.threads), checkpoint_problem("--checkpoint", args.checkpoint)):
+        if problem:
+            raise SystemExit(f"error: {problem}")
     photos = _photos(args.source)
     wanted = [v.strip() for v in args.views.split(",") if v.strip()]
     bad = [v for v in wanted if v not in views.CLI_VIEWS]
@@ -441,8 +462,6 @@ def run_render(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise SystemExit("error: --alpha must be within 0..1")
     if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"error: --threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     try:
         render._lut(args.cmap)
@@ -451,7 +470,7 @@ def run_render(args: argparse.Namespace) -> int:
             # every photo gets the same input: a point outside it is an error before any photo is read
             hw = input_size(args.size)
             _check_point(args.point, hw)
-        prepare_out_dir(args.out)  # before the model loads: a bad --out fails at once
+        args.out = prepare_out_dir(args.out)  # before the model loads: a bad --out fails at once
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     with warnings.catch_warnings():
@@ -462,6 +481,9 @@ def run_render(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: {e}") from None
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
+    mismatch = model_mismatch(model.config, args.model, getattr(args, "model_given", False), args.checkpoint)
+    if mismatch:
+        print(f"WARNING: {mismatch}", file=sys.stderr)
     # the coverage caveat of the card beside the weights (the shipped checkpoint's when none was given)
     note = model_note(args.checkpoint) if args.checkpoint else (None if warning else model_note())
     names = [b.name for b in model.iter_blocks()]
@@ -500,7 +522,7 @@ def run_render(args: argparse.Namespace) -> int:
             entry.update(_render_photo(a, folder, blocks, wanted, args, bar), top5=a.top5)
             entries.append(entry)
             bar.set_postfix_str(f"{photo.name}: {a.top5[0].name}")
-    index = _write_index(args.out, entries, getattr(model.config, "name", args.model), warning, note)
+    index = _write_index(args.out, entries, model.config.name, warning, note)  # the model used, not --model
     print(f"wrote {index} ({len(photos) - failed} photo(s), {failed} failed)")
     if note:
         print(f"NOTE on the predictions: {note}", file=sys.stderr)
@@ -508,7 +530,11 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``render`` subcommand: ``main(["PHOTO", "--out", "DIR", ...])``."""
+    """Entry point of the ``render`` subcommand: ``main(["PHOTO", "--out", "DIR", ...])``.
+
+    Returns 0 (rendered), 1 (no photo could be rendered) or 2 (bad input: one ``error: ...`` line on
+    stderr, as ``stats`` and ``training.evaluate`` do; argparse's own errors exit with 2 too).
+    """
     parser = add_render_arguments(
         argparse.ArgumentParser(
             prog="python -m sepvit_viz render",
@@ -517,4 +543,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
-    return run_render(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run_render(args)
+    except SystemExit as e:
+        if not isinstance(e.code, str):  # --help (0), argparse (2): theirs as they are
+            raise
+        print(e.code, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

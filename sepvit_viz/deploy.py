@@ -15,6 +15,10 @@ A Space is a git repository the Hub builds and runs. Two things decide whether i
 Command line (``--dry-run`` lists what would be sent and sends nothing)::
 
     python -m sepvit_viz.deploy YOU/sepvit-viz [--dry-run] [--private]
+
+A repo id that is not ``owner/name`` is refused before anything else (also with ``--dry-run``), exit
+status 2; a deploy the Hub refuses or cannot take (not logged in, offline, no permission) ends with
+one ``error:`` line and exit status 1, not a traceback.
 """
 
 from __future__ import annotations
@@ -28,7 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-__all__ = ["LFS_PATTERNS", "SPACE_GITATTRIBUTES", "SpacePlan", "deploy", "is_binary", "main", "plan", "uncommitted"]
+__all__ = [
+    "LFS_PATTERNS",
+    "SPACE_GITATTRIBUTES",
+    "SpacePlan",
+    "deploy",
+    "is_binary",
+    "main",
+    "plan",
+    "repo_id_problem",
+    "uncommitted",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,7 +214,41 @@ def stale_files(space: SpacePlan, on_space: Sequence[str]) -> list[str]:
     return sorted(rel for rel in on_space if rel not in keep)
 
 
+def _hub_failure(e: BaseException) -> str:
+    """One line for an exception a deploy raised (huggingface_hub's, the network's): what happened and,
+    where it helps, what to do; never a traceback or the library's multi-line text."""
+    from huggingface_hub import errors
+
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(e, errors.LocalTokenNotFoundError) or status == 401:
+        return "not logged in to the Hugging Face Hub: run `hf auth login` first"
+    if isinstance(e, errors.OfflineModeIsEnabled):
+        return "the Hugging Face Hub is switched off here (HF_HUB_OFFLINE)"
+    if status == 403:
+        return "the Hugging Face Hub refused it (HTTP 403): this login may not write to that Space"
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    first = lines[0] if lines else type(e).__name__
+    if isinstance(e, errors.HfHubHTTPError):
+        return f"the Hugging Face Hub refused it: {first}"
+    if isinstance(e, (ConnectionError, TimeoutError)) or "Connect" in type(e).__name__ or "Timeout" in type(e).__name__:
+        return f"the Hugging Face Hub cannot be reached ({first})"
+    return f"{type(e).__name__}: {first}"
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why ``repo_id`` is not a Space id the Hub takes (``owner/name``: letters, digits, ``-``, ``_``,
+    ``.``; no ``..``), or None."""
+    from sepvit_viz.validation import HUB_REPO_RE
+
+    if HUB_REPO_RE.fullmatch(repo_id) and ".." not in repo_id:
+        return None
+    return f"invalid Space id {repo_id!r}: expected owner/name (letters, digits, '-', '_', '.')"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sepvit_viz.deploy``: 0 when sent (or listed, with ``--dry-run``); 2 for bad input (a
+    repo id that is not ``owner/name``, a tree that cannot be planned, uncommitted files); 1 when the
+    Hub refuses or cannot be reached. Each failure is one ``error:`` line on stderr."""
     parser = argparse.ArgumentParser(
         prog="python -m sepvit_viz.deploy",
         description="Publish this project as a Hugging Face Space (run `hf auth login` first).",
@@ -214,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="send files whose working-tree content differs from the last commit (refused by default)",
     )
     args = parser.parse_args(argv)
+    problem = repo_id_problem(args.repo_id)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         space = plan()
         changed = uncommitted(space.root, space.files)
@@ -233,7 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print("(files on the Space that this list lacks are deleted by a real deploy)")
         return 0
-    info = deploy(args.repo_id, private=args.private)
+    try:
+        info = deploy(args.repo_id, private=args.private)
+    except Exception as e:  # huggingface_hub's errors, the network's: one line, not a traceback
+        print(f"error: {args.repo_id} was not deployed: {_hub_failure(e)}", file=sys.stderr)
+        return 1
     print(f"sent: {getattr(info, 'commit_url', info)}")
     return 0
 

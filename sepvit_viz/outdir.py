@@ -6,9 +6,17 @@ import os
 from pathlib import Path
 
 
-def prepare_out_dir(path: Path) -> None:
-    """Create ``path`` (and its parents) when missing; raise ``ValueError`` with a message for the
-    user when it is a file, sits under a file, or cannot be written to."""
+def prepare_out_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and its parents) when missing and return it as a Path.
+
+    Raises ``ValueError`` with a one-line message for the user ("--out ...") when ``path`` is empty
+    (``""``: "--out is empty: name a folder (. for the current one)"; pass the option's text as it
+    was given, since ``Path("")`` is already ``.``), is a file, sits under a file, or cannot be created
+    or written to.
+    """
+    if os.fspath(path) == "":
+        raise ValueError("--out is empty: name a folder (. for the current one)")
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -19,3 +27,4 @@ def prepare_out_dir(path: Path) -> None:
         raise ValueError(f"--out {path}: cannot create it ({e.strerror or e})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"--out {path}: no permission to write there")
+    return path

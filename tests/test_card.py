@@ -197,3 +197,77 @@ def test_lineage_records_aligned_features_and_warmup() -> None:
     rec = lineage_record(run_card)
     assert rec["aligned_features"] is True and rec["warmup_fraction"] == 0.02
     assert "aligned_features" not in lineage_record(_run_card("run22", "run21", (0.6, 0.2)))
+
+
+@pytest.mark.parametrize(
+    ("role", "field", "value"),
+    [
+        ("card", "evaluation", "x"),
+        ("card", "lineage", 5),
+        ("card", "lineage", [1, 2]),
+        ("card", "run", ["a"]),
+        ("card", "other_runs", [{"run": "gpu3", "evaluation": {"a": {"student_top1": "x"}}}]),
+        ("run", "evaluation", {"results": [1]}),
+        ("run", "evaluation", {"results": {"a": {"student_top1": "x"}}}),
+        ("run", "optimizer", "x"),
+        ("run", "run", ["a"]),
+        ("run", "run", ""),
+        ("carry", "other_runs", 5),
+        ("carry", "other_runs", ["gpu3"]),
+        ("carry", "lineage", [{"run": {"a": 1}}]),
+    ],
+)
+def test_cards_of_shapes_distill_never_writes_are_refused_in_one_line(tmp_path, capsys, role, field, value) -> None:
+    """Valid JSON of unexpected shapes: one ``error:`` line naming the file, exit 2, nothing written."""
+    shipped = tmp_path / "shipped.card.json"
+    shipped.write_text(json.dumps(SHIPPED))
+    good = tmp_path / "run13.card.json"
+    good.write_text(json.dumps(_run_card("run13", "run12", (0.6, 0.2))))
+    bad = tmp_path / "bad.card.json"
+    if role == "card":
+        bad.write_text(json.dumps({**SHIPPED, field: value}))
+        argv, before = [str(bad), str(good)], bad.read_text()
+    else:
+        base = _run_card("run14", "run12", (0.5, 0.5)) if role == "run" else SHIPPED
+        bad.write_text(json.dumps({**base, field: value}))
+        flag = [str(bad)] if role == "run" else ["--carry-from", str(bad)]
+        argv, before = [str(shipped), *flag], shipped.read_text()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: not a model card written by distill (") and err.count("\n") == 1, err
+    assert (bad if role == "card" else shipped).read_text() == before
+
+
+def test_a_deeply_nested_card_is_refused_in_one_line(tmp_path, capsys) -> None:
+    shipped = tmp_path / "shipped.card.json"
+    shipped.write_text(json.dumps(SHIPPED))
+    deep = tmp_path / "deep.card.json"
+    deep.write_text('{"run": "run13", "notes": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert main([str(shipped), str(deep)]) == 2
+    assert capsys.readouterr().err == f"error: {deep}: not a model card written by distill (nested too deeply)\n"
+
+
+def test_the_card_is_replaced_whole_or_left_as_it_was(tmp_path, capsys, monkeypatch) -> None:
+    """Written to a temporary file beside it and moved over it: a failed write is one error line, and
+    the card and its folder are as they were."""
+    shipped = tmp_path / "shipped.card.json"
+    shipped.write_text(json.dumps(SHIPPED))
+    shipped.chmod(0o640)
+    run = tmp_path / "run13.card.json"
+    run.write_text(json.dumps(_run_card("run13", "run12", (0.6, 0.2))))
+
+    def refuse(src, dst) -> None:
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr("os.replace", refuse)
+    assert main([str(shipped), str(run)]) == 2
+    assert capsys.readouterr().err == f"error: {shipped}: cannot write it (Permission denied); the card is unchanged\n"
+    assert json.loads(shipped.read_text()) == SHIPPED
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run13.card.json", "shipped.card.json"]
+    monkeypatch.undo()
+    # through a symbolic link, the card it points to is updated and keeps its mode
+    link = tmp_path / "link.card.json"
+    link.symlink_to(shipped)
+    assert main([str(link), str(run)]) == 0
+    assert link.is_symlink() and (shipped.stat().st_mode & 0o777) == 0o640
+    assert [r["run"] for r in json.loads(shipped.read_text())["other_runs"]] == ["run13"]

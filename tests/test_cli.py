@@ -302,13 +302,18 @@ def test_fit_aspect_keeps_the_photo_shape(folder, tmp_path):
         (["--head=-1"], "head indices start at 0"),
         (["--block", ","], "names no block"),  # an empty selection rendered nothing and said rc 0
         (["--views", " "], "names no view"),
-        (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "0"], "--threads must be 1 to 256, got 0"),
+        (["--threads", "257"], "--threads must be 1 to 256, got 257"),
+        (["--threads", "2147483648"], "--threads must be 1 to 256"),  # was torch's "Overflow when unpacking long"
+        (["--checkpoint", ""], "--checkpoint is empty: name a weights file"),  # silently used the default weights
     ],
 )
 def test_bad_arguments_fail_clearly(folder, tmp_path, capsys, extra, message):
-    with pytest.raises(SystemExit) as e:
-        main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), "--model", "sepvit_test", *extra])
-    assert message in str(e.value.code)
+    """Bad input: one ``error:`` line and exit status 2, as ``stats`` and ``evaluate`` answer (was 1)."""
+    rc = main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), "--model", "sepvit_test", *extra])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the random-weights warning, where the model loads first
+    assert rc == 2 and message in last and last.startswith("error: ") and "Traceback" not in err, err
     assert not (tmp_path / "o" / "index.html").exists()
 
 
@@ -367,9 +372,8 @@ def test_exif_rotated_photo_is_rendered_upright_as_in_the_app(tmp_path):
 def test_point_outside_the_input_is_a_clear_error_not_a_traceback(folder, tmp_path, capsys):
     common = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "pixel,composed"]
     # a square input: refused before any photo is read
-    with pytest.raises(SystemExit) as e:
-        main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), *common, "--point", "70,10"])
-    assert "--point 70,10 is outside the model input (64 x 64 pixels" in str(e.value.code)
+    assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), *common, "--point", "70,10"]) == 2
+    assert "--point 70,10 is outside the model input (64 x 64 pixels" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     # the photo's shape: cat.jpg (90 x 70) is analysed at 96 x 64 and holds x = 80; cat.png (50 x 60) at
     # 64 x 64 does not: that photo is listed as not rendered, the other one is drawn
@@ -505,14 +509,13 @@ def test_a_photo_name_that_is_not_utf8_is_rendered_and_linked(tmp_path):
     assert links and all((out / unquote(f)).is_file() for f in links)
 
 
-def test_an_out_that_is_a_file_fails_clearly_before_the_model_loads(folder, tmp_path, monkeypatch):
+def test_an_out_that_is_a_file_fails_clearly_before_the_model_loads(folder, tmp_path, monkeypatch, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
     monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
     for out, message in ((afile, "is a file, not a folder"), (afile / "sub", "a part of that path is a file")):
-        with pytest.raises(SystemExit) as e:
-            main(["render", str(folder / "cat.jpg"), "--out", str(out), "--model", "sepvit_test"])
-        assert message in str(e.value.code)
+        assert main(["render", str(folder / "cat.jpg"), "--out", str(out), "--model", "sepvit_test"]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_the_dispatcher_prints_help_to_stdout_and_names_an_unknown_command(capsys):
@@ -524,7 +527,7 @@ def test_the_dispatcher_prints_help_to_stdout_and_names_an_unknown_command(capsy
     assert "unknown command 'bogus'" in err and "render" in err
 
 
-def test_several_sources_as_a_shell_glob_gives_them_render_each_photo_once(folder, tmp_path):
+def test_several_sources_as_a_shell_glob_gives_them_render_each_photo_once(folder, tmp_path, capsys):
     other = tmp_path / "more"
     other.mkdir()
     Image.fromarray(RNG.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(other / "dog.png")
@@ -534,8 +537,8 @@ def test_several_sources_as_a_shell_glob_gives_them_render_each_photo_once(folde
     sources = [str(folder / "cat.jpg"), str(folder / ".." / folder.name / "cat.jpg"), str(other)]
     assert main(["render", *sources, "--out", str(out), *args]) == 0
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["cat", "dog"]
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["render", str(folder / "cat.jpg"), str(tmp_path / "missing.jpg"), "--out", str(out), *args])
+    assert main(["render", str(folder / "cat.jpg"), str(tmp_path / "missing.jpg"), "--out", str(out), *args]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -581,3 +584,129 @@ def test_threads_sets_torchs_cpu_threads(folder, tmp_path, monkeypatch):
     args = ["--model", "sepvit_test", "--size", "64", "--block", "0", "--views", "tokens", "--threads", "1"]
     assert main(["render", str(folder / "cat.jpg"), "--out", str(tmp_path / "o"), *args]) == 0
     assert seen == [1]
+
+
+def test_an_empty_out_is_refused_not_the_current_folder(folder, tmp_path, monkeypatch, capsys):
+    """``--out ''`` wrote the pictures and index.html into the current folder (``Path('')`` is ``.``)."""
+    from sepvit_viz.outdir import prepare_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    assert main(["render", str(folder / "cat.jpg"), "--out", "", "--model", "sepvit_test", "--block", "0"]) == 2
+    assert "error: --out is empty" in capsys.readouterr().err
+    assert main(["stats", str(folder / "cat.jpg"), "--out", "", "--model", "sepvit_test", "--size", "64"]) == 2
+    assert "error: --out is empty" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == before  # nothing written here
+    with pytest.raises(ValueError, match=r"^--out is empty: name a folder \(\. for the current one\)$"):
+        prepare_out_dir("")
+    assert prepare_out_dir(".") == Path(".")  # the current folder, asked for by name, is fine
+
+
+def _bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Checkpoints that must each give one clear line, and what that line says."""
+    import json
+
+    from safetensors.torch import save_file
+
+    model = sepvit_viz.create_model("sepvit_test")
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    config = model.config.to_dict()
+    made = {}
+    for key, value, says in [
+        ("depths", '["INF", 1, 1, 1]', "depths must be a whole number, got inf"),
+        ("embed_dims", '[16, "INF", 64, 128]', "embed_dims must be a whole number, got inf"),
+        ("window_patterns", "[[], [], [], []]", "every stage needs at least one window size"),
+    ]:
+        text = json.dumps({**config, key: "@"}).replace('"@"', value).replace('"INF"', "Infinity")
+        path = tmp_path / f"bad_{key}.safetensors"
+        save_file(tensors, str(path), metadata={"config": text})  # tensors that fit sepvit_test exactly
+        made[key] = (path, f"invalid config metadata ({says}")
+    plain = tmp_path / "plain.safetensors"  # no config metadata, and not sepvit_test's tensors
+    save_file({"a": torch.zeros(1)}, str(plain))
+    made["plain"] = (plain, "no 'config' metadata, so it is not a SepViT checkpoint")
+    made["plain (fallback)"] = (plain, "as sepvit_test weights: checkpoint does not fit the model")
+    folder = tmp_path / "weights.png"
+    folder.mkdir()
+    made["folder"] = (folder, "weights.png is a folder, not a checkpoint file")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"garbage" * 10)
+    made["garbage"] = (
+        garbage,
+        "garbage.pt could not be loaded safely as PyTorch weights (weights_only=True): Unsupported",
+    )
+    return made
+
+
+def test_a_bad_checkpoint_is_one_line_with_its_real_reason_in_render_and_stats(folder, tmp_path, capsys):
+    """Infinity in the config metadata ended in an OverflowError traceback, empty window patterns in a
+    max() traceback (stats); render dropped the first reason of a plain state dict, called a folder an
+    unsupported type (stats: "not found") and printed torch's paragraphs for a garbage .pt."""
+    photo = str(folder / "cat.jpg")
+    for what, (path, says) in _bad_checkpoints(tmp_path).items():
+        for command in ("render", "stats"):
+            args = [command, photo, "--out", str(tmp_path / "o"), "--model", "sepvit_test", "--size", "64"]
+            assert main([*args, "--checkpoint", str(path)]) == 2, (what, command)
+            err = capsys.readouterr().err
+            assert says in err, (what, command, err)
+            lines = [line for line in err.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, (what, command, err)
+
+
+def test_a_checkpoint_with_its_own_architecture_is_named_and_overriding_model_is_warned(folder, tmp_path, capsys):
+    """The checkpoint's own architecture silently replaced --model; stats then named --model in its page."""
+    deeper = sepvit_viz.save_checkpoint(
+        sepvit_viz.create_model("sepvit_test", depths=(1, 2, 4, 2)), tmp_path / "deeper.safetensors"
+    )
+    common = [str(folder / "cat.jpg"), "--size", "64", "--checkpoint", str(deeper)]
+    assert main(["render", *common, "--out", str(tmp_path / "r"), "--block", "0", "--views", "tokens"]) == 0
+    warned = "--model sepvit_lite is ignored for it"
+    assert warned not in capsys.readouterr().err  # --model not given: nothing to warn about
+    assert (
+        main(
+            [
+                "render",
+                *common,
+                "--out",
+                str(tmp_path / "r2"),
+                "--block",
+                "0",
+                "--views",
+                "tokens",
+                "--model",
+                "sepvit_lite",
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert f"WARNING: {deeper} holds its own architecture (sepvit_test), which is used: {warned}" in err
+    assert "· sepvit_test</h1>" in (tmp_path / "r2" / "index.html").read_text()
+    assert main(["stats", *common, "--out", str(tmp_path / "s"), "--model", "sepvit_lite"]) == 0
+    assert warned in capsys.readouterr().err
+    page = (tmp_path / "s" / "index.html").read_text()
+    assert "; model sepvit_test." in page and "; model sepvit_lite." not in page and warned in page
+    # the same architecture as --model: no warning
+    same = sepvit_viz.save_checkpoint(sepvit_viz.create_model("sepvit_test"), tmp_path / "same.safetensors")
+    args = [str(folder / "cat.jpg"), "--size", "64", "--checkpoint", str(same), "--model", "sepvit_test"]
+    assert main(["stats", *args, "--out", str(tmp_path / "s2")]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["sepvit_viz.cli", "sepvit_viz.stats.cli"])
+def test_each_command_module_runs_with_python_dash_m(module, tmp_path):
+    """``python -m sepvit_viz.cli ...`` imported the module, did nothing and said 0."""
+    run = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0 and "usage: python -m sepvit_viz" in run.stdout, run.stderr
+    text = " ".join(run.stdout.split())  # argparse wraps the help lines
+    assert ("32..512 pixels" if module == "sepvit_viz.cli" else "64..448 and a multiple of 32") in text, text
+    bad = subprocess.run(
+        [sys.executable, "-m", module, str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

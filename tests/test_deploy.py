@@ -170,3 +170,46 @@ def test_files_changed_since_the_last_commit_are_not_sent_unasked(tmp_path, monk
     assert deploy.main(["me/x", "--dry-run"]) == 0  # a dry run lists them with a warning
     assert "WARNING" in capsys.readouterr().err
     assert deploy.main(["me/x", "--allow-uncommitted"]) == 0 and len(sent) == 2
+
+
+@pytest.mark.parametrize("repo_id", ["noslash", "me/x/y", "me/../x", "me/na me", ""])
+def test_a_repo_id_that_is_not_owner_name_is_refused_even_in_a_dry_run(repo_id, monkeypatch, capsys):
+    monkeypatch.setattr(deploy, "plan", lambda *a, **k: pytest.fail("planned before the repo id was checked"))
+    assert deploy.main([repo_id, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: invalid Space id {repo_id!r}: expected owner/name") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        ("token", "not logged in to the Hugging Face Hub: run `hf auth login` first"),
+        ("offline", "the Hugging Face Hub cannot be reached ([Errno -2] Name or service not known)"),
+        ("validation", "HFValidationError: Repo id must use alphanumeric chars or '-', '_', '.'."),
+    ],
+)
+def test_a_deploy_the_hub_refuses_is_one_error_line(failure, says, tmp_path, monkeypatch, capsys):
+    """Errors from huggingface_hub (not logged in, offline, an id it refuses) ended in a traceback."""
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    raised = {
+        "token": errors.LocalTokenNotFoundError(
+            "Token is required (`token=True`), but no token found.\nRun hf auth login."
+        ),
+        "offline": ConnectionError("[Errno -2] Name or service not known"),
+        "validation": errors.HFValidationError("Repo id must use alphanumeric chars or '-', '_', '.'.\nMore text."),
+    }[failure]
+
+    class Refusing(FakeApi):
+        def create_repo(self, *args, **kwargs):
+            raise raised
+
+    root = _mini_project(tmp_path)
+    _add(root)
+    real_plan = deploy.plan
+    monkeypatch.setattr(deploy, "plan", lambda *a, **k: real_plan(root))
+    monkeypatch.setattr(huggingface_hub, "HfApi", Refusing)  # no network: the Hub API raises
+    assert deploy.main(["me/x", "--allow-uncommitted"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"error: me/x was not deployed: {says}" and "Traceback" not in err, err

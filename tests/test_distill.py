@@ -1104,3 +1104,83 @@ def test_a_weight_average_refuses_an_impossible_decay_and_another_models_average
     # the model's own weights, not the average (which they would equal had they never moved)
     torch.testing.assert_close(model.weight.data, trained, rtol=0, atol=0)
     assert not torch.allclose(model.weight, avg.average["weight"])
+
+
+# ----------------------------------------------------------------------------- settings refused before any work
+@pytest.fixture()
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting that should be refused must not reach the run: here the run fails the test at once
+    (instead of training, or never ending)."""
+    import sepvit_viz.training.distill as distill
+
+    def refused_too_late(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the run started: the setting was not refused before it")
+
+    monkeypatch.setattr(distill, "run", refused_too_late)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--steps", "1", "--res-schedule", "abc"], r"--res-schedule 'abc': 'abc' is not PROGRESS:PX"),
+        (["--steps", "1", "--res-schedule", "0:8"], r"--res-schedule 0:8: 8 px at 0 is outside 32-512 px"),
+        (["--steps", "1", "--low-res-dirs", "train=2"], r"--low-res-dirs: probabilities must lie in \(0, 1\]"),
+        (["--steps", "1", "--threads", "0"], r"--threads 0: must be a whole number from 1 to 256"),
+        (["--steps", "1", "--threads", "2147483648"], r"--threads 2147483648: must be a whole number from 1 to 256"),
+        (["--steps", "1", "--device", "bogus"], r"--device 'bogus': not a torch device"),
+        (["--steps", "-5"], r"--steps -5: must be a whole number of steps"),
+        (["--time-budget-min", "-1"], r"--time-budget-min -1.0: must be a finite number"),
+        (["--time-budget-min", "nan"], r"--time-budget-min nan: must be a finite number"),
+        (["--steps", "0"], r"give --time-budget-min or --steps, above 0 \(--steps 0: no limit\)"),
+        (["--steps", "1", "--batch-size", "0"], r"--batch-size 0: must be a whole number, at least 1"),
+        (["--steps", "1", "--log-every", "0"], r"--log-every 0: must be a whole number, at least 1"),
+        (["--steps", "1", "--model", "sepvit_bogus"], r"--model 'sepvit_bogus': unknown; choose one of"),
+        (["--steps", "1", "--init-from", "no/such.safetensors"], r"--init-from no/such.safetensors: no such"),
+        (["--steps", "1", "--lr", "nan"], r"--lr nan: must be a finite number above 0"),
+        (["--steps", "1", "--ema-decay", "1"], r"--ema-decay 1.0: must be a finite number from 0, below 1"),
+        (["--steps", "1", "--dir-weights", "train=inf"], r"--dir-weights: 'train=inf' needs .* finite value"),
+        (["--steps", "1", "--seed", "-1"], r"--seed -1: must be a whole number from 0"),
+    ],
+)
+def test_an_impossible_setting_is_one_error_line_before_anything_is_made(
+    photo_dirs, tmp_path, capsys, no_training, extra, message
+) -> None:
+    with pytest.raises(SystemExit, match=message) as e:
+        main([*_cli(photo_dirs, tmp_path, "bad"), *extra])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_zero_budget_still_means_no_limit_beside_the_other_one(photo_dirs, tmp_path) -> None:
+    from sepvit_viz.training.distill import check_options
+
+    # --steps 0 / --time-budget-min 0 lift that limit (as on a resume) while the other one holds
+    check_options(_config(photo_dirs, tmp_path, steps=0, time_budget_min=5.0))
+    check_options(_config(photo_dirs, tmp_path, steps=3, time_budget_min=0.0))
+    check_options(_config(photo_dirs, tmp_path, ema_decay=0.999, mixup_alpha=0.0, clip_grad=0.0, eval_every_min=0))
+
+
+@pytest.mark.parametrize("content", ["garbage", "a tensor", "no config", "an unknown setting", "no weights"])
+def test_resume_refuses_a_file_that_is_not_a_distill_state(photo_dirs, tmp_path, capsys, no_training, content) -> None:
+    runs = tmp_path / "runs"
+    (runs / "r").mkdir(parents=True)
+    path = runs / "r" / "state.pt"
+    config = _config(photo_dirs, tmp_path, name="r").to_dict()
+    if content == "garbage":
+        path.write_bytes(b"garbage")
+    elif content == "a tensor":
+        torch.save(torch.zeros(2), path)
+    elif content == "no config":
+        torch.save({"step": 3}, path)
+    elif content == "an unknown setting":
+        torch.save({"config": json.dumps({**config, "no_such_setting": 1})}, path)
+    else:  # a config and nothing a resume loads
+        torch.save({"config": json.dumps(config)}, path)
+    with pytest.raises(SystemExit, match=rf"--resume: {re.escape(str(path))} is not a distill state \(") as e:
+        main(["--resume", "--name", "r", "--runs-dir", str(runs)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume: {path} is not a distill state (") and err.count("\n") == 1, err
+    assert [p.name for p in (runs / "r").iterdir()] == ["state.pt"]

@@ -146,3 +146,66 @@ def test_write_pack_refuses_what_would_merge_or_overwrite(folders, tmp_path) -> 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no photos"):
         write_pack([PackSource(tmp_path / "empty", None)], tmp_path / "p3", 64, 80, 10)
+
+
+def test_photos_the_app_refuses_as_too_small_are_left_out_and_counted(tmp_path, capsys) -> None:
+    """Under 16 px on the short side (sepvit_viz.imageio.MIN_SIDE) the app refuses a photo: 1 x 1 and
+    20000 x 3 would become 1 px and 3 px squares."""
+    src = tmp_path / "src" / "f"
+    _photo(src / "n01440764" / "ok.jpg", 90, 60, 1)
+    _photo(src / "n01440764" / "edge.png", 16, 40, 2)  # 16 px: the app takes it
+    Image.new("RGB", (1, 1)).save(src / "n01440764" / "dot.png")
+    Image.new("RGB", (20000, 3)).save(src / "n01440764" / "strip.png")
+    (src / "n01440764" / "broken.jpg").write_bytes(b"not a photo")
+    report = write_pack([PackSource(src, None)], tmp_path / "p", 64, 80, 10)
+    assert report.written["f"][0] == 2 and report.too_small == 2 and report.unreadable == 1
+    assert sorted(p.name for p in (tmp_path / "p").rglob("*.webp")) == ["edge.png.webp", "ok.jpg.webp"]
+    assert encode_square(src / "n01440764" / "dot.png", 64, 80) is None
+    assert main([str(tmp_path / "q"), "--from", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "2 photo(s) under 16 px on the short side were left out" in out
+    assert "1 photo(s) could not be read" in out
+
+
+def test_a_pack_folder_that_is_a_file_or_under_one_or_empty_is_refused(folders, tmp_path, capsys, monkeypatch) -> None:
+    big, _ = folders
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "pack"):
+        assert main([str(out), "--from", f"{big}=2"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.endswith("is a file, not a folder\n") and err.count("\n") == 1, err
+    assert a_file.read_text() == "x"
+    # '' is not the current folder
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as e:
+        main(["", "--from", f"{big}=2"])
+    assert e.value.code == 2 and "OUT is empty" in capsys.readouterr().err
+    assert not list(cwd.iterdir())
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e308", "0"])
+def test_max_mib_must_be_a_finite_number_above_zero(folders, tmp_path, capsys, value) -> None:
+    big, _ = folders
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "p"), "--from", str(big), "--max-mib", value])
+    assert e.value.code == 2 and "--max-mib" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--max-mib"):
+        write_pack([PackSource(big, None)], tmp_path / "p", 64, 80, float(value))
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_write_that_fails_is_one_error_line(folders, tmp_path, capsys, monkeypatch) -> None:
+    big, _ = folders
+
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    assert main([str(tmp_path / "p"), "--from", f"{big}=2"]) == 2
+    err = capsys.readouterr().err  # after the progress bar (tqdm), one error line
+    (line,) = [line for line in err.splitlines() if "error" in line]
+    assert line.startswith(f"error: {tmp_path / 'p'}") and line.endswith(": No space left on device"), err
+    assert err.endswith(line + "\n")

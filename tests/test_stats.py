@@ -560,3 +560,39 @@ def test_cli_refuses_an_out_that_is_a_file_before_loading_a_model(tmp_path, caps
         assert main(["stats", str(photos[0]), "--out", str(out), "--model", "sepvit_test"]) == 2
         err = capsys.readouterr().err
         assert "is a file" in err and "Traceback" not in err
+
+
+def test_out_the_source_itself_or_above_it_still_measures_its_photos(photos, tmp_path, capsys):
+    """``stats SRC --out SRC`` (or --out a parent of SRC) said "no photos": everything under --out was
+    left out. Now only the report's own plots directly in --out are (and all of a report folder
+    inside the source, as before)."""
+    folder = photos[0].parent
+    Image.new("RGB", (40, 30)).save(folder / "depth_entropy.png")  # what an earlier run left there
+    Image.new("RGB", (40, 30)).save(folder / "kinds.png")
+    assert sorted(stats.list_photos([folder], exclude=folder)) == sorted(photos)
+    assert sorted(stats.list_photos([folder], exclude=tmp_path)) == sorted([*photos, *folder.glob("[dk]*.png")])
+    common = ["--model", "sepvit_test", "--size", "64"]
+    # --out above the source: its report is not in the source, and the two plots there are photos here
+    assert main(["stats", str(folder), "--out", str(tmp_path), *common]) == 0
+    assert f"({len(photos) + 2} photo(s)" in capsys.readouterr().out
+    assert main(["stats", str(folder), "--out", str(folder), *common]) == 0  # the source itself
+    assert f"({len(photos)} photo(s)" in capsys.readouterr().out
+
+
+def test_bad_settings_are_refused_before_the_out_folder_is_made(photos, tmp_path, capsys):
+    """A missing source left an empty --out folder behind; a huge --batch-size or --threads had no
+    bound (an out-of-memory kill; torch's "Overflow when unpacking long")."""
+    out = tmp_path / "report"
+    cases = [
+        ([str(tmp_path / "missing")], f"{tmp_path / 'missing'} does not exist"),
+        ([str(photos[0]), "--batch-size", "257"], "--batch-size must be 1 to 256, got 257"),
+        ([str(photos[0]), "--batch-size", "0"], "--batch-size must be 1 to 256, got 0"),
+        ([str(photos[0]), "--threads", "2147483648"], "--threads must be 1 to 256, got 2147483648"),
+        ([str(photos[0]), "--checkpoint", ""], "--checkpoint is empty: name a weights file"),
+        ([str(photos[0]), "--compare", ""], "--compare is empty: name a weights file"),
+    ]
+    for args, says in cases:
+        assert main(["stats", *args, "--out", str(out), "--model", "sepvit_test"]) == 2, args
+        err = capsys.readouterr().err
+        assert f"error: {says}" in err and "Traceback" not in err, err
+        assert not out.exists(), args

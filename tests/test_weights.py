@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import sepvit_viz
-from sepvit_viz.model.weights import CheckpointError, load_state_dict_file, load_weights_into
+from sepvit_viz.model.weights import CheckpointError, load_checkpoint_file, load_state_dict_file, load_weights_into
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_sepvit_mini.safetensors"
 
@@ -384,3 +384,64 @@ def test_the_quoted_attribution_scorecard_was_measured_on_the_shipped_checkpoint
     assert quoted == [shipped.removeprefix("run")]
     scored = json.loads((root / "benchmarks" / "results_scorecard.json").read_text())["args"]["checkpoint"]
     assert scored.startswith(f"run {shipped.removeprefix('run')} ")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("depths", "[Infinity, 1, 1, 1]", "depths must be a whole number, got inf"),
+        ("embed_dims", "[16, Infinity, 64, 128]", "embed_dims must be a whole number, got inf"),
+        ("num_heads", "[1, 1, NaN, 4]", "num_heads must be a whole number, got nan"),
+        ("window_patterns", "[[7], [Infinity], [7], [7]]", "window_patterns must be a whole number, got inf"),
+        ("window_patterns", "[[], [], [], []]", "every stage needs at least one window size"),
+        ("patch_size", "Infinity", "patch_size must be a whole number, got inf"),
+        ("mlp_ratio", "NaN", "mlp_ratio must be a finite number, got nan"),
+        ("depths", "7", "depths must be a list of whole numbers, got 7"),
+    ],
+)
+def test_malformed_config_metadata_is_a_checkpoint_error_with_its_reason(tmp_path, field, value, says):
+    """Infinity in a count ended in an OverflowError, empty window patterns in "max() arg is an empty
+    sequence" (a ValueError from the range check), neither a CheckpointError: the app's Hub loader,
+    which catches CheckpointError, let them through."""
+    model = sepvit_viz.create_model("sepvit_test")
+    text = json.dumps({**model.config.to_dict(), field: "@"}).replace('"@"', value)
+    path = tmp_path / "bad.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"config": text})
+    with pytest.raises(CheckpointError) as info:
+        sepvit_viz.load_checkpoint(path)
+    assert str(info.value).startswith("bad.safetensors: invalid config metadata (") and says in str(info.value)
+
+
+def test_the_apps_hub_loader_says_why_a_downloaded_checkpoint_is_refused(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from sepvit_viz.serving.models import MODEL_HUB, ModelStore
+    from sepvit_viz.validation import SettingsError
+
+    model = sepvit_viz.create_model("sepvit_test")
+    text = json.dumps({**model.config.to_dict(), "depths": "@"}).replace('"@"', "[Infinity, 1, 1, 1]")
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"config": text})
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: str(path))  # no network
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **k: str(path))
+    with pytest.raises(SettingsError) as info:
+        ModelStore().get(MODEL_HUB, "owner/name")
+    message = str(info.value)
+    assert "Could not load owner/name" in message and "depths must be a whole number, got inf" in message
+
+
+def test_a_folder_or_garbage_pt_says_so_in_one_line(tmp_path):
+    """A folder named like a checkpoint was an "unsupported checkpoint type '.png'" (or "not found");
+    a garbage .pt gave torch's paragraphs on weights_only, filing issues and its documentation."""
+    folder = tmp_path / "w.png"
+    folder.mkdir()
+    for load in (load_state_dict_file, sepvit_viz.load_checkpoint, lambda p: load_checkpoint_file(p, "sepvit_test")):
+        with pytest.raises(CheckpointError, match=r"w\.png is a folder, not a checkpoint file"):
+            load(folder)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint_file(garbage, "sepvit_test")
+    message = str(info.value)
+    assert message.startswith("garbage.pt could not be loaded safely as PyTorch weights (weights_only=True): ")
+    assert "\n" not in message and "Please file an issue" not in message and len(message) < 300, message

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +42,25 @@ def block_window_sizes(pattern: tuple[int, ...], depth: int) -> tuple[int, ...]:
     if not pattern:
         raise ValueError("a window-size pattern needs at least one entry")
     return tuple(pattern[i % len(pattern)] for i in range(depth))
+
+
+def _whole(value: Any, what: str) -> int:
+    """``value`` as an int: an int (numpy's too) or a float holding a whole number; ``ValueError``
+    naming ``what`` for anything else (Infinity, NaN, 7.5, a string, ``True``)."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+                return int(value)
+    raise ValueError(f"{what} must be a whole number, got {value!r}")
+
+
+def _whole_tuple(values: Any, what: str) -> tuple[int, ...]:
+    """A sequence of whole numbers (:func:`_whole`) as a tuple; ``ValueError`` for anything else."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{what} must be a list of whole numbers, got {values!r}")
+    return tuple(_whole(v, what) for v in values)
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,12 @@ class SepViTConfig:
         drop_rate: dropout on MLP/projection outputs and after patch embedding.
         attn_drop_rate: dropout on attention probabilities (DWA and PWA).
         drop_path_rate: stochastic depth, rising linearly over all blocks to this value.
+
+    Raises ``ValueError`` (naming the field) for a value no SepViT can be built from: a count or size
+    that is not a whole number (Infinity, NaN, 7.5, a string), a stage with no block or no window
+    size, stages of different lengths, channels not a multiple of heads, a non-positive window,
+    MLP ratio or eps, a dropout rate outside 0..1, an even ``patch_size``. Whole-number floats
+    (``7.0``) and lists become ints and tuples.
     """
 
     embed_dims: tuple[int, ...] = (32, 64, 128, 256)
@@ -89,10 +117,27 @@ class SepViTConfig:
 
     def __post_init__(self) -> None:
         # Normalise lists (e.g. from JSON) into tuples so the config stays hashable and frozen.
-        object.__setattr__(self, "embed_dims", tuple(int(v) for v in self.embed_dims))
-        object.__setattr__(self, "depths", tuple(int(v) for v in self.depths))
-        object.__setattr__(self, "num_heads", tuple(int(v) for v in self.num_heads))
-        object.__setattr__(self, "window_patterns", tuple(tuple(int(w) for w in p) for p in self.window_patterns))
+        # Checkpoint metadata is untrusted: Infinity, NaN or an empty window pattern must fail here with
+        # a ValueError naming the field, not as an OverflowError or an empty max() further on.
+        for key in ("embed_dims", "depths", "num_heads"):
+            object.__setattr__(self, key, _whole_tuple(getattr(self, key), key))
+        patterns = self.window_patterns
+        if isinstance(patterns, (str, bytes)) or not hasattr(patterns, "__iter__"):
+            raise ValueError(f"window_patterns must be a list of lists of window sizes, got {patterns!r}")
+        object.__setattr__(self, "window_patterns", tuple(_whole_tuple(p, "window_patterns") for p in patterns))
+        for key in ("num_classes", "in_chans", "patch_size", "ref_img_size"):
+            object.__setattr__(self, key, _whole(getattr(self, key), key))
+        for key in ("mlp_ratio", "layer_norm_eps", "embed_norm_eps", "drop_rate", "attn_drop_rate", "drop_path_rate"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{key} must be a finite number, got {value!r}")
+            object.__setattr__(self, key, float(value))
+        if self.mlp_ratio <= 0 or self.layer_norm_eps <= 0 or self.embed_norm_eps <= 0:
+            raise ValueError("mlp_ratio, layer_norm_eps and embed_norm_eps must be positive")
+        for key in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be within 0..1, got {getattr(self, key)}")
+        object.__setattr__(self, "name", str(self.name))
         n = len(self.depths)
         if n == 0 or not (len(self.embed_dims) == len(self.num_heads) == len(self.window_patterns) == n):
             raise ValueError(
@@ -104,6 +149,9 @@ class SepViTConfig:
                 raise ValueError(f"stage {i + 1}: channels {c} must be a positive multiple of heads {h}")
         if any(d <= 0 for d in self.depths):
             raise ValueError(f"every stage needs at least one block, got depths {self.depths}")
+        empty = [i + 1 for i, p in enumerate(self.window_patterns) if not p]
+        if empty:
+            raise ValueError(f"every stage needs at least one window size; stage(s) {empty} have none")
         if any(w <= 0 for p in self.window_patterns for w in p):
             raise ValueError(f"window sizes must be positive, got {self.window_patterns}")
         if self.num_classes < 0 or self.in_chans <= 0 or self.patch_size <= 0 or self.ref_img_size < 32:

@@ -31,12 +31,15 @@ __all__ = [
     "ASSETS_DIR",
     "DEFAULT_CHECKPOINT",
     "CheckpointError",
+    "ConfigMetadataError",
     "card_path_for",
     "checkpoint_filter_fn",
     "coverage_note",
     "default_checkpoint_for",
+    "differs_from_variant",
     "from_official",
     "load_checkpoint",
+    "load_checkpoint_file",
     "load_from_hub",
     "load_state_dict_file",
     "load_weights_into",
@@ -52,6 +55,11 @@ FORMAT_TAG = "sepvit_viz/1"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model (message names keys and shapes)."""
+
+
+class ConfigMetadataError(CheckpointError):
+    """A checkpoint whose config metadata no model may be built from: malformed, or outside the
+    supported range, or larger than the file's tensors (:func:`load_checkpoint`)."""
 
 
 def card_path_for(checkpoint: str | Path) -> Path:
@@ -167,11 +175,22 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file, with a clear error for anything else."""
+def _existing_file(path: str | Path) -> Path:
+    """``path`` as a Path when it names a file; :class:`CheckpointError` for an empty path, a folder
+    ("is a folder, not a checkpoint file") or nothing there ("checkpoint not found")."""
+    if str(path) == "":
+        raise CheckpointError("the checkpoint path is empty: name a weights file")
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file, with a clear error for anything else."""
+    path = _existing_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
@@ -193,12 +212,29 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         return read_checkpoint(path)[0]
     if path.suffix not in (".pt", ".pth", ".bin"):
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a folder, not a checkpoint file")
         raise CheckpointError(f"unsupported checkpoint type {path.suffix!r}: use .safetensors (or .pt/.pth)")
+    path = _existing_file(path)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # includes pickles that would need arbitrary code: refused by weights_only
-        raise CheckpointError(f"{path.name} could not be loaded safely (weights_only=True): {e}") from None
+        raise CheckpointError(
+            f"{path.name} could not be loaded safely as PyTorch weights (weights_only=True): {_torch_load_reason(e)}"
+        ) from None
     return _unwrap(obj)
+
+
+def _torch_load_reason(e: BaseException) -> str:
+    """One line from a ``torch.load`` failure: the unpickler's own reason ("Unsupported operand 103",
+    "Unsupported global: GLOBAL posix.system was not an allowed global by default"), without torch's
+    paragraphs on the ``weights_only`` default, filing issues and the documentation."""
+    text = str(e)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, re.S)
+    reason = " ".join((found.group(1) if found else text).split()) or type(e).__name__
+    if found:  # the unpickler's first sentence; the rest tells how to allowlist the global
+        reason = reason.split(". ")[0].rstrip(".")
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def _unwrap(obj: Any) -> dict[str, torch.Tensor]:
@@ -375,7 +411,14 @@ def load_weights_into(
 
 
 def load_checkpoint(path: str | Path, config: SepViTConfig | None = None) -> SepViT:
-    """Rebuild a model from a checkpoint (its config from the file's metadata unless given), eval mode."""
+    """Rebuild a model from a checkpoint (its config from the file's metadata unless given), eval mode.
+
+    Raises :class:`CheckpointError` (never another type) for a file that is missing, a folder, not
+    safetensors, without config metadata, or whose tensors do not fit; its subclass
+    :class:`ConfigMetadataError` for config metadata no SepViT may be built from (malformed JSON,
+    Infinity or NaN in a count, a stage without window sizes ...: "invalid config metadata (reason)"),
+    or a config outside the supported range or larger than the file's tensors.
+    """
     tensors, meta = read_checkpoint(path)
     if config is None:
         if "config" not in meta:
@@ -385,17 +428,66 @@ def load_checkpoint(path: str | Path, config: SepViTConfig | None = None) -> Sep
             )
         try:
             cfg_dict = json.loads(meta["config"])
+            if not isinstance(cfg_dict, dict):
+                raise ValueError(f"expected a JSON object, got {type(cfg_dict).__name__}")
             config = (
                 SepViTConfig.from_official(cfg_dict)
                 if "ws" in cfg_dict or "mlp_ratios" in cfg_dict
                 else SepViTConfig.from_dict(cfg_dict)
             )
-        except (ValueError, TypeError, KeyError) as e:
-            raise CheckpointError(f"{Path(path).name}: invalid config metadata ({e})") from None
-    _refuse_hostile_config(config, tensors, Path(path).name)
+        # OverflowError: Infinity where a count belongs; RecursionError: absurdly nested JSON
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as e:
+            raise ConfigMetadataError(f"{Path(path).name}: invalid config metadata ({e})") from None
+        try:
+            _refuse_hostile_config(config, tensors, Path(path).name)
+        except CheckpointError as e:
+            raise ConfigMetadataError(str(e)) from None
+    else:
+        _refuse_hostile_config(config, tensors, Path(path).name)
     model = SepViT(config)
     load_weights_into(model, tensors)
     return model.eval()
+
+
+def load_checkpoint_file(path: str | Path, name: str) -> SepViT:
+    """An eval-mode model from the weights file the command lines' ``--checkpoint`` names.
+
+    A project checkpoint (safetensors with config metadata) rebuilds its own architecture, whatever
+    ``name`` says (see :func:`differs_from_variant`); any other state dict (safetensors without config,
+    ``.pt``/``.pth``/``.bin``) is loaded strictly into the variant ``name``. A file whose config
+    metadata is invalid is refused (:class:`ConfigMetadataError`, the reason named), never loaded
+    into ``name`` instead.
+
+    Raises:
+        CheckpointError: an empty path, a folder ("is a folder, not a checkpoint file"), nothing there,
+            invalid config metadata, or a file that loads neither way. For the latter the message gives
+            both reasons ("cannot load checkpoint X: <as a project checkpoint>; as <name> weights: <strictly>").
+        ValueError: an unknown variant ``name``.
+    """
+    from sepvit_viz.model.sepvit import create_model
+
+    path = _existing_file(path)
+    if path.suffix in (".pt", ".pth", ".bin"):  # a PyTorch pickle never holds a project checkpoint
+        return create_model(name, checkpoint_path=str(path)).eval()
+    try:
+        return load_checkpoint(path)
+    except ConfigMetadataError:
+        raise  # a project checkpoint with a broken config: its own reason, not a guess at `name`
+    except CheckpointError as first:
+        # not a project checkpoint (unreadable as one, or no config metadata): try it as weights for `name`
+        try:
+            return create_model(name, checkpoint_path=str(path)).eval()
+        except (CheckpointError, RuntimeError) as second:
+            raise CheckpointError(f"cannot load checkpoint {path.name}: {first}; as {name} weights: {second}") from None
+
+
+def differs_from_variant(config: SepViTConfig, name: str) -> bool:
+    """Whether ``config`` describes another network than the variant ``name`` (dropout rates, which
+    only training uses, and the name are not compared); False for an unknown ``name``."""
+    if name not in VARIANTS:
+        return False
+    plain = {"drop_rate": 0.0, "attn_drop_rate": 0.0, "drop_path_rate": 0.0}
+    return config.replace(**plain) != VARIANTS[name].replace(**plain)
 
 
 def from_official(state_dict: Mapping[str, Any], config: Mapping[str, Any] | SepViTConfig, **overrides: Any) -> SepViT:

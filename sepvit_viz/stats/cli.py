@@ -9,7 +9,8 @@ percentiles over photos of every measure), ``DIR/values.npz`` (every photo's val
 ``DIR/kinds.png`` (GSA against DSSA in each stage) and ``DIR/index.html``. Folders are searched
 recursively. ``--compare`` puts a second checkpoint on the same plots (``random``: the same
 architecture with random initial weights, seed 0). A tqdm bar counts photos on stderr; stdout is
-the single ``wrote ...`` line. Photos that cannot be read are skipped and listed.
+the single ``wrote ...`` line. Photos that cannot be read are skipped and listed. Bad input is one
+``error: ...`` line on stderr and exit status 2, before ``DIR`` is made.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sepvit_viz.cliargs import RecordGiven, checkpoint_problem, model_mismatch, threads_problem
+from sepvit_viz.limits import MAX_BATCH_SIZE, MAX_RESOLUTION, MAX_THREADS, MIN_RESOLUTION, RESOLUTION_MULTIPLE
 from sepvit_viz.outdir import prepare_out_dir
 from sepvit_viz.stats.measures import StatsInputError, compute_stats, list_photos
 
@@ -30,8 +33,14 @@ __all__ = ["add_stats_arguments", "load_for_stats", "main", "run_stats"]
 
 def add_stats_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("sources", type=Path, nargs="+", help="folders (searched recursively) and/or photos")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--model", default="sepvit_lite", help="model variant (default sepvit_lite)")
+    # a string: --out '' must be refused, and Path('') is already '.'
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument(
+        "--model",
+        default="sepvit_lite",
+        action=RecordGiven,
+        help="model variant (default sepvit_lite); a checkpoint with its own architecture overrides it (with a warning)",
+    )
     p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")
     p.add_argument(
         "--compare",
@@ -39,8 +48,14 @@ def add_stats_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="PATH|random",
         help="a second checkpoint on the same plots; 'random' = random initial weights of the same model",
     )
-    p.add_argument("--size", type=int, default=224, help="square input side in pixels (default 224)")
-    p.add_argument("--batch-size", type=int, default=8, help="photos per forward (default 8)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=224,
+        help=f"square input side in pixels, {MIN_RESOLUTION}..{MAX_RESOLUTION} and a multiple of "
+        f"{RESOLUTION_MULTIPLE} (default 224)",
+    )
+    p.add_argument("--batch-size", type=int, default=8, help=f"photos per forward, 1..{MAX_BATCH_SIZE} (default 8)")
     p.add_argument(
         "--limit",
         type=int,
@@ -51,7 +66,7 @@ def add_stats_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: torch's choice; on a busy machine 1 can be faster than 2)",
+        help=f"torch CPU threads, 1..{MAX_THREADS} (default: torch's choice; on a busy machine 1 can be faster than 2)",
     )
     return p
 
@@ -80,16 +95,17 @@ def load_for_stats(name: str, checkpoint: str | None, like: object | None = None
     ``checkpoint``: None (the project's weights for ``name``; random with a warning when it has none),
     ``"random"`` (random initial weights, seed 0, of the architecture of ``like`` when given, so that
     a checkpoint with its own config is compared with its own architecture, else of ``name``), or a
-    file (a project checkpoint rebuilds its own architecture; any other state dict is loaded strictly
-    into ``name``).
+    file (:func:`sepvit_viz.model.weights.load_checkpoint_file`: a project checkpoint rebuilds its own
+    architecture; any other state dict is loaded strictly into ``name``).
 
     Raises:
-        StatsInputError: an unknown variant, or a checkpoint that is missing, unreadable or does not fit.
+        StatsInputError: an unknown variant, or a checkpoint that is empty, missing, a folder,
+            unreadable or does not fit (the message says which).
     """
     import torch
 
     import sepvit_viz
-    from sepvit_viz.model.weights import CheckpointError, load_checkpoint
+    from sepvit_viz.model.weights import CheckpointError, load_checkpoint_file
 
     if name not in sepvit_viz.list_models():
         raise StatsInputError(f"unknown model {name!r}; choose one of {', '.join(sepvit_viz.list_models())}")
@@ -105,20 +121,16 @@ def load_for_stats(name: str, checkpoint: str | None, like: object | None = None
         except (CheckpointError, FileNotFoundError, OSError):
             msg = f"no trained weights for {name}: statistics of RANDOM weights"
             return sepvit_viz.create_model(name).eval(), msg
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise StatsInputError(f"checkpoint not found: {path}")
-    try:
-        return load_checkpoint(path), None
-    except CheckpointError as first:
-        # not a project checkpoint (no config metadata, or a .pt file): try it as weights for `name`
-        try:
-            return sepvit_viz.create_model(name, checkpoint_path=str(path)).eval(), None
-        except (CheckpointError, ValueError, RuntimeError) as second:
-            raise StatsInputError(f"cannot load checkpoint {path.name}: {first}; as {name} weights: {second}") from None
+    try:  # a project checkpoint rebuilds its own architecture, any other state dict loads into `name`
+        return load_checkpoint_file(checkpoint, name), None
+    except CheckpointError as e:
+        raise StatsInputError(str(e)) from None
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    """Measure what ``args`` (from :func:`add_stats_arguments`) asks for and write the report; 0 when
+    written, 2 for bad input (one ``error: ...`` line, nothing written: every setting and source is
+    checked before ``--out`` is made), 130 on Ctrl-C."""
     try:
         from sepvit_viz.validation import SettingsError, validate_resolution
 
@@ -126,22 +138,30 @@ def run_stats(args: argparse.Namespace) -> int:
             size = validate_resolution(args.size)
         except SettingsError as e:
             raise StatsInputError(str(e)) from None
-        if args.batch_size < 1:
-            raise StatsInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+            raise StatsInputError(f"--batch-size must be 1 to {MAX_BATCH_SIZE}, got {args.batch_size}")
+        problems = (
+            threads_problem(args.threads),
+            checkpoint_problem("--checkpoint", args.checkpoint),
+            checkpoint_problem("--compare", args.compare),
+        )
+        for problem in problems:
+            if problem:
+                raise StatsInputError(problem)
         if args.threads is not None:
-            if args.threads < 1:
-                raise StatsInputError(f"--threads must be at least 1, got {args.threads}")
             import torch
 
             torch.set_num_threads(args.threads)
+        # the sources before --out is made: a missing source leaves no empty report folder behind
+        photos = list_photos(args.sources, args.limit, exclude=args.out or None)
         try:
-            prepare_out_dir(args.out)
+            args.out = prepare_out_dir(args.out)
         except ValueError as e:
             raise StatsInputError(str(e)) from None
-        photos = list_photos(args.sources, args.limit, exclude=args.out)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a checkpoint's warnings are printed once below instead
             model, warning = load_for_stats(args.model, args.checkpoint)
+            mismatch = model_mismatch(model.config, args.model, getattr(args, "model_given", False), args.checkpoint)
             models = {_label(args.checkpoint, getattr(model.config, "name", args.model)): model}
             origins = [f"{next(iter(models))} = {_origin(args.checkpoint, warning)}"]
             if args.compare is not None:
@@ -154,6 +174,8 @@ def run_stats(args: argparse.Namespace) -> int:
                 warning = warning or other_warning
         if warning:
             print(f"WARNING: {warning}", file=sys.stderr)
+        if mismatch:
+            print(f"WARNING: {mismatch}", file=sys.stderr)
         skipped = []
         with tqdm(total=len(photos), unit="photo", desc="stats", file=sys.stderr) as bar:
 
@@ -172,8 +194,9 @@ def run_stats(args: argparse.Namespace) -> int:
         return 130
     from sepvit_viz.stats.plots import write_report
 
-    notes = [f"WARNING: {warning}"] if warning else []
-    notes.append(f"Sources: {', '.join(str(s) for s in args.sources)}; model {args.model}.")
+    notes = [f"WARNING: {w}" for w in (warning, mismatch) if w]
+    # the model measured: a checkpoint with its own architecture overrides --model
+    notes.append(f"Sources: {', '.join(str(s) for s in args.sources)}; model {model.config.name}.")
     notes.append(f"Weights: {'; '.join(origins)}.")
     index = write_report(results, args.out, notes=notes)
     n = results[0].num_photos
@@ -188,3 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argparse.ArgumentParser(prog="python -m sepvit_viz stats", description=__doc__.split("\n\n")[0])
     )
     return run_stats(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -415,22 +415,34 @@ def list_photos(
 ) -> list[Path]:
     """Photos named by ``sources``: files as given, folders searched recursively for image suffixes
     (:data:`IMAGE_SUFFIXES`), sorted; each photo once (a file named twice, or found through two
-    sources, by its resolved path), none under the folder ``exclude`` (a report's output folder inside
-    a source: its plots are not photos); at most ``limit`` (the first ones) when given.
+    sources, by its resolved path); at most ``limit`` (the first ones) when given.
+
+    ``exclude`` is the report's output folder (``--out``), whose plots are not photos: when it lies
+    strictly inside a source folder nothing under it is read; when it is the source folder itself
+    (or holds it) only the report's own plots directly in it (``depth_*.png``, ``kinds.png``) are
+    left out, so ``stats SRC --out SRC`` still measures SRC's photos.
 
     Raises:
         StatsInputError: a source that does not exist, a file without an image suffix, or no photo at all.
     """
     skip = Path(exclude).resolve() if exclude is not None else None
 
-    def wanted(f: Path) -> bool:
-        return skip is None or not f.resolve().is_relative_to(skip)
+    def wanted(f: Path, folder: Path) -> bool:
+        if skip is None:
+            return True
+        real = f.resolve()
+        if skip != folder and skip.is_relative_to(folder):  # --out strictly inside the source
+            return not real.is_relative_to(skip)
+        return not (real.parent == skip and _is_report_plot(real.name))
 
     found: list[Path] = []
     for src in sources:
         p = Path(src)
         if p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and wanted(f))
+            folder = p.resolve()
+            inside = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and wanted(f, folder)
+            )
             if not inside:
                 raise StatsInputError(f"no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) in {p} or its subfolders")
             found += inside
@@ -451,6 +463,12 @@ def list_photos(
             raise StatsInputError(f"the photo limit must be at least 1, got {limit}")
         found = found[:limit]
     return found
+
+
+def _is_report_plot(name: str) -> bool:
+    """Whether ``name`` is a picture ``sepvit_viz.stats.plots.write_report`` writes (``depth_<measure>.png``,
+    ``kinds.png``)."""
+    return name == "kinds.png" or (name.startswith("depth_") and name.endswith(".png"))
 
 
 def _load(path: Path, size: int) -> np.ndarray:

@@ -19,13 +19,24 @@ written without them (or to merge another card's), ``--carry-from OLD_CARD`` cop
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["carry_other_runs", "main", "mean_agreement", "mean_top1", "other_run_record", "record_other_runs"]
+__all__ = [
+    "carry_other_runs",
+    "check_card",
+    "main",
+    "mean_agreement",
+    "mean_top1",
+    "other_run_record",
+    "record_other_runs",
+]
 
 
 def mean_top1(card: dict[str, Any]) -> float | None:
@@ -162,14 +173,93 @@ def carry_other_runs(card: dict[str, Any], source: dict[str, Any]) -> tuple[dict
     return out, messages
 
 
+#: The sections of a card this module reads with ``.get``: each is an object (or absent / empty).
+_SECTIONS = (
+    "evaluation",
+    "evaluation_during_training",
+    "training_data",
+    "augmentation",
+    "optimizer",
+    "feature_loss",
+    "resolution",
+)
+
+
+def _check_results(results: object, where: str) -> None:
+    """Per-folder results (``{folder: {"student_top1": ..., "agreement": ...}}``): the figures this
+    module averages must be numbers."""
+    if not results:
+        return
+    if not isinstance(results, dict):
+        raise ValueError(f"{where} is not an object")
+    for folder, r in results.items():
+        for key in ("student_top1", "agreement"):
+            if isinstance(r, dict) and key in r and not isinstance(r[key], (int, float)):
+                raise ValueError(f"{where}.{folder}.{key} is not a number")
+
+
+def check_card(card: dict[str, Any]) -> None:
+    """Raise ``ValueError`` (the reason) when a field this module reads has a shape distill never
+    writes: a section that is not an object, ``lineage`` / ``other_runs`` that are not lists of
+    objects, a ``run`` name that is not text, a top-1 or agreement that is not a number."""
+    if not isinstance(card.get("run"), (str, type(None))):
+        raise ValueError("'run' is not a name")
+    for key in _SECTIONS:
+        if card.get(key) and not isinstance(card[key], dict):
+            raise ValueError(f"{key!r} is not an object")
+    evaluation = card.get("evaluation") or {}
+    _check_results(evaluation.get("results"), "evaluation.results")
+    targets = evaluation.get("targets")
+    if targets and not isinstance(targets, dict):
+        raise ValueError("evaluation.targets is not an object")
+    for folder, target in (targets or {}).items():
+        if target and not isinstance(target, dict):
+            raise ValueError(f"evaluation.targets.{folder} is not an object")
+    for key in ("lineage", "other_runs"):
+        entries = card.get(key)
+        if entries and not isinstance(entries, list):
+            raise ValueError(f"{key!r} is not a list")
+        for i, entry in enumerate(entries or []):
+            if not isinstance(entry, dict):
+                raise ValueError(f"{key}[{i}] is not an object")
+            if not isinstance(entry.get("run"), (str, type(None))):
+                raise ValueError(f"{key}[{i}].run is not a name")
+            if isinstance(entry.get("evaluation"), dict):  # a run's results, averaged when carried
+                _check_results(entry["evaluation"], f"{key}[{i}].evaluation")
+
+
 def _read_card(path: str | Path) -> dict[str, Any]:
+    """The card at ``path``, checked with :func:`check_card`; ``ValueError`` naming ``path`` otherwise."""
     try:
         card = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not JSON, not UTF-8 text
         raise ValueError(f"{path}: not a readable model card ({e})") from e
+    except RecursionError:
+        raise ValueError(f"{path}: not a model card written by distill (nested too deeply)") from None
     if not isinstance(card, dict):
-        raise ValueError(f"{path}: not a model card (a JSON object was expected)")
+        raise ValueError(f"{path}: not a model card written by distill (a JSON object was expected)")
+    try:
+        check_card(card)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a model card written by distill ({e})") from None
     return card
+
+
+def _write_card(path: str | Path, text: str) -> None:
+    """Replace the card at ``path`` (through a symbolic link, keeping its mode) with ``text``
+    atomically: a temporary file in the same folder, then ``os.replace``, so an interrupted or
+    failed write leaves the old card whole. ``OSError`` when it cannot be written."""
+    target = Path(os.path.realpath(path))
+    if not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, "no permission to write it")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        shutil.copymode(target, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,12 +282,24 @@ def main(argv: list[str] | None = None) -> int:
             updated, carried = carry_other_runs(updated, _read_card(args.carry_from))
             messages += carried
         if args.runs:
-            updated, recorded = record_other_runs(updated, [_read_card(r) for r in args.runs], args.why)
+            run_cards = [_read_card(r) for r in args.runs]
+            for path, run_card in zip(args.runs, run_cards):
+                if not run_card.get("run"):
+                    raise ValueError(f"{path}: not a model card written by distill (it has no 'run' name)")
+            updated, recorded = record_other_runs(updated, run_cards, args.why)
             messages += recorded
+        try:
+            text = json.dumps(updated, indent=2) + "\n"
+        except RecursionError:
+            raise ValueError(f"{args.card}: not a model card written by distill (nested too deeply)") from None
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    Path(args.card).write_text(json.dumps(updated, indent=2) + "\n")
+    try:
+        _write_card(args.card, text)
+    except OSError as e:
+        print(f"error: {args.card}: cannot write it ({e.strerror or e}); the card is unchanged", file=sys.stderr)
+        return 2
     for m in messages:
         print(m)
     return 0

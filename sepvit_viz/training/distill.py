@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import shlex
 import signal
 import sys
@@ -43,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sepvit_viz.limits import MAX_THREADS
 from sepvit_viz.model.weights import ASSETS_DIR, card_path_for
 from sepvit_viz.training.data import (
     LOW_RES_SIDES,
@@ -60,7 +62,7 @@ from sepvit_viz.training.data import (
 )
 from sepvit_viz.training.ema import WeightAverage
 
-__all__ = ["DistillConfig", "Distiller", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
+__all__ = ["DistillConfig", "Distiller", "check_options", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
 
 REPO = Path(__file__).resolve().parents[2]
 # A training step or an evaluation batch takes about a second; one that took longer than this was
@@ -193,8 +195,8 @@ def parse_dir_weights(spec: str, flag: str = "--dir-weights") -> dict[str, float
             weight = float(w)
         except ValueError:
             raise ValueError(f"{flag}: {part!r} is not NAME=VALUE") from None
-        if not name or not weight > 0:
-            raise ValueError(f"{flag}: {part!r} needs a folder name and a value > 0")
+        if not name or not (weight > 0 and math.isfinite(weight)):
+            raise ValueError(f"{flag}: {part!r} needs a folder name and a finite value > 0")
         out[name] = weight
     return out
 
@@ -270,8 +272,15 @@ def parse_res_schedule(spec: str) -> list[tuple[float, int]]:
     """ "0:160,0.6:192,0.85:224" -> [(0.0, 160), (0.6, 192), (0.85, 224)] (progress -> resolution)."""
     points = []
     for part in spec.split(","):
-        at, res = part.split(":")
-        points.append((float(at), int(res)))
+        at, sep, res = part.partition(":")
+        try:
+            if not sep:
+                raise ValueError(part)
+            points.append((float(at), int(res)))
+        except ValueError:
+            raise ValueError(f"--res-schedule {spec!r}: {part!r} is not PROGRESS:PX (e.g. 0:160,0.7:224)") from None
+        if not math.isfinite(points[-1][0]) or points[-1][0] < 0:
+            raise ValueError(f"--res-schedule {spec!r}: progress {at!r} is not a finite number from 0")
     points.sort()
     if not points or points[0][0] != 0.0:
         raise ValueError(f"resolution schedule must start at progress 0: {spec!r}")
@@ -1046,20 +1055,73 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: What :meth:`Distiller.load_state_dict` reads from every saved state.
+STATE_KEYS = (
+    "config",
+    "student",
+    "optimizer",
+    "step",
+    "images_seen",
+    "elapsed",
+    "epoch",
+    "pos",
+    "generator",
+    "torch_rng",
+    "history",
+)
+
+
+def _load_state(state_path: Path) -> dict[str, Any]:
+    """``state_path`` loaded (tensors and plain containers only); ``ValueError`` naming it when it is
+    not a state distill saved: unreadable, not a dict, or without a saved config of known settings."""
+
+    def refuse(reason: str) -> ValueError:
+        return ValueError(f"--resume: {state_path} is not a distill state ({reason})")
+
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load has no error type of its own: pickle, zip, EOF, OS errors
+        if isinstance(e, pickle.UnpicklingError):  # its text is a page about weights_only
+            detail = "not a file torch.save wrote of tensors and plain containers"
+        else:
+            detail = " ".join(str(e).split()).split(". ")[0][:200] or "empty or cut short"
+        raise refuse(f"torch.load: {type(e).__name__}, {detail}") from None
+    if not isinstance(state, dict):
+        raise refuse(f"it holds a {type(state).__name__}, not a dict")
+    if "config" not in state:
+        raise refuse("no saved config")
+    try:
+        saved = json.loads(state["config"])
+    except (TypeError, ValueError) as e:
+        raise refuse(f"its config is not JSON: {e}") from None
+    if not isinstance(saved, dict):
+        raise refuse("its config is not a JSON object")
+    unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(DistillConfig)})
+    if unknown:
+        raise refuse(f"its config has settings this version does not know: {', '.join(map(str, unknown))}")
+    return state
+
+
+def resume_state_path(args: argparse.Namespace) -> Path:
+    """The state ``--resume`` reads: ``<--runs-dir>/<--name>/state.pt`` as given (else the defaults)."""
+    name = args.name if args.name is not None else DistillConfig.name
+    runs_dir = args.runs_dir if args.runs_dir is not None else DistillConfig.runs_dir
+    return Path(runs_dir) / name / "state.pt"
+
+
 def config_from_args(args: argparse.Namespace) -> tuple[DistillConfig, dict[str, Any] | None]:
-    """Defaults <- saved config (with --resume) <- flags given on this command line."""
+    """Defaults <- saved config (with --resume) <- flags given on this command line. ``ValueError``
+    for ``--resume`` without a state, or with a file that is not a distill state."""
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     base = DistillConfig().to_dict()
     base["out"] = None  # the default follows this run's --runs-dir, --name and --model
     base["seed"] = None  # likewise the default seed follows --name (a resumed run keeps its saved one)
     state = None
     if args.resume:
-        name = given.get("name", base["name"])
-        runs_dir = Path(given.get("runs_dir", base["runs_dir"]))
-        state_path = runs_dir / name / "state.pt"
+        state_path = resume_state_path(args)
         if not state_path.exists():
-            raise SystemExit(f"--resume: no state at {state_path}")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+            raise ValueError(f"--resume: no state at {state_path}")
+        state = _load_state(state_path)
         base.update(json.loads(state["config"]))
         # Runs started before --out defaulted to the run folder saved the shipped asset as their out:
         # resuming one must not overwrite the shipped checkpoint unless --out says so now.
@@ -1073,6 +1135,141 @@ def config_from_args(args: argparse.Namespace) -> tuple[DistillConfig, dict[str,
             )
     base.update(given)
     return DistillConfig(**base), state
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: Whole-number settings: (smallest, largest) allowed.
+INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "batch_size": (1, None),
+    "cache_size": (16, None),  # the smallest --cache-caps allows
+    "threads": (1, MAX_THREADS),
+    "cache_workers": (1, None),
+    "eval_limit": (1, None),
+    "log_every": (1, None),
+    "proj_fit_batches": (0, None),
+    "seed": (0, 2**64 - 1),  # what torch's and numpy's generators take
+}
+#: Settings that are numbers: (lowest, highest, whether the lowest itself is allowed); every one finite.
+FLOAT_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "lr": (0.0, None, False),
+    "min_lr": (0.0, None, True),
+    "weight_decay": (0.0, None, True),
+    "warmup": (0.0, 1.0, True),
+    "clip_grad": (0.0, None, True),
+    "temperature": (0.0, None, False),
+    "feature_weight": (0.0, None, True),
+    "ema_decay": (0.0, 1.0 - 1e-12, True),  # below 1: 0 is off
+    "drop_path_rate": (0.0, 1.0 - 1e-12, True),  # below 1
+    "crop_scale_min": (0.0, 1.0, False),
+    "mixup_alpha": (0.0, None, True),
+    "mixup_prob": (0.0, 1.0, True),
+    "save_every_min": (0.0, None, True),
+    "eval_every_min": (0.0, None, True),
+}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _check_device(spec: object) -> None:
+    """Refuse a ``--device`` torch does not know, or whose kind (or index) this machine lacks."""
+    try:
+        device = torch.device(spec)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {spec!r}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cpu":
+        return
+    if device.type == "mps":
+        available, count = torch.backends.mps.is_available(), 1
+    else:
+        backend = getattr(torch, device.type, None)
+        is_available = getattr(backend, "is_available", None)
+        available = bool(is_available()) if callable(is_available) else False
+        count = backend.device_count() if available and hasattr(backend, "device_count") else 1
+    if not available:
+        raise ValueError(f"--device {spec}: this machine has no {device.type} device to train on")
+    if device.index is not None and device.index >= count:
+        raise ValueError(f"--device {spec}: this machine has {count} {device.type} device(s)")
+
+
+def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state_path: Path | None = None) -> None:
+    """Refuse (``ValueError``, one line naming the option) a setting the run could not use, before
+    anything is created or loaded: no budget, or a negative or non-finite one; a number out of its
+    range (:data:`INT_RANGES`, :data:`FLOAT_RANGES`); a resolution schedule, folder weight, cache cap
+    or low-resolution share that does not parse or fit; an unknown ``--model`` or ``--device``; a
+    missing ``--init-from`` (unless the state holds the parent's card) or ``--teacher-checkpoint``;
+    held-out folders that overlap the training folders or hold no labelled photos; ``--feature-weight``
+    switched on or off at a resume; a state without what a resume reads (:data:`STATE_KEYS`)."""
+    from sepvit_viz.limits import INPUT_MAX_SIDE, INPUT_MIN_SIDE
+    from sepvit_viz.model.sepvit import list_models
+
+    steps, budget = cfg.steps, cfg.time_budget_min
+    if steps is not None and not (_is_int(steps) and steps >= 0):
+        raise ValueError(f"--steps {steps}: must be a whole number of steps, 1 or more (0: no step limit)")
+    if budget is not None and not (_is_number(budget) and budget >= 0):
+        raise ValueError(f"--time-budget-min {budget}: must be a finite number of minutes above 0 (0: no time limit)")
+    if not budget and not steps:
+        given = [f"{flag} {v:g}" for flag, v in (("--time-budget-min", budget), ("--steps", steps)) if v is not None]
+        raise ValueError(
+            "give --time-budget-min or --steps, above 0" + (f" ({' and '.join(given)}: no limit)" if given else "")
+        )
+    if not cfg.train_dirs:
+        raise ValueError("give --train-dirs FOLDER... (folders of training photos)")
+    for key, (low, high) in INT_RANGES.items():
+        value = getattr(cfg, key)
+        if not (_is_int(value) and value >= low and (high is None or value <= high)):
+            rule = f" from {low} to {high}" if high is not None else f", at least {low}"
+            raise ValueError(f"{_flag(key)} {value}: must be a whole number{rule}")
+    for key, (low, high, low_ok) in FLOAT_RANGES.items():
+        value = getattr(cfg, key)
+        ok = _is_number(value) and (value >= low if low_ok else value > low) and (high is None or value <= high)
+        if not ok:
+            above = f"from {low:g}" if low_ok else f"above {low:g}"
+            below = "" if high is None else (", below 1" if high < 1.0 else f" to {high:g}")
+            raise ValueError(f"{_flag(key)} {value}: must be a finite number {above}{below}")
+    if cfg.model not in list_models():
+        raise ValueError(f"--model {cfg.model!r}: unknown; choose one of {', '.join(list_models())}")
+    _check_device(cfg.device)
+    for at, res in parse_res_schedule(cfg.res_schedule):
+        if not INPUT_MIN_SIDE <= res <= INPUT_MAX_SIDE:
+            raise ValueError(
+                f"--res-schedule {cfg.res_schedule}: {res} px at {at:g} is outside {INPUT_MIN_SIDE}-{INPUT_MAX_SIDE} px"
+            )
+    check_dir_weights(cfg.dir_weights, cfg.train_dirs)
+    low_res = check_dir_weights(cfg.low_res_dirs, cfg.train_dirs, "--low-res-dirs")
+    if any(not 0.0 < v <= 1.0 for v in low_res.values()):
+        raise ValueError(f"--low-res-dirs: probabilities must lie in (0, 1], got {cfg.low_res_dirs!r}")
+    caps = check_dir_weights(cfg.cache_caps, cfg.train_dirs, "--cache-caps")
+    bad = {k: v for k, v in caps.items() if v != int(v) or not 16 <= v <= cfg.cache_size}
+    if bad:
+        raise ValueError(f"--cache-caps: caps must be whole numbers from 16 to --cache-size ({cfg.cache_size}): {bad}")
+    if cfg.init_from and (state is None or "parent_card" not in state) and not Path(cfg.init_from).is_file():
+        raise ValueError(f"--init-from {cfg.init_from}: no such checkpoint file")
+    if cfg.teacher_checkpoint and not Path(cfg.teacher_checkpoint).is_file():
+        raise ValueError(f"--teacher-checkpoint {cfg.teacher_checkpoint}: no such file")
+    check_held_out_apart(cfg.train_dirs, cfg.val_dirs)
+    for d in cfg.val_dirs or []:  # before the teacher and the photo cache (minutes) are built
+        labelled_images(d)
+    if state is not None:
+        saved_fw = json.loads(state["config"]).get("feature_weight", DistillConfig.feature_weight)
+        if (saved_fw > 0) != (cfg.feature_weight > 0):
+            raise ValueError(
+                f"--feature-weight {cfg.feature_weight:g} with --resume: the run was saved with "
+                f"{saved_fw:g}, and feature matching cannot be switched on or off mid-run (its projection "
+                "is part of the optimiser); start a new run with --init-from instead"
+            )
+        missing = [k for k in STATE_KEYS if k not in state]
+        if missing:
+            where = state_path or Path(cfg.runs_dir) / cfg.name / "state.pt"
+            raise ValueError(f"--resume: {where} is not a distill state (it lacks {', '.join(missing)})")
 
 
 def setup_logging(run_dir: Path) -> logging.Logger:
@@ -1253,39 +1450,29 @@ class _signals_deferred:
             raise Interrupted(signum)
 
 
+class Refused(SystemExit):
+    """A setting refused before the run (its ``error:`` line already printed): exit status 2, and the
+    message as the exception's text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Returns 0 when the budget is spent, 128 + the signal number (143 SIGTERM, 130 Ctrl-C) when a
-    signal stopped the run (state and checkpoint saved, no traceback)."""
+    signal stopped the run (state and checkpoint saved, no traceback). A setting that cannot work is
+    one ``error:`` line and exit status 2 (:class:`Refused`) before anything is created or loaded."""
     from sepvit_viz.model.runtime import tune_malloc
 
     tune_malloc()
     args = build_parser().parse_args(argv)
-    cfg, state = config_from_args(args)
-    if not cfg.time_budget_min and not cfg.steps:
-        raise SystemExit("give --time-budget-min or --steps")
-    if not cfg.train_dirs:
-        raise SystemExit("give --train-dirs FOLDER... (folders of training photos)")
-    try:
-        check_dir_weights(cfg.dir_weights, cfg.train_dirs)
-        caps = check_dir_weights(cfg.cache_caps, cfg.train_dirs, "--cache-caps")
-        bad = {k: v for k, v in caps.items() if v != int(v) or not 16 <= v <= cfg.cache_size}
-        if bad:
-            raise ValueError(
-                f"--cache-caps: caps must be whole numbers from 16 to --cache-size ({cfg.cache_size}): {bad}"
-            )
-        check_held_out_apart(cfg.train_dirs, cfg.val_dirs)
-        for d in cfg.val_dirs or []:  # before the teacher and the photo cache (minutes) are built
-            labelled_images(d)
-        if state is not None:
-            saved_fw = json.loads(state["config"]).get("feature_weight", DistillConfig.feature_weight)
-            if (saved_fw > 0) != (cfg.feature_weight > 0):
-                raise ValueError(
-                    f"--feature-weight {cfg.feature_weight:g} with --resume: the run was saved with "
-                    f"{saved_fw:g}, and feature matching cannot be switched on or off mid-run (its projection "
-                    "is part of the optimiser); start a new run with --init-from instead"
-                )
+    try:  # every setting is checked before anything is created or loaded (the teacher, the cache)
+        cfg, state = config_from_args(args)
+        check_options(cfg, state, resume_state_path(args))
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        print(f"error: {exc}", file=sys.stderr)
+        raise Refused(str(exc)) from None
     # `kill PID` (SIGTERM) stops a background run as cleanly as Ctrl-C: state saved, checkpoint written.
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sepvit_viz.cliargs import threads_problem
 from sepvit_viz.model.weights import card_path_for, coverage_note
 from sepvit_viz.training.data import held_out_key, labelled_images, load_eval_set, normalize_uint8
 
@@ -397,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size), ("--threads", args.threads)):
         if value is not None and value < 1:
             p.error(f"{flag} must be at least 1 (got {value})")
+    if problem := threads_problem(args.threads):
+        p.error(problem)
     if args.json_out:  # refused before the evaluation runs, not after it
         target = Path(args.json_out)
         if target.is_dir() or not target.parent.is_dir():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import random
 import sys
 from collections import defaultdict
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from sepvit_viz.imageio import upright
+from sepvit_viz.imageio import MIN_SIDE, upright
 from sepvit_viz.preprocess import resize_center_crop
 from sepvit_viz.training.data import list_images
 
@@ -30,6 +31,7 @@ __all__ = [
     "PackReport",
     "PackSource",
     "balanced_pick",
+    "check_out",
     "encode_square",
     "main",
     "pack_name",
@@ -83,28 +85,40 @@ def balanced_pick(photos: list[Path], root: Path, count: int | None, seed: int =
     return sorted(turns[:count])
 
 
-def encode_square(path: Path, side: int, quality: int) -> bytes | None:
-    """A photo centre-cropped to a square of ``min(short side, side)`` px, as WebP bytes (None: unreadable)."""
+def _encode(path: Path, side: int, quality: int) -> bytes | str:
+    """:func:`encode_square`'s WebP bytes, or why there are none: ``"unreadable"`` or ``"too small"``."""
     try:
         with Image.open(path) as im:
+            if min(im.size) < MIN_SIDE:
+                return "too small"
             im.load()
             s = min(side, *im.size)
             img = resize_center_crop(upright(im), s, crop_pct=1.0)
     except (OSError, ValueError, Image.DecompressionBombError):
-        return None
+        return "unreadable"
     buf = io.BytesIO()
     img.save(buf, format="WEBP", quality=quality, method=4)
     return buf.getvalue()
 
 
+def encode_square(path: Path, side: int, quality: int) -> bytes | None:
+    """A photo centre-cropped to a square of ``min(short side, side)`` px, as WebP bytes (None:
+    unreadable, or under :data:`sepvit_viz.imageio.MIN_SIDE` px on its short side, a photo the app
+    refuses)."""
+    data = _encode(path, side, quality)
+    return data if isinstance(data, bytes) else None
+
+
 @dataclass
 class PackReport:
-    """What :func:`write_pack` wrote: per folder name (photos, bytes), photos it could not read, and
+    """What :func:`write_pack` wrote: per folder name (photos, bytes), photos it could not read,
+    photos it left out as under :data:`sepvit_viz.imageio.MIN_SIDE` px on their short side, and
     whether it stopped at the size budget."""
 
     written: dict[str, tuple[int, int]]
     unreadable: int = 0
     budget_reached: bool = False
+    too_small: int = 0
 
 
 def pack_name(path: Path) -> str:
@@ -113,24 +127,43 @@ def pack_name(path: Path) -> str:
     return f"{path.name}.webp"
 
 
+def check_out(out: Path) -> None:
+    """Refuse (``ValueError``) a pack folder that is a file, lies under a file or is not empty;
+    nothing is created."""
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{out} is a file, not a folder")
+        if any(out.iterdir()):
+            raise ValueError(f"{out} is not empty; a pack is written into a new folder")
+        return
+    for parent in out.absolute().parents:  # the nearest part of the path that exists must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{out}: {parent} is a file, not a folder")
+            return
+
+
 def write_pack(
     sources: list[PackSource], out: Path, side: int, quality: int, max_mib: float, seed: int = 0
 ) -> PackReport:
     """Write the pack into ``out`` (which must be empty or absent) and report what went in.
 
     Each source becomes ``out/<folder name>/<path below it>``; two sources with the same folder name
-    are a ``ValueError``, as is a source holding no photos. Folders are filled round-robin in
+    are a ``ValueError``, as are a source holding no photos, an ``out`` that is a file or lies under
+    one, and a ``max_mib`` that is not a finite number above 0. Folders are filled round-robin in
     twentieths, so when ``max_mib`` is reached every folder has had its share of the budget rather
-    than the first ones taking all of it."""
+    than the first ones taking all of it. Photos under :data:`sepvit_viz.imageio.MIN_SIDE` px on
+    their short side are left out (``too_small``): the app refuses them."""
     from tqdm import tqdm
 
+    if not (max_mib > 0 and math.isfinite(max_mib * 2**20)):
+        raise ValueError(f"--max-mib {max_mib:g}: must be a finite number above 0")
     names = [src.folder.name for src in sources]
     if len(set(names)) != len(names):
         raise ValueError(
             f"two sources share a folder name ({', '.join(sorted(names))}); the pack keeps one folder per name"
         )
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty; a pack is written into a new folder")
+    check_out(out)
     plans = []
     for src in sources:
         if not src.folder.is_dir():
@@ -149,9 +182,12 @@ def write_pack(
         for src, chunk in slices:
             for path in chunk:
                 bar.update(1)
-                data = encode_square(path, side, quality)
-                if data is None:
-                    report.unreadable += 1
+                data = _encode(path, side, quality)
+                if isinstance(data, str):  # left out: why
+                    if data == "too small":
+                        report.too_small += 1
+                    else:
+                        report.unreadable += 1
                     continue
                 if total + len(data) > budget:
                     report.budget_reached = True
@@ -169,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: write the pack, print a table of photos and MiB per folder; 0 on success, 2 on a
     bad folder or count (message on stderr)."""
     p = argparse.ArgumentParser(prog="python -m sepvit_viz.training.pack", description=__doc__.splitlines()[0])
-    p.add_argument("out", type=Path, help="the pack folder to write, new or empty (one subfolder per source)")
+    p.add_argument("out", help="the pack folder to write, new or empty (one subfolder per source)")
     p.add_argument("--from", dest="sources", nargs="+", required=True, help="training folders, DIR or DIR=COUNT")
     p.add_argument("--side", type=int, default=128, help="largest square side in px, 16-1024 (default 128)")
     p.add_argument("--quality", type=int, default=80, help="WebP quality 1-100 (default 80)")
@@ -180,13 +216,19 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--side {args.side}: must be 16-1024")
     if not 1 <= args.quality <= 100:
         p.error(f"--quality {args.quality}: must be 1-100")
-    if args.max_mib <= 0:
-        p.error(f"--max-mib {args.max_mib:g}: must be positive")
+    if not (args.max_mib > 0 and math.isfinite(args.max_mib * 2**20)):
+        p.error(f"--max-mib {args.max_mib:g}: must be a finite number above 0")
+    if not args.out:
+        p.error("OUT is empty: give the pack folder to write")
     try:
         sources = [parse_source(s) for s in args.sources]
-        report = write_pack(sources, args.out, args.side, args.quality, args.max_mib, args.seed)
-    except (ValueError, FileNotFoundError) as e:
+        report = write_pack(sources, Path(args.out), args.side, args.quality, args.max_mib, args.seed)
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder that cannot be read or written, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     print(f"{'folder':<24} {'photos':>8} {'MiB':>8}")
     for name, (n, b) in report.written.items():
@@ -197,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped at --max-mib {args.max_mib:g}: not every picked photo is in the pack")
     if report.unreadable:
         print(f"{report.unreadable} photo(s) could not be read and were left out")
+    if report.too_small:
+        print(f"{report.too_small} photo(s) under {MIN_SIDE} px on the short side were left out (the app refuses them)")
     return 0
 
 

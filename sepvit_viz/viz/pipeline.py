@@ -193,19 +193,21 @@ def class_names_for(num_classes: int) -> list[str]:
 def load_model(name: str = "sepvit_lite", checkpoint: str | None = None) -> tuple[nn.Module, str | None]:
     """An eval-mode model and a warning (None when trained weights were loaded).
 
-    ``checkpoint``: a file to load. A project checkpoint (safetensors with config metadata) rebuilds
-    its own architecture; any other file is loaded strictly into variant ``name``. Without it, the
-    project's default checkpoint for ``name``; when there is none the model keeps RANDOM weights and
-    the warning says so (every view still works, but the maps mean nothing).
+    ``checkpoint``: a file to load (:func:`sepvit_viz.model.weights.load_checkpoint_file`). A project
+    checkpoint (safetensors with config metadata) rebuilds its own architecture, whatever ``name``
+    says (``model.config`` tells which); any other file is loaded strictly into variant ``name``.
+    Without it (None), the project's default checkpoint for ``name``; when there is none the model
+    keeps RANDOM weights and the warning says so (every view still works, but the maps mean nothing).
+
+    Raises ``CheckpointError`` (a ``ValueError``) for a checkpoint that is empty (``""``), missing, a
+    folder, or loads neither way (the message gives both reasons), and ``ValueError`` for an unknown
+    ``name``.
     """
     import sepvit_viz
-    from sepvit_viz.model.weights import CheckpointError, load_checkpoint
+    from sepvit_viz.model.weights import load_checkpoint_file
 
-    if checkpoint:
-        try:
-            return load_checkpoint(checkpoint), None
-        except CheckpointError:
-            return sepvit_viz.create_model(name, checkpoint_path=checkpoint).eval(), None
+    if checkpoint is not None:
+        return load_checkpoint_file(checkpoint, name), None
     try:
         return sepvit_viz.create_model(name, pretrained=True).eval(), None
     except (ValueError, FileNotFoundError, OSError) as e:
