@@ -1140,6 +1140,10 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--steps", "1", "--ema-decay", "1"], r"--ema-decay 1.0: must be a finite number from 0, below 1"),
         (["--steps", "1", "--dir-weights", "train=inf"], r"--dir-weights: 'train=inf' needs .* finite value"),
         (["--steps", "1", "--seed", "-1"], r"--seed -1: must be a whole number from 0"),
+        (["--steps", "1", "--name", ""], r"--name '': must be one folder name"),
+        (["--steps", "1", "--name", "a/b"], r"--name 'a/b': must be one folder name"),
+        (["--steps", "1", "--name", ".."], r"--name '..': must be one folder name"),
+        (["--steps", "1", "--out", "student.pt"], r"--out student.pt: must be a .safetensors file path"),
     ],
 )
 def test_an_impossible_setting_is_one_error_line_before_anything_is_made(
@@ -1151,6 +1155,22 @@ def test_an_impossible_setting_is_one_error_line_before_anything_is_made(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err), err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_out_under_a_file_or_a_folder_is_refused_before_anything_is_made(
+    photo_dirs, tmp_path, capsys, no_training
+) -> None:
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder.safetensors").mkdir()
+    for out, says in (
+        (tmp_path / "a_file" / "sub" / "s.safetensors", "is a file, so the checkpoint cannot be written under it"),
+        (tmp_path / "a_folder.safetensors", "must be a .safetensors file path, not a folder"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main([*_cli(photo_dirs, tmp_path, "bad"), "--steps", "1", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("error: --out ") and says in err, err
+        assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
 
 
 def test_a_zero_budget_still_means_no_limit_beside_the_other_one(photo_dirs, tmp_path) -> None:

@@ -1206,6 +1206,7 @@ def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state
     range (:data:`INT_RANGES`, :data:`FLOAT_RANGES`); a resolution schedule, folder weight, cache cap
     or low-resolution share that does not parse or fit; an unknown ``--model`` or ``--device``; a
     missing ``--init-from`` (unless the state holds the parent's card) or ``--teacher-checkpoint``;
+    a ``--name`` that is not one folder name; an ``--out`` that is not a .safetensors path or lies under a file;
     held-out folders that overlap the training folders or hold no labelled photos; ``--feature-weight``
     switched on or off at a resume; a state without what a resume reads (:data:`STATE_KEYS`)."""
     from sepvit_viz.limits import INPUT_MAX_SIDE, INPUT_MIN_SIDE
@@ -1223,6 +1224,14 @@ def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state
         )
     if not cfg.train_dirs:
         raise ValueError("give --train-dirs FOLDER... (folders of training photos)")
+    if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or os.sep in cfg.name:
+        raise ValueError(f"--name {cfg.name!r}: must be one folder name (the run lives in <runs-dir>/<name>/)")
+    out = Path(cfg.out)
+    if out.suffix != ".safetensors" or out.is_dir():
+        raise ValueError(f"--out {cfg.out}: must be a .safetensors file path, not a folder")
+    blocker = next((p for p in (out.parent, *out.parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"--out {cfg.out}: {blocker} is a file, so the checkpoint cannot be written under it")
     for key, (low, high) in INT_RANGES.items():
         value = getattr(cfg, key)
         if not (_is_int(value) and value >= low and (high is None or value <= high)):
