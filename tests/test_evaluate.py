@@ -117,7 +117,7 @@ def one_photo_folder(tmp_path: Path) -> Path:
     [
         (["--limit", "0"], "--limit must be at least 1"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--threads", "-1"], "--threads must be at least 1"),
+        (["--threads", "-1"], "--threads must be 1 to 256, got -1"),
         (["--threads", "2147483648"], "--threads must be 1 to 256, got 2147483648"),
         (["--json", "{tmp}"], "not a file in an existing folder"),
         (["--json", "{tmp}/no/such/folder/out.json"], "not a file in an existing folder"),
@@ -128,7 +128,8 @@ def test_impossible_settings_are_refused_before_anything_runs(tmp_path, capsys, 
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main([str(d), *[f.format(tmp=tmp_path) for f in flags]])
     assert exit_info.value.code == 2
-    assert says in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1, err  # one line, no usage block
 
 
 def test_a_bad_checkpoint_or_a_folder_of_unreadable_photos_is_a_one_line_error(tmp_path, capsys):

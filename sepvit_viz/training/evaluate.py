@@ -395,15 +395,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.dirs and not args.examples and not args.many_classes:
         p.error("give held-out folders, --examples DIR, --many-classes DIR, or several")
-    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size), ("--threads", args.threads)):
-        if value is not None and value < 1:
-            p.error(f"{flag} must be at least 1 (got {value})")
-    if problem := threads_problem(args.threads):
-        p.error(problem)
+    problems = [
+        f"{flag} must be at least 1 (got {v})"
+        for flag, v in (("--limit", args.limit), ("--batch-size", args.batch_size))
+        if v is not None and v < 1
+    ]
+    problems.append(threads_problem(args.threads))
     if args.json_out:  # refused before the evaluation runs, not after it
         target = Path(args.json_out)
         if target.is_dir() or not target.parent.is_dir():
-            p.error(f"--json {args.json_out}: not a file in an existing folder")
+            problems.append(f"--json {args.json_out}: not a file in an existing folder")
+    if problem := next((pr for pr in problems if pr), None):
+        print(f"error: {problem}", file=sys.stderr)  # one line, as for the errors below
+        raise SystemExit(2)
     if args.threads:
         torch.set_num_threads(args.threads)
     for d in args.dirs:
