@@ -3,7 +3,9 @@
 Add a subcommand by adding ``name: (module, one-line help)`` to :data:`COMMANDS`; the module needs a
 ``main(argv: list[str]) -> int``. Modules are imported only when their command runs. Ctrl-C ends a
 command with exit status 130 and an ``OSError`` from the machine (a full disk, a read-only folder)
-with status 1, each as one line on stderr, not a traceback.
+with status 1, each as one line on stderr, not a traceback. A command module run on its own
+(``python -m sepvit_viz.cli``, ``python -m sepvit_viz.stats.cli``) calls :func:`main` with its command
+name first, so it gets the same handling.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ index and on stderr (``skipped PATH: reason``) and skipped. One forward pass per
 any checkpoint with a model card) the index and one stderr line give the card's one-line note
 (:func:`sepvit_viz.model.weights.model_note`); stdout stays the single ``wrote ...`` line. Bad input
 (an unknown block, a --size outside 32..512, a checkpoint that does not load, ...) is one ``error: ...``
-line on stderr and exit status 2; status 1 when no photo could be rendered.
+line on stderr and exit status 2, with ``DIR`` not made; status 1 when no photo could be rendered.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from sepvit_viz.cliargs import RecordGiven, checkpoint_problem, model_mismatch, 
 from sepvit_viz.imageio import ImageInputError, load_image
 from sepvit_viz.limits import DECODE_SHORT_SIDE, INPUT_MAX_SIDE, INPUT_MIN_SIDE, MAX_THREADS
 from sepvit_viz.model.weights import model_note
-from sepvit_viz.outdir import prepare_out_dir
+from sepvit_viz.outdir import check_out_dir, prepare_out_dir
 from sepvit_viz.viz import maps, render, views
 from sepvit_viz.viz.capture import AttentionRecord
 from sepvit_viz.viz.pipeline import Analysis, analyze, input_size, load_model
@@ -448,7 +448,8 @@ def _write_index(out: Path, entries: list[dict], model_name: str, warning: str |
 def run_render(args: argparse.Namespace) -> int:
     """Render what ``args`` (from :func:`add_render_arguments`) asks for; 0 when at least one photo was
     rendered, 1 when none could be. Bad input raises ``SystemExit("error: ...")`` before anything is
-    written (:func:`main` prints it and returns 2)."""
+    written: ``--out`` is checked first but made only once the model has loaded and every setting
+    fits it (:func:`main` prints the line and returns 2)."""
     for problem in (threads_problem(args.threads), checkpoint_problem("--checkpoint", args.checkpoint)):
         if problem:
             raise SystemExit(f"error: {problem}")
@@ -470,7 +471,7 @@ def run_render(args: argparse.Namespace) -> int:
             # every photo gets the same input: a point outside it is an error before any photo is read
             hw = input_size(args.size)
             _check_point(args.point, hw)
-        args.out = prepare_out_dir(args.out)  # before the model loads: a bad --out fails at once
+        args.out = check_out_dir(args.out)  # before the model loads: a bad --out fails at once (not made yet)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     with warnings.catch_warnings():
@@ -501,6 +502,10 @@ def run_render(args: argparse.Namespace) -> int:
             f"{'its' if one else 'their'} pictures show the mean of heads",
             file=sys.stderr,
         )
+    try:  # made only now: bad input (a checkpoint, --block, --head) leaves no empty folder behind
+        prepare_out_dir(args.out)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     entries, taken, failed = [], {"index.html"}, 0
     with tqdm(total=len(photos) * len(blocks), unit="block", desc="render", file=sys.stderr) as bar:
         for photo in photos:
@@ -553,5 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # through the dispatcher: its Ctrl-C (130) and OSError (1) handling
+    from sepvit_viz.__main__ import main as dispatch
+
+    raise SystemExit(dispatch(["render", *sys.argv[1:]]))

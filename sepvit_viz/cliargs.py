@@ -1,4 +1,5 @@
-"""Checks the ``render`` and ``stats`` command lines share: one wording, one bound, for both.
+"""Checks the command lines share (``render``, ``stats`` and ``training.evaluate``; distill reads the
+same :data:`~sepvit_viz.limits.MAX_THREADS`): one wording, one bound, for all.
 
 Each check returns the problem as one line (without ``error: ``) or None; the commands print it and
 exit with status 2.

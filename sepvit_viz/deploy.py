@@ -17,14 +17,17 @@ Command line (``--dry-run`` lists what would be sent and sends nothing)::
     python -m sepvit_viz.deploy YOU/sepvit-viz [--dry-run] [--private]
 
 A repo id that is not ``owner/name`` is refused before anything else (also with ``--dry-run``), exit
-status 2; a deploy the Hub refuses or cannot take (not logged in, offline, no permission) ends with
-one ``error:`` line and exit status 1, not a traceback.
+status 2; a deploy the Hub refuses or cannot take (not logged in, offline, no permission,
+huggingface_hub not installed) ends with one ``error:`` line and exit status 1, Ctrl-C with
+``interrupted`` and status 130, not a traceback; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
+import importlib
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -214,21 +217,42 @@ def stale_files(space: SpacePlan, on_space: Sequence[str]) -> list[str]:
     return sorted(rel for rel in on_space if rel not in keep)
 
 
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """The exception types a deploy's failure may have that are not a bug here: the machine's and the
+    network's (``OSError``, which huggingface_hub's own errors derive from), a value the Hub's client
+    refuses (``ValueError``, e.g. ``HFValidationError``), the HTTP client's (httpx or requests, when
+    installed) and a missing huggingface_hub (``ImportError``). Anything else keeps its traceback."""
+    found: list[type[BaseException]] = [OSError, ValueError, ImportError]
+    for module, name in (
+        ("huggingface_hub.errors", "HfHubHTTPError"),
+        ("httpx", "HTTPError"),
+        ("requests", "RequestException"),
+    ):
+        with contextlib.suppress(ImportError, AttributeError):  # not installed: nothing of it to catch
+            found.append(getattr(importlib.import_module(module), name))
+    return tuple(found)
+
+
 def _hub_failure(e: BaseException) -> str:
     """One line for an exception a deploy raised (huggingface_hub's, the network's): what happened and,
-    where it helps, what to do; never a traceback or the library's multi-line text."""
-    from huggingface_hub import errors
-
+    where it helps, what to do; never a traceback or the library's multi-line text. Works when
+    huggingface_hub itself cannot be imported."""
+    try:
+        from huggingface_hub import errors
+    except ImportError:
+        errors = None  # type: ignore[assignment]
+    if isinstance(e, ImportError):
+        return f"{e.name or 'a module'} cannot be imported ({e}): install the requirements (pip install -r requirements.txt)"
     status = getattr(getattr(e, "response", None), "status_code", None)
-    if isinstance(e, errors.LocalTokenNotFoundError) or status == 401:
+    if (errors is not None and isinstance(e, errors.LocalTokenNotFoundError)) or status == 401:
         return "not logged in to the Hugging Face Hub: run `hf auth login` first"
-    if isinstance(e, errors.OfflineModeIsEnabled):
+    if errors is not None and isinstance(e, errors.OfflineModeIsEnabled):
         return "the Hugging Face Hub is switched off here (HF_HUB_OFFLINE)"
     if status == 403:
         return "the Hugging Face Hub refused it (HTTP 403): this login may not write to that Space"
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     first = lines[0] if lines else type(e).__name__
-    if isinstance(e, errors.HfHubHTTPError):
+    if errors is not None and isinstance(e, errors.HfHubHTTPError):
         return f"the Hugging Face Hub refused it: {first}"
     if isinstance(e, (ConnectionError, TimeoutError)) or "Connect" in type(e).__name__ or "Timeout" in type(e).__name__:
         return f"the Hugging Face Hub cannot be reached ({first})"
@@ -238,9 +262,9 @@ def _hub_failure(e: BaseException) -> str:
 def repo_id_problem(repo_id: str) -> str | None:
     """Why ``repo_id`` is not a Space id the Hub takes (``owner/name``: letters, digits, ``-``, ``_``,
     ``.``; no ``..``), or None."""
-    from sepvit_viz.validation import HUB_REPO_RE
+    from sepvit_viz.validation import is_hub_repo_id
 
-    if HUB_REPO_RE.fullmatch(repo_id) and ".." not in repo_id:
+    if is_hub_repo_id(repo_id):
         return None
     return f"invalid Space id {repo_id!r}: expected owner/name (letters, digits, '-', '_', '.')"
 
@@ -248,7 +272,7 @@ def repo_id_problem(repo_id: str) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sepvit_viz.deploy``: 0 when sent (or listed, with ``--dry-run``); 2 for bad input (a
     repo id that is not ``owner/name``, a tree that cannot be planned, uncommitted files); 1 when the
-    Hub refuses or cannot be reached. Each failure is one ``error:`` line on stderr."""
+    Hub refuses or cannot be reached; 130 on Ctrl-C. Each failure is one line on stderr."""
     parser = argparse.ArgumentParser(
         prog="python -m sepvit_viz.deploy",
         description="Publish this project as a Hugging Face Space (run `hf auth login` first).",
@@ -287,7 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         info = deploy(args.repo_id, private=args.private)
-    except Exception as e:  # huggingface_hub's errors, the network's: one line, not a traceback
+    except KeyboardInterrupt:
+        print("interrupted (a deploy is one commit: the Space holds all of it or none of it)", file=sys.stderr)
+        return 130
+    except _hub_errors() as e:  # huggingface_hub's errors, the network's: one line; a bug keeps its traceback
         print(f"error: {args.repo_id} was not deployed: {_hub_failure(e)}", file=sys.stderr)
         return 1
     print(f"sent: {getattr(info, 'commit_url', info)}")

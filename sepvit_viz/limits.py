@@ -87,9 +87,10 @@ DOWNLOAD_TTL_S: Final[int] = 3600
 DOWNLOAD_FOLDERS_MAX: Final[int] = 8
 
 # ------------------------------------------------------------------ command lines
-#: Most torch CPU threads ``--threads`` accepts (render, stats): more than any machine here has
-#: cores, while a number such as 2**31 gives a clear refusal instead of torch's overflow error.
-MAX_THREADS: Final[int] = 256
+#: Most torch CPU threads ``--threads`` accepts (render, stats, distill, evaluate): room for the
+#: largest servers (384 cores and more), while a number such as 2**31 gives a clear refusal instead
+#: of torch's overflow error.
+MAX_THREADS: Final[int] = 1024
 #: Most photos per forward ``stats --batch-size`` accepts: 256 photos at 448 px under attention
 #: capture need several GB; a larger value would end in an out-of-memory kill, not an answer.
 MAX_BATCH_SIZE: Final[int] = 256

@@ -50,6 +50,8 @@ __all__ = [
     "checkpoint_config_problem",
     "choose",
     "estimate_parameters",
+    "is_hub_repo_id",
+    "is_hub_revision",
     "resolve_block",
     "resolve_class",
     "suggest",
@@ -62,9 +64,21 @@ __all__ = [
 
 
 #: A Hugging Face Hub repo id ``owner/name`` and a revision (branch, tag or commit): the one home of
-#: these rules (``weights.load_from_hub`` and the app's model choice both check them).
+#: these rules. Check with :func:`is_hub_repo_id` and :func:`is_hub_revision` (which also refuse ``..``),
+#: as ``weights.load_from_hub``, the app's model choice and ``deploy`` do.
 HUB_REPO_RE: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 HUB_REVISION_RE: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9._/-]{1,100}")
+
+
+def is_hub_repo_id(value: object) -> bool:
+    """Whether ``value`` is a Hub repo id the Hub takes: ``owner/name`` of letters, digits, ``-``,
+    ``_`` and ``.`` (:data:`HUB_REPO_RE`), with no ``..`` anywhere."""
+    return isinstance(value, str) and HUB_REPO_RE.fullmatch(value) is not None and ".." not in value
+
+
+def is_hub_revision(value: object) -> bool:
+    """Whether ``value`` is a branch, tag or commit name (:data:`HUB_REVISION_RE`), with no ``..``."""
+    return isinstance(value, str) and HUB_REVISION_RE.fullmatch(value) is not None and ".." not in value
 
 
 class UserInputError(ValueError):
@@ -251,6 +265,7 @@ CONFIG_CAPS: Final[dict[str, int]] = {
     "blocks": 128,
     "channels": 4096,
     "heads": 256,
+    "in_chans": 64,
     "window": 64,
     "patch_size": 64,
     "classes": 100_000,
@@ -284,13 +299,14 @@ def window_token_count(config: SepViTConfig) -> int:
     return n
 
 
-def checkpoint_config_problem(config: SepViTConfig, file_numel: int) -> str | None:
+def checkpoint_config_problem(config: SepViTConfig, file_numel: int | None = None) -> str | None:
     """Why a model must not be built from ``config`` read from a checkpoint holding ``file_numel``
     numbers, or None when it may.
 
-    Refuses configs over :data:`CONFIG_CAPS` and configs whose model would need more parameters than
-    the file holds (a model that cannot be filled from the file would fail anyway, after allocating).
-    Call it between reading the file and ``SepViT(config)``.
+    Refuses configs over :data:`CONFIG_CAPS` and (given ``file_numel``; None checks the caps alone)
+    configs whose model would need more parameters than the file holds (a model that cannot be filled
+    from the file would fail anyway, after allocating). Call it between reading the file and
+    ``SepViT(config)``.
     """
     caps = CONFIG_CAPS
     checks = [
@@ -298,6 +314,7 @@ def checkpoint_config_problem(config: SepViTConfig, file_numel: int) -> str | No
         (sum(config.depths) <= caps["blocks"], f"{sum(config.depths)} blocks"),
         (max(config.embed_dims) <= caps["channels"], f"{max(config.embed_dims)} channels"),
         (max(config.num_heads) <= caps["heads"], f"{max(config.num_heads)} heads"),
+        (config.in_chans <= caps["in_chans"], f"input channels over {caps['in_chans']}"),
         (max(w for p in config.window_patterns for w in p) <= caps["window"], "windows over 64"),
         (config.patch_size <= caps["patch_size"], f"patch size {config.patch_size}"),
         (config.num_classes <= caps["classes"], f"{config.num_classes} classes"),
@@ -308,7 +325,7 @@ def checkpoint_config_problem(config: SepViTConfig, file_numel: int) -> str | No
     if over:
         return f"its config is outside the supported range ({', '.join(over)})"
     need = estimate_parameters(config)
-    if need > file_numel:
+    if file_numel is not None and need > file_numel:
         return (
             f"its config describes a model of at least {need / 1e6:.1f}M parameters but the file holds "
             f"only {file_numel / 1e6:.1f}M numbers"

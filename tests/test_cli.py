@@ -302,9 +302,9 @@ def test_fit_aspect_keeps_the_photo_shape(folder, tmp_path):
         (["--head=-1"], "head indices start at 0"),
         (["--block", ","], "names no block"),  # an empty selection rendered nothing and said rc 0
         (["--views", " "], "names no view"),
-        (["--threads", "0"], "--threads must be 1 to 256, got 0"),
-        (["--threads", "257"], "--threads must be 1 to 256, got 257"),
-        (["--threads", "2147483648"], "--threads must be 1 to 256"),  # was torch's "Overflow when unpacking long"
+        (["--threads", "0"], "--threads must be 1 to 1024, got 0"),
+        (["--threads", "1025"], "--threads must be 1 to 1024, got 1025"),
+        (["--threads", "2147483648"], "--threads must be 1 to 1024"),  # was torch's "Overflow when unpacking long"
         (["--checkpoint", ""], "--checkpoint is empty: name a weights file"),  # silently used the default weights
     ],
 )
@@ -314,7 +314,7 @@ def test_bad_arguments_fail_clearly(folder, tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # after the random-weights warning, where the model loads first
     assert rc == 2 and message in last and last.startswith("error: ") and "Traceback" not in err, err
-    assert not (tmp_path / "o" / "index.html").exists()
+    assert not (tmp_path / "o").exists()  # --out is made only for good input (--head 4 made it, empty)
 
 
 @pytest.mark.slow
@@ -650,6 +650,7 @@ def test_a_bad_checkpoint_is_one_line_with_its_real_reason_in_render_and_stats(f
             assert says in err, (what, command, err)
             lines = [line for line in err.splitlines() if line.strip()]
             assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, (what, command, err)
+            assert not (tmp_path / "o").exists(), (what, command)  # --out is not made for bad input
 
 
 def test_a_checkpoint_with_its_own_architecture_is_named_and_overriding_model_is_warned(folder, tmp_path, capsys):
@@ -690,6 +691,70 @@ def test_a_checkpoint_with_its_own_architecture_is_named_and_overriding_model_is
     args = [str(folder / "cat.jpg"), "--size", "64", "--checkpoint", str(same), "--model", "sepvit_test"]
     assert main(["stats", *args, "--out", str(tmp_path / "s2")]) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("module", "command"), [("sepvit_viz.cli", "render"), ("sepvit_viz.stats.cli", "stats")])
+def test_a_command_module_run_on_its_own_goes_through_the_dispatcher(module, command, monkeypatch, capsys):
+    """``python -m sepvit_viz.cli`` called its own main(): Ctrl-C was a KeyboardInterrupt traceback and a
+    full disk an OSError traceback, where ``python -m sepvit_viz render`` gives one line."""
+    import importlib
+    import runpy
+    import warnings
+
+    imported = importlib.import_module(module)  # the module the dispatcher runs the command from
+    seen = []
+
+    def interrupted(argv):
+        seen.append(argv)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imported, "main", interrupted)
+    monkeypatch.setattr(sys, "argv", [module, "x.jpg", "--out", "o"])
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as ended:
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is already imported
+        runpy.run_module(module, run_name="__main__")
+    err = capsys.readouterr().err
+    assert ended.value.code == 130 and seen == [["x.jpg", "--out", "o"]], (ended.value.code, err)
+    assert err.strip() == "interrupted", err
+
+
+def test_threads_up_to_1024_are_accepted():
+    """``--threads 384`` (a large server) was refused: the cap was 256."""
+    from sepvit_viz.cliargs import threads_problem
+
+    assert threads_problem(384) is None and threads_problem(1024) is None
+    assert threads_problem(1025) == "--threads must be 1 to 1024, got 1025"
+
+
+def test_bad_input_found_after_the_model_loads_leaves_no_out_folder(folder, tmp_path, capsys):
+    """``--out`` was made before the model loaded: a bad checkpoint, a --compare of another
+    architecture or a --head the blocks lack left an empty folder, though bad input writes nothing."""
+    from sepvit_viz.outdir import check_out_dir
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    deeper = sepvit_viz.save_checkpoint(
+        sepvit_viz.create_model("sepvit_test", depths=(1, 2, 4, 2)), tmp_path / "deeper.safetensors"
+    )
+    photo = str(folder / "cat.jpg")
+    common = ["--model", "sepvit_test", "--size", "64"]
+    for argv, says in [
+        (["render", photo, *common, "--checkpoint", str(bad)], "bad.safetensors"),
+        (["render", photo, *common, "--head", "7", "--block", "0"], "--head 7"),
+        (["stats", photo, *common, "--checkpoint", str(bad)], "bad.safetensors"),
+        (["stats", photo, *common, "--compare", str(deeper)], "their blocks differ"),
+    ]:
+        out = tmp_path / "deep" / "out"
+        assert main([*argv, "--out", str(out)]) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and err.strip().splitlines()[-1].startswith("error: "), (argv, err)
+        assert not (tmp_path / "deep").exists(), argv  # not the folder, nor its missing parent
+    # the check alone makes nothing, and refuses what the commands refuse up front
+    assert check_out_dir(tmp_path / "deep" / "out") == tmp_path / "deep" / "out"
+    assert not (tmp_path / "deep").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="a part of that path is a file, not a folder"):
+        check_out_dir(tmp_path / "afile" / "out")
 
 
 @pytest.mark.slow

@@ -213,3 +213,47 @@ def test_a_deploy_the_hub_refuses_is_one_error_line(failure, says, tmp_path, mon
     assert deploy.main(["me/x", "--allow-uncommitted"]) == 1
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == f"error: me/x was not deployed: {says}" and "Traceback" not in err, err
+
+
+def _plan_nothing(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """main() with an empty plan: what the deploy itself does is what is tested."""
+    monkeypatch.setattr(deploy, "plan", lambda *a, **k: deploy.SpacePlan(root, (), ()))
+
+
+def test_ctrl_c_during_a_deploy_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during an upload was a KeyboardInterrupt traceback."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    _plan_nothing(monkeypatch, tmp_path)
+    monkeypatch.setattr(deploy, "deploy", interrupted)
+    assert deploy.main(["me/x"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_missing_huggingface_hub_is_one_line_not_a_second_traceback(tmp_path, monkeypatch, capsys):
+    """Without huggingface_hub the handler's own import of huggingface_hub.errors raised again."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # `import huggingface_hub` now fails
+    monkeypatch.setitem(sys.modules, "huggingface_hub.errors", None)
+    _plan_nothing(monkeypatch, tmp_path)
+    assert deploy.main(["me/x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: me/x was not deployed: huggingface_hub cannot be imported") and err.count("\n") == 1
+    says = deploy._hub_failure(ConnectionError("[Errno -2] Name or service not known"))
+    assert says == "the Hugging Face Hub cannot be reached ([Errno -2] Name or service not known)"
+
+
+def test_a_bug_during_a_deploy_keeps_its_traceback(tmp_path, monkeypatch):
+    """``except Exception`` turned a programming error into one line that hid where it happened."""
+
+    def buggy(*args, **kwargs):
+        raise TypeError("create_commit() got an unexpected keyword argument 'x'")
+
+    _plan_nothing(monkeypatch, tmp_path)
+    monkeypatch.setattr(deploy, "deploy", buggy)
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        deploy.main(["me/x"])

@@ -1110,7 +1110,10 @@ def test_a_weight_average_refuses_an_impossible_decay_and_another_models_average
 @pytest.fixture()
 def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """A setting that should be refused must not reach the run: here the run fails the test at once
-    (instead of training, or never ending)."""
+    (instead of training, or never ending). ``run`` is what makes ``runs/<name>/`` and the photo
+    cache and loads the teacher, so a test using this fixture has shown that nothing was made or
+    loaded once ``main`` has refused the setting: asserting that those folders are missing could not
+    fail (the run that would make them is this stub)."""
     import sepvit_viz.training.distill as distill
 
     def refused_too_late(*args: object, **kwargs: object) -> None:
@@ -1125,8 +1128,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--steps", "1", "--res-schedule", "abc"], r"--res-schedule 'abc': 'abc' is not PROGRESS:PX"),
         (["--steps", "1", "--res-schedule", "0:8"], r"--res-schedule 0:8: 8 px at 0 is outside 32-512 px"),
         (["--steps", "1", "--low-res-dirs", "train=2"], r"--low-res-dirs: probabilities must lie in \(0, 1\]"),
-        (["--steps", "1", "--threads", "0"], r"--threads 0: must be a whole number from 1 to 256"),
-        (["--steps", "1", "--threads", "2147483648"], r"--threads 2147483648: must be a whole number from 1 to 256"),
+        (["--steps", "1", "--threads", "0"], r"--threads 0: must be a whole number from 1 to 1024"),
+        (["--steps", "1", "--threads", "2147483648"], r"--threads 2147483648: must be a whole number from 1 to 1024"),
         (["--steps", "1", "--device", "bogus"], r"--device 'bogus': not a torch device"),
         (["--steps", "-5"], r"--steps -5: must be a whole number of steps"),
         (["--time-budget-min", "-1"], r"--time-budget-min -1.0: must be a finite number"),
@@ -1154,7 +1157,6 @@ def test_an_impossible_setting_is_one_error_line_before_anything_is_made(
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err), err
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
 
 
 def test_an_out_under_a_file_or_a_folder_is_refused_before_anything_is_made(
@@ -1170,7 +1172,6 @@ def test_an_out_under_a_file_or_a_folder_is_refused_before_anything_is_made(
             main([*_cli(photo_dirs, tmp_path, "bad"), "--steps", "1", "--out", str(out)])
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.startswith("error: --out ") and says in err, err
-        assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
 
 
 def test_a_zero_budget_still_means_no_limit_beside_the_other_one(photo_dirs, tmp_path) -> None:
@@ -1203,4 +1204,36 @@ def test_resume_refuses_a_file_that_is_not_a_distill_state(photo_dirs, tmp_path,
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --resume: {path} is not a distill state (") and err.count("\n") == 1, err
-    assert [p.name for p in (runs / "r").iterdir()] == ["state.pt"]
+
+
+def test_a_missing_training_folder_or_a_bad_init_from_is_refused_before_the_teacher(
+    photo_dirs, tmp_path, capsys, no_training
+) -> None:
+    """A missing --train-dirs folder made runs/<name>/log.txt, loaded the teacher and ended in a
+    FileNotFoundError traceback from list_images; a corrupt --init-from, or one of another
+    architecture, failed only after the teacher had loaded."""
+    from sepvit_viz import create_model, save_checkpoint
+    from sepvit_viz.training.distill import check_options
+
+    train, _ = photo_dirs
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"garbage" * 10)
+    good = save_checkpoint(create_model("sepvit_test"), tmp_path / "good.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    other = save_checkpoint(create_model("sepvit_test", depths=(1, 2, 4, 2)), tmp_path / "other.safetensors")
+    for extra, says in [
+        (
+            ["--train-dirs", str(train), str(tmp_path / "missing")],
+            f"--train-dirs {tmp_path / 'missing'}: no such folder",
+        ),
+        (["--train-dirs", str(garbage)], f"--train-dirs {garbage}: not a folder"),
+        (["--init-from", str(garbage)], f"--init-from {garbage}: garbage.safetensors is not a readable safetensors"),
+        (["--init-from", str(cut)], f"--init-from {cut}: cut.safetensors is not a readable safetensors"),
+        (["--init-from", str(other)], f"--init-from {other}: its architecture is not --model sepvit_test's"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main([*_cli(photo_dirs, tmp_path, "bad"), "--steps", "1", *extra])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith(f"error: {says}") and err.count("\n") == 1, err
+    check_options(_config(photo_dirs, tmp_path, init_from=str(good)))  # a checkpoint of --model is fine

@@ -117,8 +117,8 @@ def one_photo_folder(tmp_path: Path) -> Path:
     [
         (["--limit", "0"], "--limit must be at least 1"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--threads", "-1"], "--threads must be 1 to 256, got -1"),
-        (["--threads", "2147483648"], "--threads must be 1 to 256, got 2147483648"),
+        (["--threads", "-1"], "--threads must be 1 to 1024, got -1"),
+        (["--threads", "2147483648"], "--threads must be 1 to 1024, got 2147483648"),
         (["--json", "{tmp}"], "not a file in an existing folder"),
         (["--json", "{tmp}/no/such/folder/out.json"], "not a file in an existing folder"),
     ],

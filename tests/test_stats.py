@@ -587,7 +587,7 @@ def test_bad_settings_are_refused_before_the_out_folder_is_made(photos, tmp_path
         ([str(tmp_path / "missing")], f"{tmp_path / 'missing'} does not exist"),
         ([str(photos[0]), "--batch-size", "257"], "--batch-size must be 1 to 256, got 257"),
         ([str(photos[0]), "--batch-size", "0"], "--batch-size must be 1 to 256, got 0"),
-        ([str(photos[0]), "--threads", "2147483648"], "--threads must be 1 to 256, got 2147483648"),
+        ([str(photos[0]), "--threads", "2147483648"], "--threads must be 1 to 1024, got 2147483648"),
         ([str(photos[0]), "--checkpoint", ""], "--checkpoint is empty: name a weights file"),
         ([str(photos[0]), "--compare", ""], "--compare is empty: name a weights file"),
     ]

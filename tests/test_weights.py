@@ -445,3 +445,94 @@ def test_a_folder_or_garbage_pt_says_so_in_one_line(tmp_path):
     message = str(info.value)
     assert message.startswith("garbage.pt could not be loaded safely as PyTorch weights (weights_only=True): ")
     assert "\n" not in message and "Please file an issue" not in message and len(message) < 300, message
+
+
+def test_the_same_network_with_window_sizes_spelled_per_block_is_not_another_architecture(tmp_path):
+    """An official-style config (``ws`` lists every block's window) counted as another network than
+    the variant it is, and render warned that ``--model sepvit_lite is ignored``."""
+    from sepvit_viz.cliargs import model_mismatch
+    from sepvit_viz.model.config import VARIANTS, SepViTConfig
+    from sepvit_viz.model.weights import differs_from_variant
+
+    lite = VARIANTS["sepvit_lite"]
+    official = {
+        "embed_dims": list(lite.embed_dims),
+        "num_heads": list(lite.num_heads),
+        "depths": list(lite.depths),
+        "ws": [list(lite.stage_window_sizes(s)) for s in range(lite.num_stages)],  # [[7], [7, 14], [7, 14, 7, ...]]
+        "qkv_bias": True,
+    }
+    spelled = SepViTConfig.from_official(official)
+    assert spelled.window_patterns != lite.window_patterns  # the same network, spelled otherwise
+    assert not differs_from_variant(spelled, "sepvit_lite")
+    assert model_mismatch(spelled, "sepvit_lite", True, "official.safetensors") is None
+    # a block with another window, or another field, is still another network
+    other_ws = [*official["ws"][:3], [7, 14]]
+    assert differs_from_variant(SepViTConfig.from_official({**official, "ws": other_ws}), "sepvit_lite")
+    assert differs_from_variant(spelled.replace(layer_norm_eps=1e-5), "sepvit_lite")
+    assert "holds its own architecture" in model_mismatch(spelled, "sepvit_tiny", True, "official.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("config", "says", "never"),
+    [
+        # the range check quoted its placeholder size: "but the file holds only 4611686018427.4M numbers"
+        ("in_chans", "its config is outside the supported range (input channels over 64)", "4611686018427"),
+        # a bare KeyError text: "invalid config metadata ('embed_dims')"
+        ({"ws": 5}, "invalid config metadata (missing field 'embed_dims')", "('embed_dims')"),
+    ],
+)
+def test_config_metadata_messages_say_what_is_wrong(tmp_path, config, says, never):
+    from sepvit_viz.model.weights import ConfigMetadataError, read_checkpoint_config
+
+    model = sepvit_viz.create_model("sepvit_test")
+    meta = config if isinstance(config, dict) else {**model.config.to_dict(), "in_chans": 1e30}
+    path = tmp_path / "bad.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"config": json.dumps(meta)}
+    )
+    for read in (sepvit_viz.load_checkpoint, read_checkpoint_config):
+        with pytest.raises(ConfigMetadataError) as info:
+            read(path)
+        message = str(info.value)
+        assert message.startswith("bad.safetensors: ") and says in message and never not in message, message
+
+
+def test_one_hub_id_rule_for_deploy_the_app_and_load_from_hub(monkeypatch, tmp_path):
+    """Three copies of the repo-id check (deploy, the app's model choice, load_from_hub); the revision
+    rule of the app refused ``..``, load_from_hub's did not."""
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+
+    from sepvit_viz import deploy
+    from sepvit_viz.serving.models import MODEL_HUB, ModelStore
+    from sepvit_viz.validation import SettingsError, is_hub_repo_id, is_hub_revision
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no network in tests")
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    store = ModelStore(replicas=1)
+    for repo, revision in [
+        ("owner/name", None),
+        ("owner/name", "v1.0"),
+        ("owner/name", "a..b"),
+        ("owner/na..me", None),
+        ("noslash", None),
+        ("../etc", None),
+        ("owner/name", "a b"),
+    ]:
+        good = is_hub_repo_id(repo) and (revision is None or is_hub_revision(revision))
+        assert (deploy.repo_id_problem(repo) is None) == is_hub_repo_id(repo), repo
+        try:
+            store.resolve(MODEL_HUB, repo, revision)
+            app_ok = True
+        except SettingsError:
+            app_ok = False
+        with pytest.raises(CheckpointError) as info:  # a good id gets as far as the (unreachable) Hub
+            sepvit_viz.load_from_hub(repo, revision=revision, cache_dir=tmp_path, timeout=0.5)
+        loader_ok = "cannot be reached" in str(info.value)
+        assert app_ok == loader_ok == good, (repo, revision, str(info.value))
+    assert not is_hub_revision("a..b") and not is_hub_repo_id(None)

@@ -45,6 +45,7 @@ __all__ = [
     "load_weights_into",
     "model_note",
     "read_checkpoint",
+    "read_checkpoint_config",
     "save_checkpoint",
 ]
 
@@ -336,7 +337,7 @@ def _refuse_hostile_config(config: SepViTConfig, tensors: Mapping[str, torch.Ten
     """
     from sepvit_viz.validation import checkpoint_config_problem, estimate_parameters, window_token_count
 
-    caps = checkpoint_config_problem(config, file_numel=2**62)  # the range check alone
+    caps = checkpoint_config_problem(config)  # the range check alone
     if caps is not None:
         raise CheckpointError(f"{what}: {caps}")
     numel = sum(t.numel() for t in tensors.values() if isinstance(t, torch.Tensor))
@@ -421,23 +422,7 @@ def load_checkpoint(path: str | Path, config: SepViTConfig | None = None) -> Sep
     """
     tensors, meta = read_checkpoint(path)
     if config is None:
-        if "config" not in meta:
-            raise CheckpointError(
-                f"{Path(path).name} has no 'config' metadata, so it is not a SepViT checkpoint saved by "
-                "sepvit_viz.save_checkpoint (a SepViT state dict without it loads with config=...)"
-            )
-        try:
-            cfg_dict = json.loads(meta["config"])
-            if not isinstance(cfg_dict, dict):
-                raise ValueError(f"expected a JSON object, got {type(cfg_dict).__name__}")
-            config = (
-                SepViTConfig.from_official(cfg_dict)
-                if "ws" in cfg_dict or "mlp_ratios" in cfg_dict
-                else SepViTConfig.from_dict(cfg_dict)
-            )
-        # OverflowError: Infinity where a count belongs; RecursionError: absurdly nested JSON
-        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as e:
-            raise ConfigMetadataError(f"{Path(path).name}: invalid config metadata ({e})") from None
+        config = _config_from_metadata(meta, path)
         try:
             _refuse_hostile_config(config, tensors, Path(path).name)
         except CheckpointError as e:
@@ -447,6 +432,55 @@ def load_checkpoint(path: str | Path, config: SepViTConfig | None = None) -> Sep
     model = SepViT(config)
     load_weights_into(model, tensors)
     return model.eval()
+
+
+def _config_from_metadata(meta: Mapping[str, str], path: str | Path) -> SepViTConfig:
+    """The SepViTConfig a checkpoint's metadata describes (this project's field names, or the official
+    constructor's); :class:`CheckpointError` without ``config`` metadata, :class:`ConfigMetadataError`
+    for metadata no config may be made of."""
+    if "config" not in meta:
+        raise CheckpointError(
+            f"{Path(path).name} has no 'config' metadata, so it is not a SepViT checkpoint saved by "
+            "sepvit_viz.save_checkpoint (a SepViT state dict without it loads with config=...)"
+        )
+    try:
+        cfg_dict = json.loads(meta["config"])
+        if not isinstance(cfg_dict, dict):
+            raise ValueError(f"expected a JSON object, got {type(cfg_dict).__name__}")
+        return (
+            SepViTConfig.from_official(cfg_dict)
+            if "ws" in cfg_dict or "mlp_ratios" in cfg_dict
+            else SepViTConfig.from_dict(cfg_dict)
+        )
+    except KeyError as e:  # a field the official constructor cannot do without
+        raise ConfigMetadataError(f"{Path(path).name}: invalid config metadata (missing field {e})") from None
+    # OverflowError: Infinity where a count belongs; RecursionError: absurdly nested JSON
+    except (ValueError, TypeError, IndexError, OverflowError, RecursionError) as e:
+        raise ConfigMetadataError(f"{Path(path).name}: invalid config metadata ({e})") from None
+
+
+def read_checkpoint_config(path: str | Path) -> SepViTConfig:
+    """The config a project checkpoint's metadata describes, read from the file's header alone (no
+    tensor is loaded): for a check before anything slow starts, e.g. distill's ``--init-from``.
+
+    Raises :class:`CheckpointError` for a path that is empty, a folder or missing, a file that is not
+    safetensors (or is cut short) or has no config metadata; :class:`ConfigMetadataError` for config
+    metadata no SepViT may be built from, or outside :data:`~sepvit_viz.validation.CONFIG_CAPS`. Whether
+    the tensors fit the config is known only when :func:`load_checkpoint` reads them.
+    """
+    from sepvit_viz.validation import checkpoint_config_problem
+
+    path = _existing_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises several types for a corrupt header
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({e})") from None
+    config = _config_from_metadata(meta, path)
+    problem = checkpoint_config_problem(config)  # the ranges alone
+    if problem is not None:
+        raise ConfigMetadataError(f"{path.name}: {problem}")
+    return config
 
 
 def load_checkpoint_file(path: str | Path, name: str) -> SepViT:
@@ -482,12 +516,21 @@ def load_checkpoint_file(path: str | Path, name: str) -> SepViT:
 
 
 def differs_from_variant(config: SepViTConfig, name: str) -> bool:
-    """Whether ``config`` describes another network than the variant ``name`` (dropout rates, which
-    only training uses, and the name are not compared); False for an unknown ``name``."""
+    """Whether ``config`` describes another network than the variant ``name``; False for an unknown
+    ``name``. Window sizes are compared block by block, as built, not as spelled: a pattern such as
+    ``(7, 14)`` and the official per-block list ``(7, 14, 7, 14, 7, 14)`` are the same network.
+    Dropout rates, which only training uses, and the name are not compared."""
     if name not in VARIANTS:
         return False
-    plain = {"drop_rate": 0.0, "attn_drop_rate": 0.0, "drop_path_rate": 0.0}
-    return config.replace(**plain) != VARIANTS[name].replace(**plain)
+
+    def network(cfg: SepViTConfig) -> tuple[SepViTConfig, tuple[tuple[int, ...], ...]]:
+        blocks = tuple(cfg.stage_window_sizes(s) for s in range(cfg.num_stages))
+        plain = cfg.replace(
+            drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0, window_patterns=((1,),) * cfg.num_stages
+        )
+        return plain, blocks
+
+    return network(config) != network(VARIANTS[name])
 
 
 def from_official(state_dict: Mapping[str, Any], config: Mapping[str, Any] | SepViTConfig, **overrides: Any) -> SepViT:
@@ -525,15 +568,13 @@ def load_from_hub(
     sentence (unreachable, switched off, no such repo, revision or file, gated).
     """
     from sepvit_viz.limits import HUB_TIMEOUT_S, MAX_HUB_CHECKPOINT_BYTES
-    from sepvit_viz.validation import HUB_REPO_RE, HUB_REVISION_RE
+    from sepvit_viz.validation import is_hub_repo_id, is_hub_revision
 
-    if not HUB_REPO_RE.fullmatch(repo_id or ""):
+    if not is_hub_repo_id(repo_id):
         raise CheckpointError(f"invalid Hub repo id {repo_id!r}: expected 'owner/name'")
-    if ".." in repo_id:
-        raise CheckpointError(f"invalid Hub repo id {repo_id!r}")
     if not filename.endswith(".safetensors") or ".." in filename or filename.startswith("/"):
         raise CheckpointError("only .safetensors files are loaded from the Hub")
-    if revision is not None and not HUB_REVISION_RE.fullmatch(revision):
+    if revision is not None and not is_hub_revision(revision):
         raise CheckpointError(f"invalid revision {revision!r}")
     import huggingface_hub as hf
     from huggingface_hub import constants

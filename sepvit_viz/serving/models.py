@@ -20,7 +20,7 @@ import torch
 from sepvit_viz.limits import CONCURRENCY, MODEL_CACHE_ENTRIES
 from sepvit_viz.model.sepvit import SepViT, create_model
 from sepvit_viz.model.weights import ASSETS_DIR, DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, load_from_hub
-from sepvit_viz.validation import HUB_REPO_RE, HUB_REVISION_RE, SettingsError
+from sepvit_viz.validation import SettingsError, is_hub_repo_id, is_hub_revision
 from sepvit_viz.viz import pipeline
 
 __all__ = [
@@ -181,9 +181,9 @@ class ModelStore:
         if choice == MODEL_HUB:
             repo = (repo or "").strip()
             rev = (revision or "").strip() or None
-            if not HUB_REPO_RE.fullmatch(repo) or ".." in repo:
+            if not is_hub_repo_id(repo):
                 raise SettingsError(f"Enter a Hugging Face Hub repo id like 'owner/name' (got {repo!r}).")
-            if rev is not None and (not HUB_REVISION_RE.fullmatch(rev) or ".." in rev):
+            if rev is not None and not is_hub_revision(rev):
                 raise SettingsError(f"Invalid revision {rev!r}: use a branch, tag or commit hash.")
 
             def load_hub() -> tuple[SepViT, str, str | None]:

@@ -9,8 +9,10 @@ percentiles over photos of every measure), ``DIR/values.npz`` (every photo's val
 ``DIR/kinds.png`` (GSA against DSSA in each stage) and ``DIR/index.html``. Folders are searched
 recursively. ``--compare`` puts a second checkpoint on the same plots (``random``: the same
 architecture with random initial weights, seed 0). A tqdm bar counts photos on stderr; stdout is
-the single ``wrote ...`` line. Photos that cannot be read are skipped and listed. Bad input is one
-``error: ...`` line on stderr and exit status 2, before ``DIR`` is made.
+the single ``wrote ...`` line. Photos that cannot be read are skipped and listed. Bad input (a
+setting, a source, a checkpoint that does not load, a ``--compare`` of another architecture, no
+readable photo) is one ``error: ...`` line on stderr and exit status 2, and ``DIR`` is not made: it
+is checked first and made only when the report is written.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tqdm import tqdm
 
 from sepvit_viz.cliargs import RecordGiven, checkpoint_problem, model_mismatch, threads_problem
 from sepvit_viz.limits import MAX_BATCH_SIZE, MAX_RESOLUTION, MAX_THREADS, MIN_RESOLUTION, RESOLUTION_MULTIPLE
-from sepvit_viz.outdir import prepare_out_dir
+from sepvit_viz.outdir import check_out_dir, prepare_out_dir
 from sepvit_viz.stats.measures import StatsInputError, compute_stats, list_photos
 
 __all__ = ["add_stats_arguments", "load_for_stats", "main", "run_stats"]
@@ -129,8 +131,9 @@ def load_for_stats(name: str, checkpoint: str | None, like: object | None = None
 
 def run_stats(args: argparse.Namespace) -> int:
     """Measure what ``args`` (from :func:`add_stats_arguments`) asks for and write the report; 0 when
-    written, 2 for bad input (one ``error: ...`` line, nothing written: every setting and source is
-    checked before ``--out`` is made), 130 on Ctrl-C."""
+    written, 2 for bad input (one ``error: ...`` line, nothing written: ``--out`` is checked at once
+    but made only after the models have loaded and the photos were measured), 130 on Ctrl-C (nothing
+    written either)."""
     try:
         from sepvit_viz.validation import SettingsError, validate_resolution
 
@@ -152,10 +155,10 @@ def run_stats(args: argparse.Namespace) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        # the sources before --out is made: a missing source leaves no empty report folder behind
+        # --out is checked, not made: bad input (a source, a checkpoint, --compare) leaves no empty folder
         photos = list_photos(args.sources, args.limit, exclude=args.out or None)
         try:
-            args.out = prepare_out_dir(args.out)
+            args.out = check_out_dir(args.out)
         except ValueError as e:
             raise StatsInputError(str(e)) from None
         with warnings.catch_warnings():
@@ -186,6 +189,10 @@ def run_stats(args: argparse.Namespace) -> int:
             results = compute_stats(
                 models, photos, size=size, batch_size=args.batch_size, progress=bar.update, on_skip=on_skip
             )
+        try:
+            prepare_out_dir(args.out)
+        except ValueError as e:
+            raise StatsInputError(str(e)) from None
     except StatsInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -213,5 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_stats(parser.parse_args(argv))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # through the dispatcher: its Ctrl-C (130) and OSError (1) handling
+    from sepvit_viz.__main__ import main as dispatch
+
+    raise SystemExit(dispatch(["stats", *sys.argv[1:]]))

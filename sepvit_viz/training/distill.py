@@ -1200,12 +1200,33 @@ def _check_device(spec: object) -> None:
         raise ValueError(f"--device {spec}: this machine has {count} {device.type} device(s)")
 
 
+def _check_init_from(path: str, model: str) -> None:
+    """Refuse an ``--init-from`` that is missing, not a project checkpoint (its header unreadable, no
+    or invalid config metadata) or of another architecture than ``--model``, from the file's header
+    alone: the student is loaded from it strictly, after the teacher."""
+    from sepvit_viz.model.weights import CheckpointError, differs_from_variant, read_checkpoint_config
+
+    if not Path(path).is_file():
+        raise ValueError(f"--init-from {path}: no such checkpoint file")
+    try:
+        config = read_checkpoint_config(path)
+    except CheckpointError as e:
+        raise ValueError(f"--init-from {path}: {e}") from None
+    if differs_from_variant(config, model):
+        raise ValueError(
+            f"--init-from {path}: its architecture is not --model {model}'s (the student is built as "
+            f"{model} and loaded from it strictly)"
+        )
+
+
 def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state_path: Path | None = None) -> None:
     """Refuse (``ValueError``, one line naming the option) a setting the run could not use, before
-    anything is created or loaded: no budget, or a negative or non-finite one; a number out of its
+    anything is created or loaded: no budget, or a negative or non-finite one; a ``--train-dirs``
+    folder that does not exist; a number out of its
     range (:data:`INT_RANGES`, :data:`FLOAT_RANGES`); a resolution schedule, folder weight, cache cap
-    or low-resolution share that does not parse or fit; an unknown ``--model`` or ``--device``; a
-    missing ``--init-from`` (unless the state holds the parent's card) or ``--teacher-checkpoint``;
+    or low-resolution share that does not parse or fit; an unknown ``--model`` or ``--device``; an
+    ``--init-from`` that is missing (unless the state holds the parent's card), not a project
+    checkpoint by its header, or of another architecture than ``--model``; a missing ``--teacher-checkpoint``;
     a ``--name`` that is not one folder name; an ``--out`` that is not a .safetensors path or lies under a file;
     held-out folders that overlap the training folders or hold no labelled photos; ``--feature-weight``
     switched on or off at a resume; a state without what a resume reads (:data:`STATE_KEYS`)."""
@@ -1224,6 +1245,9 @@ def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state
         )
     if not cfg.train_dirs:
         raise ValueError("give --train-dirs FOLDER... (folders of training photos)")
+    for d in cfg.train_dirs:  # before the run folder, the teacher and the photo cache
+        if not Path(d).is_dir():
+            raise ValueError(f"--train-dirs {d}: {'not a folder' if Path(d).exists() else 'no such folder'}")
     if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or os.sep in cfg.name:
         raise ValueError(f"--name {cfg.name!r}: must be one folder name (the run lives in <runs-dir>/<name>/)")
     out = Path(cfg.out)
@@ -1260,8 +1284,8 @@ def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state
     bad = {k: v for k, v in caps.items() if v != int(v) or not 16 <= v <= cfg.cache_size}
     if bad:
         raise ValueError(f"--cache-caps: caps must be whole numbers from 16 to --cache-size ({cfg.cache_size}): {bad}")
-    if cfg.init_from and (state is None or "parent_card" not in state) and not Path(cfg.init_from).is_file():
-        raise ValueError(f"--init-from {cfg.init_from}: no such checkpoint file")
+    if cfg.init_from and (state is None or "parent_card" not in state):
+        _check_init_from(cfg.init_from, cfg.model)
     if cfg.teacher_checkpoint and not Path(cfg.teacher_checkpoint).is_file():
         raise ValueError(f"--teacher-checkpoint {cfg.teacher_checkpoint}: no such file")
     check_held_out_apart(cfg.train_dirs, cfg.val_dirs)

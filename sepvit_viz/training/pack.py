@@ -24,6 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 from sepvit_viz.imageio import MIN_SIDE, upright
+from sepvit_viz.outdir import blocking_file
 from sepvit_viz.preprocess import resize_center_crop
 from sepvit_viz.training.data import list_images
 
@@ -130,17 +131,13 @@ def pack_name(path: Path) -> str:
 def check_out(out: Path) -> None:
     """Refuse (``ValueError``) a pack folder that is a file, lies under a file or is not empty;
     nothing is created."""
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"{out} is a file, not a folder")
-        if any(out.iterdir()):
-            raise ValueError(f"{out} is not empty; a pack is written into a new folder")
-        return
-    for parent in out.absolute().parents:  # the nearest part of the path that exists must be a folder
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{out}: {parent} is a file, not a folder")
-            return
+    blocker = blocking_file(out)  # the nearest part of the path that exists must be a folder
+    if blocker == out:
+        raise ValueError(f"{out} is a file, not a folder")
+    if blocker is not None:
+        raise ValueError(f"{out}: {blocker} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; a pack is written into a new folder")
 
 
 def write_pack(
