@@ -36,7 +36,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from sepvit_viz.cliargs import RecordGiven, checkpoint_problem, model_mismatch, threads_problem
+from sepvit_viz.cliargs import add_out_and_model_arguments, checkpoint_problem, model_mismatch, threads_problem
 from sepvit_viz.imageio import ImageInputError, load_image
 from sepvit_viz.limits import DECODE_SHORT_SIDE, INPUT_MAX_SIDE, INPUT_MIN_SIDE, MAX_THREADS
 from sepvit_viz.model.weights import model_note
@@ -146,15 +146,7 @@ def add_render_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "source", type=Path, nargs="+", help="photos, or folders of photos (not recursive), e.g. a shell glob"
     )
-    # a string: --out '' must be refused, and Path('') is already '.'
-    p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument(
-        "--model",
-        default="sepvit_lite",
-        action=RecordGiven,
-        help="model variant (default sepvit_lite); a checkpoint with its own architecture overrides it (with a warning)",
-    )
-    p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")
+    add_out_and_model_arguments(p)
     p.add_argument(
         "--size",
         type=_size,

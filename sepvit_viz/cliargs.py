@@ -12,7 +12,7 @@ from typing import Any
 
 from sepvit_viz.limits import MAX_THREADS
 
-__all__ = ["RecordGiven", "checkpoint_problem", "model_mismatch", "threads_problem"]
+__all__ = ["RecordGiven", "add_out_and_model_arguments", "checkpoint_problem", "model_mismatch", "threads_problem"]
 
 
 class RecordGiven(argparse.Action):
@@ -47,3 +47,16 @@ def model_mismatch(config: Any, model: str, given: bool, checkpoint: str | None)
     if not given or checkpoint is None or not differs_from_variant(config, model):
         return None
     return f"{checkpoint} holds its own architecture ({config.name}), which is used: --model {model} is ignored for it"
+
+
+def add_out_and_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--out`` (kept as text: ``''`` must be refused, and ``Path('')`` is already ``'.'``),
+    ``--model`` (recording whether it was given) and ``--checkpoint``, as render and stats take them."""
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument(
+        "--model",
+        default="sepvit_lite",
+        action=RecordGiven,
+        help="model variant (default sepvit_lite); a checkpoint with its own architecture overrides it (with a warning)",
+    )
+    p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")

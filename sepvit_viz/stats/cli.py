@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sepvit_viz.cliargs import RecordGiven, checkpoint_problem, model_mismatch, threads_problem
+from sepvit_viz.cliargs import add_out_and_model_arguments, checkpoint_problem, model_mismatch, threads_problem
 from sepvit_viz.limits import MAX_BATCH_SIZE, MAX_RESOLUTION, MAX_THREADS, MIN_RESOLUTION, RESOLUTION_MULTIPLE
 from sepvit_viz.outdir import check_out_dir, prepare_out_dir
 from sepvit_viz.stats.measures import StatsInputError, compute_stats, list_photos
@@ -35,15 +35,7 @@ __all__ = ["add_stats_arguments", "load_for_stats", "main", "run_stats"]
 
 def add_stats_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("sources", type=Path, nargs="+", help="folders (searched recursively) and/or photos")
-    # a string: --out '' must be refused, and Path('') is already '.'
-    p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument(
-        "--model",
-        default="sepvit_lite",
-        action=RecordGiven,
-        help="model variant (default sepvit_lite); a checkpoint with its own architecture overrides it (with a warning)",
-    )
-    p.add_argument("--checkpoint", default=None, help="weights file (default: the project's checkpoint)")
+    add_out_and_model_arguments(p)
     p.add_argument(
         "--compare",
         default=None,
