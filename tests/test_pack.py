@@ -113,7 +113,8 @@ def test_main_prints_a_table_and_reports_a_missing_folder(folders, tmp_path, cap
     for flag, value in (("--side", "4"), ("--quality", "0"), ("--max-mib", "-1")):
         with pytest.raises(SystemExit) as e:
             main([str(tmp_path / "q"), "--from", str(big), flag, value])
-        assert e.value.code == 2 and flag in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith(f"error: {flag} ") and err.count("\n") == 1, err
 
 
 def test_photos_of_one_stem_stay_apart_and_unreadable_ones_are_counted(tmp_path) -> None:
@@ -182,7 +183,7 @@ def test_a_pack_folder_that_is_a_file_or_under_one_or_empty_is_refused(folders, 
     monkeypatch.chdir(cwd)
     with pytest.raises(SystemExit) as e:
         main(["", "--from", f"{big}=2"])
-    assert e.value.code == 2 and "OUT is empty" in capsys.readouterr().err
+    assert e.value.code == 2 and capsys.readouterr().err == "error: OUT is empty: give the pack folder to write\n"
     assert not list(cwd.iterdir())
 
 
@@ -191,7 +192,8 @@ def test_max_mib_must_be_a_finite_number_above_zero(folders, tmp_path, capsys, v
     big, _ = folders
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "p"), "--from", str(big), "--max-mib", value])
-    assert e.value.code == 2 and "--max-mib" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: --max-mib ") and err.count("\n") == 1, err
     with pytest.raises(ValueError, match="--max-mib"):
         write_pack([PackSource(big, None)], tmp_path / "p", 64, 80, float(value))
     assert not (tmp_path / "p").exists()

@@ -209,14 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-mib", type=float, default=32.0, help="stop before the pack exceeds this (default 32)")
     p.add_argument("--seed", type=int, default=0, help="which photos of each class are picked (default 0)")
     args = p.parse_args(argv)
-    if not 16 <= args.side <= 1024:
-        p.error(f"--side {args.side}: must be 16-1024")
-    if not 1 <= args.quality <= 100:
-        p.error(f"--quality {args.quality}: must be 1-100")
-    if not (args.max_mib > 0 and math.isfinite(args.max_mib * 2**20)):
-        p.error(f"--max-mib {args.max_mib:g}: must be a finite number above 0")
-    if not args.out:
-        p.error("OUT is empty: give the pack folder to write")
+    problems = [
+        not 16 <= args.side <= 1024 and f"--side {args.side}: must be 16-1024",
+        not 1 <= args.quality <= 100 and f"--quality {args.quality}: must be 1-100",
+        not (args.max_mib > 0 and math.isfinite(args.max_mib * 2**20))
+        and f"--max-mib {args.max_mib:g}: must be a finite number above 0",
+        not args.out and "OUT is empty: give the pack folder to write",
+    ]
+    if problem := next((pr for pr in problems if pr), None):
+        print(f"error: {problem}", file=sys.stderr)  # one line, as for the errors below
+        raise SystemExit(2)
     try:
         sources = [parse_source(s) for s in args.sources]
         report = write_pack(sources, Path(args.out), args.side, args.quality, args.max_mib, args.seed)
