@@ -78,7 +78,7 @@ BACKGROUND: Final[tuple[int, int, int]] = (255, 255, 255)
 #: Pillow format names whose decoders may run (multi-picture phone JPEGs, "MPO", open through JPEG).
 ALLOWED_FORMATS: Final[tuple[str, ...]] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
-_FORMAT_HINT = "Please upload a JPEG, PNG, WebP, GIF, BMP or TIFF photo."
+_FORMAT_HINT = "Please use a JPEG, PNG, WebP, GIF, BMP or TIFF photo."
 
 
 class ImageInputError(UserInputError):
@@ -163,7 +163,7 @@ def check_dimensions(
     if width * height > max_pixels:
         raise ImageInputError(
             f"This image is too large: {width} x {height} pixels ({width * height / 1e6:.0f} megapixels); "
-            f"the limit is {max_pixels / 1e6:.0f} megapixels. Please upload a smaller version."
+            f"the limit is {max_pixels / 1e6:.0f} megapixels. Please use a smaller version."
         )
     if min(width, height) < min_side:
         raise ImageInputError(
@@ -181,24 +181,24 @@ def _read_file(path: str | Path, max_bytes: int) -> bytes:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise ImageInputError("The uploaded file could not be found; please upload it again.") from None
+        raise ImageInputError("The file could not be found; please choose it again.") from None
     except OSError as exc:
-        raise ImageInputError("The uploaded file could not be read; please upload it again.") from exc
+        raise ImageInputError("The file could not be read; please choose it again.") from exc
     if not stat.S_ISREG(st.st_mode):
-        raise ImageInputError("The upload is not a regular file; please upload a photo.")
+        raise ImageInputError("This is not a regular file; please choose a photo.")
     _check_size(st.st_size, max_bytes)
     try:
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)  # bounded even if the file grows after the stat
     except OSError as exc:
-        raise ImageInputError("The uploaded file could not be read; please upload it again.") from exc
+        raise ImageInputError("The file could not be read; please choose it again.") from exc
     _check_size(len(data), max_bytes)
     return data
 
 
 def _check_size(n: int, max_bytes: int) -> None:
     if n == 0:
-        raise ImageInputError("The upload is empty (0 bytes); please choose a photo.")
+        raise ImageInputError("The file is empty (0 bytes); please choose a photo.")
     if n > max_bytes:
         raise ImageInputError(f"The file is too large ({n / 2**20:.1f} MB); the limit is {max_bytes / 2**20:.0f} MB.")
 
@@ -367,7 +367,7 @@ def load_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageInputError(
             f"This image is too large: its declared size is over the limit of {max_pixels / 1e6:.0f} megapixels. "
-            "Please upload a smaller version."
+            "Please use a smaller version."
         ) from None
     except Exception as exc:  # unidentified, or any parser failure on a hostile header: the file's fault
         kind = _image_kind(data)
@@ -394,7 +394,7 @@ def _verify_png(data: bytes) -> None:
     except Exception as exc:
         raise ImageInputError(
             "This PNG file is truncated or damaged (a checksum does not match) and could not be decoded. "
-            "Please upload it again or save it again from an image editor."
+            "Please try it again or save it again from an image editor."
         ) from exc
 
 
@@ -422,7 +422,7 @@ def _decode(image: Image.Image, max_short_side: int | None = None) -> Image.Imag
         raise ImageInputError("This image needs too much memory to decode.") from None
     except Exception as exc:  # truncated data, bad CRC, broken Huffman tables, ...
         raise ImageInputError(
-            "This image file is truncated or damaged and could not be decoded. Please upload it again "
+            "This image file is truncated or damaged and could not be decoded. Please try it again "
             "or save it again from an image editor."
         ) from exc
     # a fresh image that owns its pixels (copy() keeps no reference to the source file or frames)

@@ -421,6 +421,22 @@ def test_messages_carry_no_internals(tmp_path):
         assert msg.endswith((".", "?"))
 
 
+def test_messages_fit_the_command_line_as_well_as_the_app(tmp_path):
+    """The CLI reads files it was named, nothing was uploaded: no message may ask to upload again."""
+    bad = [
+        write(tmp_path, "a.jpg", b""),
+        write(tmp_path, "b.jpg", b"plain text"),
+        write(tmp_path, "c.jpg", encode(photo(), "JPEG")[:300]),
+        write(tmp_path, "d.png", png_with_declared_size(50_000, 50_000)),
+        tmp_path / "missing.jpg",
+        tmp_path,  # a folder
+    ]
+    for path in bad:
+        with pytest.raises(ImageInputError) as info:
+            load_image(path)
+        assert "upload" not in str(info.value).lower(), str(info.value)
+
+
 def test_warning_filters_untouched():
     before = list(warnings.filters)
     load_image(encode(photo(), "PNG"))
