@@ -210,3 +210,21 @@ def test_folded_head_is_the_teacher_classifier_on_the_projected_mean_token() -> 
     w, b = folded_head(fc_w, fc_b, proj_w, proj_b)
     assert w.shape == (7, 3) and b.shape == (7,)
     torch.testing.assert_close(tokens.mean(dim=1) @ w.T + b, want)
+
+
+def test_disagreement_probe_counts_per_true_class_and_pairs() -> None:
+    from benchmarks.probe_disagreements import ClassRow, per_class, top_disagreements
+
+    labels = [1, 1, 1, 1, 2, 2]
+    student = [1, 1, 5, 5, 2, 2]
+    teacher = [1, 7, 7, 5, 2, 9]
+    rows = per_class(labels, student, teacher)
+    # lowest agreement first: class 2 agrees on 1 of 2, class 1 on 2 of 4 (a tie broken by the label)
+    assert rows == [
+        ClassRow(label=1, photos=4, agreement=0.5, student_top1=0.5, teacher_top1=0.25),
+        ClassRow(label=2, photos=2, agreement=0.5, student_top1=1.0, teacher_top1=0.5),
+    ]
+    assert top_disagreements(student, teacher) == [(7, 1, 1), (7, 5, 1), (9, 2, 1)]
+    assert top_disagreements(student, teacher, k=1) == [(7, 1, 1)]
+    with pytest.raises(ValueError, match="lengths differ"):
+        per_class(labels, student[:-1], teacher)
