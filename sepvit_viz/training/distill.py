@@ -46,6 +46,7 @@ from torch import nn
 
 from sepvit_viz.limits import MAX_THREADS
 from sepvit_viz.model.weights import ASSETS_DIR, card_path_for
+from sepvit_viz.outdir import blocking_file
 from sepvit_viz.training.data import (
     LOW_RES_SIDES,
     PhotoCache,
@@ -344,9 +345,7 @@ class Distiller:
         self.log = log or logging.getLogger("sepvit_viz.training.distill")
         # checked before the teacher and the photo cache are built (the cache can take minutes)
         self.dir_weights = check_dir_weights(cfg.dir_weights, cfg.train_dirs)
-        self.low_res = check_dir_weights(cfg.low_res_dirs, cfg.train_dirs, "--low-res-dirs")
-        if any(not 0.0 < p <= 1.0 for p in self.low_res.values()):
-            raise ValueError(f"--low-res-dirs: probabilities must lie in (0, 1], got {cfg.low_res_dirs!r}")
+        self.low_res = low_res_shares(cfg)
         check_held_out_apart(cfg.train_dirs, cfg.val_dirs)
         final_res = final_resolution(cfg.res_schedule)
         if final_res != 224:
@@ -1219,6 +1218,15 @@ def _check_init_from(path: str, model: str) -> None:
         )
 
 
+def low_res_shares(cfg: DistillConfig) -> dict[str, float]:
+    """``--low-res-dirs`` as {training folder: share of its views shown at low resolution}; raises
+    ``ValueError`` for a folder that is not a training folder or a share outside (0, 1]."""
+    low_res = check_dir_weights(cfg.low_res_dirs, cfg.train_dirs, "--low-res-dirs")
+    if any(not 0.0 < v <= 1.0 for v in low_res.values()):
+        raise ValueError(f"--low-res-dirs: probabilities must lie in (0, 1], got {cfg.low_res_dirs!r}")
+    return low_res
+
+
 def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state_path: Path | None = None) -> None:
     """Refuse (``ValueError``, one line naming the option) a setting the run could not use, before
     anything is created or loaded: no budget, or a negative or non-finite one; a ``--train-dirs``
@@ -1253,8 +1261,8 @@ def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state
     out = Path(cfg.out)
     if out.suffix != ".safetensors" or out.is_dir():
         raise ValueError(f"--out {cfg.out}: must be a .safetensors file path, not a folder")
-    blocker = next((p for p in (out.parent, *out.parent.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
+    blocker = blocking_file(out.parent)
+    if blocker is not None:
         raise ValueError(f"--out {cfg.out}: {blocker} is a file, so the checkpoint cannot be written under it")
     for key, (low, high) in INT_RANGES.items():
         value = getattr(cfg, key)
@@ -1277,9 +1285,7 @@ def check_options(cfg: DistillConfig, state: dict[str, Any] | None = None, state
                 f"--res-schedule {cfg.res_schedule}: {res} px at {at:g} is outside {INPUT_MIN_SIDE}-{INPUT_MAX_SIDE} px"
             )
     check_dir_weights(cfg.dir_weights, cfg.train_dirs)
-    low_res = check_dir_weights(cfg.low_res_dirs, cfg.train_dirs, "--low-res-dirs")
-    if any(not 0.0 < v <= 1.0 for v in low_res.values()):
-        raise ValueError(f"--low-res-dirs: probabilities must lie in (0, 1], got {cfg.low_res_dirs!r}")
+    low_res_shares(cfg)
     caps = check_dir_weights(cfg.cache_caps, cfg.train_dirs, "--cache-caps")
     bad = {k: v for k, v in caps.items() if v != int(v) or not 16 <= v <= cfg.cache_size}
     if bad:
