@@ -154,6 +154,19 @@ def test_kd_loss_is_a_kl_divergence() -> None:
     assert kd_loss(s - 0.5 * s.grad, t, 2.0).item() < loss.item()
 
 
+def test_hard_target_loss_is_cross_entropy_on_the_teachers_top1() -> None:
+    from sepvit_viz.training.distill import hard_target_loss
+
+    teacher = torch.tensor([[0.0, 3.0, 2.9], [5.0, 0.0, 1.0]])  # top-1: class 1 (a near tie), class 0
+    student = torch.tensor([[0.0, 1.0, 2.0], [1.0, 0.0, 0.0]], requires_grad=True)
+    loss = hard_target_loss(student, teacher)
+    expected = -(student.log_softmax(-1)[0, 1] + student.log_softmax(-1)[1, 0]) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    # the gradient pushes up the teacher's top class, even where the teacher's runner-up is close
+    assert student.grad[0, 1] < 0 < student.grad[0, 2] and student.grad[1, 0] < 0
+
+
 def test_no_weight_decay_on_norms_biases_and_tokens() -> None:
     from sepvit_viz import create_model
 
@@ -209,6 +222,24 @@ def test_training_lowers_the_loss_and_the_checkpoint_reloads(photo_dirs, tmp_pat
     assert set(card["views_per_second"]["CPU, 1 threads, bf16 autocast"]) == {"64"}
     assert card["teacher"].endswith("224 px, bf16 autocast")
     assert card["train_time_hours_by_hardware"] == {}  # train_step alone counts no budget time
+
+
+def test_hard_weight_adds_the_top1_term_and_the_card_says_so(photo_dirs, tmp_path, teacher_available) -> None:
+    from sepvit_viz.training.distill import lineage_record
+
+    cfg = _config(photo_dirs, tmp_path, steps=1, hard_weight=0.5)
+    dist = Distiller(cfg)
+    m = dist.train_step()
+    assert m["hard"] > 0
+    assert m["loss"] == pytest.approx(m["kd"] + 0.5 * m["hard"] + cfg.feature_weight * m["feat"], rel=1e-5)
+    card = dist.model_card(final=True)
+    assert "0.5 x cross-entropy on the teacher's top-1 class" in card["method"]
+    assert card["hard_target_loss"] == {"weight": 0.5}
+    assert lineage_record(card)["hard_target_weight"] == 0.5
+    off = Distiller(_config(photo_dirs, tmp_path / "off", steps=1))
+    assert off.train_step()["hard"] == 0.0
+    card = off.model_card(final=True)
+    assert "cross-entropy" not in card["method"] and "hard_target_weight" not in lineage_record(card)
 
 
 def test_resume_continues_exactly(photo_dirs, tmp_path, teacher_available) -> None:
@@ -1141,6 +1172,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--steps", "1", "--init-from", "no/such.safetensors"], r"--init-from no/such.safetensors: no such"),
         (["--steps", "1", "--lr", "nan"], r"--lr nan: must be a finite number above 0"),
         (["--steps", "1", "--ema-decay", "1"], r"--ema-decay 1.0: must be a finite number from 0, below 1"),
+        (["--steps", "1", "--hard-weight", "-0.5"], r"--hard-weight -0.5: must be a finite number from 0"),
         (["--steps", "1", "--dir-weights", "train=inf"], r"--dir-weights: 'train=inf' needs .* finite value"),
         (["--steps", "1", "--seed", "-1"], r"--seed -1: must be a whole number from 0"),
         (["--steps", "1", "--name", ""], r"--name '': must be one folder name"),

@@ -181,6 +181,7 @@ _SECTIONS = (
     "augmentation",
     "optimizer",
     "feature_loss",
+    "hard_target_loss",
     "resolution",
 )
 

@@ -63,7 +63,17 @@ from sepvit_viz.training.data import (
 )
 from sepvit_viz.training.ema import WeightAverage
 
-__all__ = ["DistillConfig", "Distiller", "check_options", "kd_loss", "lr_at", "main", "param_groups", "resolution_at"]
+__all__ = [
+    "DistillConfig",
+    "Distiller",
+    "check_options",
+    "hard_target_loss",
+    "kd_loss",
+    "lr_at",
+    "main",
+    "param_groups",
+    "resolution_at",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 # A training step or an evaluation batch takes about a second; one that took longer than this was
@@ -98,6 +108,7 @@ class DistillConfig:
     steps: int | None = None
     temperature: float = 1.0
     feature_weight: float = 1.0
+    hard_weight: float = 0.0
     drop_path_rate: float = 0.05
     res_schedule: str = "0:224"
     crop_scale_min: float = 0.3
@@ -318,6 +329,12 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+
+
+def hard_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the student against the teacher's top-1 class, mean over the batch.
+    (B, K), (B, K) -> scalar. Still label-free: the target is the teacher's answer, not a label."""
+    return F.cross_entropy(student_logits.float(), teacher_logits.argmax(-1))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -626,7 +643,9 @@ class Distiller:
             out = self.student.forward_head(tokens)
         kd = kd_loss(out, target, cfg.temperature)
         feat = self.feature_loss(tokens, teacher_feats, res) if cfg.feature_weight > 0 else torch.zeros(())
-        loss = kd + cfg.feature_weight * feat
+        # the KL alone leaves near-ties between sibling classes loose; this term pulls the argmax
+        hard = hard_target_loss(out, target) if cfg.hard_weight > 0 else torch.zeros(())
+        loss = kd + cfg.hard_weight * hard + cfg.feature_weight * feat
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(
@@ -649,6 +668,7 @@ class Distiller:
             "loss": loss.item(),
             "kd": kd.item(),
             "feat": feat.item(),
+            "hard": hard.item(),
             "lr": lr,
             "res": res,
             "grad_norm": float(gnorm),
@@ -817,6 +837,7 @@ class Distiller:
             + ("bf16 autocast" if self.use_bf16 else "float32"),
             "method": "function matching distillation: same augmented view for teacher and student, "
             f"KL divergence at temperature {cfg.temperature}"
+            + (f" plus {cfg.hard_weight} x cross-entropy on the teacher's top-1 class" if cfg.hard_weight > 0 else "")
             + (
                 f" plus {cfg.feature_weight} x MSE between a linear projection of the student's last-stage "
                 "tokens and the teacher's final feature map"
@@ -889,6 +910,8 @@ class Distiller:
                 # the teacher's map shifted by its cell offset before pooling (--align-features)
                 "aligned_to_student_tokens": bool(cfg.align_features) if cfg.feature_weight > 0 else None,
             },
+            # cross-entropy on the teacher's top-1 class beside the KL (--hard-weight; 0 = off)
+            "hard_target_loss": {"weight": cfg.hard_weight},
             "changed_on_resume": [h for h in self.history if "changed" in h],
             "seed": cfg.seed,
             # how the feature projection started (a run from a checkpoint fits it before its first step)
@@ -906,7 +929,8 @@ class Distiller:
 def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
     """A finished run's entry in its descendants' lineage, taken from its model card: what it trained
     on (with ``low_resolution`` when the run used ``--low-res-dirs``, ``weight_average_decay`` when
-    it exported a weight average, ``--ema-decay``, and ``aligned_features`` with ``--align-features``),
+    it exported a weight average, ``--ema-decay``, ``aligned_features`` with ``--align-features``, and
+    ``hard_target_weight`` with a non-zero ``--hard-weight``),
     its peak lr and warmup, how long, and its held-out evaluation (the full one if the card has it,
     else the last one made while training)."""
     evaluation = (card.get("evaluation") or {}).get("results")
@@ -917,6 +941,7 @@ def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
     low_res = (card.get("augmentation") or {}).get("low_resolution")
     ema_decay = (card.get("optimizer") or {}).get("weight_average_decay")
     aligned = (card.get("feature_loss") or {}).get("aligned_to_student_tokens")
+    hard_weight = (card.get("hard_target_loss") or {}).get("weight")
     return {
         "run": card.get("run", "unnamed"),
         "initialised_from": init.get("run", init.get("checkpoint")) if isinstance(init, dict) else init,
@@ -933,6 +958,7 @@ def lineage_record(card: dict[str, Any]) -> dict[str, Any]:
         **({"low_resolution": low_res} if low_res else {}),
         **({"weight_average_decay": ema_decay} if ema_decay else {}),
         **({"aligned_features": True} if aligned else {}),
+        **({"hard_target_weight": hard_weight} if hard_weight else {}),
         "evaluation": evaluation,
     }
 
@@ -978,6 +1004,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--clip-grad", type=float, help=f"gradient norm clip, 0 = off (default {d.clip_grad})")
     a("--temperature", type=float, help=f"softmax temperature of the KL (default {d.temperature})")
     a("--feature-weight", type=float, help=f"weight of the feature-matching loss, 0 = off (default {d.feature_weight})")
+    a(
+        "--hard-weight",
+        type=float,
+        help=f"weight of a cross-entropy on the teacher's top-1 class beside the KL, 0 = off (default {d.hard_weight})",
+    )
     a(
         "--ema-decay",
         type=float,
@@ -1164,6 +1195,7 @@ FLOAT_RANGES: dict[str, tuple[float, float | None, bool]] = {
     "clip_grad": (0.0, None, True),
     "temperature": (0.0, None, False),
     "feature_weight": (0.0, None, True),
+    "hard_weight": (0.0, None, True),
     "ema_decay": (0.0, 1.0 - 1e-12, True),  # below 1: 0 is off
     "drop_path_rate": (0.0, 1.0 - 1e-12, True),  # below 1
     "crop_scale_min": (0.0, 1.0, False),
@@ -1367,6 +1399,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
     )
     last_save = last_eval = time.time()
     window_t, window_n, window_loss, window_agree, window_feat = time.time(), 0, 0.0, 0.0, 0.0
+    window_hard = 0.0
     if dist.step == 0:
         last_eval = 0.0  # evaluate the untrained student once, as the baseline
     try:
@@ -1392,6 +1425,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
             window_loss += m["loss"]
             window_agree += m["batch_agree"]
             window_feat += m["feat"]
+            window_hard += m["hard"]
             if dist.step % cfg.log_every == 0:
                 span = time.time() - window_t
                 k = window_n / cfg.batch_size
@@ -1402,6 +1436,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                     "loss": window_loss / k,
                     "batch_agree": window_agree / k,
                     "feat_loss": window_feat / k,
+                    "hard_loss": window_hard / k,
                     "lr": m["lr"],
                     "res": m["res"],
                     "grad_norm": m["grad_norm"],
@@ -1415,6 +1450,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                     f"lr {m['lr']:.2e} res {m['res']} {rec['img_per_s']:.1f} img/s elapsed {dist.elapsed / 60:.1f} min"
                 )
                 window_t, window_n, window_loss, window_agree, window_feat = time.time(), 0, 0.0, 0.0, 0.0
+                window_hard = 0.0
             bar.update(int(dist.progress() * 1000) - bar.n)
             bar.set_postfix(loss=f"{m['loss']:.3f}", res=m["res"], refresh=False)
             if time.time() - last_save >= cfg.save_every_min * 60:
