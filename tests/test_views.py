@@ -196,6 +196,146 @@ def test_a_head_change_changes_the_picture(analysis):
     assert not np.array_equal(*pix)
 
 
+def photo_pixels(v: views.View) -> np.ndarray:
+    """The photo part of a view's picture, one sample per model pixel (each upscaled pixel's centre):
+    (H, W, 3) uint8."""
+    (top, left), k, (h, w) = v.origin, v.scale, v.size
+    return v.picture[top + k // 2 : top + h * k : k, left + k // 2 : left + w * k : k]
+
+
+def with_distinct_heads(a: Analysis) -> Analysis:
+    """``a`` with each head's attention reweighted by its own random positive factors (rows renormalised,
+    so padded keys keep probability 0): the untrained model's heads can be all alike, these are not."""
+    rng = np.random.default_rng(1)
+    records = []
+    for r in a.records:
+        dwa = r.dwa * rng.uniform(0.2, 1.8, size=r.dwa.shape).astype(r.dwa.dtype)
+        pwa = None if r.pwa is None else r.pwa * rng.uniform(0.2, 1.8, size=r.pwa.shape).astype(r.pwa.dtype)
+        records.append(
+            dataclasses.replace(
+                r,
+                dwa=dwa / dwa.sum(-1, keepdims=True),
+                pwa=None if pwa is None else pwa / pwa.sum(-1, keepdims=True),
+            )
+        )
+    return Analysis(a.image, records, a.logits, a.top5, a.model_name)
+
+
+def test_every_head_is_the_map_drawn(analysis):
+    """Head N of every block (the last one included) is head N's map in every view, and the picture's
+    grey levels are that map: a view that drew another head under head N's title fails here."""
+    a = with_distinct_heads(analysis)
+    point = (70, 100)
+    for blk, rec in enumerate(a.records):
+        if rec.num_heads < 2:
+            continue
+        assert a.head_for(blk, rec.num_heads - 1) == rec.num_heads - 1
+        assert a.head_for(blk, rec.num_heads) == "mean"  # an index the block lacks: the mean, said so
+        for h in [*range(rec.num_heads), "mean", "max"]:
+            s = ViewSettings(block=blk, head=h, point=point, **GRAY)
+            v = views.tokens(a, s)
+            np.testing.assert_array_equal(v.heat, a.token_map(blk, h))
+            lo, hi = float(v.heat.min()), float(v.heat.max())
+            want = (v.heat - lo) / (hi - lo) * 255
+            got = photo_pixels(v).astype(float).mean(axis=2)
+            assert np.median(np.abs(got - want)) < 1.5, (blk, h)  # window lines and the marker aside
+            np.testing.assert_array_equal(views.pixel(a, s).heat, a.pixel_query(blk, point, h).heat)
+            if rec.pwa is not None:
+                w = a.window_at(blk, point)
+                np.testing.assert_array_equal(views.pwa_row(a, s).heat, a.pwa_map(blk, w, h))
+        first, last = (views.tokens(a, ViewSettings(block=blk, head=h)).heat for h in (0, rec.num_heads - 1))
+        assert not np.array_equal(first, last)  # the heads differ, so the checks above tell them apart
+
+
+def test_the_marker_sits_on_the_clicked_pixel(analysis):
+    """The cyan cross is centred on the clicked (y, x), not on (x, y) or elsewhere."""
+    a = analysis.fresh()
+    cyan = np.array([0, 230, 255], np.uint8)
+    for point in [(10, 100), (100, 30)]:  # y != x and both orders inside the 128 x 192 photo
+        for view in (views.tokens, views.pixel):
+            v = view(a, ViewSettings(block=0, point=point, **GRAY))
+            (top, left), k = v.origin, v.scale
+            arms = (
+                lambda y, x: np.concatenate(  # noqa: E731 - the cross's two arms through (y, x)
+                    [
+                        v.picture[top + y * k + k // 2, left + x * k + k // 2 - 5 : left + x * k + k // 2 + 6],
+                        v.picture[top + y * k + k // 2 - 5 : top + y * k + k // 2 + 6, left + x * k + k // 2],
+                    ]
+                )
+            )
+            assert (arms(*point) == cyan).all(), (view.__name__, point)
+            assert not (arms(point[1], point[0]) == cyan).all()
+
+
+def test_colour_map_and_opacity_each_reach_the_picture(analysis):
+    """Changed one at a time: the colour map colours the map (full opacity: the picture is the map in
+    that colour map), and the opacity blends it with the photo (0: the photo itself)."""
+    a = analysis.fresh()
+    base = ViewSettings(block=0, cmap="gray", alpha=1.0, gsa_subwindows=False)
+    full = views.tokens(a, base)
+    k, (h, w) = full.scale, full.size
+    photo = np.asarray(Image.fromarray(a.image).resize((w * k, h * k), Image.Resampling.BICUBIC))
+    photo = photo[k // 2 :: k, k // 2 :: k].astype(float)
+
+    def off(v: views.View, want: np.ndarray) -> float:  # median difference over the photo's pixels
+        return float(np.median(np.abs(photo_pixels(v).astype(float) - want)))
+
+    for cmap in ("gray", "viridis", "magma"):
+        v = views.tokens(a, base.with_(cmap=cmap))
+        assert off(v, render.colorize(v.heat, cmap).astype(float)) < 1.5, cmap
+    assert off(views.tokens(a, base.with_(alpha=0.0)), photo) < 1.5
+    half = views.tokens(a, base.with_(alpha=0.5))
+    assert off(half, (photo + render.colorize(full.heat, "gray")) / 2) < 1.5
+    assert off(half, photo) > 10 and off(half, render.colorize(full.heat, "gray").astype(float)) > 10
+
+
+def test_the_cross_window_view_outlines_the_chosen_window(analysis):
+    """The outline (cyan, 2 px) runs along the top edge of the chosen window and no other."""
+    a = analysis.fresh()
+    cyan = np.array([0, 230, 255], np.uint8)
+    blk = next(i for i, r in enumerate(a.records) if r.pwa is not None and r.geometry.num_windows > 2)
+    for chosen in range(a.records[blk].geometry.num_windows):
+        v = views.pwa_row(a, ViewSettings(block=blk, window=chosen, **GRAY))
+        (top, left), k = v.origin, v.scale
+        outlined = []
+        for win in range(a.records[blk].geometry.num_windows):
+            y0, x0, y1, x1 = a.window_box(blk, win)
+            edge = v.picture[top + y0 * k, left + x0 * k : left + x1 * k]
+            if (edge == cyan).all():
+                outlined.append(win)
+        assert outlined == [chosen]
+
+
+def test_the_matrix_outlines_the_chosen_row(analysis):
+    """The red outline of the PWA matrix moves one cell height per query window: it is on row w."""
+    a = analysis.fresh()
+    blk = next(i for i, r in enumerate(a.records) if r.pwa is not None and r.geometry.num_windows > 2)
+    n = a.records[blk].geometry.num_windows
+    tops, heights = [], []
+    for w in range(n):
+        pic = views.pwa_matrix(a, ViewSettings(block=blk, window=w)).picture
+        rows = np.nonzero((pic == np.array([255, 60, 60], np.uint8)).all(axis=2).any(axis=1))[0]
+        tops.append(int(rows.min()))
+        heights.append(int(rows.max() - rows.min() + 1))
+    assert len(set(heights)) == 1  # one cell high
+    assert [t - tops[0] for t in tops] == [w * heights[0] for w in range(n)]
+
+
+def test_exported_maps_are_the_chosen_heads(analysis):
+    """``Analysis.arrays`` (the .npz download and ``render --npz``): the maps are the chosen head's,
+    not the mean under the chosen head's label."""
+    a = with_distinct_heads(analysis)
+    blk = next(i for i, r in enumerate(a.records) if r.pwa is not None and r.num_heads > 1)
+    name, point = a.records[blk].name, (70, 100)
+    for h in (1, "mean"):
+        out = a.arrays(blk, h, point)
+        np.testing.assert_array_equal(out[f"{name}.token_map"], a.token_map(blk, h))
+        np.testing.assert_array_equal(out[f"{name}.pixel_query"], a.pixel_query(blk, point, h).heat)
+        np.testing.assert_array_equal(out[f"{name}.composed"], a.composed(blk, point, h).heat)
+        np.testing.assert_array_equal(out[f"{name}.pwa_map"], a.pwa_map(blk, a.window_at(blk, point), h))
+    assert not np.array_equal(a.arrays(blk, 1, point)[f"{name}.token_map"], a.token_map(blk, "mean"))
+
+
 def test_views_a_block_lacks_say_so(analysis):
     glob = next(i for i, r in enumerate(analysis.records) if r.pwa is None)
     with pytest.raises(views.NoView, match="no window-to-window"):
