@@ -247,6 +247,13 @@ def test_every_head_is_the_map_drawn(analysis):
         assert not np.array_equal(first, last)  # the heads differ, so the checks above tell them apart
 
 
+def cross_arms(v: views.View, y: int, x: int) -> np.ndarray:
+    """The picture's pixels along the two 11 px arms of a cross centred on model pixel (y, x): (22, 3)."""
+    (top, left), k = v.origin, v.scale
+    cy, cx = top + y * k + k // 2, left + x * k + k // 2
+    return np.concatenate([v.picture[cy, cx - 5 : cx + 6], v.picture[cy - 5 : cy + 6, cx]])
+
+
 def test_the_marker_sits_on_the_clicked_pixel(analysis):
     """The cyan cross is centred on the clicked (y, x), not on (x, y) or elsewhere."""
     a = analysis.fresh()
@@ -254,17 +261,8 @@ def test_the_marker_sits_on_the_clicked_pixel(analysis):
     for point in [(10, 100), (100, 30)]:  # y != x and both orders inside the 128 x 192 photo
         for view in (views.tokens, views.pixel):
             v = view(a, ViewSettings(block=0, point=point, **GRAY))
-            (top, left), k = v.origin, v.scale
-            arms = (
-                lambda y, x: np.concatenate(  # noqa: E731 - the cross's two arms through (y, x)
-                    [
-                        v.picture[top + y * k + k // 2, left + x * k + k // 2 - 5 : left + x * k + k // 2 + 6],
-                        v.picture[top + y * k + k // 2 - 5 : top + y * k + k // 2 + 6, left + x * k + k // 2],
-                    ]
-                )
-            )
-            assert (arms(*point) == cyan).all(), (view.__name__, point)
-            assert not (arms(point[1], point[0]) == cyan).all()
+            assert (cross_arms(v, *point) == cyan).all(), (view.__name__, point)
+            assert not (cross_arms(v, point[1], point[0]) == cyan).all()
 
 
 def test_colour_map_and_opacity_each_reach_the_picture(analysis):
@@ -299,7 +297,7 @@ def test_the_cross_window_view_outlines_the_chosen_window(analysis):
         (top, left), k = v.origin, v.scale
         outlined = []
         for win in range(a.records[blk].geometry.num_windows):
-            y0, x0, y1, x1 = a.window_box(blk, win)
+            y0, x0, _, x1 = a.window_box(blk, win)
             edge = v.picture[top + y0 * k, left + x0 * k : left + x1 * k]
             if (edge == cyan).all():
                 outlined.append(win)
