@@ -224,13 +224,23 @@ def test_training_lowers_the_loss_and_the_checkpoint_reloads(photo_dirs, tmp_pat
     assert card["train_time_hours_by_hardware"] == {}  # train_step alone counts no budget time
 
 
-def test_hard_weight_adds_the_top1_term_and_the_card_says_so(photo_dirs, tmp_path, teacher_available) -> None:
+def test_hard_weight_adds_the_top1_term_and_the_card_says_so(
+    photo_dirs, tmp_path, teacher_available, monkeypatch
+) -> None:
+    from sepvit_viz.training import distill
     from sepvit_viz.training.distill import lineage_record
 
+    seen: dict[str, tuple[torch.Tensor, ...]] = {}
+    real_kd, real_hard = distill.kd_loss, distill.hard_target_loss
+    monkeypatch.setattr(distill, "kd_loss", lambda s, t, temp: seen.setdefault("kd", (s, t)) and real_kd(s, t, temp))
+    monkeypatch.setattr(distill, "hard_target_loss", lambda s, t: seen.setdefault("hard", (s, t)) and real_hard(s, t))
     cfg = _config(photo_dirs, tmp_path, steps=1, hard_weight=0.5)
     dist = Distiller(cfg)
     m = dist.train_step()
-    assert m["hard"] > 0
+    # the term takes the student's logits (with their gradient) against the teacher's, as the KL does
+    (s_kd, t_kd), (s_hard, t_hard) = seen["kd"], seen["hard"]
+    assert s_hard is s_kd and t_hard is t_kd and s_hard.requires_grad and not t_hard.requires_grad
+    assert m["hard"] == pytest.approx(real_hard(s_kd.detach(), t_kd).item(), rel=1e-6) and m["hard"] > 0
     assert m["loss"] == pytest.approx(m["kd"] + 0.5 * m["hard"] + cfg.feature_weight * m["feat"], rel=1e-5)
     card = dist.model_card(final=True)
     assert "0.5 x cross-entropy on the teacher's top-1 class" in card["method"]
@@ -404,9 +414,12 @@ def test_command_line_run_and_resume(photo_dirs, tmp_path, teacher_available) ->
         "--threads",
         "1",
     ]
-    assert main([*common, "--steps", "2"]) == 0
+    assert main([*common, "--steps", "2", "--log-every", "1", "--hard-weight", "0.5"]) == 0
     state = torch.load(tmp_path / "runs" / "cli" / "state.pt", map_location="cpu", weights_only=True)
     assert state["step"] == 2 and out.exists()
+    steps = [json.loads(line) for line in (tmp_path / "runs" / "cli" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if "hard_loss" in r]
+    assert len(steps) == 2 and all(r["hard_loss"] > 0 and r["hard_loss"] != r["feat_loss"] for r in steps)
     assert main(["--resume", "--name", "cli", "--runs-dir", str(tmp_path / "runs"), "--steps", "3"]) == 0
     state = torch.load(tmp_path / "runs" / "cli" / "state.pt", map_location="cpu", weights_only=True)
     assert state["step"] == 3 and state["images_seen"] == 12
