@@ -455,11 +455,12 @@ def test_a_new_method_runs_only_the_attribution(state, monkeypatch):
     calls = []
     real = handlers.attribute
     monkeypatch.setattr(handlers.pipeline, "analyze", lambda *a, **k: (_ for _ in ()).throw(AssertionError("forward")))
-    monkeypatch.setattr(handlers, "attribute", lambda *a, **k: calls.append(k) or real(*a, **k))
+    monkeypatch.setattr(handlers, "attribute", lambda *a, **k: calls.append(a) or real(*a, **k))
     state.attributions.pop(("saliency", 7), None)
     cache.RESULTS.clear()
     img, caption = handlers.explain(state, "7", "saliency", "inferno", 0.6, progress=noop)
     assert len(calls) == 1 and not_blank(img)
+    assert state.top1 != 7 and calls[0][2] == 7  # the class asked for is the one attributed, not the top
     assert "Saliency" in caption and "(7)" in caption
     handlers.explain(state, "7: cock", "saliency", "viridis", 0.6, progress=noop)  # the dropdown label works too
     assert len(calls) == 1
