@@ -1398,8 +1398,9 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
         file=sys.stderr,
     )
     last_save = last_eval = time.time()
-    window_t, window_n, window_loss, window_agree, window_feat = time.time(), 0, 0.0, 0.0, 0.0
-    window_hard = 0.0
+    # per-step figures summed over the steps since the last metrics line (one entry per logged mean)
+    logged = {"loss": "loss", "batch_agree": "batch_agree", "feat_loss": "feat", "hard_loss": "hard"}
+    window_t, window_n, window = time.time(), 0, dict.fromkeys(logged, 0.0)
     if dist.step == 0:
         last_eval = 0.0  # evaluate the untrained student once, as the baseline
     try:
@@ -1422,10 +1423,8 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                 m = dist.train_step()
             dist.account(min(time.time() - t0, MAX_CHARGED_S))
             window_n += cfg.batch_size
-            window_loss += m["loss"]
-            window_agree += m["batch_agree"]
-            window_feat += m["feat"]
-            window_hard += m["hard"]
+            for key, source in logged.items():
+                window[key] += m[source]
             if dist.step % cfg.log_every == 0:
                 span = time.time() - window_t
                 k = window_n / cfg.batch_size
@@ -1433,10 +1432,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                     "step": dist.step,
                     "images_seen": dist.images_seen,
                     "progress": round(dist.progress(), 4),
-                    "loss": window_loss / k,
-                    "batch_agree": window_agree / k,
-                    "feat_loss": window_feat / k,
-                    "hard_loss": window_hard / k,
+                    **{key: total / k for key, total in window.items()},
                     "lr": m["lr"],
                     "res": m["res"],
                     "grad_norm": m["grad_norm"],
@@ -1449,8 +1445,7 @@ def run(cfg: DistillConfig, state: dict[str, Any] | None = None, progress_bar: b
                     f"step {dist.step} ep {dist.images_seen / len(dist.data):.2f} loss {rec['loss']:.4f} (feat {rec['feat_loss']:.3f}) agree {rec['batch_agree']:.3f} "
                     f"lr {m['lr']:.2e} res {m['res']} {rec['img_per_s']:.1f} img/s elapsed {dist.elapsed / 60:.1f} min"
                 )
-                window_t, window_n, window_loss, window_agree, window_feat = time.time(), 0, 0.0, 0.0, 0.0
-                window_hard = 0.0
+                window_t, window_n, window = time.time(), 0, dict.fromkeys(logged, 0.0)
             bar.update(int(dist.progress() * 1000) - bar.n)
             bar.set_postfix(loss=f"{m['loss']:.3f}", res=m["res"], refresh=False)
             if time.time() - last_save >= cfg.save_every_min * 60:
